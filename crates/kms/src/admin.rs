@@ -1,0 +1,94 @@
+//! `kms admin …`: offline administration of a data dir (works while a server runs on it;
+//! the server notices access-key changes within seconds).
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, OffsetClock};
+use crate::config::AccessKeyCommand;
+use crate::keystore::wrapping::Pool;
+use crate::server::{default_account, DataDir};
+use crate::service::ServiceConfig;
+use crate::timefmt::format_unix;
+
+pub async fn access_key(cmd: AccessKeyCommand) -> Result<(), String> {
+    match cmd {
+        AccessKeyCommand::Create { dir, account_id } => {
+            let d = DataDir::open(&dir.data_dir)?;
+            let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new());
+            let kms = d.service(clock, Pool::new(0), ServiceConfig::default());
+            let account = match account_id {
+                Some(a) => a,
+                None => default_account(d.store.as_ref(), None).await?,
+            };
+            let ak = kms
+                .create_access_key(&account, None)
+                .await
+                .map_err(|e| e.message())?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "AccessKeyId": ak.access_key_id,
+                    "AccessKeySecret": ak.access_key_secret,
+                    "AccountId": ak.account_id,
+                })
+            );
+        }
+        AccessKeyCommand::List { dir } => {
+            let d = DataDir::open(&dir.data_dir)?;
+            let keys = d
+                .store
+                .list_access_keys()
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:<34} {:<20} {:<9} CREATED",
+                "ACCESS KEY ID", "ACCOUNT", "STATUS"
+            );
+            for k in keys {
+                println!(
+                    "{:<34} {:<20} {:<9} {}",
+                    k.access_key_id,
+                    k.account_id,
+                    if k.enabled { "Enabled" } else { "Disabled" },
+                    format_unix(k.creation_date)
+                );
+            }
+        }
+        AccessKeyCommand::Disable { dir, access_key_id } => {
+            set_enabled(&dir.data_dir, &access_key_id, false).await?
+        }
+        AccessKeyCommand::Enable { dir, access_key_id } => {
+            set_enabled(&dir.data_dir, &access_key_id, true).await?
+        }
+        AccessKeyCommand::Delete { dir, access_key_id } => {
+            let d = DataDir::open(&dir.data_dir)?;
+            if !d
+                .store
+                .delete_access_key(&access_key_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no access key {access_key_id}"));
+            }
+            println!("Deleted access key {access_key_id}.");
+        }
+    }
+    Ok(())
+}
+
+async fn set_enabled(dir: &std::path::Path, id: &str, enabled: bool) -> Result<(), String> {
+    let d = DataDir::open(dir)?;
+    if !d
+        .store
+        .set_access_key_enabled(id, enabled)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("no access key {id}"));
+    }
+    println!(
+        "Access key {id} {}.",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncrypt.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{dry_run, to_value};
+use crate::error::KmsError;
+use crate::protocol::params::Params;
+use crate::service::crypto::{EncryptionContext, Sealed};
+use crate::service::{Caller, Kms};
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn context(p: &Params, name: &str) -> Result<EncryptionContext, KmsError> {
+    match p.opt(name) {
+        Some(text) => EncryptionContext::parse(name, text),
+        None => Ok(EncryptionContext::default()),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CiphertextResponse {
+    ciphertext_blob: String,
+    key_id: String,
+    key_version_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+}
+
+impl CiphertextResponse {
+    fn new(s: Sealed, plaintext: Option<String>) -> Self {
+        Self {
+            ciphertext_blob: b64(&s.ciphertext_blob),
+            key_id: s.key_id,
+            key_version_id: s.key_version_id,
+            plaintext,
+        }
+    }
+}
+
+pub async fn encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+    let key_ref = p.required("KeyId")?;
+    let plaintext = zeroize::Zeroizing::new(p.base64_required("Plaintext")?);
+    let ctx = context(p, "EncryptionContext")?;
+    let sealed = kms
+        .encrypt(caller, key_ref, &plaintext, &ctx, dry_run(p)?)
+        .await?;
+    to_value(&CiphertextResponse::new(sealed, None))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptResponse {
+    plaintext: String,
+    key_id: String,
+    key_version_id: String,
+}
+
+pub async fn decrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+    let blob = p.base64_required("CiphertextBlob")?;
+    let ctx = context(p, "EncryptionContext")?;
+    let opened = kms.decrypt(caller, &blob, &ctx, dry_run(p)?).await?;
+    to_value(&DecryptResponse {
+        plaintext: b64(&opened.plaintext),
+        key_id: opened.key_id,
+        key_version_id: opened.key_version_id,
+    })
+}
+
+/// Data key length: NumberOfBytes wins; else KeySpec AES_256 → 32, AES_128 → 16; else 32.
+fn data_key_len(p: &Params) -> Result<usize, KmsError> {
+    if let Some(n) = p.int_opt("NumberOfBytes", 1, 1024)? {
+        return Ok(n as usize);
+    }
+    match p.opt("KeySpec") {
+        None | Some("AES_256") => Ok(32),
+        Some("AES_128") => Ok(16),
+        Some(_) => Err(KmsError::invalid_because(
+            "KeySpec",
+            "Use AES_256 or AES_128.",
+        )),
+    }
+}
+
+pub async fn generate_data_key(
+    kms: &Kms,
+    caller: &Caller,
+    p: &Params,
+    with_plaintext: bool,
+) -> Result<Value, KmsError> {
+    let key_ref = p.required("KeyId")?;
+    let n = data_key_len(p)?;
+    let ctx = context(p, "EncryptionContext")?;
+    let (sealed, data_key) = kms
+        .generate_data_key(caller, key_ref, n, &ctx, dry_run(p)?, with_plaintext)
+        .await?;
+    let plaintext = with_plaintext.then(|| b64(&data_key));
+    to_value(&CiphertextResponse::new(sealed, plaintext))
+}
+
+pub async fn re_encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+    let blob = p.base64_required("CiphertextBlob")?;
+    let destination = p.required("DestinationKeyId")?;
+    let source_ctx = context(p, "SourceEncryptionContext")?;
+    let dest_ctx = context(p, "DestinationEncryptionContext")?;
+    let sealed = kms
+        .re_encrypt(
+            caller,
+            &blob,
+            destination,
+            &source_ctx,
+            &dest_ctx,
+            dry_run(p)?,
+        )
+        .await?;
+    to_value(&CiphertextResponse::new(sealed, None))
+}

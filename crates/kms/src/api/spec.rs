@@ -1,0 +1,248 @@
+//! The actions this server implements and their parameters: one table, used by the server
+//! (required-parameter checks, routing) and by the command line (`kms <Action> --help`).
+//! Adding an action means adding a row here and a handler in [`super::dispatch`].
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub required: bool,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub params: &'static [ParamSpec],
+}
+
+const fn req(name: &'static str, help: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        required: true,
+        help,
+    }
+}
+const fn opt(name: &'static str, help: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        required: false,
+        help,
+    }
+}
+
+const KEY_ID: ParamSpec = req(
+    "KeyId",
+    "key id, or ARN acs:kms:<region>:<account>:key/<id>",
+);
+const CONTEXT: ParamSpec = opt(
+    "EncryptionContext",
+    "JSON object of string pairs bound to the ciphertext",
+);
+const DRY_RUN: ParamSpec = opt(
+    "DryRun",
+    "true: check the request only (answers DryRunOperationError)",
+);
+
+pub const API_VERSION: &str = "2016-01-20";
+
+pub static ACTIONS: &[ActionSpec] = &[
+    ActionSpec {
+        name: "CreateKey",
+        help: "Create a customer master key (Origin=EXTERNAL for bring-your-own-key).",
+        params: &[
+            opt("Description", "up to 8192 characters"),
+            opt("KeySpec", "Aliyun_AES_256 (default)"),
+            opt("KeyUsage", "ENCRYPT/DECRYPT (default)"),
+            opt("Origin", "Aliyun_KMS (default) or EXTERNAL"),
+            opt("ProtectionLevel", "SOFTWARE (default)"),
+            opt(
+                "EnableAutomaticRotation",
+                "false (rotation is not available yet)",
+            ),
+            opt("RotationInterval", "rotation interval, e.g. 365d"),
+            opt("Tags", "JSON array [{\"TagKey\":\"k\",\"TagValue\":\"v\"}]"),
+            opt("DKMSInstanceId", "ignored"),
+            opt("Policy", "ignored"),
+        ],
+    },
+    ActionSpec {
+        name: "DescribeKey",
+        help: "Show a key's metadata.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "ListKeys",
+        help: "List the keys of the account in this region.",
+        params: &[
+            opt("PageNumber", "page, from 1 (default 1)"),
+            opt("PageSize", "1 to 100 (default 10)"),
+            opt(
+                "Filters",
+                "JSON [{\"Key\":\"KeyState\",\"Values\":[\"Enabled\"]}]",
+            ),
+        ],
+    },
+    ActionSpec {
+        name: "EnableKey",
+        help: "Enable a key.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "DisableKey",
+        help: "Disable a key.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "UpdateKeyDescription",
+        help: "Change a key's description.",
+        params: &[KEY_ID, req("Description", "up to 8192 characters")],
+    },
+    ActionSpec {
+        name: "ScheduleKeyDeletion",
+        help: "Delete a key after a waiting period.",
+        params: &[KEY_ID, req("PendingWindowInDays", "7 to 366")],
+    },
+    ActionSpec {
+        name: "CancelKeyDeletion",
+        help: "Cancel a scheduled deletion.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "SetDeletionProtection",
+        help: "Turn deletion protection on or off.",
+        params: &[
+            req("EnableDeletionProtection", "true or false"),
+            opt("ProtectedResourceArn", "the key's ARN"),
+            opt("KeyId", "the key (instead of ProtectedResourceArn)"),
+            opt("DeletionProtectionDescription", "why the key is protected"),
+        ],
+    },
+    ActionSpec {
+        name: "DescribeRegions",
+        help: "List the regions this server serves.",
+        params: &[],
+    },
+    ActionSpec {
+        name: "ListResourceTags",
+        help: "List a key's tags.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "Encrypt",
+        help: "Encrypt up to 6 KiB with a key's primary version.",
+        params: &[
+            KEY_ID,
+            req("Plaintext", "base64 of the data"),
+            CONTEXT,
+            DRY_RUN,
+        ],
+    },
+    ActionSpec {
+        name: "Decrypt",
+        help: "Decrypt a ciphertext blob.",
+        params: &[
+            req("CiphertextBlob", "base64 ciphertext blob"),
+            CONTEXT,
+            DRY_RUN,
+        ],
+    },
+    ActionSpec {
+        name: "GenerateDataKey",
+        help: "Make a random data key; returns it in clear and encrypted.",
+        params: &[
+            KEY_ID,
+            opt("KeySpec", "AES_256 (default) or AES_128"),
+            opt("NumberOfBytes", "1 to 1024 (wins over KeySpec)"),
+            CONTEXT,
+            DRY_RUN,
+        ],
+    },
+    ActionSpec {
+        name: "GenerateDataKeyWithoutPlaintext",
+        help: "Make a random data key; returns it encrypted only.",
+        params: &[
+            KEY_ID,
+            opt("KeySpec", "AES_256 (default) or AES_128"),
+            opt("NumberOfBytes", "1 to 1024 (wins over KeySpec)"),
+            CONTEXT,
+            DRY_RUN,
+        ],
+    },
+    ActionSpec {
+        name: "ReEncrypt",
+        help: "Decrypt a blob and encrypt it again under another key or context.",
+        params: &[
+            req("CiphertextBlob", "base64 ciphertext blob"),
+            req("DestinationKeyId", "key id or ARN to encrypt under"),
+            opt("SourceEncryptionContext", "context the blob was made with"),
+            opt("DestinationEncryptionContext", "context for the new blob"),
+            DRY_RUN,
+        ],
+    },
+    ActionSpec {
+        name: "GetParametersForImport",
+        help: "Get a wrapping public key and an import token (24 h) for an EXTERNAL key.",
+        params: &[
+            KEY_ID,
+            req(
+                "WrappingAlgorithm",
+                "RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256",
+            ),
+            req("WrappingKeySpec", "RSA_2048"),
+        ],
+    },
+    ActionSpec {
+        name: "ImportKeyMaterial",
+        help: "Import wrapped key material into an EXTERNAL key.",
+        params: &[
+            KEY_ID,
+            req("ImportToken", "token from GetParametersForImport"),
+            req(
+                "EncryptedKeyMaterial",
+                "base64 of the wrapped 32-byte material",
+            ),
+            opt(
+                "KeyMaterialExpireUnix",
+                "expiry in Unix seconds; 0 or absent = never",
+            ),
+        ],
+    },
+    ActionSpec {
+        name: "DeleteKeyMaterial",
+        help: "Delete imported key material (the key stays, PendingImport).",
+        params: &[KEY_ID],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ActionSpec> {
+    ACTIONS.iter().find(|a| a.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_have_state_rules_where_they_touch_keys() {
+        let mut names: Vec<_> = ACTIONS.iter().map(|a| a.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ACTIONS.len());
+        for a in ACTIONS {
+            let touches_key = a
+                .params
+                .iter()
+                .any(|p| p.name == "KeyId" || p.name == "CiphertextBlob");
+            if touches_key && a.name != "ListResourceTags" {
+                assert!(
+                    crate::service::state::MATRIX
+                        .iter()
+                        .any(|(n, _)| *n == a.name),
+                    "{} has no row in the state matrix",
+                    a.name
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Command-line flags, environment variables and the optional TOML config file.
+//! Precedence: flag > environment variable > config file > default.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kms",
+    version,
+    about = "A key management service that speaks the Alibaba Cloud KMS API (2016-01-20)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the KMS server.
+    Server(ServerArgs),
+    /// Offline administration of a data dir.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// TOML config file with any of: listen, data_dir, region (string or list), account_id,
+    /// wrapping_key_pool.
+    #[arg(long, env = "KMS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KMS_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the database and the root key, created if missing [default: ./kms-data].
+    #[arg(long, env = "KMS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region(s) served; repeat or separate with commas. The first is the default
+    /// [default: cn-hangzhou].
+    #[arg(long, env = "KMS_REGION", value_delimiter = ',')]
+    pub region: Vec<String>,
+    /// Account id (digits) of the first access key, on the first start of a data dir
+    /// [default: generated].
+    #[arg(long, env = "KMS_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// How many RSA-2048 wrapping keys to keep pre-generated for GetParametersForImport
+    /// [default: 8].
+    #[arg(long, env = "KMS_WRAPPING_KEY_POOL")]
+    pub wrapping_key_pool: Option<usize>,
+    /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
+    /// moves the key-lifecycle clock forward.
+    #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
+    pub enable_test_clock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Manage access keys.
+    #[command(name = "access-key", subcommand)]
+    AccessKey(AccessKeyCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// The server's data dir.
+    #[arg(long, env = "KMS_DATA_DIR", default_value = "./kms-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessKeyCommand {
+    /// Create an access key; prints {"AccessKeyId","AccessKeySecret","AccountId"} once.
+    Create {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Account to create it in [default: the data dir's first account].
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// List access keys (never their secrets).
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Disable an access key (requests signed with it are refused).
+    Disable {
+        #[command(flatten)]
+        dir: DataDirArg,
+        access_key_id: String,
+    },
+    /// Enable a disabled access key.
+    Enable {
+        #[command(flatten)]
+        dir: DataDirArg,
+        access_key_id: String,
+    },
+    /// Delete an access key.
+    Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        access_key_id: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    region: Option<OneOrMany>,
+    account_id: Option<String>,
+    wrapping_key_pool: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The server's settings after merging all sources.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub regions: Vec<String>,
+    pub account_id: Option<String>,
+    pub wrapping_key_pool: usize,
+    pub enable_test_clock: bool,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+impl ServerArgs {
+    pub fn resolve(self) -> Result<ServerConfig, String> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let regions = if !self.region.is_empty() {
+            self.region
+        } else {
+            match file.region {
+                Some(OneOrMany::One(r)) => vec![r],
+                Some(OneOrMany::Many(v)) => v,
+                None => vec!["cn-hangzhou".to_string()],
+            }
+        };
+        let regions: Vec<String> = regions
+            .into_iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if regions.is_empty() {
+            return Err("at least one region is needed".into());
+        }
+        for r in &regions {
+            if !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("region {r:?} is not a region id like cn-hangzhou"));
+            }
+        }
+        Ok(ServerConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./kms-data")),
+            regions,
+            account_id: self.account_id.or(file.account_id),
+            wrapping_key_pool: self
+                .wrapping_key_pool
+                .or(file.wrapping_key_pool)
+                .unwrap_or(8),
+            enable_test_clock: self.enable_test_clock,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServerArgs {
+        ServerArgs {
+            config: None,
+            listen: None,
+            data_dir: None,
+            region: vec![],
+            account_id: None,
+            wrapping_key_pool: None,
+            enable_test_clock: false,
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = args().resolve().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./kms-data"));
+        assert_eq!(c.regions, vec!["cn-hangzhou"]);
+        assert_eq!(c.wrapping_key_pool, 8);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("kms-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kms.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nregion = [\"cn-shanghai\", \"cn-beijing\"]\naccount_id = \"42\"\n").unwrap();
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.regions, vec!["cn-shanghai", "cn-beijing"]);
+        assert_eq!(c.account_id.as_deref(), Some("42"));
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            listen: Some("127.0.0.1:1".into()),
+            region: vec!["eu-central-1".into()],
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.regions, vec!["eu-central-1"]);
+        std::fs::write(&f, "nonsense = 1\n").unwrap();
+        assert!(ServerArgs {
+            config: Some(f),
+            ..args()
+        }
+        .resolve()
+        .is_err());
+    }
+}

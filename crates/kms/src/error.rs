@@ -1,0 +1,221 @@
+//! The one error type of the API. Every failure a request can meet is a variant here, and
+//! the mapping to the wire `Code`, HTTP status and `Message` is written once, in
+//! [`KmsError::code`], [`KmsError::status`] and [`KmsError::message`].
+
+use crate::service::state::KeyState;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KmsError {
+    // ---- gateway / protocol ----
+    #[error("missing parameter {0}")]
+    MissingParameter(String),
+    /// A parameter is present but not valid; the second field is an optional detail.
+    #[error("invalid parameter {0}")]
+    InvalidParameter(String, Option<String>),
+    #[error("unknown action {0}")]
+    InvalidApi(String),
+    #[error("invalid version")]
+    InvalidVersion,
+    #[error("invalid format")]
+    InvalidFormat,
+    #[error("unsupported http method")]
+    UnsupportedHttpMethod,
+    #[error("incomplete signature")]
+    IncompleteSignature(String),
+    /// The field is the server's string to sign, echoed as the SDKs expect.
+    #[error("signature does not match")]
+    SignatureDoesNotMatch(String),
+    #[error("signature nonce used")]
+    SignatureNonceUsed,
+    #[error("timestamp expired")]
+    TimeStampExpired,
+    #[error("timestamp format")]
+    TimeStampFormat,
+    #[error("access key not found")]
+    AccessKeyNotFound,
+    #[error("access key inactive")]
+    AccessKeyInactive,
+    #[error("request too large")]
+    RequestTooLarge,
+
+    // ---- KMS ----
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("key version not found")]
+    KeyVersionNotFound,
+    #[error("alias not found")]
+    AliasNotFound,
+    /// 409 for a key in the wrong state; the code comes from the state matrix.
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    #[error("unsupported origin")]
+    UnsupportedOrigin,
+    #[error("unsupported alias")]
+    UnsupportedAlias,
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    #[error("invalid import token")]
+    InvalidImportToken,
+    #[error("expired import token")]
+    ExpiredImportToken,
+    #[error("invalid key material")]
+    InvalidKeyMaterial,
+    #[error("no permission: {0}")]
+    NoPermission(String),
+    #[error("dry run")]
+    DryRun,
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The 409 codes of the key-state × action matrix (reference §3.18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Disabled,
+    PendingDeletion,
+    PendingImport,
+    StateModifiedFailed,
+}
+
+impl Rejection {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::Disabled => "Rejected.Disabled",
+            Rejection::PendingDeletion => "Rejected.PendingDeletion",
+            Rejection::PendingImport => "Rejected.PendingImport",
+            Rejection::StateModifiedFailed => "Rejected.StateModifiedFailed",
+        }
+    }
+    /// The rejection for "this key is in state S" (used by crypto and most updates).
+    pub fn for_state(state: KeyState) -> Rejection {
+        match state {
+            KeyState::Disabled => Rejection::Disabled,
+            KeyState::PendingDeletion => Rejection::PendingDeletion,
+            KeyState::PendingImport => Rejection::PendingImport,
+            KeyState::Enabled => Rejection::StateModifiedFailed,
+        }
+    }
+}
+
+impl KmsError {
+    pub fn invalid(name: &str) -> Self {
+        KmsError::InvalidParameter(name.to_string(), None)
+    }
+    pub fn invalid_because(name: &str, why: impl Into<String>) -> Self {
+        KmsError::InvalidParameter(name.to_string(), Some(why.into()))
+    }
+    pub fn missing(name: &str) -> Self {
+        KmsError::MissingParameter(name.to_string())
+    }
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        KmsError::Internal(what.to_string())
+    }
+
+    /// The wire `Code`.
+    pub fn code(&self) -> &'static str {
+        use KmsError::*;
+        match self {
+            MissingParameter(_) => "MissingParameter",
+            InvalidParameter(..) => "InvalidParameter",
+            InvalidApi(_) => "InvalidApi.NotFound",
+            InvalidVersion => "InvalidVersion",
+            InvalidFormat => "InvalidParameter.Format",
+            UnsupportedHttpMethod => "UnsupportedHTTPMethod",
+            IncompleteSignature(_) => "IncompleteSignature",
+            SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            SignatureNonceUsed => "SignatureNonceUsed",
+            TimeStampExpired => "InvalidTimeStamp.Expired",
+            TimeStampFormat => "InvalidTimeStamp.Format",
+            AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
+            AccessKeyInactive => "InvalidAccessKeyId.Inactive",
+            RequestTooLarge => "InvalidParameter.TooLarge",
+            KeyNotFound => "Forbidden.KeyNotFound",
+            KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
+            AliasNotFound => "Forbidden.AliasNotFound",
+            Rejected(r) => r.code(),
+            UnsupportedOrigin => "Unsupported.Origin",
+            UnsupportedAlias => "Unsupported.Alias",
+            UnsupportedOperation => "Rejected.UnsupportedOperation",
+            InvalidImportToken => "InvalidImportToken",
+            ExpiredImportToken => "ExpiredImportToken",
+            InvalidKeyMaterial => "InvalidKeyMaterial",
+            NoPermission(_) => "Forbidden.NoPermission",
+            DryRun => "DryRunOperationError",
+            LimitExceeded(_) => "Rejected.LimitExceeded",
+            Internal(_) => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        use KmsError::*;
+        match self {
+            InvalidApi(_) | AccessKeyNotFound | KeyNotFound | KeyVersionNotFound
+            | AliasNotFound => 404,
+            UnsupportedHttpMethod | NoPermission(_) => 403,
+            RequestTooLarge => 413,
+            Rejected(_) => 409,
+            Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// The wire `Message`. Never contains key material, tokens or secrets.
+    pub fn message(&self) -> String {
+        use KmsError::*;
+        match self {
+            MissingParameter(n) => format!("The parameter \"{n}\" is needed but not provided."),
+            InvalidParameter(n, None) => format!("The specified parameter \"{n}\" is not valid."),
+            InvalidParameter(n, Some(why)) => {
+                format!("The specified parameter \"{n}\" is not valid. {why}")
+            }
+            InvalidApi(a) => format!(
+                "Specified api \"{a}\" is not found, please check your url and method."
+            ),
+            InvalidVersion => "Specified parameter Version is not valid.".into(),
+            InvalidFormat => "Specified parameter Format is not valid.".into(),
+            UnsupportedHttpMethod => "This http method is not supported.".into(),
+            IncompleteSignature(s) => format!(
+                "The request signature does not conform to Aliyun standards. server string to sign is:{s}"
+            ),
+            SignatureDoesNotMatch(s) => format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{s}"
+            ),
+            SignatureNonceUsed => "Specified signature nonce was used already.".into(),
+            TimeStampExpired => {
+                "Specified time stamp or date value is expired (more than 15 minutes from server time).".into()
+            }
+            TimeStampFormat => "Specified time stamp or date value is not well formatted.".into(),
+            AccessKeyNotFound => "Specified access key is not found.".into(),
+            AccessKeyInactive => "Specified access key is disabled.".into(),
+            RequestTooLarge => "The request is too large.".into(),
+            KeyNotFound => "The specified Key is not found.".into(),
+            KeyVersionNotFound => "The specified Key version is not found.".into(),
+            AliasNotFound => "The specified Alias is not found.".into(),
+            Rejected(Rejection::StateModifiedFailed) => "Keystate modified failed.".into(),
+            Rejected(Rejection::Disabled) => {
+                "The request was rejected because the key state is Disabled.".into()
+            }
+            Rejected(Rejection::PendingDeletion) => {
+                "The request was rejected because the key state is PendingDeletion.".into()
+            }
+            Rejected(Rejection::PendingImport) => {
+                "The request was rejected because the key state is PendingImport.".into()
+            }
+            UnsupportedOrigin => "This key origin is not valid for this api.".into(),
+            UnsupportedAlias => "Alias is not valid for this api.".into(),
+            UnsupportedOperation => "Unsupported operation.".into(),
+            InvalidImportToken => "import token is invalid.".into(),
+            ExpiredImportToken => "import token is expired.".into(),
+            InvalidKeyMaterial => "key material is invalid.".into(),
+            NoPermission(why) => format!("forbidden by permission system: {why}"),
+            DryRun => "The request would have succeeded, but the DryRun flag is set.".into(),
+            LimitExceeded(what) => format!("Resource limit exceeded: {what}."),
+            Internal(_) => "Internal Failure.".into(),
+        }
+    }
+}
+
+pub type Result<T, E = KmsError> = std::result::Result<T, E>;

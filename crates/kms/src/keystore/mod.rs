@@ -1,0 +1,200 @@
+//! The cryptography of the service, all from aws-lc-rs.
+//!
+//! - A 32-byte **root key** (a 0600 file in the data dir, or `KMS_ROOT_KEY_FILE`) never
+//!   encrypts data itself: HKDF-SHA256 derives one key per purpose from it
+//!   ([`Keystore::from_root`]): sealing at rest, import tokens, material commitments.
+//! - [`Keystore::seal`] / [`Keystore::open`]: AES-256-GCM with a random 96-bit nonce and
+//!   caller-supplied associated data naming what is sealed (key id and version for key
+//!   material, access key id for secrets, wrapping key id for RSA private keys), so a sealed
+//!   value cannot be moved to another row.
+//! - [`blob`]: the ciphertext blob format of Encrypt/GenerateDataKey.
+//! - [`token`]: import tokens (authenticated, bound to key, wrapping key and algorithm).
+//! - [`wrapping`]: RSA-2048 wrapping key pairs, their pool, and the one unwrap path.
+
+pub mod blob;
+pub mod token;
+pub mod wrapping;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+use crate::error::KmsError;
+
+pub const ROOT_KEY_LEN: usize = 32;
+
+/// A secret byte buffer that is wiped when dropped.
+pub type Secret = Zeroizing<Vec<u8>>;
+
+pub struct Keystore {
+    seal_key: LessSafeKey,
+    token_key: LessSafeKey,
+    commit_key: hmac::Key,
+    rng: SystemRandom,
+}
+
+struct Len(usize);
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn derive_aead(prk: &hkdf::Prk, info: &[u8]) -> Result<LessSafeKey, KmsError> {
+    let info = [info];
+    let okm = prk
+        .expand(&info, &AES_256_GCM)
+        .map_err(|_| KmsError::internal("hkdf expand"))?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+impl Keystore {
+    /// Derives the per-purpose keys from the root key.
+    pub fn from_root(root: &[u8]) -> Result<Self, KmsError> {
+        if root.len() != ROOT_KEY_LEN {
+            return Err(KmsError::internal("root key must be 32 bytes"));
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"kms root key v1").extract(root);
+        let seal_key = derive_aead(&prk, b"seal at rest v1")?;
+        let token_key = derive_aead(&prk, b"import token v1")?;
+        let mut commit = Zeroizing::new([0u8; 32]);
+        prk.expand(&[b"material commitment v1"], Len(32))
+            .and_then(|okm| okm.fill(commit.as_mut()))
+            .map_err(|_| KmsError::internal("hkdf expand"))?;
+        let commit_key = hmac::Key::new(hmac::HMAC_SHA256, commit.as_ref());
+        Ok(Self {
+            seal_key,
+            token_key,
+            commit_key,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Fresh random bytes (wiped on drop).
+    pub fn random(&self, n: usize) -> Result<Secret, KmsError> {
+        let mut v = Zeroizing::new(vec![0u8; n]);
+        self.rng
+            .fill(&mut v)
+            .map_err(|_| KmsError::internal("rng"))?;
+        Ok(v)
+    }
+
+    /// Seals `plaintext` under the sealing key: `nonce (12) ‖ ciphertext ‖ tag (16)`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
+        seal_with(&self.seal_key, &self.rng, aad, plaintext)
+    }
+
+    /// Opens a value made by [`Keystore::seal`] with the same associated data.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Secret, KmsError> {
+        open_with(&self.seal_key, aad, sealed).ok_or_else(|| {
+            KmsError::internal(
+                "sealed value failed authentication (wrong root key or corrupted store)",
+            )
+        })
+    }
+
+    /// A keyed commitment to imported key material: HMAC-SHA256 over the key id and the
+    /// material. Stored instead of the material so a later import can be checked for being
+    /// byte-identical even after the material was deleted.
+    pub fn commitment(&self, key_id: &str, material: &[u8]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.commit_key);
+        ctx.update(&(key_id.len() as u32).to_be_bytes());
+        ctx.update(key_id.as_bytes());
+        ctx.update(material);
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// Constant-time check of material against a stored commitment.
+    pub fn commitment_matches(&self, key_id: &str, material: &[u8], stored: &[u8]) -> bool {
+        let mut msg = Vec::with_capacity(4 + key_id.len() + material.len());
+        msg.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+        msg.extend_from_slice(key_id.as_bytes());
+        msg.extend_from_slice(material);
+        let ok = hmac::verify(&self.commit_key, &msg, stored).is_ok();
+        zeroize::Zeroize::zeroize(&mut msg);
+        ok
+    }
+
+    pub(crate) fn token_key(&self) -> &LessSafeKey {
+        &self.token_key
+    }
+    pub(crate) fn rng(&self) -> &SystemRandom {
+        &self.rng
+    }
+}
+
+pub(crate) fn seal_with(
+    key: &LessSafeKey,
+    rng: &SystemRandom,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)
+        .map_err(|_| KmsError::internal("rng"))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let mut body = out.split_off(NONCE_LEN);
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut body,
+    )
+    .map_err(|_| KmsError::internal("seal"))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub(crate) fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Secret> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = Zeroizing::new(body.to_vec());
+    let n = key
+        .open_in_place(nonce, Aad::from(aad), buf.as_mut_slice())
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_binding() {
+        let ks = Keystore::from_root(&[7u8; 32]).unwrap();
+        let sealed = ks.seal(b"row-1", b"secret").unwrap();
+        assert_eq!(ks.open(b"row-1", &sealed).unwrap().as_slice(), b"secret");
+        assert!(ks.open(b"row-2", &sealed).is_err());
+        let other = Keystore::from_root(&[8u8; 32]).unwrap();
+        assert!(other.open(b"row-1", &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut t = sealed.clone();
+            t[i] ^= 1;
+            assert!(ks.open(b"row-1", &t).is_err(), "byte {i}");
+        }
+        assert!(ks.open(b"row-1", &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn commitment_is_keyed_and_bound_to_key_id() {
+        let ks = Keystore::from_root(&[7u8; 32]).unwrap();
+        let c = ks.commitment("k1", &[1u8; 32]);
+        assert!(ks.commitment_matches("k1", &[1u8; 32], &c));
+        assert!(!ks.commitment_matches("k1", &[2u8; 32], &c));
+        assert!(!ks.commitment_matches("k2", &[1u8; 32], &c));
+        let other = Keystore::from_root(&[8u8; 32]).unwrap();
+        assert!(!other.commitment_matches("k1", &[1u8; 32], &c));
+    }
+
+    #[test]
+    fn wrong_root_length_is_refused() {
+        assert!(Keystore::from_root(&[0u8; 16]).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! KMS: a self-hosted key management service that speaks the Alibaba Cloud KMS API
+//! (version 2016-01-20) on the wire.
+//!
+//! A request travels one way through these modules:
+//!
+//! - [`protocol`]: HTTP-facing. Reads parameters (query + form body), picks the action,
+//!   verifies the signature (v1 HMAC-SHA1 or V3 `ACS3-HMAC-SHA256`), checks timestamp and
+//!   nonce, and renders JSON/XML responses and errors. Knows nothing of SQL or key material.
+//! - [`api`]: one file per group of actions; turns parameters into typed service calls and
+//!   service results into wire response types (PascalCase, double-wrapped lists).
+//!   [`api::spec`] is the single table of actions and parameters, shared with the CLI.
+//! - [`service`]: the KMS itself: accounts, key lifecycle, the key-state × action matrix,
+//!   import rules. Knows nothing of HTTP, JSON or SQL.
+//! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
+//!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite today).
+//!
+//! [`server`] wires these together with axum; [`admin`] holds the offline admin commands;
+//! [`clock`] is the injectable clock every time-dependent rule goes through.
+
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod keystore;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod timefmt;

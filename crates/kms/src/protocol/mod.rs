@@ -1,0 +1,199 @@
+//! The wire protocol: from an HTTP request to a rendered response, one way through.
+//!
+//! parameters ([`params`]) → format → action and version → signature, timestamp and nonce
+//! ([`signature`]) → region → required parameters ([`crate::api::spec`]) →
+//! [`crate::api::dispatch`] → [`render`].
+
+pub mod params;
+pub mod render;
+pub mod signature;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use self::params::Params;
+use self::render::{Format, Rendered};
+use self::signature::{NonceCache, RequestView};
+use crate::api;
+use crate::api::spec::{self, API_VERSION};
+use crate::clock::system_now;
+use crate::error::KmsError;
+use crate::service::{Caller, Kms};
+
+/// What the protocol layer needs from the HTTP server.
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// (lowercase name, value) in the order received.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl HttpRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Shared state of the protocol layer.
+pub struct Protocol {
+    pub kms: Arc<Kms>,
+    pub nonces: NonceCache,
+}
+
+/// The outcome of one request, for logging and auditing.
+pub struct Outcome {
+    pub rendered: Rendered,
+    pub request_id: String,
+    pub action: Option<String>,
+    pub access_key_id: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+pub fn new_request_id() -> String {
+    Uuid::new_v4().hyphenated().to_string().to_uppercase()
+}
+
+struct Ctx {
+    format: Format,
+    region: String,
+    action: Option<String>,
+    access_key_id: Option<String>,
+}
+
+impl Protocol {
+    pub fn new(kms: Arc<Kms>) -> Self {
+        Self {
+            kms,
+            nonces: NonceCache::new(),
+        }
+    }
+
+    pub async fn handle(&self, req: &HttpRequest<'_>) -> Outcome {
+        let request_id = new_request_id();
+        let mut ctx = Ctx {
+            format: Format::Json,
+            region: self.kms.regions().first().cloned().unwrap_or_default(),
+            action: None,
+            access_key_id: None,
+        };
+        let result = self.run(req, &mut ctx).await;
+        let host_id = format!("kms.{}.aliyuncs.com", ctx.region);
+        let (rendered, code) = match result {
+            Ok((action, body)) => (
+                render::success(ctx.format, &action, body, &request_id),
+                None,
+            ),
+            Err(e) => {
+                if let KmsError::Internal(detail) = &e {
+                    tracing::error!(request_id = %request_id, detail = %detail, "internal failure");
+                }
+                (
+                    render::error(ctx.format, &e, &request_id, &host_id),
+                    Some(e.code()),
+                )
+            }
+        };
+        Outcome {
+            rendered,
+            request_id,
+            action: ctx.action,
+            access_key_id: ctx.access_key_id,
+            code,
+        }
+    }
+
+    async fn run(
+        &self,
+        req: &HttpRequest<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(String, serde_json::Value), KmsError> {
+        let params = Params::from_request(req.query, req.header("content-type"), req.body)?;
+        ctx.format = Format::parse(params.opt("Format"))?;
+        if req.method != "GET" && req.method != "POST" {
+            return Err(KmsError::UnsupportedHttpMethod);
+        }
+        let action = params
+            .opt("Action")
+            .or_else(|| req.header("x-acs-action").filter(|a| !a.is_empty()))
+            .ok_or_else(|| KmsError::missing("Action"))?
+            .to_string();
+        ctx.action = Some(action.clone());
+        let version = params
+            .opt("Version")
+            .or_else(|| req.header("x-acs-version").filter(|v| !v.is_empty()))
+            .ok_or_else(|| KmsError::missing("Version"))?;
+        if version != API_VERSION {
+            return Err(KmsError::InvalidVersion);
+        }
+        let spec = spec::find(&action).ok_or_else(|| KmsError::InvalidApi(action.clone()))?;
+        ctx.region = self.region(req, &params)?;
+
+        // Authentication: signature, then time window, then nonce.
+        let view = RequestView {
+            method: req.method,
+            path: req.path,
+            params: &params,
+            headers: req.headers,
+            body: req.body,
+        };
+        let pending = signature::parse(&view)?;
+        ctx.access_key_id = Some(pending.access_key_id.clone());
+        let now = system_now();
+        pending.check_time(now)?;
+        let (account_id, secret) = self.kms.access_key_secret(&pending.access_key_id).await?;
+        pending.verify(&secret)?;
+        self.nonces.check_and_record(
+            &pending.access_key_id,
+            &pending.nonce,
+            pending.timestamp,
+            now,
+        )?;
+
+        for p in spec.params.iter().filter(|p| p.required) {
+            params.required(p.name)?;
+        }
+        let caller = Caller {
+            account_id,
+            region: ctx.region.clone(),
+            access_key_id: pending.access_key_id,
+        };
+        let body = api::dispatch(&self.kms, &caller, spec.name, &params).await?;
+        Ok((action, body))
+    }
+
+    /// The region addressed: `RegionId` if given, else the `kms.<region>.…` host name, else
+    /// the first configured region. A region this server does not serve is refused.
+    fn region(&self, req: &HttpRequest<'_>, params: &Params) -> Result<String, KmsError> {
+        let served = self.kms.regions();
+        if let Some(r) = params.opt("RegionId") {
+            return served
+                .iter()
+                .find(|s| s.as_str() == r)
+                .cloned()
+                .ok_or_else(|| {
+                    KmsError::invalid_because(
+                        "RegionId",
+                        format!("This server serves {}.", served.join(", ")),
+                    )
+                });
+        }
+        if let Some(host) = req.header("host") {
+            let name = host.split(':').next().unwrap_or_default();
+            if let Some(r) = name.strip_prefix("kms.").and_then(|n| n.split('.').next()) {
+                if let Some(s) = served.iter().find(|s| s.as_str() == r) {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        served
+            .first()
+            .cloned()
+            .ok_or_else(|| KmsError::internal("no region configured"))
+    }
+}

@@ -1,0 +1,186 @@
+//! Request parameters: the query string and a form-encoded body, merged (query first).
+//! Both are form-decoded (`+` is a space), names included.
+
+use base64::Engine;
+
+use crate::error::KmsError;
+
+/// Most parameters one request may carry.
+pub const MAX_PARAMS: usize = 256;
+/// Longest single parameter value we accept (Encrypt's 6 KiB plaintext is ~8 KiB in base64).
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    /// Query parameters, in order received.
+    pub query: Vec<(String, String)>,
+    /// Form body parameters, in order received.
+    pub body: Vec<(String, String)>,
+}
+
+fn decode(raw: &[u8], into: &mut Vec<(String, String)>) -> Result<(), KmsError> {
+    for (k, v) in form_urlencoded::parse(raw) {
+        if into.len() >= MAX_PARAMS {
+            return Err(KmsError::invalid_because(
+                "Parameters",
+                "Too many parameters.",
+            ));
+        }
+        if v.len() > MAX_VALUE_LEN || k.len() > 256 {
+            return Err(KmsError::invalid_because(&k, "The value is too long."));
+        }
+        into.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(())
+}
+
+impl Params {
+    /// Builds the parameters of a request. The body is read as a form when its content type
+    /// is `application/x-www-form-urlencoded`, or when there is none and it is not empty.
+    pub fn from_request(
+        query: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, KmsError> {
+        let mut p = Params::default();
+        decode(query.as_bytes(), &mut p.query)?;
+        let is_form = match content_type {
+            Some(ct) => ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            }),
+            None => true,
+        };
+        if is_form && !body.is_empty() {
+            decode(body, &mut p.body)?;
+            if p.query.len() + p.body.len() > MAX_PARAMS {
+                return Err(KmsError::invalid_because(
+                    "Parameters",
+                    "Too many parameters.",
+                ));
+            }
+        }
+        Ok(p)
+    }
+
+    /// All parameters, query first.
+    pub fn all(&self) -> impl Iterator<Item = &(String, String)> {
+        self.query.iter().chain(self.body.iter())
+    }
+
+    /// The first value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.all().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A present, non-empty value (empty counts as absent, like the real service).
+    pub fn opt(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, KmsError> {
+        self.opt(name).ok_or_else(|| KmsError::missing(name))
+    }
+
+    /// A boolean, case-insensitive (`True`/`true`/`FALSE`…).
+    pub fn bool_opt(&self, name: &str) -> Result<Option<bool>, KmsError> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(KmsError::invalid_because(name, "Expected true or false.")),
+        }
+    }
+
+    pub fn bool_required(&self, name: &str) -> Result<bool, KmsError> {
+        self.bool_opt(name)?.ok_or_else(|| KmsError::missing(name))
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int_opt(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, KmsError> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some(v) => {
+                let n: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| KmsError::invalid_because(name, "Expected an integer."))?;
+                if n < min || n > max {
+                    return Err(KmsError::invalid_because(
+                        name,
+                        format!("Expected {min} to {max}."),
+                    ));
+                }
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// Standard base64 (with padding), decoded. Bad base64 is `InvalidParameter`.
+    pub fn base64_required(&self, name: &str) -> Result<Vec<u8>, KmsError> {
+        let v = self.required(name)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|_| KmsError::invalid_because(name, "The value is not valid base64."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_query_and_form_body() {
+        let p = Params::from_request(
+            "Action=Encrypt&KeyId=alias%2Ftest+key&Empty=",
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"Plaintext=aGVsbG8%3D&KeyId=ignored",
+        )
+        .unwrap();
+        assert_eq!(p.get("KeyId"), Some("alias/test key"));
+        assert_eq!(p.get("Plaintext"), Some("aGVsbG8="));
+        assert_eq!(p.get("Empty"), Some(""));
+        assert_eq!(p.opt("Empty"), None);
+        assert_eq!(p.required("Empty"), Err(KmsError::missing("Empty")));
+        assert_eq!(p.all().count(), 5);
+    }
+
+    #[test]
+    fn body_with_other_content_type_is_not_params() {
+        let p = Params::from_request("", Some("application/json"), b"a=b").unwrap();
+        assert_eq!(p.get("a"), None);
+        let p = Params::from_request("", None, b"a=b").unwrap();
+        assert_eq!(p.get("a"), Some("b"));
+    }
+
+    #[test]
+    fn typed_values() {
+        let p = Params::from_request(
+            "A=True&B=false&C=TRUE&D=yes&N=7&M=x&Z=aGk%3D&Y=%25%25",
+            None,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(p.bool_opt("A"), Ok(Some(true)));
+        assert_eq!(p.bool_opt("B"), Ok(Some(false)));
+        assert_eq!(p.bool_opt("C"), Ok(Some(true)));
+        assert!(p.bool_opt("D").is_err());
+        assert_eq!(p.bool_opt("Q"), Ok(None));
+        assert_eq!(p.int_opt("N", 1, 10), Ok(Some(7)));
+        assert!(p.int_opt("N", 8, 10).is_err());
+        assert!(p.int_opt("M", 0, 10).is_err());
+        assert_eq!(p.base64_required("Z").unwrap(), b"hi");
+        assert!(matches!(
+            p.base64_required("Y"),
+            Err(KmsError::InvalidParameter(..))
+        ));
+    }
+
+    #[test]
+    fn limits() {
+        let many: Vec<String> = (0..300).map(|i| format!("p{i}=1")).collect();
+        assert!(Params::from_request(&many.join("&"), None, b"").is_err());
+        let long = format!("a={}", "x".repeat(MAX_VALUE_LEN + 1));
+        assert!(Params::from_request(&long, None, b"").is_err());
+    }
+}

@@ -1,0 +1,528 @@
+//! Request signatures (reference §1.3, §1.4): v1 `HMAC-SHA1` over the parameters, and V3
+//! `ACS3-HMAC-SHA256` over a canonical request named in the `Authorization` header.
+//! [`parse`] reads what identifies the caller (access key id, timestamp, nonce) and builds
+//! the server's string to sign; [`Pending::verify`] checks the signature against the
+//! secret in constant time (aws-lc-rs `hmac::verify`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_lc_rs::{digest, hmac};
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::params::Params;
+use crate::error::KmsError;
+use crate::timefmt;
+
+/// RFC 3986: everything but `A–Z a–z 0–9 - _ . ~` is percent-encoded, uppercase hex.
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub fn percent_encode(s: &str) -> String {
+    utf8_percent_encode(s, RFC3986).to_string()
+}
+
+/// How far a request's timestamp may be from the server's time: 15 minutes.
+pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    V1HmacSha1,
+    V3HmacSha256,
+}
+
+/// A request whose signature has been read but not yet checked.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub scheme: Scheme,
+    pub access_key_id: String,
+    pub timestamp: i64,
+    pub nonce: String,
+    pub string_to_sign: String,
+    /// The signature as sent: base64 (v1) or hex (V3).
+    signature: String,
+}
+
+/// The HTTP request as the signature sees it.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub params: &'a Params,
+    /// Header (lowercase name, value) pairs in the order received.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl RequestView<'_> {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, KmsError> {
+    timefmt::parse(s).ok_or(KmsError::TimeStampFormat)
+}
+
+/// Reads the signature of a request.
+pub fn parse(req: &RequestView<'_>) -> Result<Pending, KmsError> {
+    match req.header("authorization") {
+        Some(auth) if auth.starts_with("ACS3-HMAC-SHA256") => parse_v3(req, auth),
+        Some(auth) if auth.starts_with("ACS4-") => Err(KmsError::IncompleteSignature(
+            "ACS4-HMAC-SHA256 is not supported; use ACS3-HMAC-SHA256 or HMAC-SHA1".into(),
+        )),
+        _ => parse_v1(req),
+    }
+}
+
+/// The v1 string to sign: `METHOD&%2F&` + encode(sorted `name=value` joined by `&`).
+pub fn v1_string_to_sign<'a>(
+    method: &str,
+    params: impl Iterator<Item = &'a (String, String)>,
+) -> String {
+    let mut pairs: Vec<(String, String)> = params
+        .filter(|(k, _)| k != "Signature")
+        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+        .collect();
+    pairs.sort();
+    let canonical = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{method}&%2F&{}", percent_encode(&canonical))
+}
+
+fn parse_v1(req: &RequestView<'_>) -> Result<Pending, KmsError> {
+    let p = req.params;
+    let signature = p
+        .opt("Signature")
+        .ok_or_else(|| KmsError::missing("Signature"))?;
+    let access_key_id = p.required("AccessKeyId")?.to_string();
+    match p.opt("SignatureMethod") {
+        Some("HMAC-SHA1") => {}
+        None => return Err(KmsError::missing("SignatureMethod")),
+        Some(_) => {
+            return Err(KmsError::invalid_because(
+                "SignatureMethod",
+                "Use HMAC-SHA1.",
+            ))
+        }
+    }
+    if let Some(v) = p.opt("SignatureVersion") {
+        if v != "1.0" {
+            return Err(KmsError::invalid_because("SignatureVersion", "Use 1.0."));
+        }
+    }
+    let timestamp = parse_time(p.required("Timestamp")?)?;
+    let nonce = p.required("SignatureNonce")?.to_string();
+    Ok(Pending {
+        scheme: Scheme::V1HmacSha1,
+        access_key_id,
+        timestamp,
+        nonce,
+        string_to_sign: v1_string_to_sign(req.method, p.all()),
+        signature: signature.to_string(),
+    })
+}
+
+/// Parts of `ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…`.
+fn authorization_fields(auth: &str) -> HashMap<&str, &str> {
+    auth.trim_start_matches("ACS3-HMAC-SHA256")
+        .split(',')
+        .filter_map(|part| part.trim().split_once('='))
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, data))
+}
+
+/// The V3 canonical request (reference §1.4).
+pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
+    let mut query: Vec<(String, String)> = req
+        .params
+        .query
+        .iter()
+        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+        .collect();
+    query.sort();
+    let canonical_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut canonical_headers = String::new();
+    for name in signed_headers {
+        let values: Vec<&str> = req.header_values(name).into_iter().map(str::trim).collect();
+        canonical_headers.push_str(name);
+        canonical_headers.push(':');
+        canonical_headers.push_str(&values.join(","));
+        canonical_headers.push('\n');
+    }
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        req.method,
+        if req.path.is_empty() { "/" } else { req.path },
+        canonical_query,
+        canonical_headers,
+        signed_headers.join(";"),
+        sha256_hex(req.body)
+    )
+}
+
+fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
+    let fields = authorization_fields(auth);
+    let incomplete = |why: &str| KmsError::IncompleteSignature(why.to_string());
+    let access_key_id = fields
+        .get("Credential")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| incomplete("Authorization has no Credential"))?
+        .to_string();
+    let signature = fields
+        .get("Signature")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| incomplete("Authorization has no Signature"))?
+        .to_string();
+    let signed: Vec<&str> = fields
+        .get("SignedHeaders")
+        .ok_or_else(|| incomplete("Authorization has no SignedHeaders"))?
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .collect();
+    // The date and nonce must be signed, or a captured request could be replayed with new ones.
+    for must in ["x-acs-date", "x-acs-signature-nonce"] {
+        if !signed.contains(&must) {
+            return Err(incomplete(&format!("{must} must be a signed header")));
+        }
+    }
+    let timestamp = parse_time(
+        req.header("x-acs-date")
+            .ok_or_else(|| KmsError::missing("x-acs-date"))?,
+    )?;
+    let nonce = req
+        .header("x-acs-signature-nonce")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| KmsError::missing("x-acs-signature-nonce"))?
+        .to_string();
+    let canonical = v3_canonical_request(req, &signed);
+    Ok(Pending {
+        scheme: Scheme::V3HmacSha256,
+        access_key_id,
+        timestamp,
+        nonce,
+        string_to_sign: format!("ACS3-HMAC-SHA256\n{}", sha256_hex(canonical.as_bytes())),
+        signature,
+    })
+}
+
+impl Pending {
+    /// Checks the timestamp against `now` (real time, Unix seconds).
+    pub fn check_time(&self, now: i64) -> Result<(), KmsError> {
+        if (now - self.timestamp).abs() > MAX_SKEW_SECONDS {
+            return Err(KmsError::TimeStampExpired);
+        }
+        Ok(())
+    }
+
+    /// Verifies the signature with the access key secret, in constant time.
+    pub fn verify(&self, secret: &[u8]) -> Result<(), KmsError> {
+        let mismatch = || KmsError::SignatureDoesNotMatch(self.string_to_sign.clone());
+        match self.scheme {
+            Scheme::V1HmacSha1 => {
+                let given = base64::engine::general_purpose::STANDARD
+                    .decode(&self.signature)
+                    .map_err(|_| mismatch())?;
+                let mut k = secret.to_vec();
+                k.push(b'&');
+                let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k);
+                zeroize::Zeroize::zeroize(&mut k);
+                hmac::verify(&key, self.string_to_sign.as_bytes(), &given).map_err(|_| mismatch())
+            }
+            Scheme::V3HmacSha256 => {
+                let given = hex::decode(&self.signature).map_err(|_| mismatch())?;
+                let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+                hmac::verify(&key, self.string_to_sign.as_bytes(), &given).map_err(|_| mismatch())
+            }
+        }
+    }
+}
+
+/// Nonces seen in the last window, sharded so concurrent requests rarely share a lock.
+pub struct NonceCache {
+    shards: Vec<Mutex<Shard>>,
+}
+
+#[derive(Default)]
+struct Shard {
+    seen: HashMap<String, i64>,
+    inserts: u32,
+}
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NonceCache {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..32).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    /// Records `nonce` of `access_key_id`; `SignatureNonceUsed` if it was seen within the
+    /// window. A nonce is remembered until its request's timestamp could no longer pass the
+    /// time check (timestamp + 15 min), so a replay is refused by one check or the other.
+    pub fn check_and_record(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), KmsError> {
+        let key = format!("{access_key_id}\u{0}{nonce}");
+        let digest = digest::digest(&digest::SHA256, key.as_bytes());
+        let idx = digest.as_ref()[0] as usize % self.shards.len();
+        let mut shard = self.shards[idx]
+            .lock()
+            .map_err(|_| KmsError::internal("nonce cache lock poisoned"))?;
+        if shard.seen.get(&key).is_some_and(|until| *until >= now) {
+            return Err(KmsError::SignatureNonceUsed);
+        }
+        shard.inserts += 1;
+        if shard.inserts >= 1024 {
+            shard.inserts = 0;
+            shard.seen.retain(|_, until| *until >= now);
+        }
+        shard
+            .seen
+            .insert(key, timestamp.max(now) + MAX_SKEW_SECONDS);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn v1_sig(method: &str, secret: &str, params: &[(String, String)]) -> String {
+        let sts = v1_string_to_sign(method, params.iter());
+        let key = hmac::Key::new(
+            hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            format!("{secret}&").as_bytes(),
+        );
+        base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, sts.as_bytes()))
+    }
+
+    #[test]
+    fn v1_doc_vector() {
+        let p = pairs(&[
+            ("AccessKeyId", "testid"),
+            ("Action", "CreateKey"),
+            ("Format", "json"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("Timestamp", "2016-03-28T03:13:08Z"),
+            ("Version", "2016-01-20"),
+        ]);
+        assert_eq!(
+            v1_sig("GET", "testsecret", &p),
+            "41wk2SSX1GJh7fwnc5eqOfiJPFg="
+        );
+    }
+
+    #[test]
+    fn v1_special_characters_vector() {
+        let p = pairs(&[
+            ("AccessKeyId", "testid"),
+            ("Action", "Encrypt"),
+            ("Version", "2016-01-20"),
+            ("Format", "JSON"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", "0123456789abcdef"),
+            ("Timestamp", "2024-01-01T00:00:00Z"),
+            ("RegionId", "cn-hangzhou"),
+            ("KeyId", "alias/test key"),
+            ("Plaintext", "aGVsbG8+/w=="),
+            ("EncryptionContext", "{\"k\":\"v*~é\"}"),
+        ]);
+        assert_eq!(
+            v1_sig("POST", "testsecret", &p),
+            "rqdYqmmH2jgvgAkVpgVKvNntwWg="
+        );
+    }
+
+    fn v1_request(params: Vec<(String, String)>) -> Params {
+        Params {
+            query: params,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn v1_verify_accepts_and_rejects() {
+        let mut p = pairs(&[
+            ("AccessKeyId", "testid"),
+            ("Action", "Encrypt"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", "n1"),
+            ("SignatureType", ""),
+            ("Timestamp", "2024-01-01T00:00:00Z"),
+        ]);
+        let sig = v1_sig("POST", "testsecret", &p);
+        p.push(("Signature".into(), sig));
+        let params = v1_request(p.clone());
+        let view = RequestView {
+            method: "POST",
+            path: "/",
+            params: &params,
+            headers: &[],
+            body: b"",
+        };
+        let pending = parse(&view).unwrap();
+        assert_eq!(pending.access_key_id, "testid");
+        assert_eq!(pending.nonce, "n1");
+        pending.verify(b"testsecret").unwrap();
+        let err = pending.verify(b"othersecret").unwrap_err();
+        assert_eq!(err.code(), "SignatureDoesNotMatch");
+        assert!(err
+            .message()
+            .contains("server string to sign is:POST&%2F&AccessKeyId%3Dtestid"));
+        // GET with the same parameters signs differently.
+        let view = RequestView {
+            method: "GET",
+            path: "/",
+            params: &params,
+            headers: &[],
+            body: b"",
+        };
+        assert!(parse(&view).unwrap().verify(b"testsecret").is_err());
+    }
+
+    #[test]
+    fn v3_vector() {
+        let params = Params {
+            query: pairs(&[
+                ("KeyId", "alias/test key"),
+                ("Plaintext", "aGVsbG8="),
+                ("EncryptionContext", "{\"a\":\"b\"}"),
+            ]),
+            body: vec![],
+        };
+        let mut headers = pairs(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-acs-version", "2016-01-20"),
+            ("x-acs-action", "Encrypt"),
+            ("x-acs-date", "2024-01-01T00:00:00Z"),
+            ("x-acs-signature-nonce", "0123456789abcdef0123456789abcdef"),
+            ("accept", "application/json"),
+            (
+                "x-acs-content-sha256",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+        ]);
+        let signed = "accept;host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
+        headers.push((
+            "authorization".into(),
+            format!("ACS3-HMAC-SHA256 Credential=testid,SignedHeaders={signed},Signature=7da68aaa98aaa1553cd74caf1a17df6b3155b13c23290fc58f60cc68b0f21773"),
+        ));
+        let view = RequestView {
+            method: "POST",
+            path: "/",
+            params: &params,
+            headers: &headers,
+            body: b"",
+        };
+        let canonical = v3_canonical_request(&view, &signed.split(';').collect::<Vec<_>>());
+        assert!(canonical.contains("\nEncryptionContext=%7B%22a%22%3A%22b%22%7D&KeyId=alias%2Ftest%20key&Plaintext=aGVsbG8%3D\n"));
+        assert_eq!(
+            sha256_hex(canonical.as_bytes()),
+            "b799322d0c1f29a3dc5715f02357ea7dd2426656a47efa2df4dc9e27db006be4"
+        );
+        let pending = parse(&view).unwrap();
+        assert_eq!(pending.scheme, Scheme::V3HmacSha256);
+        assert_eq!(pending.access_key_id, "testid");
+        pending.verify(b"testsecret").unwrap();
+        assert_eq!(
+            pending.verify(b"wrong").unwrap_err().code(),
+            "SignatureDoesNotMatch"
+        );
+        // A different body changes the payload hash and breaks the signature.
+        let view = RequestView {
+            method: "POST",
+            path: "/",
+            params: &params,
+            headers: &headers,
+            body: b"x=1",
+        };
+        assert!(parse(&view).unwrap().verify(b"testsecret").is_err());
+    }
+
+    #[test]
+    fn v3_requires_signed_date_and_nonce() {
+        let params = Params::default();
+        let headers = pairs(&[
+            ("x-acs-date", "2024-01-01T00:00:00Z"),
+            ("x-acs-signature-nonce", "n"),
+            (
+                "authorization",
+                "ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host;x-acs-date,Signature=00",
+            ),
+        ]);
+        let view = RequestView {
+            method: "POST",
+            path: "/",
+            params: &params,
+            headers: &headers,
+            body: b"",
+        };
+        assert_eq!(parse(&view).unwrap_err().code(), "IncompleteSignature");
+    }
+
+    #[test]
+    fn timestamps_and_nonces() {
+        let p = Pending {
+            scheme: Scheme::V1HmacSha1,
+            access_key_id: "a".into(),
+            timestamp: 1000,
+            nonce: "n".into(),
+            string_to_sign: String::new(),
+            signature: String::new(),
+        };
+        assert!(p.check_time(1000 + 900).is_ok());
+        assert_eq!(p.check_time(1000 + 901), Err(KmsError::TimeStampExpired));
+        assert_eq!(p.check_time(1000 - 901), Err(KmsError::TimeStampExpired));
+        let c = NonceCache::new();
+        c.check_and_record("a", "n", 1000, 1000).unwrap();
+        assert_eq!(
+            c.check_and_record("a", "n", 1000, 1500),
+            Err(KmsError::SignatureNonceUsed)
+        );
+        c.check_and_record("b", "n", 1000, 1500).unwrap();
+        // After the window the nonce is forgotten (and its timestamp would be refused anyway).
+        c.check_and_record("a", "n", 1000, 1000 + 901).unwrap();
+    }
+}

@@ -1,0 +1,423 @@
+//! The binary's server: opening the data dir (root key, SQLite), first-start bootstrap
+//! (account and first access key), the axum app, background tasks, graceful shutdown.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, OffsetClock};
+use crate::config::ServerConfig;
+use crate::error::KmsError;
+use crate::keystore::wrapping::Pool;
+use crate::keystore::{Keystore, ROOT_KEY_LEN};
+use crate::protocol::render::{self, Format};
+use crate::protocol::{new_request_id, HttpRequest, Protocol};
+use crate::service::{validate_account_id, Kms, ServiceConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const DEFAULT_ACCOUNT_META: &str = "default_account_id";
+const INITIAL_KEY_FILE: &str = "initial-access-key.json";
+
+/// An opened data dir: the store and the keystore derived from the root key.
+pub struct DataDir {
+    pub path: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub keystore: Arc<Keystore>,
+}
+
+fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    use base64::Engine;
+    if bytes.len() == ROOT_KEY_LEN {
+        return Some(Zeroizing::new(bytes.to_vec()));
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    if let Ok(v) = hex::decode(text) {
+        if v.len() == ROOT_KEY_LEN {
+            return Some(Zeroizing::new(v));
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .filter(|v| v.len() == ROOT_KEY_LEN)
+        .map(Zeroizing::new)
+}
+
+/// Reads the root key from `KMS_ROOT_KEY_FILE`, or from `root.key` in the data dir,
+/// creating that file (mode 0600, 32 random bytes) on first start.
+fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    if let Some(path) = std::env::var_os("KMS_ROOT_KEY_FILE") {
+        let bytes = Zeroizing::new(
+            std::fs::read(&path).map_err(|e| format!("cannot read KMS_ROOT_KEY_FILE: {e}"))?,
+        );
+        return parse_root_key(&bytes).ok_or_else(|| {
+            "KMS_ROOT_KEY_FILE must hold 32 bytes (raw, 64 hex characters or base64)".to_string()
+        });
+    }
+    let path = dir.join("root.key");
+    if !path.exists() {
+        let mut key = Zeroizing::new(vec![0u8; ROOT_KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut key)
+            .map_err(|_| "random number generator failed".to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        f.write_all(&key)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "created a new root key");
+    }
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the root key file is readable by others; chmod 600 it");
+        }
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    );
+    parse_root_key(&bytes).ok_or_else(|| format!("{} is not a 32-byte root key", path.display()))
+}
+
+impl DataDir {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create data dir {}: {e}", path.display()))?;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        let root = load_root_key(path)?;
+        let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&path.join("kms.db")).map_err(|e| format!("database: {e}"))?,
+        );
+        Ok(Self {
+            path: path.to_path_buf(),
+            store,
+            keystore,
+        })
+    }
+
+    /// A service over this data dir.
+    pub fn service(&self, clock: Arc<dyn Clock>, pool: Arc<Pool>, config: ServiceConfig) -> Kms {
+        Kms::new(
+            self.store.clone(),
+            self.keystore.clone(),
+            clock,
+            pool,
+            config,
+        )
+    }
+}
+
+/// The data dir's default account: the one recorded on first start, else `configured`,
+/// else a new random 16-digit id.
+pub async fn default_account(
+    store: &dyn Store,
+    configured: Option<&str>,
+) -> Result<String, String> {
+    if let Some(a) = store
+        .get_meta(DEFAULT_ACCOUNT_META)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(a);
+    }
+    let account = match configured {
+        Some(a) => {
+            validate_account_id(a).map_err(|e| e.message())?;
+            a.to_string()
+        }
+        None => {
+            let mut b = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| "rng failed".to_string())?;
+            format!(
+                "{:016}",
+                u64::from_be_bytes(b) % 9_000_000_000_000_000 + 1_000_000_000_000_000
+            )
+        }
+    };
+    store
+        .set_meta(DEFAULT_ACCOUNT_META, &account)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(account)
+}
+
+/// First start: the account and one access key (from `KMS_ACCESS_KEY_ID`/`_SECRET`, or
+/// generated, printed once and written to a 0600 file). Later starts reuse what is there.
+async fn bootstrap(dir: &DataDir, kms: &Kms, config: &ServerConfig) -> Result<String, String> {
+    let account = match &config.account_id {
+        Some(a) => {
+            validate_account_id(a).map_err(|e| e.message())?;
+            default_account(dir.store.as_ref(), Some(a)).await?;
+            a.clone()
+        }
+        None => default_account(dir.store.as_ref(), None).await?,
+    };
+    kms.store()
+        .ensure_account(&account, kms.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    let env_id = std::env::var("KMS_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let env_secret = std::env::var("KMS_ACCESS_KEY_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (env_id, env_secret) {
+        (Some(id), Some(secret)) => {
+            match dir
+                .store
+                .get_access_key(&id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(existing) => {
+                    let (_, stored) = kms.access_key_secret(&id).await.map_err(|e| e.message())?;
+                    if stored.as_slice() != secret.as_bytes() {
+                        tracing::warn!(access_key_id = %id, "KMS_ACCESS_KEY_SECRET differs from the stored secret of this access key; the stored one stays in force");
+                    }
+                    if existing.account_id != account {
+                        tracing::warn!(access_key_id = %id, account = %existing.account_id, "KMS_ACCESS_KEY_ID belongs to another account");
+                    }
+                }
+                None => {
+                    kms.create_access_key(&account, Some((id.clone(), secret)))
+                        .await
+                        .map_err(|e| e.message())?;
+                    println!(
+                        "Access key {id} (from KMS_ACCESS_KEY_ID) created for account {account}."
+                    );
+                }
+            }
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err("set both KMS_ACCESS_KEY_ID and KMS_ACCESS_KEY_SECRET, or neither".into())
+        }
+        (None, None) => {
+            if dir
+                .store
+                .list_access_keys()
+                .await
+                .map_err(|e| e.to_string())?
+                .is_empty()
+            {
+                let ak = kms
+                    .create_access_key(&account, None)
+                    .await
+                    .map_err(|e| e.message())?;
+                let path = dir.path.join(INITIAL_KEY_FILE);
+                let json = serde_json::json!({
+                    "AccessKeyId": ak.access_key_id,
+                    "AccessKeySecret": ak.access_key_secret,
+                    "AccountId": ak.account_id,
+                });
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                writeln!(f, "{json}").map_err(|e| e.to_string())?;
+                println!(
+                    "Created the first access key (shown once; also saved to {}):",
+                    path.display()
+                );
+                println!("  AccessKeyId:     {}", ak.access_key_id);
+                println!("  AccessKeySecret: {}", ak.access_key_secret);
+            }
+        }
+    }
+    Ok(account)
+}
+
+#[derive(Clone)]
+struct AppState {
+    protocol: Arc<Protocol>,
+    clock: Arc<OffsetClock>,
+}
+
+async fn api_handler(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let req = HttpRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    let out = state.protocol.handle(&req).await;
+    tracing::debug!(
+        request_id = %out.request_id,
+        action = out.action.as_deref().unwrap_or("-"),
+        access_key_id = out.access_key_id.as_deref().unwrap_or("-"),
+        status = out.rendered.status,
+        code = out.code.unwrap_or("OK"),
+        "request"
+    );
+    let status =
+        StatusCode::from_u16(out.rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, out.rendered.content_type)],
+        out.rendered.body,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let r = render::error(
+        Format::Json,
+        &KmsError::InvalidApi(uri.path().to_string()),
+        &new_request_id(),
+        "kms",
+    );
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::NOT_FOUND);
+    (status, [(header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, render::JSON)],
+        "{\"Status\":\"OK\"}",
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct AdvanceQuery {
+    advance: i64,
+}
+
+/// Test-only: moves the key-lifecycle clock, then runs one sweep so that states reflect
+/// the new time at once.
+async fn test_clock(State(state): State<AppState>, Query(q): Query<AdvanceQuery>) -> Response {
+    let offset = state.clock.advance(q.advance);
+    if let Err(e) = state.protocol.kms.sweep().await {
+        tracing::error!(error = %e, "sweep after clock advance failed");
+    }
+    let body = serde_json::json!({
+        "OffsetSeconds": offset,
+        "Now": crate::timefmt::format_unix(state.clock.now()),
+    });
+    ([(header::CONTENT_TYPE, render::JSON)], body.to_string()).into_response()
+}
+
+pub fn router(protocol: Arc<Protocol>, clock: Arc<OffsetClock>, enable_test_clock: bool) -> Router {
+    let state = AppState { protocol, clock };
+    let mut app = Router::new()
+        .route("/", any(api_handler))
+        .route("/healthz", get(healthz));
+    if enable_test_clock {
+        app = app.route("/__test/clock", post(test_clock));
+    }
+    app.fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(config: ServerConfig) -> Result<(), String> {
+    let dir = DataDir::open(&config.data_dir)?;
+    let clock = Arc::new(OffsetClock::new());
+    let pool = Pool::new(config.wrapping_key_pool);
+    let kms = Arc::new(dir.service(
+        clock.clone(),
+        pool.clone(),
+        ServiceConfig {
+            regions: config.regions.clone(),
+            ..ServiceConfig::default()
+        },
+    ));
+    let account = bootstrap(&dir, &kms, &config).await?;
+
+    tokio::spawn(pool.refill_forever());
+    let sweeper = kms.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweeper.sweep().await {
+                tracing::error!(error = %e, "background sweep failed");
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: requests and responses (including data keys) travel unencrypted");
+    }
+    if config.enable_test_clock {
+        tracing::warn!("--enable-test-clock is on: anyone who can reach this port can move the key-lifecycle clock. Never use it in production.");
+    }
+    println!(
+        "KMS listening on http://{addr} (regions: {}; default account {account}; data dir {})",
+        config.regions.join(","),
+        dir.path.display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let app = router(
+        Arc::new(Protocol::new(kms)),
+        clock,
+        config.enable_test_clock,
+    );
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! Encrypt, Decrypt, GenerateDataKey(WithoutPlaintext), ReEncrypt.
+
+use std::collections::BTreeMap;
+
+use super::state::check;
+use super::{Caller, Kms};
+use crate::error::KmsError;
+use crate::keystore::{blob, Secret};
+use crate::store::{KeyLocator, KeyRecord};
+
+/// Largest Encrypt plaintext: 6 KiB (reference §3.9).
+pub const MAX_PLAINTEXT: usize = 6144;
+/// Largest EncryptionContext, in characters of its JSON text (reference §3.11).
+pub const MAX_CONTEXT_CHARS: usize = 8192;
+
+/// An encryption context: string → string pairs. Equivalent contexts (same pairs, any
+/// order or whitespace) have the same canonical form, which is what the blob binds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionContext(BTreeMap<String, String>);
+
+impl EncryptionContext {
+    /// Parses the JSON text of an `EncryptionContext` parameter: an object whose values are
+    /// all strings. `name` is the parameter name for the error.
+    pub fn parse(name: &str, text: &str) -> Result<Self, KmsError> {
+        if text.chars().count() > MAX_CONTEXT_CHARS {
+            return Err(KmsError::invalid_because(
+                name,
+                "The context is at most 8192 characters.",
+            ));
+        }
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|_| {
+                KmsError::invalid_because(
+                    name,
+                    "The context must be a JSON object of string values.",
+                )
+            })?;
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            match v {
+                serde_json::Value::String(s) => {
+                    out.insert(k, s);
+                }
+                _ => {
+                    return Err(KmsError::invalid_because(
+                        name,
+                        "The context must be a JSON object of string values.",
+                    ))
+                }
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// Canonical bytes: compact JSON with sorted keys; empty for an empty context.
+    pub fn canonical(&self) -> Vec<u8> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+}
+
+/// The result of an encrypting call.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub ciphertext_blob: Vec<u8>,
+    pub key_id: String,
+    pub key_version_id: String,
+}
+
+/// The result of Decrypt.
+#[derive(Debug)]
+pub struct Opened {
+    pub plaintext: Secret,
+    pub key_id: String,
+    pub key_version_id: String,
+}
+
+fn bad_blob() -> KmsError {
+    KmsError::invalid_because(
+        "CiphertextBlob",
+        "The ciphertext is malformed, was altered, or the EncryptionContext differs from the one it was encrypted with.",
+    )
+}
+
+impl Kms {
+    /// Loads the key for a crypto action and opens the material of `version` (primary if
+    /// None).
+    async fn key_material(
+        &self,
+        loc: &KeyLocator,
+        action: &'static str,
+        version: Option<&str>,
+    ) -> Result<(KeyRecord, String, Secret), KmsError> {
+        let key = self.load(loc).await?;
+        check(action, key.state)?;
+        let version_id = version.unwrap_or(&key.primary_version).to_string();
+        let v = self
+            .store
+            .get_version(&key.key_id, &version_id)
+            .await?
+            .ok_or_else(bad_blob)?;
+        let sealed = v
+            .sealed_material
+            .ok_or(KmsError::Rejected(crate::error::Rejection::PendingImport))?;
+        let material = self.open_material(&key.key_id, &version_id, &sealed)?;
+        Ok((key, version_id, material))
+    }
+
+    async fn seal_under(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        action: &'static str,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Sealed, KmsError> {
+        let loc = self.locate(caller, key_ref)?;
+        let (key, version_id, material) = self.key_material(&loc, action, None).await?;
+        let ciphertext_blob = blob::encrypt(
+            self.keystore.rng(),
+            &key.key_id,
+            &version_id,
+            &material,
+            &context.canonical(),
+            plaintext,
+        )?;
+        Ok(Sealed {
+            ciphertext_blob,
+            key_id: key.key_id,
+            key_version_id: version_id,
+        })
+    }
+
+    pub async fn encrypt(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        dry_run: bool,
+    ) -> Result<Sealed, KmsError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(KmsError::invalid_because(
+                "Plaintext",
+                "The plaintext is at most 6144 bytes.",
+            ));
+        }
+        let sealed = self
+            .seal_under(caller, key_ref, "Encrypt", context, plaintext)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok(sealed)
+    }
+
+    async fn open_blob(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        ciphertext_blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        let header = blob::parse_header(ciphertext_blob).ok_or_else(bad_blob)?;
+        let loc = KeyLocator {
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            key_id: header.key_id,
+        };
+        let (key, version_id, material) = self
+            .key_material(&loc, action, Some(&header.version_id))
+            .await?;
+        let plaintext =
+            blob::decrypt(&material, &context.canonical(), ciphertext_blob).ok_or_else(bad_blob)?;
+        Ok(Opened {
+            plaintext,
+            key_id: key.key_id,
+            key_version_id: version_id,
+        })
+    }
+
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        ciphertext_blob: &[u8],
+        context: &EncryptionContext,
+        dry_run: bool,
+    ) -> Result<Opened, KmsError> {
+        let opened = self
+            .open_blob(caller, "Decrypt", ciphertext_blob, context)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok(opened)
+    }
+
+    /// GenerateDataKey (`with_plaintext`) and GenerateDataKeyWithoutPlaintext.
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        number_of_bytes: usize,
+        context: &EncryptionContext,
+        dry_run: bool,
+        with_plaintext: bool,
+    ) -> Result<(Sealed, Secret), KmsError> {
+        if !(1..=1024).contains(&number_of_bytes) {
+            return Err(KmsError::invalid_because(
+                "NumberOfBytes",
+                "The data key is 1 to 1024 bytes.",
+            ));
+        }
+        let action = if with_plaintext {
+            "GenerateDataKey"
+        } else {
+            "GenerateDataKeyWithoutPlaintext"
+        };
+        let data_key = self.keystore.random(number_of_bytes)?;
+        let sealed = self
+            .seal_under(caller, key_ref, action, context, &data_key)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok((sealed, data_key))
+    }
+
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        ciphertext_blob: &[u8],
+        destination_key_ref: &str,
+        source_context: &EncryptionContext,
+        destination_context: &EncryptionContext,
+        dry_run: bool,
+    ) -> Result<Sealed, KmsError> {
+        let opened = self
+            .open_blob(caller, "ReEncrypt", ciphertext_blob, source_context)
+            .await?;
+        let sealed = self
+            .seal_under(
+                caller,
+                destination_key_ref,
+                "ReEncrypt",
+                destination_context,
+                &opened.plaintext,
+            )
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+    use crate::service::keys::CreateKeyInput;
+    use crate::service::testing::kms;
+
+    fn ctx(s: &str) -> EncryptionContext {
+        EncryptionContext::parse("EncryptionContext", s).unwrap()
+    }
+
+    #[test]
+    fn context_is_canonical() {
+        assert_eq!(
+            ctx(r#"{"b":"2", "a":"1"}"#).canonical(),
+            ctx(r#"{"a":"1","b":"2"}"#).canonical()
+        );
+        assert_eq!(ctx("{}").canonical(), Vec::<u8>::new());
+        for bad in [
+            r#"{"a":1}"#,
+            r#"["a"]"#,
+            r#"{"a":{"b":"c"}}"#,
+            "not json",
+            r#""s""#,
+        ] {
+            assert!(
+                EncryptionContext::parse("EncryptionContext", bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trips_and_state_rules() {
+        let (kms, _c, caller) = kms();
+        let k = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        let s = kms
+            .encrypt(
+                &caller,
+                &k.key_id,
+                b"hi",
+                &ctx(r#"{"a":"1","b":"2"}"#),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.key_version_id, k.primary_version);
+        let o = kms
+            .decrypt(
+                &caller,
+                &s.ciphertext_blob,
+                &ctx(r#"{"b":"2","a":"1"}"#),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(o.plaintext.as_slice(), b"hi");
+        assert!(matches!(
+            kms.decrypt(&caller, &s.ciphertext_blob, &ctx("{}"), false)
+                .await,
+            Err(KmsError::InvalidParameter(..))
+        ));
+        assert_eq!(
+            kms.decrypt(
+                &caller,
+                &s.ciphertext_blob,
+                &ctx(r#"{"a":"1","b":"2"}"#),
+                true
+            )
+            .await
+            .unwrap_err(),
+            KmsError::DryRun
+        );
+        kms.disable_key(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.encrypt(&caller, &k.key_id, b"hi", &ctx("{}"), false)
+                .await
+                .unwrap_err(),
+            KmsError::Rejected(Rejection::Disabled)
+        );
+        assert_eq!(
+            kms.decrypt(
+                &caller,
+                &s.ciphertext_blob,
+                &ctx(r#"{"a":"1","b":"2"}"#),
+                false
+            )
+            .await
+            .unwrap_err(),
+            KmsError::Rejected(Rejection::Disabled)
+        );
+        // Another account cannot decrypt it: the key is not found for them.
+        let other = Caller {
+            account_id: "77".into(),
+            ..caller.clone()
+        };
+        kms.enable_key(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.decrypt(
+                &other,
+                &s.ciphertext_blob,
+                &ctx(r#"{"a":"1","b":"2"}"#),
+                false
+            )
+            .await
+            .unwrap_err(),
+            KmsError::KeyNotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn data_keys_and_re_encrypt() {
+        let (kms, _c, caller) = kms();
+        let a = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        let b = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        let (s, dk) = kms
+            .generate_data_key(&caller, &a.key_id, 16, &ctx("{}"), false, true)
+            .await
+            .unwrap();
+        assert_eq!(dk.len(), 16);
+        assert!(kms
+            .generate_data_key(&caller, &a.key_id, 0, &ctx("{}"), false, true)
+            .await
+            .is_err());
+        assert!(kms
+            .generate_data_key(&caller, &a.key_id, 1025, &ctx("{}"), false, true)
+            .await
+            .is_err());
+        let r = kms
+            .re_encrypt(
+                &caller,
+                &s.ciphertext_blob,
+                &b.key_id,
+                &ctx("{}"),
+                &ctx(r#"{"x":"y"}"#),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.key_id, b.key_id);
+        let o = kms
+            .decrypt(&caller, &r.ciphertext_blob, &ctx(r#"{"x":"y"}"#), false)
+            .await
+            .unwrap();
+        assert_eq!(o.plaintext.as_slice(), dk.as_slice());
+        assert!(kms
+            .encrypt(&caller, &a.key_id, &[0u8; 6145], &ctx("{}"), false)
+            .await
+            .is_err());
+        assert!(kms
+            .encrypt(&caller, &a.key_id, &[0u8; 6144], &ctx("{}"), false)
+            .await
+            .is_ok());
+    }
+}

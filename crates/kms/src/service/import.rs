@@ -1,0 +1,508 @@
+//! Bring your own key: GetParametersForImport, ImportKeyMaterial, DeleteKeyMaterial, and
+//! the expiry of imported material (reference §3.4–3.7).
+//!
+//! Rules, each enforced here:
+//! - Only `Origin=EXTERNAL` keys take these calls (`Unsupported.Origin`).
+//! - Every GetParametersForImport issues a new RSA-2048 pair and token; every token stays
+//!   usable for its whole lifetime (24 h) and only for its key, its public key and its
+//!   algorithm.
+//! - The first import binds the key to its material for good, through a keyed commitment
+//!   (HMAC under a root-derived key; never the material itself). Later imports must match.
+//! - Unwrapping is not an oracle: once the token is accepted, every failure (bad padding,
+//!   wrong ciphertext length, a different public key or algorithm, material that is not 32
+//!   bytes, material that differs from the bound material) is the same `InvalidKeyMaterial`
+//!   error with the same message, and leaves the key unchanged. Wrapping under another
+//!   public key or with another algorithm can only show as a failed unwrap, so it gets that
+//!   error too, not `InvalidImportToken` ([inference]: telling them apart would be exactly
+//!   the padding oracle the rule forbids).
+
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::state::{check, KeyState};
+use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
+use crate::error::KmsError;
+use crate::keystore::token::TokenClaims;
+use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::store::{KeyLocator, KeyRecord, VersionChange, WrappingKeyRecord};
+
+pub const WRAPPING_KEY_SPEC: &str = "RSA_2048";
+pub const MATERIAL_LEN: usize = 32;
+
+/// What GetParametersForImport returns.
+#[derive(Debug, Clone)]
+pub struct ImportParameters {
+    pub key_id: String,
+    pub import_token: String,
+    /// DER SubjectPublicKeyInfo of the RSA-2048 wrapping key.
+    pub public_key_der: Vec<u8>,
+    pub token_expire_time: i64,
+}
+
+fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
+    format!("wrapping-key:{wrapping_key_id}:{key_id}")
+}
+
+fn require_external(key: &KeyRecord) -> Result<(), KmsError> {
+    if key.origin != ORIGIN_EXTERNAL {
+        return Err(KmsError::UnsupportedOrigin);
+    }
+    Ok(())
+}
+
+/// Removes the material of a key (DeleteKeyMaterial and expiry): PendingImport, unless the
+/// key is PendingDeletion, which keeps its state and DeleteDate.
+fn drop_material(k: &mut KeyRecord) -> Vec<VersionChange> {
+    k.material_present = false;
+    k.material_expire = None;
+    if k.state != KeyState::PendingDeletion {
+        k.state = KeyState::PendingImport;
+    }
+    vec![VersionChange::SetMaterial {
+        version_id: k.primary_version.clone(),
+        sealed_material: None,
+    }]
+}
+
+impl Kms {
+    pub async fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        wrapping_algorithm: &str,
+        wrapping_key_spec: &str,
+    ) -> Result<ImportParameters, KmsError> {
+        let algorithm = WrappingAlgorithm::parse(wrapping_algorithm).ok_or_else(|| {
+            KmsError::invalid_because(
+                "WrappingAlgorithm",
+                "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.",
+            )
+        })?;
+        if wrapping_key_spec != WRAPPING_KEY_SPEC {
+            return Err(KmsError::invalid_because(
+                "WrappingKeySpec",
+                "Use RSA_2048.",
+            ));
+        }
+        let loc = self.locate(caller, key_ref)?;
+        let key = self.load(&loc).await?;
+        require_external(&key)?;
+        check("GetParametersForImport", key.state)?;
+
+        let pair = self.pool.take().await?;
+        let wrapping_key_id = new_id();
+        let expires = self.now() + self.config.import_token_lifetime;
+        let sealed_private_key = self.keystore.seal(
+            wrapping_key_aad(&wrapping_key_id, &key.key_id).as_bytes(),
+            &pair.pkcs8,
+        )?;
+        self.store
+            .insert_wrapping_key(WrappingKeyRecord {
+                wrapping_key_id: wrapping_key_id.clone(),
+                key_id: key.key_id.clone(),
+                account_id: key.account_id.clone(),
+                algorithm: algorithm.as_str().to_string(),
+                sealed_private_key,
+                expires,
+            })
+            .await?;
+        let import_token = self.keystore.issue_token(&TokenClaims {
+            account_id: key.account_id.clone(),
+            region: key.region.clone(),
+            key_id: key.key_id.clone(),
+            wrapping_key_id,
+            algorithm: algorithm.as_str().to_string(),
+            expires,
+        })?;
+        Ok(ImportParameters {
+            key_id: key.key_id,
+            import_token,
+            public_key_der: pair.public_der,
+            token_expire_time: expires,
+        })
+    }
+
+    /// ImportKeyMaterial. `encrypted_material` is the base64-decoded wrapped material;
+    /// `expire_unix` is `KeyMaterialExpireUnix` (None or 0 = never).
+    pub async fn import_key_material(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        import_token: &str,
+        encrypted_material: &[u8],
+        expire_unix: Option<i64>,
+    ) -> Result<(), KmsError> {
+        let loc = self.locate(caller, key_ref)?;
+        let key = self.load(&loc).await?;
+        require_external(&key)?;
+        check("ImportKeyMaterial", key.state)?;
+        let now = self.now();
+        let expire = match expire_unix {
+            None | Some(0) => None,
+            Some(t) if t <= now => {
+                return Err(KmsError::invalid_because(
+                    "KeyMaterialExpireUnix",
+                    "The expiry must be later than the current time (or 0 for never).",
+                ))
+            }
+            Some(t) => Some(t),
+        };
+
+        // The token: authentic, for this account, region and key, not expired.
+        let claims = self.keystore.read_token(import_token)?;
+        if claims.account_id != key.account_id
+            || claims.region != key.region
+            || claims.key_id != key.key_id
+        {
+            return Err(KmsError::InvalidImportToken);
+        }
+        if claims.expires <= now {
+            return Err(KmsError::ExpiredImportToken);
+        }
+        let wk = self
+            .store
+            .get_wrapping_key(&claims.wrapping_key_id)
+            .await?
+            .filter(|wk| wk.key_id == key.key_id && wk.algorithm == claims.algorithm)
+            .ok_or(KmsError::InvalidImportToken)?;
+        let algorithm =
+            WrappingAlgorithm::parse(&claims.algorithm).ok_or(KmsError::InvalidImportToken)?;
+        let pkcs8 = self.keystore.open(
+            wrapping_key_aad(&wk.wrapping_key_id, &key.key_id).as_bytes(),
+            &wk.sealed_private_key,
+        )?;
+
+        // One path for every unwrap outcome.
+        let material = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
+            .filter(|m| m.len() == MATERIAL_LEN)
+            .ok_or(KmsError::InvalidKeyMaterial)?;
+
+        let sealed = self.seal_material(&key.key_id, &key.primary_version, &material)?;
+        let keystore = Arc::clone(&self.keystore);
+        self.store
+            .update_key(
+                &loc,
+                Box::new(move |k| {
+                    require_external(k)?;
+                    check("ImportKeyMaterial", k.state)?;
+                    match &k.material_commitment {
+                        Some(c) => {
+                            if !keystore.commitment_matches(&k.key_id, &material, c) {
+                                return Err(KmsError::InvalidKeyMaterial);
+                            }
+                        }
+                        None => {
+                            k.material_commitment = Some(keystore.commitment(&k.key_id, &material))
+                        }
+                    }
+                    k.material_present = true;
+                    k.material_expire = expire;
+                    if k.state == KeyState::PendingImport {
+                        k.state = KeyState::Enabled;
+                    }
+                    Ok(vec![VersionChange::SetMaterial {
+                        version_id: k.primary_version.clone(),
+                        sealed_material: Some(sealed),
+                    }])
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        Ok(())
+    }
+
+    pub async fn delete_key_material(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+    ) -> Result<(), KmsError> {
+        let loc = self.locate(caller, key_ref)?;
+        let key = self.load(&loc).await?;
+        require_external(&key)?;
+        self.store
+            .update_key(
+                &loc,
+                Box::new(|k| {
+                    check("DeleteKeyMaterial", k.state)?;
+                    Ok(drop_material(k))
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        Ok(())
+    }
+
+    /// Removes imported material whose expiry has passed (lazily on access and from the
+    /// sweeper); a no-op if it was re-imported or removed meanwhile.
+    pub(crate) async fn expire_material(&self, loc: &KeyLocator) -> Result<KeyRecord, KmsError> {
+        let now = self.now();
+        self.store
+            .update_key(
+                loc,
+                Box::new(move |k| {
+                    if k.material_present && k.material_expire.is_some_and(|e| e <= now) {
+                        Ok(drop_material(k))
+                    } else {
+                        Ok(Vec::new())
+                    }
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)
+    }
+}
+
+/// Base64 of the DER public key, as the `PublicKey` response field carries it.
+pub fn public_key_base64(der: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+    use crate::service::crypto::EncryptionContext;
+    use crate::service::keys::CreateKeyInput;
+    use crate::service::testing::{kms, T0};
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+
+    fn wrap(der: &[u8], material: &[u8]) -> Vec<u8> {
+        let pk = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(der).unwrap()).unwrap();
+        let mut out = vec![0u8; 256];
+        pk.encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+            .unwrap()
+            .to_vec()
+    }
+
+    async fn external(kms: &Kms, caller: &Caller) -> KeyRecord {
+        kms.create_key(
+            caller,
+            CreateKeyInput {
+                origin: Some("EXTERNAL".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn import_binds_material_and_expires_with_the_clock() {
+        let (kms, clock, caller) = kms();
+        let k = external(&kms, &caller).await;
+        let p1 = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        let p2 = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        assert_ne!(p1.public_key_der, p2.public_key_der);
+        assert_eq!(p1.token_expire_time, T0 + 86_400);
+        let m = [5u8; 32];
+        // Material wrapped for p2's key but sent with p1's token fails like bad padding.
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p1.import_token,
+                &wrap(&p2.public_key_der, &m),
+                None
+            )
+            .await,
+            Err(KmsError::InvalidKeyMaterial)
+        );
+        // The older token still works.
+        kms.import_key_material(
+            &caller,
+            &k.key_id,
+            &p1.import_token,
+            &wrap(&p1.public_key_der, &m),
+            Some(T0 + 3600),
+        )
+        .await
+        .unwrap();
+        let d = kms.describe_key(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            (d.state, d.material_expire),
+            (KeyState::Enabled, Some(T0 + 3600))
+        );
+        let ctx = EncryptionContext::default();
+        let s = kms
+            .encrypt(&caller, &k.key_id, b"x", &ctx, false)
+            .await
+            .unwrap();
+        // Different material is refused and changes nothing.
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p2.import_token,
+                &wrap(&p2.public_key_der, &[6u8; 32]),
+                None
+            )
+            .await,
+            Err(KmsError::InvalidKeyMaterial)
+        );
+        assert_eq!(kms.describe_key(&caller, &k.key_id).await.unwrap(), d);
+        // Wrong length.
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p2.import_token,
+                &wrap(&p2.public_key_der, &[5u8; 16]),
+                None
+            )
+            .await,
+            Err(KmsError::InvalidKeyMaterial)
+        );
+        // Expiry.
+        clock.advance(3600);
+        assert_eq!(
+            kms.describe_key(&caller, &k.key_id).await.unwrap().state,
+            KeyState::PendingImport
+        );
+        assert_eq!(
+            kms.decrypt(&caller, &s.ciphertext_blob, &ctx, false)
+                .await
+                .unwrap_err(),
+            KmsError::Rejected(Rejection::PendingImport)
+        );
+        // Same material again: old ciphertext decrypts.
+        kms.import_key_material(
+            &caller,
+            &k.key_id,
+            &p2.import_token,
+            &wrap(&p2.public_key_der, &m),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            kms.decrypt(&caller, &s.ciphertext_blob, &ctx, false)
+                .await
+                .unwrap()
+                .plaintext
+                .as_slice(),
+            b"x"
+        );
+        // Past expiry is refused.
+        assert!(matches!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p2.import_token,
+                &wrap(&p2.public_key_der, &m),
+                Some(T0)
+            )
+            .await,
+            Err(KmsError::InvalidParameter(..))
+        ));
+        // Token lifetime.
+        clock.advance(86_400);
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p2.import_token,
+                &wrap(&p2.public_key_der, &m),
+                None
+            )
+            .await,
+            Err(KmsError::ExpiredImportToken)
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_are_bound_to_their_key_and_origin_is_checked() {
+        let (kms, _clock, caller) = kms();
+        let a = external(&kms, &caller).await;
+        let b = external(&kms, &caller).await;
+        let pa = kms
+            .get_parameters_for_import(&caller, &a.key_id, "RSAES_PKCS1_V1_5", "RSA_2048")
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.import_key_material(&caller, &b.key_id, &pa.import_token, &[0u8; 256], None)
+                .await,
+            Err(KmsError::InvalidImportToken)
+        );
+        assert_eq!(
+            kms.import_key_material(&caller, &a.key_id, "garbage", &[0u8; 256], None)
+                .await,
+            Err(KmsError::InvalidImportToken)
+        );
+        let plain = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.get_parameters_for_import(&caller, &plain.key_id, "RSAES_OAEP_SHA_1", "RSA_2048")
+                .await
+                .unwrap_err(),
+            KmsError::UnsupportedOrigin
+        );
+        assert_eq!(
+            kms.delete_key_material(&caller, &plain.key_id).await,
+            Err(KmsError::UnsupportedOrigin)
+        );
+        assert!(matches!(
+            kms.get_parameters_for_import(&caller, &a.key_id, "RSAES_OAEP_SHA_512", "RSA_2048")
+                .await,
+            Err(KmsError::InvalidParameter(..))
+        ));
+        assert!(matches!(
+            kms.get_parameters_for_import(&caller, &a.key_id, "RSAES_OAEP_SHA_1", "EC_SM2")
+                .await,
+            Err(KmsError::InvalidParameter(..))
+        ));
+    }
+
+    #[tokio::test]
+    async fn delete_material_in_pending_deletion_keeps_state() {
+        let (kms, _clock, caller) = kms();
+        let k = external(&kms, &caller).await;
+        let p = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        kms.import_key_material(
+            &caller,
+            &k.key_id,
+            &p.import_token,
+            &wrap(&p.public_key_der, &[1u8; 32]),
+            None,
+        )
+        .await
+        .unwrap();
+        let s = kms
+            .schedule_key_deletion(&caller, &k.key_id, 7)
+            .await
+            .unwrap();
+        kms.delete_key_material(&caller, &k.key_id).await.unwrap();
+        let d = kms.describe_key(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            (d.state, d.delete_date, d.material_present),
+            (KeyState::PendingDeletion, s.delete_date, false)
+        );
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p.import_token,
+                &wrap(&p.public_key_der, &[1u8; 32]),
+                None
+            )
+            .await,
+            Err(KmsError::Rejected(Rejection::StateModifiedFailed))
+        );
+        kms.cancel_key_deletion(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.describe_key(&caller, &k.key_id).await.unwrap().state,
+            KeyState::PendingImport
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The KMS itself: accounts and regions, access keys, the key lifecycle and the
+//! key-state × action matrix ([`state`]), cryptographic operations ([`crypto`]) and
+//! bring-your-own-key import ([`import`]). Knows nothing of HTTP, JSON or SQL: callers
+//! pass typed inputs and get typed results or a [`KmsError`].
+
+pub mod crypto;
+pub mod import;
+pub mod keys;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::rand::SecureRandom;
+use uuid::Uuid;
+
+use crate::clock::{system_now, Clock};
+use crate::error::KmsError;
+use crate::keystore::wrapping::Pool;
+use crate::keystore::{Keystore, Secret};
+use crate::store::{AccessKeyRecord, KeyLocator, KeyRecord, Store};
+
+pub const ORIGIN_KMS: &str = "Aliyun_KMS";
+pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
+
+/// Settings of the service layer.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Regions served; the first is the default for requests that name none.
+    pub regions: Vec<String>,
+    /// Import token (and wrapping key) lifetime in seconds: 24 hours.
+    pub import_token_lifetime: i64,
+    /// ScheduleKeyDeletion's PendingWindowInDays range.
+    pub min_pending_window_days: i64,
+    pub max_pending_window_days: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            regions: vec!["cn-hangzhou".into()],
+            import_token_lifetime: 24 * 3600,
+            min_pending_window_days: 7,
+            max_pending_window_days: 366,
+        }
+    }
+}
+
+/// Who is calling: the account that owns the access key and the region addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account_id: String,
+    pub region: String,
+    pub access_key_id: String,
+}
+
+struct CachedAccessKey {
+    account_id: String,
+    secret: Secret,
+    enabled: bool,
+    loaded_at: i64,
+}
+
+/// How long a cached access key is trusted before it is re-read from the store, so that
+/// access keys disabled or deleted offline (`kms admin access-key …`) stop working soon.
+const ACCESS_KEY_CACHE_SECONDS: i64 = 2;
+
+pub struct Kms {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keystore: Arc<Keystore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) config: ServiceConfig,
+    access_keys: RwLock<HashMap<String, Arc<CachedAccessKey>>>,
+}
+
+/// A freshly created access key; the secret is shown once.
+#[derive(Debug, Clone)]
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub account_id: String,
+}
+
+impl Kms {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keystore: Arc<Keystore>,
+        clock: Arc<dyn Clock>,
+        pool: Arc<Pool>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            store,
+            keystore,
+            clock,
+            pool,
+            config,
+            access_keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn regions(&self) -> &[String] {
+        &self.config.regions
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ---------------------------------------------------------------- access keys
+
+    /// Looks up an access key for signature verification: its account and secret.
+    pub async fn access_key_secret(&self, id: &str) -> Result<(String, Secret), KmsError> {
+        let now = system_now();
+        let cached = self
+            .access_keys
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .filter(|c| now - c.loaded_at < ACCESS_KEY_CACHE_SECONDS);
+        let entry = match cached {
+            Some(c) => c,
+            None => {
+                let rec = self
+                    .store
+                    .get_access_key(id)
+                    .await?
+                    .ok_or(KmsError::AccessKeyNotFound)?;
+                let secret = self
+                    .keystore
+                    .open(access_key_aad(id).as_bytes(), &rec.sealed_secret)?;
+                let entry = Arc::new(CachedAccessKey {
+                    account_id: rec.account_id,
+                    secret,
+                    enabled: rec.enabled,
+                    loaded_at: now,
+                });
+                if let Ok(mut m) = self.access_keys.write() {
+                    if m.len() > 100_000 {
+                        m.clear();
+                    }
+                    m.insert(id.to_string(), entry.clone());
+                }
+                entry
+            }
+        };
+        if !entry.enabled {
+            return Err(KmsError::AccessKeyInactive);
+        }
+        Ok((entry.account_id.clone(), entry.secret.clone()))
+    }
+
+    /// Creates an access key for `account_id` (creating the account if needed). With
+    /// `given`, that id and secret are used; otherwise both are generated.
+    pub async fn create_access_key(
+        &self,
+        account_id: &str,
+        given: Option<(String, String)>,
+    ) -> Result<NewAccessKey, KmsError> {
+        validate_account_id(account_id)?;
+        let (id, secret) = match given {
+            Some(pair) => pair,
+            None => (
+                format!("LTAI{}", self.random_alnum(20)?),
+                self.random_alnum(30)?,
+            ),
+        };
+        if id.is_empty() || id.len() > 128 || secret.is_empty() || secret.len() > 256 {
+            return Err(KmsError::invalid("AccessKey"));
+        }
+        let now = system_now();
+        self.store.ensure_account(account_id, now).await?;
+        let sealed_secret = self
+            .keystore
+            .seal(access_key_aad(&id).as_bytes(), secret.as_bytes())?;
+        self.store
+            .insert_access_key(AccessKeyRecord {
+                access_key_id: id.clone(),
+                account_id: account_id.to_string(),
+                sealed_secret,
+                enabled: true,
+                creation_date: now,
+            })
+            .await?;
+        Ok(NewAccessKey {
+            access_key_id: id,
+            access_key_secret: secret,
+            account_id: account_id.to_string(),
+        })
+    }
+
+    /// Random `[A-Za-z0-9]` string (rejection sampling, no modulo bias).
+    fn random_alnum(&self, n: usize) -> Result<String, KmsError> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut out = String::with_capacity(n);
+        let mut buf = [0u8; 64];
+        while out.len() < n {
+            self.keystore
+                .rng()
+                .fill(&mut buf)
+                .map_err(|_| KmsError::internal("rng"))?;
+            for b in buf {
+                if (b as usize) < 248 && out.len() < n {
+                    out.push(ALPHABET[b as usize % 62] as char);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- key lookup
+
+    /// Resolves a `KeyId` parameter: a key id, or an ARN `acs:kms:<region>:<account>:key/<id>`.
+    /// Another account's or region's key is "not found". Aliases arrive with issue 5; until
+    /// then `alias/…` names an alias that does not exist.
+    pub fn locate(&self, caller: &Caller, key_ref: &str) -> Result<KeyLocator, KmsError> {
+        let key_id = if let Some(rest) = key_ref.strip_prefix("acs:kms:") {
+            let mut parts = rest.splitn(3, ':');
+            let (region, account, resource) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let id = resource.strip_prefix("key/").ok_or(KmsError::KeyNotFound)?;
+            if region != caller.region || account != caller.account_id {
+                return Err(KmsError::KeyNotFound);
+            }
+            id
+        } else if key_ref.starts_with("alias/") {
+            return Err(KmsError::AliasNotFound);
+        } else {
+            key_ref
+        };
+        Ok(KeyLocator {
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            key_id: key_id.to_string(),
+        })
+    }
+
+    /// Loads a key, applying lazily what time has made true: a key past its DeleteDate is
+    /// gone, imported material past its expiry is removed.
+    pub(crate) async fn load(&self, loc: &KeyLocator) -> Result<KeyRecord, KmsError> {
+        let now = self.now();
+        let key = self
+            .store
+            .get_key(loc)
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        if key.state == state::KeyState::PendingDeletion
+            && key.delete_date.is_some_and(|d| d <= now)
+        {
+            self.store.delete_key_if_due(loc, now).await?;
+            return Err(KmsError::KeyNotFound);
+        }
+        if key.material_present && key.material_expire.is_some_and(|e| e <= now) {
+            return self.expire_material(loc).await;
+        }
+        Ok(key)
+    }
+
+    /// Opens the sealed material of one key version.
+    pub(crate) fn open_material(
+        &self,
+        key_id: &str,
+        version_id: &str,
+        sealed: &[u8],
+    ) -> Result<Secret, KmsError> {
+        self.keystore
+            .open(material_aad(key_id, version_id).as_bytes(), sealed)
+    }
+
+    pub(crate) fn seal_material(
+        &self,
+        key_id: &str,
+        version_id: &str,
+        material: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        self.keystore
+            .seal(material_aad(key_id, version_id).as_bytes(), material)
+    }
+
+    /// One pass of background work: deletes keys past their DeleteDate, expires imported
+    /// material, purges expired wrapping keys. Safe to run concurrently with requests.
+    pub async fn sweep(&self) -> Result<(), KmsError> {
+        let now = self.now();
+        for loc in self.store.due_deletions(now).await? {
+            if self.store.delete_key_if_due(&loc, now).await? {
+                tracing::info!(key_id = %loc.key_id, "key deleted after its pending window");
+            }
+        }
+        for loc in self.store.due_material_expiry(now).await? {
+            match self.expire_material(&loc).await {
+                Ok(_) | Err(KmsError::KeyNotFound) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::info!(key_id = %loc.key_id, "imported key material expired");
+        }
+        self.store.purge_wrapping_keys(now).await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn new_id() -> String {
+    Uuid::new_v4().hyphenated().to_string()
+}
+
+fn access_key_aad(id: &str) -> String {
+    format!("access-key:{id}")
+}
+
+fn material_aad(key_id: &str, version_id: &str) -> String {
+    format!("key-material:{key_id}:{version_id}")
+}
+
+/// Account ids are digits (Alibaba account ids are 16 digits); we accept 1–32 digits.
+pub fn validate_account_id(id: &str) -> Result<(), KmsError> {
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(KmsError::invalid_because(
+            "AccountId",
+            "An account id is 1 to 32 digits.",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+
+    pub const T0: i64 = 1_800_000_000;
+
+    pub fn kms() -> (Kms, Arc<ManualClock>, Caller) {
+        let clock = Arc::new(ManualClock::new(T0));
+        let kms = Kms::new(
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            Arc::new(Keystore::from_root(&[3u8; 32]).unwrap()),
+            clock.clone(),
+            Pool::new(0),
+            ServiceConfig::default(),
+        );
+        let caller = Caller {
+            account_id: "1234567890123456".into(),
+            region: "cn-hangzhou".into(),
+            access_key_id: "ak".into(),
+        };
+        (kms, clock, caller)
+    }
+}

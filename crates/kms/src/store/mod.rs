@@ -1,0 +1,156 @@
+//! Persistence behind one trait. The service never sees SQL; an adapter per engine
+//! implements [`Store`] (SQLite in [`sqlite`], the embedded default).
+//!
+//! State changes go through [`Store::update_key`]: the adapter loads the key row under a
+//! write lock inside a transaction, hands it to the service's closure (which applies the
+//! state-machine rules and may return changes to key versions), and commits only if the
+//! closure succeeds. Two racing changes therefore see each other's result.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::error::KmsError;
+use crate::service::state::KeyState;
+
+/// One customer master key (without its versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub description: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub origin: String,
+    pub protection_level: String,
+    pub state: KeyState,
+    pub creation_date: i64,
+    pub creator: String,
+    pub primary_version: String,
+    /// When a PendingDeletion key is deleted for good.
+    pub delete_date: Option<i64>,
+    /// EXTERNAL keys: whether material is currently imported.
+    pub material_present: bool,
+    /// EXTERNAL keys: when the imported material expires (None = never / no material).
+    pub material_expire: Option<i64>,
+    /// EXTERNAL keys: keyed commitment to the first imported material (never the material).
+    pub material_commitment: Option<Vec<u8>>,
+    pub deletion_protection: bool,
+    pub deletion_protection_description: String,
+    pub automatic_rotation: bool,
+    /// Rotation interval in seconds.
+    pub rotation_interval: Option<i64>,
+    pub last_rotation_date: Option<i64>,
+}
+
+/// One key version. `sealed_material` is the version's 256-bit material sealed under the
+/// root key (`None` for an EXTERNAL key without material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersionRecord {
+    pub key_id: String,
+    pub version_id: String,
+    pub creation_date: i64,
+    pub sealed_material: Option<Vec<u8>>,
+}
+
+/// A change to key versions made together with a key update.
+#[derive(Debug, Clone)]
+pub enum VersionChange {
+    SetMaterial {
+        version_id: String,
+        sealed_material: Option<Vec<u8>>,
+    },
+    Insert(KeyVersionRecord),
+}
+
+/// The service's read-modify-write step inside [`Store::update_key`].
+pub type KeyMutation =
+    Box<dyn FnOnce(&mut KeyRecord) -> Result<Vec<VersionChange>, KmsError> + Send>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub account_id: String,
+    /// The secret sealed under the root key.
+    pub sealed_secret: Vec<u8>,
+    pub enabled: bool,
+    pub creation_date: i64,
+}
+
+/// A BYOK wrapping key pair, issued by GetParametersForImport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappingKeyRecord {
+    pub wrapping_key_id: String,
+    pub key_id: String,
+    pub account_id: String,
+    pub algorithm: String,
+    /// PKCS#8 DER of the private key, sealed under the root key.
+    pub sealed_private_key: Vec<u8>,
+    pub expires: i64,
+}
+
+/// A resource tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// Identifies a key within the account and region that own it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyLocator {
+    pub account_id: String,
+    pub region: String,
+    pub key_id: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, KmsError>;
+    async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError>;
+
+    async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError>;
+
+    async fn insert_access_key(&self, ak: AccessKeyRecord) -> Result<(), KmsError>;
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, KmsError>;
+    async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, KmsError>;
+    /// Returns false if there is no such access key.
+    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError>;
+    async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError>;
+
+    async fn insert_key(
+        &self,
+        key: KeyRecord,
+        first: KeyVersionRecord,
+        tags: Vec<Tag>,
+    ) -> Result<(), KmsError>;
+    async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError>;
+    async fn get_key(&self, loc: &KeyLocator) -> Result<Option<KeyRecord>, KmsError>;
+    async fn list_keys(&self, account_id: &str, region: &str) -> Result<Vec<KeyRecord>, KmsError>;
+    /// Read-modify-write of one key in a transaction; `Ok(None)` if the key does not exist.
+    async fn update_key(
+        &self,
+        loc: &KeyLocator,
+        mutation: KeyMutation,
+    ) -> Result<Option<KeyRecord>, KmsError>;
+    /// Deletes a key, its versions, tags and wrapping keys for good, but only if it is
+    /// still PendingDeletion with a DeleteDate at or before `now` (so a CancelKeyDeletion
+    /// that won the race is never undone). Returns whether it deleted.
+    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> Result<bool, KmsError>;
+    async fn get_version(
+        &self,
+        key_id: &str,
+        version_id: &str,
+    ) -> Result<Option<KeyVersionRecord>, KmsError>;
+    async fn list_versions(&self, key_id: &str) -> Result<Vec<KeyVersionRecord>, KmsError>;
+    /// Keys in PendingDeletion whose DeleteDate is at or before `now`.
+    async fn due_deletions(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
+    /// Keys whose imported material expires at or before `now`.
+    async fn due_material_expiry(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
+
+    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> Result<(), KmsError>;
+    async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError>;
+    /// Removes wrapping keys whose tokens expired before `now`; returns how many.
+    async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError>;
+}

@@ -1,0 +1,550 @@
+//! The SQLite adapter: one file `kms.db` in the data dir, WAL journal, `synchronous=FULL`
+//! (an acknowledged change survives a crash of the process or the machine), foreign keys on.
+//! Migrations are the numbered files in `migrations/sqlite/`, embedded in the binary and
+//! applied in order inside one transaction each, recorded in `schema_migrations`.
+//!
+//! rusqlite is synchronous: every call runs on the blocking thread pool with the one
+//! connection behind a mutex (SQLite serialises writers anyway).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::*;
+use crate::error::KmsError;
+
+/// The migrations, in order. Add a file and a line here to change the schema.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> KmsError {
+    KmsError::internal(format!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, KmsError> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, KmsError> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, KmsError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(db_err)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, KmsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, KmsError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| KmsError::internal("sqlite connection lock poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(KmsError::internal)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), KmsError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
+    )
+    .map_err(db_err)?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let done: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if done.is_none() {
+            tx.execute_batch(sql).map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied) VALUES (?1, strftime('%s','now'))",
+                [version],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
+
+const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, \
+    protection_level, state, creation_date, creator, primary_version, delete_date, \
+    material_present, material_expire, material_commitment, deletion_protection, \
+    deletion_protection_description, automatic_rotation, rotation_interval, last_rotation_date";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let state: String = r.get(8)?;
+    Ok(KeyRecord {
+        key_id: r.get(0)?,
+        account_id: r.get(1)?,
+        region: r.get(2)?,
+        description: r.get(3)?,
+        key_spec: r.get(4)?,
+        key_usage: r.get(5)?,
+        origin: r.get(6)?,
+        protection_level: r.get(7)?,
+        state: KeyState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                8,
+                rusqlite::types::Type::Text,
+                format!("bad key state {state}").into(),
+            )
+        })?,
+        creation_date: r.get(9)?,
+        creator: r.get(10)?,
+        primary_version: r.get(11)?,
+        delete_date: r.get(12)?,
+        material_present: r.get(13)?,
+        material_expire: r.get(14)?,
+        material_commitment: r.get(15)?,
+        deletion_protection: r.get(16)?,
+        deletion_protection_description: r.get(17)?,
+        automatic_rotation: r.get(18)?,
+        rotation_interval: r.get(19)?,
+        last_rotation_date: r.get(20)?,
+    })
+}
+
+fn write_key(conn: &Connection, k: &KeyRecord, insert: bool) -> Result<(), KmsError> {
+    let sql = if insert {
+        format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)")
+    } else {
+        "UPDATE keys SET account_id=?2, region=?3, description=?4, key_spec=?5, key_usage=?6, \
+         origin=?7, protection_level=?8, state=?9, creation_date=?10, creator=?11, \
+         primary_version=?12, delete_date=?13, material_present=?14, material_expire=?15, \
+         material_commitment=?16, deletion_protection=?17, deletion_protection_description=?18, \
+         automatic_rotation=?19, rotation_interval=?20, last_rotation_date=?21 WHERE key_id=?1"
+            .to_string()
+    };
+    conn.execute(
+        &sql,
+        params![
+            k.key_id,
+            k.account_id,
+            k.region,
+            k.description,
+            k.key_spec,
+            k.key_usage,
+            k.origin,
+            k.protection_level,
+            k.state.as_str(),
+            k.creation_date,
+            k.creator,
+            k.primary_version,
+            k.delete_date,
+            k.material_present,
+            k.material_expire,
+            k.material_commitment,
+            k.deletion_protection,
+            k.deletion_protection_description,
+            k.automatic_rotation,
+            k.rotation_interval,
+            k.last_rotation_date,
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn insert_version(conn: &Connection, v: &KeyVersionRecord) -> Result<(), KmsError> {
+    conn.execute(
+        "INSERT INTO key_versions (key_id, version_id, creation_date, sealed_material) VALUES (?1,?2,?3,?4)",
+        params![v.key_id, v.version_id, v.creation_date, v.sealed_material],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersionRecord> {
+    Ok(KeyVersionRecord {
+        key_id: r.get(0)?,
+        version_id: r.get(1)?,
+        creation_date: r.get(2)?,
+        sealed_material: r.get(3)?,
+    })
+}
+
+fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
+    Ok(AccessKeyRecord {
+        access_key_id: r.get(0)?,
+        account_id: r.get(1)?,
+        sealed_secret: r.get(2)?,
+        enabled: r.get(3)?,
+        creation_date: r.get(4)?,
+    })
+}
+
+fn locators(conn: &Connection, sql: &str, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+    let mut stmt = conn.prepare(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map([now], |r| {
+            Ok(KeyLocator {
+                account_id: r.get(0)?,
+                region: r.get(1)?,
+                key_id: r.get(2)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, KmsError> {
+        let name = name.to_string();
+        self.run(move |c| {
+            c.query_row("SELECT value FROM meta WHERE name=?1", [name], |r| r.get(0))
+                .optional()
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                [name, value],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError> {
+        let id = account_id.to_string();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO accounts (account_id, creation_date) VALUES (?1, ?2)",
+                params![id, now],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_access_key(&self, ak: AccessKeyRecord) -> Result<(), KmsError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO access_keys (access_key_id, account_id, sealed_secret, enabled, creation_date) VALUES (?1,?2,?3,?4,?5)",
+                params![ak.access_key_id, ak.account_id, ak.sealed_secret, ak.enabled, ak.creation_date],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, KmsError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT access_key_id, account_id, sealed_secret, enabled, creation_date FROM access_keys WHERE access_key_id=?1",
+                [id],
+                access_key_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, KmsError> {
+        self.run(|c| {
+            let mut stmt = c
+                .prepare("SELECT access_key_id, account_id, sealed_secret, enabled, creation_date FROM access_keys ORDER BY creation_date, access_key_id")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], access_key_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE access_keys SET enabled=?2 WHERE access_key_id=?1",
+                    params![id, enabled],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM access_keys WHERE access_key_id=?1", [id])
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn insert_key(
+        &self,
+        key: KeyRecord,
+        first: KeyVersionRecord,
+        tags: Vec<Tag>,
+    ) -> Result<(), KmsError> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            write_key(&tx, &key, true)?;
+            insert_version(&tx, &first)?;
+            for t in &tags {
+                tx.execute(
+                    "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3)",
+                    params![key.key_id, t.key, t.value],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_key(&self, loc: &KeyLocator) -> Result<Option<KeyRecord>, KmsError> {
+        let loc = loc.clone();
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id=?1 AND account_id=?2 AND region=?3"),
+                params![loc.key_id, loc.account_id, loc.region],
+                key_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, account_id: &str, region: &str) -> Result<Vec<KeyRecord>, KmsError> {
+        let (account, region) = (account_id.to_string(), region.to_string());
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE account_id=?1 AND region=?2 ORDER BY creation_date, key_id"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![account, region], key_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_key(
+        &self,
+        loc: &KeyLocator,
+        mutation: KeyMutation,
+    ) -> Result<Option<KeyRecord>, KmsError> {
+        let loc = loc.clone();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let Some(mut key) = tx
+                .query_row(
+                    &format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id=?1 AND account_id=?2 AND region=?3"),
+                    params![loc.key_id, loc.account_id, loc.region],
+                    key_from_row,
+                )
+                .optional()
+                .map_err(db_err)?
+            else {
+                return Ok(None);
+            };
+            let changes = mutation(&mut key)?;
+            write_key(&tx, &key, false)?;
+            for change in changes {
+                match change {
+                    VersionChange::SetMaterial {
+                        version_id,
+                        sealed_material,
+                    } => {
+                        tx.execute(
+                            "UPDATE key_versions SET sealed_material=?3 WHERE key_id=?1 AND version_id=?2",
+                            params![key.key_id, version_id, sealed_material],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    VersionChange::Insert(v) => insert_version(&tx, &v)?,
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(Some(key))
+        })
+        .await
+    }
+
+    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> Result<bool, KmsError> {
+        let loc = loc.clone();
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM keys WHERE key_id=?1 AND account_id=?2 AND region=?3 \
+                     AND state='PendingDeletion' AND delete_date IS NOT NULL AND delete_date <= ?4",
+                    params![loc.key_id, loc.account_id, loc.region, now],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError> {
+        let k = key_id.to_string();
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare("SELECT tag_key, tag_value FROM key_tags WHERE key_id=?1 ORDER BY tag_key")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([k], |r| {
+                    Ok(Tag {
+                        key: r.get(0)?,
+                        value: r.get(1)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_version(
+        &self,
+        key_id: &str,
+        version_id: &str,
+    ) -> Result<Option<KeyVersionRecord>, KmsError> {
+        let (k, v) = (key_id.to_string(), version_id.to_string());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT key_id, version_id, creation_date, sealed_material FROM key_versions WHERE key_id=?1 AND version_id=?2",
+                [k, v],
+                version_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_versions(&self, key_id: &str) -> Result<Vec<KeyVersionRecord>, KmsError> {
+        let k = key_id.to_string();
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare("SELECT key_id, version_id, creation_date, sealed_material FROM key_versions WHERE key_id=?1 ORDER BY creation_date, version_id")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([k], version_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn due_deletions(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+        self.run(move |c| {
+            locators(
+                c,
+                "SELECT account_id, region, key_id FROM keys WHERE state='PendingDeletion' AND delete_date IS NOT NULL AND delete_date <= ?1",
+                now,
+            )
+        })
+        .await
+    }
+
+    async fn due_material_expiry(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+        self.run(move |c| {
+            locators(
+                c,
+                "SELECT account_id, region, key_id FROM keys WHERE material_present=1 AND material_expire IS NOT NULL AND material_expire <= ?1",
+                now,
+            )
+        })
+        .await
+    }
+
+    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> Result<(), KmsError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO wrapping_keys (wrapping_key_id, key_id, account_id, algorithm, sealed_private_key, expires) VALUES (?1,?2,?3,?4,?5,?6)",
+                params![wk.wrapping_key_id, wk.key_id, wk.account_id, wk.algorithm, wk.sealed_private_key, wk.expires],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT wrapping_key_id, key_id, account_id, algorithm, sealed_private_key, expires FROM wrapping_keys WHERE wrapping_key_id=?1",
+                [id],
+                |r| {
+                    Ok(WrappingKeyRecord {
+                        wrapping_key_id: r.get(0)?,
+                        key_id: r.get(1)?,
+                        account_id: r.get(2)?,
+                        algorithm: r.get(3)?,
+                        sealed_private_key: r.get(4)?,
+                        expires: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError> {
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM wrapping_keys WHERE expires < ?1", [now])
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
