@@ -23,6 +23,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Offline administration of a data dir.
     Admin(AdminArgs),
+    /// Load-test an endpoint: throughput, latency percentiles, errors by code.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,10 +16,13 @@
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite today).
 //!
 //! [`server`] wires these together with axum; [`admin`] holds the offline admin commands;
-//! [`clock`] is the injectable clock every time-dependent rule goes through.
+//! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
+//! signs requests like the SDKs do, for [`bench`] (`kms bench`).
 
 pub mod admin;
 pub mod api;
+pub mod bench;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;

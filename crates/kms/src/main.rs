@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => kms::server::run(args.resolve()?).await,
+            Command::Bench(args) => kms::bench::run(args).await,
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => kms::admin::access_key(cmd).await,
             },
