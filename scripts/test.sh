@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust unit and integration tests, then the end-to-end
+# suites that start the real `kms server` binary and drive it through the real Alibaba
+# Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
+# Installs what it needs on first use: a Python venv in .venv and npm packages in
+# tests/node/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "dependencies"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+command -v openssl >/dev/null || { echo "openssl is needed for the BYOK tests (apt-get install openssl)"; exit 1; }
+
+step "build"
+cargo build --locked --bins
+export KMS_BIN="$PWD/target/debug/kms"
+
+step "cargo test"
+cargo test --locked --workspace
+
+step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl"
+.venv/bin/python -m pytest tests/e2e -q
+
+step "end-to-end: Node SDK"
+node --test tests/node/
