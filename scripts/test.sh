@@ -2,14 +2,15 @@
 # Runs every test of the project: Rust unit and integration tests, then the end-to-end
 # suites that start the real `kms server` binary and drive it through the real Alibaba
 # Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
-# Installs what it needs on first use: a Python venv in .venv and npm packages in
-# tests/node/node_modules.
+# Installs what it needs on first use: Debian packages (scripts/install-deps.sh), a Python
+# venv in .venv and npm packages in tests/node/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==== %s\n' "$*"; }
 
 step "dependencies"
+./scripts/install-deps.sh
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -17,7 +18,6 @@ fi
 if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
-command -v openssl >/dev/null || { echo "openssl is needed for the BYOK tests (apt-get install openssl)"; exit 1; }
 
 step "build"
 cargo build --locked --bins

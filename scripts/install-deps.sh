@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the end-to-end tests use, if they are missing: openssl (the
+# BYOK openssl commands), a JDK (the Java wrapping sample), Go (the Go wrapping sample),
+# python3-venv. Uses apt-get as root, or through sudo.
+set -euo pipefail
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v go >/dev/null || missing+=(golang-go)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs npm)
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "please install as root: apt-get install ${missing[*]}"; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
