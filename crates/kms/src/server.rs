@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -258,8 +258,12 @@ async fn api_handler(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return error_response(&KmsError::RequestTooLarge),
+    };
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
@@ -295,15 +299,14 @@ async fn api_handler(
         .into_response()
 }
 
-async fn not_found(uri: Uri) -> Response {
-    let r = render::error(
-        Format::Json,
-        &KmsError::InvalidApi(uri.path().to_string()),
-        &new_request_id(),
-        "kms",
-    );
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::NOT_FOUND);
+fn error_response(err: &KmsError) -> Response {
+    let r = render::error(Format::Json, err, &new_request_id(), "kms");
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
     (status, [(header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(&KmsError::InvalidApi(uri.path().to_string()))
 }
 
 async fn healthz() -> Response {
@@ -341,9 +344,7 @@ pub fn router(protocol: Arc<Protocol>, clock: Arc<OffsetClock>, enable_test_cloc
     if enable_test_clock {
         app = app.route("/__test/clock", post(test_clock));
     }
-    app.fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    app.fallback(not_found).with_state(state)
 }
 
 async fn shutdown_signal() {
