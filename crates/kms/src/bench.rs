@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::client::{params, Client, Credentials, SignatureVersion};
+use crate::keystore::wrapping::{self, WrappingAlgorithm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "verbatim")]
@@ -190,16 +190,11 @@ async fn plan(client: &Client, args: &BenchArgs) -> Result<Plan, String> {
                 .map_err(|e| e.to_string())?;
             let mut material = Zeroizing::new([0u8; 32]);
             aws_lc_rs::rand::fill(material.as_mut()).map_err(|_| "rng".to_string())?;
-            let pk = PublicEncryptingKey::from_der(&public)
-                .map_err(|e| e.to_string())
-                .and_then(|p| {
-                    OaepPublicEncryptingKey::new(p).map_err(|_| "bad public key".to_string())
-                })?;
-            let mut out = vec![0u8; 256];
-            let wrapped = pk
-                .encrypt(&OAEP_SHA256_MGF1SHA256, material.as_ref(), &mut out, None)
-                .map_err(|_| "wrap failed".to_string())?
-                .to_vec();
+            let wrapped = wrapping::wrap(
+                &public,
+                WrappingAlgorithm::RsaesOaepSha256,
+                material.as_ref(),
+            )?;
             Plan {
                 action: "ImportKeyMaterial",
                 params: params(&[

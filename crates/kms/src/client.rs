@@ -215,7 +215,7 @@ impl Client {
     }
 
     async fn send(&self, req: hyper::Request<Full<Bytes>>) -> Result<ApiResponse, String> {
-        let resp = self.http.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let resp = self.http.request(req).await.map_err(|e| error_chain(&e))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -226,6 +226,18 @@ impl Client {
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(ApiResponse { status, body })
     }
+}
+
+/// "outer: inner: innermost", without Debug noise.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn encode_query(params: &[(String, String)]) -> String {

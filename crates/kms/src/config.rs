@@ -25,6 +25,19 @@ pub enum Command {
     Admin(AdminArgs),
     /// Load-test an endpoint: throughput, latency percentiles, errors by code.
     Bench(crate::bench::BenchArgs),
+    /// Save credentials, region and endpoint in a profile (~/.kms/config.toml).
+    Configure(crate::cli::ConfigureArgs),
+    /// Wrap 32 bytes of key material with a PublicKey from GetParametersForImport (no openssl needed).
+    Wrap(crate::cli::WrapArgs),
+    /// Bring your own key in one step: GetParametersForImport, local wrapping, ImportKeyMaterial.
+    ImportMaterial(crate::cli::ImportMaterialArgs),
+    /// CreateKey with Origin=EXTERNAL.
+    CreateExternalKey(crate::cli::CreateExternalKeyArgs),
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

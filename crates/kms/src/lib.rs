@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;

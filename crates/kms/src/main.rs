@@ -1,10 +1,12 @@
-//! The `kms` binary: configuration, wiring, start and graceful shutdown.
+//! The `kms` binary: configuration, wiring, start and graceful shutdown, and the command
+//! line client.
 
-use clap::Parser;
+use clap::FromArgMatches;
+use kms::cli::{self, Failure};
 use kms::config::{AdminCommand, Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = cli::command().get_matches();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -22,20 +24,38 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: Result<(), Failure> = runtime.block_on(async {
+        if let Some((name, sub)) = matches.subcommand() {
+            if kms::api::spec::find(name).is_some() {
+                return cli::run_action(name, sub).await;
+            }
+        }
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| Failure::usage(e.to_string()))?;
         match cli.command {
-            Command::Server(args) => kms::server::run(args.resolve()?).await,
-            Command::Bench(args) => kms::bench::run(args).await,
+            Command::Server(args) => Ok(kms::server::run(args.resolve()?).await?),
+            Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
-                AdminCommand::AccessKey(cmd) => kms::admin::access_key(cmd).await,
+                AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
             },
+            Command::Configure(a) => cli::configure(a),
+            Command::Wrap(a) => cli::wrap(a),
+            Command::ImportMaterial(a) => cli::import_material(a).await,
+            Command::CreateExternalKey(a) => cli::create_external_key(a).await,
+            Command::Completion { shell } => {
+                cli::completion(shell);
+                Ok(())
+            }
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+        Err(f) => {
+            if f.status == 1 {
+                eprintln!("{}", f.message);
+            } else {
+                eprintln!("error: {}", f.message);
+            }
+            std::process::ExitCode::from(f.status)
         }
     }
 }

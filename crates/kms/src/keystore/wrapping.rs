@@ -93,6 +93,40 @@ pub fn unwrap(pkcs8: &[u8], algorithm: WrappingAlgorithm, ciphertext: &[u8]) -> 
     Some(out)
 }
 
+/// Wraps key material under a DER SubjectPublicKeyInfo RSA public key, as a client does
+/// before ImportKeyMaterial (used by `kms wrap`, `kms import-material` and `kms bench`).
+/// OAEP uses the same hash for the digest and MGF1 and no label, like the openssl commands.
+pub fn wrap(
+    public_der: &[u8],
+    algorithm: WrappingAlgorithm,
+    material: &[u8],
+) -> Result<Vec<u8>, String> {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey, PublicEncryptingKey};
+    let pk = PublicEncryptingKey::from_der(public_der)
+        .map_err(|_| "the public key is not a DER RSA SubjectPublicKeyInfo".to_string())?;
+    let mut out = vec![0u8; pk.key_size_bytes()];
+    let fail = |_| "the material is too long for this key".to_string();
+    let n = match algorithm {
+        WrappingAlgorithm::RsaesPkcs1V15 => Pkcs1PublicEncryptingKey::new(pk)
+            .map_err(|_| "bad public key".to_string())?
+            .encrypt(material, &mut out)
+            .map_err(fail)?
+            .len(),
+        WrappingAlgorithm::RsaesOaepSha1 => OaepPublicEncryptingKey::new(pk)
+            .map_err(|_| "bad public key".to_string())?
+            .encrypt(&OAEP_SHA1_MGF1SHA1, material, &mut out, None)
+            .map_err(fail)?
+            .len(),
+        WrappingAlgorithm::RsaesOaepSha256 => OaepPublicEncryptingKey::new(pk)
+            .map_err(|_| "bad public key".to_string())?
+            .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+            .map_err(fail)?
+            .len(),
+    };
+    out.truncate(n);
+    Ok(out)
+}
+
 /// A pool of pre-generated key pairs so GetParametersForImport never waits for RSA key
 /// generation while the pool is not drained. A background task refills it.
 pub struct Pool {
@@ -154,30 +188,8 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey, PublicEncryptingKey};
-
     fn wrap(public_der: &[u8], alg: WrappingAlgorithm, msg: &[u8]) -> Vec<u8> {
-        let pk = PublicEncryptingKey::from_der(public_der).unwrap();
-        let mut out = vec![0u8; 256];
-        let n = match alg {
-            WrappingAlgorithm::RsaesPkcs1V15 => Pkcs1PublicEncryptingKey::new(pk)
-                .unwrap()
-                .encrypt(msg, &mut out)
-                .unwrap()
-                .len(),
-            WrappingAlgorithm::RsaesOaepSha1 => OaepPublicEncryptingKey::new(pk)
-                .unwrap()
-                .encrypt(&OAEP_SHA1_MGF1SHA1, msg, &mut out, None)
-                .unwrap()
-                .len(),
-            WrappingAlgorithm::RsaesOaepSha256 => OaepPublicEncryptingKey::new(pk)
-                .unwrap()
-                .encrypt(&OAEP_SHA256_MGF1SHA256, msg, &mut out, None)
-                .unwrap()
-                .len(),
-        };
-        out.truncate(n);
-        out
+        super::wrap(public_der, alg, msg).unwrap()
     }
 
     #[test]

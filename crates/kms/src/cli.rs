@@ -1,0 +1,714 @@
+//! The command line client, shaped like `aliyun kms`: `kms <Action> --Param value …` for
+//! every action of [`crate::api::spec::ACTIONS`] (the server's own table, so a new action is
+//! one row), plus `kms configure`, `kms wrap`, `kms import-material`,
+//! `kms create-external-key` and `kms completion`.
+//!
+//! Credentials and endpoint: flag > environment (`ALIBABA_CLOUD_ACCESS_KEY_ID`,
+//! `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, `ALIBABA_CLOUD_REGION_ID`, `KMS_ENDPOINT`,
+//! `KMS_PROFILE`) > profile in the config file (`~/.kms/config.toml`, or `KMS_CLI_CONFIG`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use base64::Engine;
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::api::spec::{self, ActionSpec};
+use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
+use crate::config::Cli;
+use crate::keystore::wrapping::{self, WrappingAlgorithm};
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
+
+/// How a command ended: exit status and what to print on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad usage or local problem (missing credentials, unreadable file): exit 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            status: 2,
+            message: message.into(),
+        }
+    }
+    /// The server answered an error: exit 1.
+    pub fn api(message: impl Into<String>) -> Self {
+        Self {
+            status: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::usage(message)
+    }
+}
+
+/// Options of every command that talks to a server.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientArgs {
+    /// Server endpoint [env: KMS_ENDPOINT] [default: profile's, else http://127.0.0.1:8080]
+    #[arg(long, env = "KMS_ENDPOINT", hide_env = true)]
+    pub endpoint: Option<String>,
+    /// Access key id [env: ALIBABA_CLOUD_ACCESS_KEY_ID]
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID", hide_env = true)]
+    pub access_key_id: Option<String>,
+    /// Access key secret [env: ALIBABA_CLOUD_ACCESS_KEY_SECRET]
+    #[arg(
+        long,
+        env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        hide_env = true,
+        hide_env_values = true
+    )]
+    pub access_key_secret: Option<String>,
+    /// Region id [env: ALIBABA_CLOUD_REGION_ID] [default: profile's, else cn-hangzhou]
+    #[arg(long, env = "ALIBABA_CLOUD_REGION_ID", hide_env = true)]
+    pub region: Option<String>,
+    /// Profile in the config file [env: KMS_PROFILE] [default: default]
+    #[arg(long, env = "KMS_PROFILE", hide_env = true)]
+    pub profile: Option<String>,
+    /// 3 = ACS3-HMAC-SHA256 (default), 1 = HMAC-SHA1
+    #[arg(long, value_parser = ["1", "3"])]
+    pub signature_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Profile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfileFile {
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+pub fn config_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("KMS_CLI_CONFIG") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".kms").join("config.toml")
+}
+
+fn load_profiles() -> Result<ProfileFile, String> {
+    let path = config_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProfileFile::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn save_profiles(file: &ProfileFile) -> Result<PathBuf, String> {
+    let path = config_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let text = toml::to_string(file).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Everything needed to call a server, after applying precedence.
+pub struct Resolved {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub access_key_secret: Zeroizing<String>,
+    pub region: String,
+    pub signature: SignatureVersion,
+}
+
+impl ClientArgs {
+    pub fn resolve(&self) -> Result<Resolved, Failure> {
+        let file = load_profiles()?;
+        let profile = match &self.profile {
+            Some(name) => file.profiles.get(name).cloned().ok_or_else(|| {
+                Failure::usage(format!(
+                    "no profile {name:?} in {}; create it with: kms configure --profile {name}",
+                    config_path().display()
+                ))
+            })?,
+            None => file.profiles.get("default").cloned().unwrap_or_default(),
+        };
+        let access_key_id = self.access_key_id.clone().or(profile.access_key_id);
+        let access_key_secret = self.access_key_secret.clone().or(profile.access_key_secret);
+        let (Some(access_key_id), Some(access_key_secret)) = (access_key_id, access_key_secret)
+        else {
+            return Err(Failure::usage(
+                "no credentials: pass --access-key-id and --access-key-secret, or set \
+                 ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run `kms configure`",
+            ));
+        };
+        Ok(Resolved {
+            endpoint: self
+                .endpoint
+                .clone()
+                .or(profile.endpoint)
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
+            access_key_id,
+            access_key_secret: Zeroizing::new(access_key_secret),
+            region: self
+                .region
+                .clone()
+                .or(profile.region)
+                .unwrap_or_else(|| "cn-hangzhou".to_string()),
+            signature: match self.signature_version.as_deref() {
+                Some("1") => SignatureVersion::V1,
+                _ => SignatureVersion::V3,
+            },
+        })
+    }
+
+    pub fn client(&self) -> Result<(Client, String), Failure> {
+        let r = self.resolve()?;
+        let endpoint = r.endpoint.clone();
+        let client = Client::new(
+            &r.endpoint,
+            Credentials {
+                access_key_id: r.access_key_id,
+                access_key_secret: r.access_key_secret,
+            },
+            r.signature,
+            &r.region,
+        )?;
+        Ok((client, endpoint))
+    }
+}
+
+/// One subcommand per API action, with a `--Name` option per parameter.
+fn action_command(spec: &ActionSpec) -> clap::Command {
+    let mut c = clap::Command::new(spec.name)
+        .about(spec.help)
+        .after_help("Prints the response JSON. Errors print as `Code: Message (RequestId)` and exit with status 1.");
+    for p in spec.params {
+        let help = if p.required {
+            format!("{} (required)", p.help)
+        } else {
+            p.help.to_string()
+        };
+        c = c.arg(
+            Arg::new(p.name)
+                .long(p.name)
+                .value_name("VALUE")
+                .help(help)
+                .required(p.required),
+        );
+    }
+    c = c.arg(
+        Arg::new("output")
+            .long("output")
+            .num_args(1..=2)
+            .value_name("cols=A,B rows=Path.To.List[]")
+            .help("Print a table instead of JSON: the columns, and where the rows are"),
+    );
+    ClientArgs::augment_args(c)
+}
+
+/// The whole command line: the fixed commands plus one per API action.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for spec in spec::ACTIONS {
+        cmd = cmd.subcommand(action_command(spec));
+    }
+    cmd
+}
+
+fn call_failure(endpoint: &str, e: String) -> Failure {
+    Failure::usage(format!("cannot reach {endpoint}: {e}"))
+}
+
+fn api_error(r: &ApiResponse) -> Failure {
+    let field = |n: &str| {
+        r.body
+            .get(n)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if r.body.is_null() {
+        return Failure::api(format!(
+            "HTTP {}: the server's answer is not JSON",
+            r.status
+        ));
+    }
+    Failure::api(format!(
+        "{}: {} ({})",
+        field("Code"),
+        field("Message"),
+        field("RequestId")
+    ))
+}
+
+async fn call(
+    client: &Client,
+    endpoint: &str,
+    action: &str,
+    params: &[(String, String)],
+) -> Result<Value, Failure> {
+    let r = client
+        .call(action, params)
+        .await
+        .map_err(|e| call_failure(endpoint, e))?;
+    if !r.is_ok() {
+        return Err(api_error(&r));
+    }
+    Ok(r.body)
+}
+
+/// Runs `kms <Action> …`.
+pub async fn run_action(name: &str, m: &ArgMatches) -> Result<(), Failure> {
+    let spec = spec::find(name).ok_or_else(|| Failure::usage(format!("unknown action {name}")))?;
+    let args = ClientArgs::from_arg_matches(m).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut params = Vec::new();
+    for p in spec.params {
+        if let Some(v) = m.get_one::<String>(p.name) {
+            params.push((p.name.to_string(), v.clone()));
+        }
+    }
+    let (client, endpoint) = args.client()?;
+    let body = call(&client, &endpoint, spec.name, &params).await?;
+    match m.get_many::<String>("output") {
+        Some(spec) => print!("{}", table(&body, &spec.cloned().collect::<Vec<_>>())?),
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
+}
+
+/// `--output cols=KeyId,KeyArn rows=Keys.Key[]`: a plain text table.
+pub fn table(body: &Value, spec: &[String]) -> Result<String, Failure> {
+    let mut cols: Vec<String> = Vec::new();
+    let mut rows_path: Option<String> = None;
+    for part in spec {
+        if let Some(c) = part.strip_prefix("cols=") {
+            cols = c
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        } else if let Some(r) = part.strip_prefix("rows=") {
+            rows_path = Some(r.to_string());
+        } else {
+            return Err(Failure::usage(format!(
+                "--output takes cols=… and rows=…, not {part:?}"
+            )));
+        }
+    }
+    if cols.is_empty() {
+        return Err(Failure::usage("--output needs cols=Name,Name"));
+    }
+    let rows: Vec<&Value> = match rows_path {
+        None => vec![body],
+        Some(path) => {
+            let mut v = body;
+            for seg in path
+                .trim_end_matches("[]")
+                .split('.')
+                .filter(|s| !s.is_empty())
+            {
+                v = v.get(seg).ok_or_else(|| {
+                    Failure::usage(format!("the response has no {seg:?} in rows={path}"))
+                })?;
+            }
+            match v {
+                Value::Array(a) => a.iter().collect(),
+                other => vec![other],
+            }
+        }
+    };
+    let cell = |row: &Value, col: &str| -> String {
+        let mut v = row;
+        for seg in col.split('.') {
+            match v.get(seg) {
+                Some(x) => v = x,
+                None => return String::new(),
+            }
+        }
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    };
+    let data: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|c| cell(r, c)).collect())
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            data.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    let mut out = line(&cols);
+    out.push_str(&line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
+    for r in &data {
+        out.push_str(&line(r));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigureArgs {
+    /// Profile to write [default: default]
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// The secret; when absent it is read from standard input (one line), so it stays out of
+    /// the shell history and the process list.
+    #[arg(long)]
+    pub access_key_secret: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub endpoint: Option<String>,
+}
+
+fn read_line(prompt: &str) -> Result<String, Failure> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut s = String::new();
+    std::io::stdin()
+        .read_line(&mut s)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(s.trim().to_string())
+}
+
+pub fn configure(a: ConfigureArgs) -> Result<(), Failure> {
+    let mut file = load_profiles()?;
+    let existing = file.profiles.get(&a.profile).cloned().unwrap_or_default();
+    let access_key_id = match a.access_key_id.or(existing.access_key_id.clone()) {
+        Some(v) => v,
+        None => read_line("Access Key Id: ")?,
+    };
+    let access_key_secret = match a.access_key_secret {
+        Some(v) => v,
+        None => read_line("Access Key Secret: ")?,
+    };
+    if access_key_id.is_empty() || access_key_secret.is_empty() {
+        return Err(Failure::usage("an access key id and secret are needed"));
+    }
+    let profile = Profile {
+        access_key_id: Some(access_key_id),
+        access_key_secret: Some(access_key_secret),
+        region: a.region.or(existing.region).or(Some("cn-hangzhou".into())),
+        endpoint: a
+            .endpoint
+            .or(existing.endpoint)
+            .or(Some(DEFAULT_ENDPOINT.into())),
+    };
+    file.profiles.insert(a.profile.clone(), profile);
+    let path = save_profiles(&file)?;
+    println!("Saved profile {:?} in {}", a.profile, path.display());
+    Ok(())
+}
+
+fn algorithm(name: &str) -> Result<WrappingAlgorithm, Failure> {
+    WrappingAlgorithm::parse(name).ok_or_else(|| {
+        Failure::usage(format!(
+            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or RSAES_PKCS1_V1_5"
+        ))
+    })
+}
+
+/// Reads key material from a file, or standard input for `-`; never from an argument.
+fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut buf = Zeroizing::new(Vec::new());
+    if path == "-" {
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::usage(format!("cannot read standard input: {e}")))?;
+    } else {
+        *buf =
+            std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?;
+    }
+    if buf.len() != 32 {
+        return Err(Failure::usage(format!(
+            "key material must be exactly 32 bytes (256 bits) for Aliyun_AES_256; {path} has {}",
+            buf.len()
+        )));
+    }
+    Ok(buf)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WrapArgs {
+    /// The PublicKey from GetParametersForImport: a file with its base64 text
+    #[arg(long)]
+    pub public_key: PathBuf,
+    /// The WrappingAlgorithm named in GetParametersForImport
+    #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
+    pub algorithm: String,
+    /// The 32-byte key material (`-` for standard input)
+    #[arg(long = "in")]
+    pub input: String,
+    /// Where to write the base64 EncryptedKeyMaterial [default: standard output]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn read_public_key(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| {
+            Failure::usage(format!(
+                "{} is not base64 (the PublicKey field as returned)",
+                path.display()
+            ))
+        })
+}
+
+pub fn wrap(a: WrapArgs) -> Result<(), Failure> {
+    let alg = algorithm(&a.algorithm)?;
+    let public = read_public_key(&a.public_key)?;
+    let material = read_material(&a.input)?;
+    let wrapped = wrapping::wrap(&public, alg, &material)?;
+    let text = base64::engine::general_purpose::STANDARD.encode(wrapped);
+    match a.out {
+        Some(p) => std::fs::write(&p, &text)
+            .map_err(|e| Failure::usage(format!("cannot write {}: {e}", p.display())))?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportMaterialArgs {
+    /// The EXTERNAL key (id or ARN)
+    #[arg(long)]
+    pub key_id: String,
+    /// The 32-byte key material (`-` for standard input)
+    #[arg(long)]
+    pub material_file: String,
+    #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
+    pub algorithm: String,
+    /// When the material expires, e.g. 2027-01-01T00:00:00Z [default: never]
+    #[arg(long, conflicts_with = "expire_unix")]
+    pub expire: Option<String>,
+    /// When the material expires, in Unix seconds (0 = never)
+    #[arg(long)]
+    pub expire_unix: Option<i64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or("")
+}
+
+pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
+    let alg = algorithm(&a.algorithm)?;
+    let expire = match (&a.expire, a.expire_unix) {
+        (Some(t), _) => crate::timefmt::parse(t).ok_or_else(|| {
+            Failure::usage(format!(
+                "--expire {t:?} is not a time like 2027-01-01T00:00:00Z"
+            ))
+        })?,
+        (None, Some(n)) => n,
+        (None, None) => 0,
+    };
+    let material = read_material(&a.material_file)?;
+    let (client, endpoint) = a.client.client()?;
+    let p = |pairs: &[(&str, &str)]| crate::client::params(pairs);
+    let params = call(
+        &client,
+        &endpoint,
+        "GetParametersForImport",
+        &p(&[
+            ("KeyId", &a.key_id),
+            ("WrappingAlgorithm", alg.as_str()),
+            ("WrappingKeySpec", "RSA_2048"),
+        ]),
+    )
+    .await?;
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(str_of(&params, &["PublicKey"]))
+        .map_err(|_| Failure::api("the server's PublicKey is not base64"))?;
+    let wrapped =
+        base64::engine::general_purpose::STANDARD.encode(wrapping::wrap(&public, alg, &material)?);
+    let expire_s = expire.to_string();
+    call(
+        &client,
+        &endpoint,
+        "ImportKeyMaterial",
+        &p(&[
+            ("KeyId", &a.key_id),
+            ("ImportToken", str_of(&params, &["ImportToken"])),
+            ("EncryptedKeyMaterial", &wrapped),
+            ("KeyMaterialExpireUnix", &expire_s),
+        ]),
+    )
+    .await?;
+    let d = call(
+        &client,
+        &endpoint,
+        "DescribeKey",
+        &p(&[("KeyId", &a.key_id)]),
+    )
+    .await?;
+    let out = serde_json::json!({
+        "KeyId": str_of(&d, &["KeyMetadata", "KeyId"]),
+        "KeyState": str_of(&d, &["KeyMetadata", "KeyState"]),
+        "MaterialExpireTime": str_of(&d, &["KeyMetadata", "MaterialExpireTime"]),
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateExternalKeyArgs {
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn create_external_key(a: CreateExternalKeyArgs) -> Result<(), Failure> {
+    let (client, endpoint) = a.client.client()?;
+    let mut params = crate::client::params(&[("Origin", "EXTERNAL")]);
+    if let Some(d) = a.description {
+        params.push(("Description".into(), d));
+    }
+    let body = call(&client, &endpoint, "CreateKey", &params).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+pub fn completion(shell: clap_complete::Shell) {
+    clap_complete::generate(shell, &mut command(), "kms", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_a_subcommand_with_its_parameters() {
+        let cmd = command();
+        for spec in spec::ACTIONS {
+            let sub = cmd.find_subcommand(spec.name).unwrap();
+            for p in spec.params {
+                let arg = sub.get_arguments().find(|a| a.get_id() == p.name).unwrap();
+                assert_eq!(
+                    arg.is_required_set(),
+                    p.required,
+                    "{} {}",
+                    spec.name,
+                    p.name
+                );
+            }
+        }
+        cmd.debug_assert();
+    }
+
+    #[test]
+    fn parses_an_action_line() {
+        let m = command()
+            .try_get_matches_from([
+                "kms",
+                "CreateKey",
+                "--Origin",
+                "EXTERNAL",
+                "--Description",
+                "External key",
+                "--endpoint",
+                "http://x:1",
+            ])
+            .unwrap();
+        let (name, sub) = m.subcommand().unwrap();
+        assert_eq!(name, "CreateKey");
+        assert_eq!(sub.get_one::<String>("Origin").unwrap(), "EXTERNAL");
+        let err = command()
+            .try_get_matches_from(["kms", "CreateKy"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CreateKey"), "{err}");
+        let err = command()
+            .try_get_matches_from(["kms", "DescribeKey", "--KeyID", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--KeyId"), "{err}");
+        assert!(command()
+            .try_get_matches_from(["kms", "DescribeKey"])
+            .is_err());
+    }
+
+    #[test]
+    fn tables() {
+        let body = serde_json::json!({"Keys":{"Key":[{"KeyId":"a","KeyArn":"arn-a"},{"KeyId":"bb","KeyArn":"arn-b"}]},"TotalCount":2});
+        let t = table(
+            &body,
+            &["cols=KeyId,KeyArn".into(), "rows=Keys.Key[]".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            "KeyId  KeyArn\n-----  ------\na      arn-a\nbb     arn-b\n"
+        );
+        let t = table(&body, &["cols=TotalCount".into()]).unwrap();
+        assert_eq!(t, "TotalCount\n----------\n2\n");
+        assert!(table(&body, &["rows=Nope[]".into(), "cols=A".into()]).is_err());
+    }
+}
