@@ -205,6 +205,14 @@ impl ClientArgs {
 }
 
 /// One subcommand per API action, with a `--Name` option per parameter.
+fn output_arg() -> Arg {
+    Arg::new("output")
+        .long("output")
+        .num_args(1..=2)
+        .value_name("SPEC")
+        .help("value=Path[,Path]: print bare values; cols=A,B [rows=Path.To.List[]]: print a table")
+}
+
 fn action_command(spec: &ActionSpec) -> clap::Command {
     let mut c = clap::Command::new(spec.name)
         .about(spec.help)
@@ -223,14 +231,7 @@ fn action_command(spec: &ActionSpec) -> clap::Command {
                 .required(p.required),
         );
     }
-    c = c.arg(
-        Arg::new("output")
-            .long("output")
-            .num_args(1..=2)
-            .value_name("cols=A,B rows=Path.To.List[]")
-            .help("Print a table instead of JSON: the columns, and where the rows are"),
-    );
-    ClientArgs::augment_args(c)
+    ClientArgs::augment_args(c.arg(output_arg()))
 }
 
 /// The whole command line: the fixed commands plus one per API action.
@@ -296,18 +297,38 @@ pub async fn run_action(name: &str, m: &ArgMatches) -> Result<(), Failure> {
     }
     let (client, endpoint) = args.client()?;
     let body = call(&client, &endpoint, spec.name, &params).await?;
-    match m.get_many::<String>("output") {
-        Some(spec) => print!("{}", table(&body, &spec.cloned().collect::<Vec<_>>())?),
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(())
+    let output: Option<Vec<String>> = m.get_many::<String>("output").map(|v| v.cloned().collect());
+    print_body(&body, output.as_deref())
 }
 
+/// The value at a dotted path (`KeyMetadata.KeyId`), as text.
+fn value_at(v: &Value, path: &str) -> Option<String> {
+    let mut cur = v;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        cur = cur.get(seg)?;
+    }
+    Some(match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// `--output value=Path[,Path…]`: the bare values, one per line (for shell variables);
 /// `--output cols=KeyId,KeyArn rows=Keys.Key[]`: a plain text table.
 pub fn table(body: &Value, spec: &[String]) -> Result<String, Failure> {
+    if let [only] = spec {
+        if let Some(paths) = only.strip_prefix("value=") {
+            let mut out = String::new();
+            for p in paths.split(',') {
+                let v = value_at(body, p)
+                    .ok_or_else(|| Failure::usage(format!("the response has no {p}")))?;
+                out.push_str(&v);
+                out.push('\n');
+            }
+            return Ok(out);
+        }
+    }
     let mut cols: Vec<String> = Vec::new();
     let mut rows_path: Option<String> = None;
     for part in spec {
@@ -347,20 +368,7 @@ pub fn table(body: &Value, spec: &[String]) -> Result<String, Failure> {
             }
         }
     };
-    let cell = |row: &Value, col: &str| -> String {
-        let mut v = row;
-        for seg in col.split('.') {
-            match v.get(seg) {
-                Some(x) => v = x,
-                None => return String::new(),
-            }
-        }
-        match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        }
-    };
+    let cell = |row: &Value, col: &str| -> String { value_at(row, col).unwrap_or_default() };
     let data: Vec<Vec<String>> = rows
         .iter()
         .map(|r| cols.iter().map(|c| cell(r, c)).collect())
@@ -618,6 +626,9 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
 pub struct CreateExternalKeyArgs {
     #[arg(long)]
     pub description: Option<String>,
+    /// value=Path: print bare values; cols=A,B: print a table
+    #[arg(long, num_args = 1..=2)]
+    pub output: Option<Vec<String>>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -629,10 +640,17 @@ pub async fn create_external_key(a: CreateExternalKeyArgs) -> Result<(), Failure
         params.push(("Description".into(), d));
     }
     let body = call(&client, &endpoint, "CreateKey", &params).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
-    );
+    print_body(&body, a.output.as_deref())
+}
+
+fn print_body(body: &Value, output: Option<&[String]>) -> Result<(), Failure> {
+    match output {
+        Some(spec) => print!("{}", table(body, spec)?),
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(body).map_err(|e| e.to_string())?
+        ),
+    }
     Ok(())
 }
 
@@ -710,5 +728,13 @@ mod tests {
         let t = table(&body, &["cols=TotalCount".into()]).unwrap();
         assert_eq!(t, "TotalCount\n----------\n2\n");
         assert!(table(&body, &["rows=Nope[]".into(), "cols=A".into()]).is_err());
+        assert_eq!(
+            table(&body, &["value=TotalCount,Keys.Key".into()])
+                .unwrap()
+                .lines()
+                .next(),
+            Some("2")
+        );
+        assert!(table(&body, &["value=Nope".into()]).is_err());
     }
 }
