@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::api::spec::{self, ActionSpec};
+use crate::api::spec::{self, ActionSpec, ParamKind};
 use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
@@ -223,13 +223,15 @@ fn action_command(spec: &ActionSpec) -> clap::Command {
         } else {
             p.help.to_string()
         };
-        c = c.arg(
-            Arg::new(p.name)
-                .long(p.name)
-                .value_name("VALUE")
-                .help(help)
-                .required(p.required),
-        );
+        let arg = Arg::new(p.name)
+            .long(p.name)
+            .help(help)
+            .required(p.required);
+        c = c.arg(match p.kind {
+            ParamKind::Single => arg.value_name("VALUE"),
+            ParamKind::List => arg.value_name("VALUE").action(clap::ArgAction::Append),
+            ParamKind::TagList => arg.value_name("KEY=VALUE").action(clap::ArgAction::Append),
+        });
     }
     ClientArgs::augment_args(c.arg(output_arg()))
 }
@@ -291,8 +293,28 @@ pub async fn run_action(name: &str, m: &ArgMatches) -> Result<(), Failure> {
     let args = ClientArgs::from_arg_matches(m).map_err(|e| Failure::usage(e.to_string()))?;
     let mut params = Vec::new();
     for p in spec.params {
-        if let Some(v) = m.get_one::<String>(p.name) {
-            params.push((p.name.to_string(), v.clone()));
+        let values: Vec<String> = m
+            .get_many::<String>(p.name)
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        match p.kind {
+            ParamKind::Single => {
+                if let Some(v) = values.into_iter().next() {
+                    params.push((p.name.to_string(), v));
+                }
+            }
+            ParamKind::List => {
+                for (i, v) in values.into_iter().enumerate() {
+                    params.push((format!("{}.{}", p.name, i + 1), v));
+                }
+            }
+            ParamKind::TagList => {
+                for (i, v) in values.into_iter().enumerate() {
+                    let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                    params.push((format!("{}.{}.Key", p.name, i + 1), k.to_string()));
+                    params.push((format!("{}.{}.Value", p.name, i + 1), val.to_string()));
+                }
+            }
         }
     }
     let (client, endpoint) = args.client()?;

@@ -43,7 +43,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, region (string or list), account_id,
-    /// wrapping_key_pool.
+    /// wrapping_key_pool, max_keys, max_aliases_per_key, max_versions_per_key.
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -64,6 +64,15 @@ pub struct ServerArgs {
     /// [default: 8].
     #[arg(long, env = "KMS_WRAPPING_KEY_POOL")]
     pub wrapping_key_pool: Option<usize>,
+    /// Most keys per account and region [default: 1000].
+    #[arg(long, env = "KMS_MAX_KEYS")]
+    pub max_keys: Option<i64>,
+    /// Most aliases per key [default: 50].
+    #[arg(long, env = "KMS_MAX_ALIASES_PER_KEY")]
+    pub max_aliases_per_key: Option<i64>,
+    /// Most versions per key [default: 100].
+    #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
+    pub max_versions_per_key: Option<i64>,
     /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
@@ -133,6 +142,9 @@ struct FileConfig {
     region: Option<OneOrMany>,
     account_id: Option<String>,
     wrapping_key_pool: Option<usize>,
+    max_keys: Option<i64>,
+    max_aliases_per_key: Option<i64>,
+    max_versions_per_key: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,12 +163,22 @@ pub struct ServerConfig {
     pub account_id: Option<String>,
     pub wrapping_key_pool: usize,
     pub enable_test_clock: bool,
+    pub max_keys: i64,
+    pub max_aliases_per_key: i64,
+    pub max_versions_per_key: i64,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+fn positive(name: &str, v: i64) -> Result<i64, String> {
+    if v < 1 {
+        return Err(format!("{name} must be at least 1"));
+    }
+    Ok(v)
 }
 
 impl ServerArgs {
@@ -203,6 +225,19 @@ impl ServerArgs {
                 .or(file.wrapping_key_pool)
                 .unwrap_or(8),
             enable_test_clock: self.enable_test_clock,
+            max_keys: positive("max_keys", self.max_keys.or(file.max_keys).unwrap_or(1000))?,
+            max_aliases_per_key: positive(
+                "max_aliases_per_key",
+                self.max_aliases_per_key
+                    .or(file.max_aliases_per_key)
+                    .unwrap_or(50),
+            )?,
+            max_versions_per_key: positive(
+                "max_versions_per_key",
+                self.max_versions_per_key
+                    .or(file.max_versions_per_key)
+                    .unwrap_or(100),
+            )?,
         })
     }
 }
@@ -220,6 +255,9 @@ mod tests {
             account_id: None,
             wrapping_key_pool: None,
             enable_test_clock: false,
+            max_keys: None,
+            max_aliases_per_key: None,
+            max_versions_per_key: None,
         }
     }
 

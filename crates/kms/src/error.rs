@@ -45,6 +45,8 @@ pub enum KmsError {
     KeyVersionNotFound,
     #[error("alias not found")]
     AliasNotFound,
+    #[error("alias already exists")]
+    AliasAlreadyExists,
     /// 409 for a key in the wrong state; the code comes from the state matrix.
     #[error("rejected: {0:?}")]
     Rejected(Rejection),
@@ -134,6 +136,7 @@ impl KmsError {
             KeyNotFound => "Forbidden.KeyNotFound",
             KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
             AliasNotFound => "Forbidden.AliasNotFound",
+            AliasAlreadyExists => "AliasAlreadyExists",
             Rejected(r) => r.code(),
             UnsupportedOrigin => "Unsupported.Origin",
             UnsupportedAlias => "Unsupported.Alias",
@@ -194,6 +197,7 @@ impl KmsError {
             KeyNotFound => "The specified Key is not found.".into(),
             KeyVersionNotFound => "The specified Key version is not found.".into(),
             AliasNotFound => "The specified Alias is not found.".into(),
+            AliasAlreadyExists => "AliasName Already Exists.".into(),
             Rejected(Rejection::StateModifiedFailed) => "Keystate modified failed.".into(),
             Rejected(Rejection::Disabled) => {
                 "The request was rejected because the key state is Disabled.".into()

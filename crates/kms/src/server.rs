@@ -376,6 +376,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         pool.clone(),
         ServiceConfig {
             regions: config.regions.clone(),
+            max_keys: config.max_keys,
+            max_aliases_per_key: config.max_aliases_per_key,
+            max_versions_per_key: config.max_versions_per_key,
             ..ServiceConfig::default()
         },
     ));

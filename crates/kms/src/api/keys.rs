@@ -124,6 +124,7 @@ pub async fn create_key(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value,
         origin: p.opt("Origin").map(str::to_string),
         protection_level: p.opt("ProtectionLevel").map(str::to_string),
         enable_automatic_rotation: p.bool_opt("EnableAutomaticRotation")?.unwrap_or(false),
+        rotation_interval: p.opt("RotationInterval").map(str::to_string),
         tags,
     };
     let key = kms.create_key(caller, input).await?;
@@ -406,6 +407,7 @@ mod tests {
             automatic_rotation: false,
             rotation_interval: None,
             last_rotation_date: Some(0),
+            version_count: 1,
         };
         let v = serde_json::to_value(KeyMetadata::from_record(&k)).unwrap();
         let obj = v.as_object().unwrap();

@@ -2,10 +2,13 @@
 //! response (PascalCase fields, string-typed values, double-wrapped lists, `RequestId`
 //! added by the protocol layer). One file per group of actions.
 
+pub mod aliases;
 pub mod crypto;
 pub mod import;
 pub mod keys;
 pub mod spec;
+pub mod tags;
+pub mod versions;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -42,6 +45,20 @@ pub async fn dispatch(
         "GetParametersForImport" => import::get_parameters_for_import(kms, caller, p).await,
         "ImportKeyMaterial" => import::import_key_material(kms, caller, p).await,
         "DeleteKeyMaterial" => import::delete_key_material(kms, caller, p).await,
+        "CreateAlias" => aliases::create_alias(kms, caller, p).await,
+        "UpdateAlias" => aliases::update_alias(kms, caller, p).await,
+        "DeleteAlias" => aliases::delete_alias(kms, caller, p).await,
+        "ListAliases" => aliases::list_aliases(kms, caller, p, false).await,
+        "ListAliasesByKeyId" => aliases::list_aliases(kms, caller, p, true).await,
+        "CreateKeyVersion" => versions::create_key_version(kms, caller, p).await,
+        "DescribeKeyVersion" => versions::describe_key_version(kms, caller, p).await,
+        "ListKeyVersions" => versions::list_key_versions(kms, caller, p).await,
+        "UpdateRotationPolicy" => versions::update_rotation_policy(kms, caller, p).await,
+        "TagResource" => tags::tag_resource(kms, caller, p).await,
+        "UntagResource" => tags::untag_resource(kms, caller, p).await,
+        "TagResources" => tags::tag_resources(kms, caller, p).await,
+        "UntagResources" => tags::untag_resources(kms, caller, p).await,
+        "ListTagResources" => tags::list_tag_resources(kms, caller, p).await,
         other => Err(KmsError::InvalidApi(other.to_string())),
     }
 }
@@ -54,6 +71,24 @@ pub(crate) fn to_value<T: Serialize>(body: &T) -> Result<Value, KmsError> {
 /// The body of actions that answer only `RequestId`.
 pub(crate) fn empty() -> Result<Value, KmsError> {
     Ok(Value::Object(serde_json::Map::new()))
+}
+
+/// `PageNumber` (from 1, default 1) and `PageSize` (1–100, default 10).
+pub(crate) fn paging(p: &Params) -> Result<(usize, usize), KmsError> {
+    let number = p
+        .int_opt("PageNumber", 1, i64::from(u32::MAX))?
+        .unwrap_or(1) as usize;
+    let size = p.int_opt("PageSize", 1, 100)?.unwrap_or(10) as usize;
+    Ok((number, size))
+}
+
+/// One page of `items`.
+pub(crate) fn page<T>(items: Vec<T>, number: usize, size: usize) -> Vec<T> {
+    items
+        .into_iter()
+        .skip(number.saturating_sub(1).saturating_mul(size))
+        .take(size)
+        .collect()
 }
 
 /// `DryRun`, default false.

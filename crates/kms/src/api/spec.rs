@@ -7,6 +7,29 @@ pub struct ParamSpec {
     pub name: &'static str,
     pub required: bool,
     pub help: &'static str,
+    pub kind: ParamKind,
+}
+
+/// How a parameter travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// `Name=value`
+    Single,
+    /// `Name.1=a&Name.2=b` (the command line takes `--Name a --Name b`)
+    List,
+    /// `Tag.1.Key=k&Tag.1.Value=v` (the command line takes `--Tag k=v`)
+    TagList,
+}
+
+impl ParamSpec {
+    /// The wire name that must be present for a required parameter.
+    pub fn first_wire_name(&self) -> String {
+        match self.kind {
+            ParamKind::Single => self.name.to_string(),
+            ParamKind::List => format!("{}.1", self.name),
+            ParamKind::TagList => format!("{}.1.Key", self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +44,7 @@ const fn req(name: &'static str, help: &'static str) -> ParamSpec {
         name,
         required: true,
         help,
+        kind: ParamKind::Single,
     }
 }
 const fn opt(name: &'static str, help: &'static str) -> ParamSpec {
@@ -28,13 +52,32 @@ const fn opt(name: &'static str, help: &'static str) -> ParamSpec {
         name,
         required: false,
         help,
+        kind: ParamKind::Single,
     }
 }
+const fn list(name: &'static str, required: bool, help: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        required,
+        help,
+        kind: ParamKind::List,
+    }
+}
+const fn tag_list(required: bool, help: &'static str) -> ParamSpec {
+    ParamSpec {
+        name: "Tag",
+        required,
+        help,
+        kind: ParamKind::TagList,
+    }
+}
+const PAGE_NUMBER: ParamSpec = opt("PageNumber", "page, from 1 (default 1)");
+const PAGE_SIZE: ParamSpec = opt("PageSize", "1 to 100 (default 10)");
+const REGION_ID: ParamSpec = req("RegionId", "the region, e.g. cn-hangzhou");
+const RESOURCE_TYPE: ParamSpec = req("ResourceType", "key");
 
-const KEY_ID: ParamSpec = req(
-    "KeyId",
-    "key id, or ARN acs:kms:<region>:<account>:key/<id>",
-);
+const KEY_ID: ParamSpec = req("KeyId", "key id or ARN acs:kms:<region>:<account>:key/<id>");
+const KEY_OR_ALIAS: ParamSpec = req("KeyId", "key id, ARN, or alias/<name>");
 const CONTEXT: ParamSpec = opt(
     "EncryptionContext",
     "JSON object of string pairs bound to the ciphertext",
@@ -58,9 +101,12 @@ pub static ACTIONS: &[ActionSpec] = &[
             opt("ProtectionLevel", "SOFTWARE (default)"),
             opt(
                 "EnableAutomaticRotation",
-                "false (rotation is not available yet)",
+                "true: rotate automatically (needs RotationInterval)",
             ),
-            opt("RotationInterval", "rotation interval, e.g. 365d"),
+            opt(
+                "RotationInterval",
+                "7d to 730d, in d, h, m or s (e.g. 365d)",
+            ),
             opt("Tags", "JSON array [{\"TagKey\":\"k\",\"TagValue\":\"v\"}]"),
             opt("DKMSInstanceId", "ignored"),
             opt("Policy", "ignored"),
@@ -69,14 +115,14 @@ pub static ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "DescribeKey",
         help: "Show a key's metadata.",
-        params: &[KEY_ID],
+        params: &[KEY_OR_ALIAS],
     },
     ActionSpec {
         name: "ListKeys",
         help: "List the keys of the account in this region.",
         params: &[
-            opt("PageNumber", "page, from 1 (default 1)"),
-            opt("PageSize", "1 to 100 (default 10)"),
+            PAGE_NUMBER,
+            PAGE_SIZE,
             opt(
                 "Filters",
                 "JSON [{\"Key\":\"KeyState\",\"Values\":[\"Enabled\"]}]",
@@ -132,7 +178,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         name: "Encrypt",
         help: "Encrypt up to 6 KiB with a key's primary version.",
         params: &[
-            KEY_ID,
+            KEY_OR_ALIAS,
             req("Plaintext", "base64 of the data"),
             CONTEXT,
             DRY_RUN,
@@ -151,7 +197,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         name: "GenerateDataKey",
         help: "Make a random data key; returns it in clear and encrypted.",
         params: &[
-            KEY_ID,
+            KEY_OR_ALIAS,
             opt("KeySpec", "AES_256 (default) or AES_128"),
             opt("NumberOfBytes", "1 to 1024 (wins over KeySpec)"),
             CONTEXT,
@@ -162,7 +208,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         name: "GenerateDataKeyWithoutPlaintext",
         help: "Make a random data key; returns it encrypted only.",
         params: &[
-            KEY_ID,
+            KEY_OR_ALIAS,
             opt("KeySpec", "AES_256 (default) or AES_128"),
             opt("NumberOfBytes", "1 to 1024 (wins over KeySpec)"),
             CONTEXT,
@@ -174,7 +220,10 @@ pub static ACTIONS: &[ActionSpec] = &[
         help: "Decrypt a blob and encrypt it again under another key or context.",
         params: &[
             req("CiphertextBlob", "base64 ciphertext blob"),
-            req("DestinationKeyId", "key id or ARN to encrypt under"),
+            req(
+                "DestinationKeyId",
+                "key id, ARN or alias/<name> to encrypt under",
+            ),
             opt("SourceEncryptionContext", "context the blob was made with"),
             opt("DestinationEncryptionContext", "context for the new blob"),
             DRY_RUN,
@@ -213,6 +262,110 @@ pub static ACTIONS: &[ActionSpec] = &[
         help: "Delete imported key material (the key stays, PendingImport).",
         params: &[KEY_ID],
     },
+    ActionSpec {
+        name: "TagResource",
+        help: "Add or replace tags on a key.",
+        params: &[
+            opt("KeyId", "key id or ARN"),
+            req("Tags", "JSON [{\"TagKey\":\"k\",\"TagValue\":\"v\"}]"),
+            opt("SecretName", "not supported: keys only"),
+            opt("CertificateId", "not supported: keys only"),
+        ],
+    },
+    ActionSpec {
+        name: "UntagResource",
+        help: "Remove tags from a key.",
+        params: &[
+            opt("KeyId", "key id or ARN"),
+            req("TagKeys", "JSON [\"k1\",\"k2\"] or k1,k2"),
+            opt("SecretName", "not supported: keys only"),
+            opt("CertificateId", "not supported: keys only"),
+        ],
+    },
+    ActionSpec {
+        name: "TagResources",
+        help: "Add or replace tags on several keys.",
+        params: &[
+            REGION_ID,
+            RESOURCE_TYPE,
+            list("ResourceId", true, "key ids (up to 50)"),
+            tag_list(true, "tags, Key=Value (up to 20)"),
+        ],
+    },
+    ActionSpec {
+        name: "UntagResources",
+        help: "Remove tags from several keys.",
+        params: &[
+            REGION_ID,
+            RESOURCE_TYPE,
+            list("ResourceId", true, "key ids (up to 50)"),
+            list("TagKey", false, "tag keys to remove (up to 20)"),
+            opt("All", "true: remove all tags (when no TagKey is given)"),
+        ],
+    },
+    ActionSpec {
+        name: "ListTagResources",
+        help: "List the tags of keys, 200 rows a page.",
+        params: &[
+            REGION_ID,
+            RESOURCE_TYPE,
+            list("ResourceId", false, "only these key ids"),
+            tag_list(false, "only these tags, Key=Value (empty value: any)"),
+            opt("NextToken", "from the previous page"),
+        ],
+    },
+    ActionSpec {
+        name: "CreateAlias",
+        help: "Give a key an alias.",
+        params: &[req("AliasName", "alias/<name>"), KEY_ID],
+    },
+    ActionSpec {
+        name: "UpdateAlias",
+        help: "Point an alias at another key.",
+        params: &[req("AliasName", "alias/<name>"), KEY_ID],
+    },
+    ActionSpec {
+        name: "DeleteAlias",
+        help: "Delete an alias (not its key).",
+        params: &[req("AliasName", "alias/<name>")],
+    },
+    ActionSpec {
+        name: "ListAliases",
+        help: "List the account's aliases.",
+        params: &[PAGE_NUMBER, PAGE_SIZE],
+    },
+    ActionSpec {
+        name: "ListAliasesByKeyId",
+        help: "List a key's aliases.",
+        params: &[KEY_ID, PAGE_NUMBER, PAGE_SIZE],
+    },
+    ActionSpec {
+        name: "CreateKeyVersion",
+        help: "Rotate a key now: a new primary version.",
+        params: &[KEY_ID],
+    },
+    ActionSpec {
+        name: "DescribeKeyVersion",
+        help: "Show a key version.",
+        params: &[KEY_ID, req("KeyVersionId", "version id")],
+    },
+    ActionSpec {
+        name: "ListKeyVersions",
+        help: "List a key's versions, oldest first.",
+        params: &[KEY_ID, PAGE_NUMBER, PAGE_SIZE],
+    },
+    ActionSpec {
+        name: "UpdateRotationPolicy",
+        help: "Turn automatic rotation on or off.",
+        params: &[
+            KEY_ID,
+            req("EnableAutomaticRotation", "true or false"),
+            opt(
+                "RotationInterval",
+                "7d to 730d, in d, h, m or s (needed when enabling)",
+            ),
+        ],
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ActionSpec> {
@@ -234,7 +387,13 @@ mod tests {
                 .params
                 .iter()
                 .any(|p| p.name == "KeyId" || p.name == "CiphertextBlob");
-            if touches_key && a.name != "ListResourceTags" {
+            let reads_or_tags_only = [
+                "ListResourceTags",
+                "ListAliasesByKeyId",
+                "DescribeKeyVersion",
+                "ListKeyVersions",
+            ];
+            if touches_key && !reads_or_tags_only.contains(&a.name) {
                 assert!(
                     crate::service::state::MATRIX
                         .iter()

@@ -156,7 +156,7 @@ impl Protocol {
         )?;
 
         for p in spec.params.iter().filter(|p| p.required) {
-            params.required(p.name)?;
+            params.required(&p.first_wire_name())?;
         }
         let caller = Caller {
             account_id,

@@ -116,6 +116,25 @@ impl Params {
         }
     }
 
+    /// A repeated parameter `Name.1`, `Name.2`, … (in index order, stopping at a gap).
+    pub fn list(&self, name: &str) -> Vec<String> {
+        (1..=MAX_PARAMS)
+            .map_while(|i| self.opt(&format!("{name}.{i}")).map(str::to_string))
+            .collect()
+    }
+
+    /// Repeated `Tag.N.Key` / `Tag.N.Value` pairs (a missing value is empty).
+    pub fn tag_list(&self, name: &str) -> Vec<(String, String)> {
+        (1..=MAX_PARAMS)
+            .map_while(|i| {
+                self.opt(&format!("{name}.{i}.Key")).map(|k| {
+                    let v = self.get(&format!("{name}.{i}.Value")).unwrap_or("");
+                    (k.to_string(), v.to_string())
+                })
+            })
+            .collect()
+    }
+
     /// Standard base64 (with padding), decoded. Bad base64 is `InvalidParameter`.
     pub fn base64_required(&self, name: &str) -> Result<Vec<u8>, KmsError> {
         let v = self.required(name)?;
@@ -174,6 +193,25 @@ mod tests {
             p.base64_required("Y"),
             Err(KmsError::InvalidParameter(..))
         ));
+    }
+
+    #[test]
+    fn repeated() {
+        let p = Params::from_request(
+            "ResourceId.2=b&ResourceId.1=a&ResourceId.4=d&Tag.1.Key=k&Tag.1.Value=v&Tag.2.Key=x",
+            None,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(p.list("ResourceId"), vec!["a", "b"]);
+        assert_eq!(
+            p.tag_list("Tag"),
+            vec![
+                ("k".to_string(), "v".to_string()),
+                ("x".to_string(), String::new())
+            ]
+        );
+        assert!(p.list("Nope").is_empty());
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Kms {
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Sealed, KmsError> {
-        let loc = self.locate(caller, key_ref)?;
+        let loc = self.resolve(caller, key_ref).await?;
         let (key, version_id, material) = self.key_material(&loc, action, None).await?;
         let ciphertext_blob = blob::encrypt(
             self.keystore.rng(),

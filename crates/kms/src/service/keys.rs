@@ -11,7 +11,6 @@ pub const KEY_SPEC_AES_256: &str = "Aliyun_AES_256";
 pub const USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT/DECRYPT";
 pub const PROTECTION_SOFTWARE: &str = "SOFTWARE";
 pub const MAX_DESCRIPTION: usize = 8192;
-pub const MAX_TAGS_PER_KEY: usize = 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateKeyInput {
@@ -21,6 +20,8 @@ pub struct CreateKeyInput {
     pub origin: Option<String>,
     pub protection_level: Option<String>,
     pub enable_automatic_rotation: bool,
+    /// `RotationInterval` as given (`30d`, `604800s`, …).
+    pub rotation_interval: Option<String>,
     pub tags: Vec<Tag>,
 }
 
@@ -139,19 +140,24 @@ impl Kms {
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::invalid("Description"));
         }
-        if input.enable_automatic_rotation {
-            // Automatic rotation arrives with key versions (issue 5); until then it is
-            // refused rather than shown as enabled and never performed.
-            return Err(KmsError::invalid_because(
-                "EnableAutomaticRotation",
-                "Automatic rotation is not available on this server yet.",
-            ));
-        }
-        if input.tags.len() > MAX_TAGS_PER_KEY {
-            return Err(KmsError::invalid_because(
-                "Tags",
-                "At most 20 tags per key.",
-            ));
+        let rotation_interval = if input.enable_automatic_rotation {
+            if origin == ORIGIN_EXTERNAL {
+                // Imported keys are never rotated (reference §3.16).
+                return Err(KmsError::UnsupportedOrigin);
+            }
+            let text = input
+                .rotation_interval
+                .as_deref()
+                .ok_or_else(|| KmsError::missing("RotationInterval"))?;
+            Some(super::versions::parse_rotation_interval(text)?)
+        } else {
+            None
+        };
+        if input.tags.len() > self.config.max_tags_per_key {
+            return Err(KmsError::LimitExceeded(format!(
+                "at most {} tags per key",
+                self.config.max_tags_per_key
+            )));
         }
         let mut tags: Vec<Tag> = Vec::with_capacity(input.tags.len());
         for t in input.tags {
@@ -194,9 +200,10 @@ impl Kms {
             material_commitment: None,
             deletion_protection: false,
             deletion_protection_description: String::new(),
-            automatic_rotation: false,
-            rotation_interval: None,
+            automatic_rotation: rotation_interval.is_some(),
+            rotation_interval,
             last_rotation_date: Some(now),
+            version_count: 1,
         };
         self.store.ensure_account(&caller.account_id, now).await?;
         self.store
@@ -209,17 +216,19 @@ impl Kms {
                     sealed_material,
                 },
                 tags,
+                self.config.max_keys,
             )
             .await?;
         Ok(key)
     }
 
+    /// DescribeKey: a key id, ARN or alias.
     pub async fn describe_key(
         &self,
         caller: &Caller,
         key_ref: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let loc = self.locate(caller, key_ref)?;
+        let loc = self.resolve(caller, key_ref).await?;
         self.load(&loc).await
     }
 
@@ -228,7 +237,7 @@ impl Kms {
         caller: &Caller,
         key_ref: &str,
     ) -> Result<(KeyRecord, Vec<Tag>), KmsError> {
-        let key = self.describe_key(caller, key_ref).await?;
+        let key = self.load(&self.locate(caller, key_ref)?).await?;
         let tags = self.store.list_tags(&key.key_id).await?;
         Ok((key, tags))
     }

@@ -3,10 +3,13 @@
 //! bring-your-own-key import ([`import`]). Knows nothing of HTTP, JSON or SQL: callers
 //! pass typed inputs and get typed results or a [`KmsError`].
 
+pub mod aliases;
 pub mod crypto;
 pub mod import;
 pub mod keys;
 pub mod state;
+pub mod tags;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -33,6 +36,12 @@ pub struct ServiceConfig {
     /// ScheduleKeyDeletion's PendingWindowInDays range.
     pub min_pending_window_days: i64,
     pub max_pending_window_days: i64,
+    /// Keys per account and region.
+    pub max_keys: i64,
+    pub max_aliases_per_key: i64,
+    pub max_versions_per_key: i64,
+    /// Tags per key (reference §3.17: 20).
+    pub max_tags_per_key: usize,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +51,10 @@ impl Default for ServiceConfig {
             import_token_lifetime: 24 * 3600,
             min_pending_window_days: 7,
             max_pending_window_days: 366,
+            max_keys: 1000,
+            max_aliases_per_key: 50,
+            max_versions_per_key: 100,
+            max_tags_per_key: 20,
         }
     }
 }
@@ -215,32 +228,34 @@ impl Kms {
 
     // ---------------------------------------------------------------- key lookup
 
-    /// Resolves a `KeyId` parameter: a key id, or an ARN `acs:kms:<region>:<account>:key/<id>`.
-    /// Another account's or region's key is "not found". Aliases arrive with issue 5; until
-    /// then `alias/…` names an alias that does not exist.
+    /// Resolves a `KeyId` parameter that may not be an alias: a key id, or an ARN
+    /// `acs:kms:<region>:<account>:key/<id>`. Another account's or region's key is "not
+    /// found"; an alias (`alias/…` or an alias ARN) is `Unsupported.Alias`.
     pub fn locate(&self, caller: &Caller, key_ref: &str) -> Result<KeyLocator, KmsError> {
-        let key_id = if let Some(rest) = key_ref.strip_prefix("acs:kms:") {
-            let mut parts = rest.splitn(3, ':');
-            let (region, account, resource) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let id = resource.strip_prefix("key/").ok_or(KmsError::KeyNotFound)?;
-            if region != caller.region || account != caller.account_id {
-                return Err(KmsError::KeyNotFound);
+        match parse_key_ref(caller, key_ref)? {
+            KeyRef::Key(loc) => Ok(loc),
+            KeyRef::Alias(_) => Err(KmsError::UnsupportedAlias),
+        }
+    }
+
+    /// Resolves a `KeyId` parameter where an alias is allowed too (DescribeKey, Encrypt,
+    /// GenerateDataKey(WithoutPlaintext), ReEncrypt's destination).
+    pub async fn resolve(&self, caller: &Caller, key_ref: &str) -> Result<KeyLocator, KmsError> {
+        match parse_key_ref(caller, key_ref)? {
+            KeyRef::Key(loc) => Ok(loc),
+            KeyRef::Alias(name) => {
+                let alias = self
+                    .store
+                    .get_alias(&caller.account_id, &caller.region, &name)
+                    .await?
+                    .ok_or(KmsError::AliasNotFound)?;
+                Ok(KeyLocator {
+                    account_id: alias.account_id,
+                    region: alias.region,
+                    key_id: alias.key_id,
+                })
             }
-            id
-        } else if key_ref.starts_with("alias/") {
-            return Err(KmsError::AliasNotFound);
-        } else {
-            key_ref
-        };
-        Ok(KeyLocator {
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            key_id: key_id.to_string(),
-        })
+        }
     }
 
     /// Loads a key, applying lazily what time has made true: a key past its DeleteDate is
@@ -301,9 +316,60 @@ impl Kms {
             }
             tracing::info!(key_id = %loc.key_id, "imported key material expired");
         }
+        for loc in self.store.due_rotations(now).await? {
+            match self.rotate_if_due(&loc).await {
+                Ok(true) => tracing::info!(key_id = %loc.key_id, "key rotated automatically"),
+                Ok(false) | Err(KmsError::KeyNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.store.purge_wrapping_keys(now).await?;
         Ok(())
     }
+}
+
+/// A parsed `KeyId` parameter.
+enum KeyRef {
+    Key(KeyLocator),
+    /// `alias/<name>`
+    Alias(String),
+}
+
+fn parse_key_ref(caller: &Caller, key_ref: &str) -> Result<KeyRef, KmsError> {
+    if let Some(rest) = key_ref.strip_prefix("acs:kms:") {
+        let mut parts = rest.splitn(3, ':');
+        let (region, account, resource) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let theirs = region != caller.region || account != caller.account_id;
+        if let Some(id) = resource.strip_prefix("key/") {
+            if theirs {
+                return Err(KmsError::KeyNotFound);
+            }
+            return Ok(KeyRef::Key(KeyLocator {
+                account_id: caller.account_id.clone(),
+                region: caller.region.clone(),
+                key_id: id.to_string(),
+            }));
+        }
+        if resource.starts_with("alias/") {
+            if theirs {
+                return Err(KmsError::AliasNotFound);
+            }
+            return Ok(KeyRef::Alias(resource.to_string()));
+        }
+        return Err(KmsError::KeyNotFound);
+    }
+    if key_ref.starts_with("alias/") {
+        return Ok(KeyRef::Alias(key_ref.to_string()));
+    }
+    Ok(KeyRef::Key(KeyLocator {
+        account_id: caller.account_id.clone(),
+        region: caller.region.clone(),
+        key_id: key_ref.to_string(),
+    }))
 }
 
 pub(crate) fn new_id() -> String {

@@ -42,6 +42,8 @@ pub struct KeyRecord {
     /// Rotation interval in seconds.
     pub rotation_interval: Option<i64>,
     pub last_rotation_date: Option<i64>,
+    /// How many versions the key has (for the per-key limit).
+    pub version_count: i64,
 }
 
 /// One key version. `sealed_material` is the version's 256-bit material sealed under the
@@ -97,6 +99,16 @@ pub struct Tag {
     pub value: String,
 }
 
+/// An alias: `alias/<name>` → key, unique per account and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub account_id: String,
+    pub region: String,
+    pub alias_name: String,
+    pub key_id: String,
+    pub creation_date: i64,
+}
+
 /// Identifies a key within the account and region that own it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocator {
@@ -119,13 +131,65 @@ pub trait Store: Send + Sync + 'static {
     async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError>;
     async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError>;
 
+    /// Inserts a key with its first version and tags, unless the account already has
+    /// `max_keys` keys in the region (`Rejected.LimitExceeded`).
     async fn insert_key(
         &self,
         key: KeyRecord,
         first: KeyVersionRecord,
         tags: Vec<Tag>,
+        max_keys: i64,
     ) -> Result<(), KmsError>;
     async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError>;
+    /// Adds or replaces tags on a key, unless it would then have more than `max` tags.
+    async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> Result<(), KmsError>;
+    /// Removes the named tags (all tags with `None`).
+    async fn remove_tags(
+        &self,
+        key_id: &str,
+        tag_keys: Option<Vec<String>>,
+    ) -> Result<(), KmsError>;
+    /// Every (key id, tag) of an account's keys in a region, by key id then tag key.
+    async fn list_account_tags(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> Result<Vec<(String, Tag)>, KmsError>;
+
+    /// Creates an alias: `AliasAlreadyExists` if the name is taken, `Rejected.LimitExceeded`
+    /// if the key already has `max_per_key` aliases.
+    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> Result<(), KmsError>;
+    /// Re-points an alias; false if there is no such alias.
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        key_id: &str,
+        max_per_key: i64,
+    ) -> Result<bool, KmsError>;
+    async fn delete_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<bool, KmsError>;
+    async fn get_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, KmsError>;
+    /// The aliases of an account and region (of one key with `key_id`), by name.
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<&str>,
+    ) -> Result<Vec<AliasRecord>, KmsError>;
+
+    /// Enabled keys with automatic rotation whose next rotation is at or before `now`.
+    async fn due_rotations(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
     async fn get_key(&self, loc: &KeyLocator) -> Result<Option<KeyRecord>, KmsError>;
     async fn list_keys(&self, account_id: &str, region: &str) -> Result<Vec<KeyRecord>, KmsError>;
     /// Read-modify-write of one key in a transaction; `Ok(None)` if the key does not exist.

@@ -16,7 +16,13 @@ use super::*;
 use crate::error::KmsError;
 
 /// The migrations, in order. Add a file and a line here to change the schema.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_aliases_versions.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -101,7 +107,8 @@ fn migrate(conn: &mut Connection) -> Result<(), KmsError> {
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, \
     protection_level, state, creation_date, creator, primary_version, delete_date, \
     material_present, material_expire, material_commitment, deletion_protection, \
-    deletion_protection_description, automatic_rotation, rotation_interval, last_rotation_date";
+    deletion_protection_description, automatic_rotation, rotation_interval, last_rotation_date, \
+    version_count";
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let state: String = r.get(8)?;
@@ -133,18 +140,20 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         automatic_rotation: r.get(18)?,
         rotation_interval: r.get(19)?,
         last_rotation_date: r.get(20)?,
+        version_count: r.get(21)?,
     })
 }
 
 fn write_key(conn: &Connection, k: &KeyRecord, insert: bool) -> Result<(), KmsError> {
     let sql = if insert {
-        format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)")
+        format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)")
     } else {
         "UPDATE keys SET account_id=?2, region=?3, description=?4, key_spec=?5, key_usage=?6, \
          origin=?7, protection_level=?8, state=?9, creation_date=?10, creator=?11, \
          primary_version=?12, delete_date=?13, material_present=?14, material_expire=?15, \
          material_commitment=?16, deletion_protection=?17, deletion_protection_description=?18, \
-         automatic_rotation=?19, rotation_interval=?20, last_rotation_date=?21 WHERE key_id=?1"
+         automatic_rotation=?19, rotation_interval=?20, last_rotation_date=?21, version_count=?22 \
+         WHERE key_id=?1"
             .to_string()
     };
     conn.execute(
@@ -171,6 +180,7 @@ fn write_key(conn: &Connection, k: &KeyRecord, insert: bool) -> Result<(), KmsEr
             k.automatic_rotation,
             k.rotation_interval,
             k.last_rotation_date,
+            k.version_count,
         ],
     )
     .map_err(db_err)?;
@@ -324,11 +334,24 @@ impl Store for SqliteStore {
         key: KeyRecord,
         first: KeyVersionRecord,
         tags: Vec<Tag>,
+        max_keys: i64,
     ) -> Result<(), KmsError> {
         self.run(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
+                    params![key.account_id, key.region],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if n >= max_keys {
+                return Err(KmsError::LimitExceeded(format!(
+                    "at most {max_keys} keys per account and region"
+                )));
+            }
             write_key(&tx, &key, true)?;
             insert_version(&tx, &first)?;
             for t in &tags {
@@ -547,4 +570,258 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> Result<(), KmsError> {
+        let k = key_id.to_string();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            for t in &tags {
+                tx.execute(
+                    "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3) \
+                     ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value=excluded.tag_value",
+                    params![k, t.key, t.value],
+                )
+                .map_err(db_err)?;
+            }
+            let n: i64 = tx
+                .query_row("SELECT COUNT(*) FROM key_tags WHERE key_id=?1", [&k], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            if n as usize > max {
+                return Err(KmsError::LimitExceeded(format!(
+                    "at most {max} tags per key"
+                )));
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn remove_tags(
+        &self,
+        key_id: &str,
+        tag_keys: Option<Vec<String>>,
+    ) -> Result<(), KmsError> {
+        let k = key_id.to_string();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            match tag_keys {
+                None => {
+                    tx.execute("DELETE FROM key_tags WHERE key_id=?1", [&k])
+                        .map_err(db_err)?;
+                }
+                Some(keys) => {
+                    for t in keys {
+                        tx.execute(
+                            "DELETE FROM key_tags WHERE key_id=?1 AND tag_key=?2",
+                            params![k, t],
+                        )
+                        .map_err(db_err)?;
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_account_tags(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> Result<Vec<(String, Tag)>, KmsError> {
+        let (a, r) = (account_id.to_string(), region.to_string());
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT t.key_id, t.tag_key, t.tag_value FROM key_tags t JOIN keys k ON k.key_id = t.key_id \
+                     WHERE k.account_id=?1 AND k.region=?2 ORDER BY t.key_id, t.tag_key",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![a, r], |row| {
+                    Ok((row.get(0)?, Tag { key: row.get(1)?, value: row.get(2)? }))
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> Result<(), KmsError> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let taken: Option<String> = tx
+                .query_row(
+                    "SELECT key_id FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+                    params![alias.account_id, alias.region, alias.alias_name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if taken.is_some() {
+                return Err(KmsError::AliasAlreadyExists);
+            }
+            alias_limit(&tx, &alias.key_id, max_per_key)?;
+            tx.execute(
+                "INSERT INTO aliases (account_id, region, alias_name, key_id, creation_date) VALUES (?1,?2,?3,?4,?5)",
+                params![alias.account_id, alias.region, alias.alias_name, alias.key_id, alias.creation_date],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        key_id: &str,
+        max_per_key: i64,
+    ) -> Result<bool, KmsError> {
+        let (a, r, n, k) = (
+            account_id.to_string(),
+            region.to_string(),
+            name.to_string(),
+            key_id.to_string(),
+        );
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT key_id FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+                    params![a, r, n],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(current) = current else {
+                return Ok(false);
+            };
+            if current != k {
+                alias_limit(&tx, &k, max_per_key)?;
+            }
+            tx.execute(
+                "UPDATE aliases SET key_id=?4 WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+                params![a, r, n, k],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<bool, KmsError> {
+        let (a, r, n) = (account_id.to_string(), region.to_string(), name.to_string());
+        self.run(move |c| {
+            let deleted = c
+                .execute(
+                    "DELETE FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+                    params![a, r, n],
+                )
+                .map_err(db_err)?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn get_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, KmsError> {
+        let (a, r, n) = (account_id.to_string(), region.to_string(), name.to_string());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT account_id, region, alias_name, key_id, creation_date FROM aliases \
+                 WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+                params![a, r, n],
+                alias_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<&str>,
+    ) -> Result<Vec<AliasRecord>, KmsError> {
+        let (a, r, k) = (
+            account_id.to_string(),
+            region.to_string(),
+            key_id.map(str::to_string),
+        );
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT account_id, region, alias_name, key_id, creation_date FROM aliases \
+                     WHERE account_id=?1 AND region=?2 AND (?3 IS NULL OR key_id=?3) ORDER BY alias_name",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map(params![a, r, k], alias_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn due_rotations(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+        self.run(move |c| {
+            locators(
+                c,
+                "SELECT account_id, region, key_id FROM keys WHERE automatic_rotation=1 AND state='Enabled' \
+                 AND rotation_interval IS NOT NULL AND last_rotation_date IS NOT NULL \
+                 AND last_rotation_date + rotation_interval <= ?1",
+                now,
+            )
+        })
+        .await
+    }
+}
+
+fn alias_from_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
+    Ok(AliasRecord {
+        account_id: r.get(0)?,
+        region: r.get(1)?,
+        alias_name: r.get(2)?,
+        key_id: r.get(3)?,
+        creation_date: r.get(4)?,
+    })
+}
+
+fn alias_limit(tx: &Connection, key_id: &str, max_per_key: i64) -> Result<(), KmsError> {
+    let n: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM aliases WHERE key_id=?1",
+            [key_id],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if n >= max_per_key {
+        return Err(KmsError::LimitExceeded(format!(
+            "at most {max_per_key} aliases per key"
+        )));
+    }
+    Ok(())
 }

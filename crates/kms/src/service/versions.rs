@@ -1,0 +1,369 @@
+//! Key versions and rotation: CreateKeyVersion, DescribeKeyVersion, ListKeyVersions,
+//! UpdateRotationPolicy, and the scheduler's due rotations (reference §3.16).
+//!
+//! A rotation is one transaction on the key row: re-check that it is due, insert the new
+//! version, make it primary, move `LastRotationDate`. Whoever runs it (the scheduler on any
+//! node, before or after a restart) sees the previous rotation's `LastRotationDate`, so a
+//! due rotation happens exactly once.
+
+use super::state::{check, KeyState};
+use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
+use crate::error::KmsError;
+use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange};
+
+pub const MIN_ROTATION_SECONDS: i64 = 7 * 86_400;
+pub const MAX_ROTATION_SECONDS: i64 = 730 * 86_400;
+
+/// Parses `RotationInterval`: an integer with a unit `d`, `h`, `m` or `s`, 7 to 730 days.
+pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
+    let bad = || {
+        KmsError::invalid_because(
+            "RotationInterval",
+            "The interval is a number with a unit d, h, m or s (for example 30d or 604800s), from 7 to 730 days.",
+        )
+    };
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let factor = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(bad()),
+    };
+    let secs = n.checked_mul(factor).ok_or_else(bad)?;
+    if !(MIN_ROTATION_SECONDS..=MAX_ROTATION_SECONDS).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(secs)
+}
+
+/// A new version ready to be added to `key`: id and sealed fresh material.
+struct NewVersion {
+    record: KeyVersionRecord,
+}
+
+impl Kms {
+    fn new_version(&self, key_id: &str) -> Result<NewVersion, KmsError> {
+        let version_id = new_id();
+        let material = self.keystore.random(32)?;
+        let sealed = self.seal_material(key_id, &version_id, &material)?;
+        Ok(NewVersion {
+            record: KeyVersionRecord {
+                key_id: key_id.to_string(),
+                version_id,
+                creation_date: self.now(),
+                sealed_material: Some(sealed),
+            },
+        })
+    }
+
+    pub async fn create_key_version(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+    ) -> Result<KeyVersionRecord, KmsError> {
+        let loc = self.locate(caller, key_ref)?;
+        let key = self.load(&loc).await?;
+        if key.origin == ORIGIN_EXTERNAL {
+            return Err(KmsError::UnsupportedOrigin);
+        }
+        let v = self.new_version(&key.key_id)?;
+        let record = v.record.clone();
+        let max = self.config.max_versions_per_key;
+        self.store
+            .update_key(
+                &loc,
+                Box::new(move |k| {
+                    check("CreateKeyVersion", k.state)?;
+                    if k.version_count >= max {
+                        return Err(KmsError::LimitExceeded(format!(
+                            "at most {max} versions per key"
+                        )));
+                    }
+                    Ok(add_version(k, v.record))
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        Ok(record)
+    }
+
+    pub async fn describe_key_version(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        version_id: &str,
+    ) -> Result<KeyVersionRecord, KmsError> {
+        let key = self.load(&self.locate(caller, key_ref)?).await?;
+        self.store
+            .get_version(&key.key_id, version_id)
+            .await?
+            .ok_or(KmsError::KeyVersionNotFound)
+    }
+
+    pub async fn list_key_versions(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+    ) -> Result<Vec<KeyVersionRecord>, KmsError> {
+        let key = self.load(&self.locate(caller, key_ref)?).await?;
+        self.store.list_versions(&key.key_id).await
+    }
+
+    /// UpdateRotationPolicy. Shortening the interval so that a rotation is already due
+    /// rotates at once, in the same transaction.
+    pub async fn update_rotation_policy(
+        &self,
+        caller: &Caller,
+        key_ref: &str,
+        enable: bool,
+        interval: Option<&str>,
+    ) -> Result<(), KmsError> {
+        let loc = self.locate(caller, key_ref)?;
+        let key = self.load(&loc).await?;
+        if key.origin == ORIGIN_EXTERNAL {
+            return Err(KmsError::UnsupportedOrigin);
+        }
+        let interval = match (enable, interval) {
+            (true, None) => return Err(KmsError::missing("RotationInterval")),
+            (_, Some(t)) => Some(parse_rotation_interval(t)?),
+            (false, None) => None,
+        };
+        let v = self.new_version(&key.key_id)?;
+        let now = self.now();
+        let max = self.config.max_versions_per_key;
+        self.store
+            .update_key(
+                &loc,
+                Box::new(move |k| {
+                    check("UpdateRotationPolicy", k.state)?;
+                    k.automatic_rotation = enable;
+                    if interval.is_some() {
+                        k.rotation_interval = interval;
+                    }
+                    if is_due(k, now) && k.version_count < max {
+                        return Ok(add_version(k, v.record));
+                    }
+                    Ok(Vec::new())
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        Ok(())
+    }
+
+    /// Rotates a key if its automatic rotation is due; returns whether it did.
+    pub(crate) async fn rotate_if_due(&self, loc: &KeyLocator) -> Result<bool, KmsError> {
+        let v = self.new_version(&loc.key_id)?;
+        let now = self.now();
+        let max = self.config.max_versions_per_key;
+        let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = rotated.clone();
+        self.store
+            .update_key(
+                loc,
+                Box::new(move |k| {
+                    if is_due(k, now) {
+                        if k.version_count >= max {
+                            tracing::warn!(key_id = %k.key_id, "automatic rotation skipped: the key has the most versions allowed");
+                            return Ok(Vec::new());
+                        }
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return Ok(add_version(k, v.record));
+                    }
+                    Ok(Vec::new())
+                }),
+            )
+            .await?
+            .ok_or(KmsError::KeyNotFound)?;
+        Ok(rotated.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Automatic rotation is due: enabled, the key Enabled (not Suspended), not EXTERNAL, and
+/// `LastRotationDate + RotationInterval` reached.
+fn is_due(k: &KeyRecord, now: i64) -> bool {
+    k.automatic_rotation
+        && k.state == KeyState::Enabled
+        && k.origin != ORIGIN_EXTERNAL
+        && matches!((k.last_rotation_date, k.rotation_interval), (Some(l), Some(i)) if l + i <= now)
+}
+
+fn add_version(k: &mut KeyRecord, v: KeyVersionRecord) -> Vec<VersionChange> {
+    k.primary_version = v.version_id.clone();
+    k.last_rotation_date = Some(v.creation_date);
+    k.version_count += 1;
+    vec![VersionChange::Insert(v)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+    use crate::service::crypto::EncryptionContext;
+    use crate::service::keys::CreateKeyInput;
+    use crate::service::testing::{kms, T0};
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_rotation_interval("7d"), Ok(604_800));
+        assert_eq!(parse_rotation_interval("604800s"), Ok(604_800));
+        assert_eq!(parse_rotation_interval("168h"), Ok(604_800));
+        assert_eq!(parse_rotation_interval("10080m"), Ok(604_800));
+        assert_eq!(parse_rotation_interval("730d"), Ok(730 * 86_400));
+        for bad in [
+            "6d",
+            "731d",
+            "7",
+            "d",
+            "7w",
+            "-7d",
+            "",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_rotation_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_is_clock_driven_and_happens_once() {
+        let (kms, clock, caller) = kms();
+        let k = kms
+            .create_key(
+                &caller,
+                CreateKeyInput {
+                    enable_automatic_rotation: true,
+                    rotation_interval: Some("7d".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let ctx = EncryptionContext::default();
+        let mut blobs = vec![kms
+            .encrypt(&caller, &k.key_id, b"v1", &ctx, false)
+            .await
+            .unwrap()];
+        for round in 0..3 {
+            clock.advance(7 * 86_400);
+            kms.sweep().await.unwrap();
+            kms.sweep().await.unwrap();
+            let versions = kms.list_key_versions(&caller, &k.key_id).await.unwrap();
+            assert_eq!(versions.len(), round + 2);
+            let d = kms.describe_key(&caller, &k.key_id).await.unwrap();
+            assert_eq!(d.primary_version, versions.last().unwrap().version_id);
+            assert_eq!(
+                d.last_rotation_date,
+                Some(T0 + 7 * 86_400 * (round as i64 + 1))
+            );
+            let s = kms
+                .encrypt(&caller, &k.key_id, b"v", &ctx, false)
+                .await
+                .unwrap();
+            assert_eq!(s.key_version_id, d.primary_version);
+            blobs.push(s);
+        }
+        for b in &blobs {
+            let o = kms
+                .decrypt(&caller, &b.ciphertext_blob, &ctx, false)
+                .await
+                .unwrap();
+            assert_eq!(o.key_version_id, b.key_version_id);
+        }
+        // Suspended while disabled.
+        kms.disable_key(&caller, &k.key_id).await.unwrap();
+        clock.advance(30 * 86_400);
+        kms.sweep().await.unwrap();
+        assert_eq!(
+            kms.list_key_versions(&caller, &k.key_id)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+        kms.enable_key(&caller, &k.key_id).await.unwrap();
+        kms.sweep().await.unwrap();
+        assert_eq!(
+            kms.list_key_versions(&caller, &k.key_id)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn manual_versions_policy_and_rules() {
+        let (kms, clock, caller) = kms();
+        let k = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        let v = kms.create_key_version(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.describe_key(&caller, &k.key_id)
+                .await
+                .unwrap()
+                .primary_version,
+            v.version_id
+        );
+        assert_eq!(
+            kms.describe_key_version(&caller, &k.key_id, &v.version_id)
+                .await
+                .unwrap(),
+            v
+        );
+        assert_eq!(
+            kms.describe_key_version(&caller, &k.key_id, "nope").await,
+            Err(KmsError::KeyVersionNotFound)
+        );
+        // Shortening the interval when a rotation is already due rotates at once.
+        clock.advance(10 * 86_400);
+        kms.update_rotation_policy(&caller, &k.key_id, true, Some("7d"))
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.list_key_versions(&caller, &k.key_id)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            kms.update_rotation_policy(&caller, &k.key_id, true, None)
+                .await,
+            Err(KmsError::missing("RotationInterval"))
+        );
+        kms.disable_key(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.create_key_version(&caller, &k.key_id).await,
+            Err(KmsError::Rejected(Rejection::Disabled))
+        );
+        assert_eq!(
+            kms.update_rotation_policy(&caller, &k.key_id, false, None)
+                .await,
+            Err(KmsError::Rejected(Rejection::Disabled))
+        );
+        let ext = kms
+            .create_key(
+                &caller,
+                CreateKeyInput {
+                    origin: Some("EXTERNAL".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.create_key_version(&caller, &ext.key_id).await,
+            Err(KmsError::UnsupportedOrigin)
+        );
+        assert_eq!(
+            kms.update_rotation_policy(&caller, &ext.key_id, true, Some("7d"))
+                .await,
+            Err(KmsError::UnsupportedOrigin)
+        );
+    }
+}
