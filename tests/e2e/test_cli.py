@@ -47,6 +47,9 @@ def test_readme_example_session_runs_as_written(env, tmp_path):
     assert '"KeyState": "Enabled"' in out and '"MaterialExpireTime": "2030-01-01T00:00:00Z"' in out
     assert "hello" in out.splitlines()
     assert re.search(r"^KeyId\s+KeyArn$", out, re.M)
+    assert len(re.findall(r"^[0-9a-f-]{36}\s+env\s+demo$", out, re.M)) == 2, out
+    assert re.search(r"^Enabled\s+2592000s\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", out, re.M), out
+    assert len(re.findall(r"^[0-9a-f-]{36}\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", out, re.M)) == 2, out
 
 
 @pytest.mark.parametrize("alg", WRAPPING_ALGORITHMS)
