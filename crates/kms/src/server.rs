@@ -24,8 +24,13 @@ use crate::keystore::{Keystore, ROOT_KEY_LEN};
 use crate::protocol::render::{self, Format};
 use crate::protocol::{new_request_id, HttpRequest, Protocol};
 use crate::service::{validate_account_id, Kms, ServiceConfig};
+use crate::store::cache::CachedStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+
+/// Safety-net lifetime of cached key rows, versions and aliases (every change made through
+/// this process invalidates them at once).
+const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -102,9 +107,10 @@ impl DataDir {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         let root = load_root_key(path)?;
         let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
-        let store: Arc<dyn Store> = Arc::new(
+        let sqlite: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&path.join("kms.db")).map_err(|e| format!("database: {e}"))?,
         );
+        let store: Arc<dyn Store> = Arc::new(CachedStore::new(sqlite, CACHE_TTL));
         Ok(Self {
             path: path.to_path_buf(),
             store,

@@ -6,6 +6,7 @@
 //! state-machine rules and may return changes to key versions), and commits only if the
 //! closure succeeds. Two racing changes therefore see each other's result.
 
+pub mod cache;
 pub mod sqlite;
 
 use async_trait::async_trait;
