@@ -496,7 +496,7 @@ impl Store for SqliteStore {
         let k = key_id.to_string();
         self.run(move |c| {
             let mut stmt = c
-                .prepare("SELECT key_id, version_id, creation_date, sealed_material FROM key_versions WHERE key_id=?1 ORDER BY creation_date, version_id")
+                .prepare("SELECT key_id, version_id, creation_date, sealed_material FROM key_versions WHERE key_id=?1 ORDER BY creation_date, rowid")
                 .map_err(db_err)?;
             let rows = stmt.query_map([k], version_from_row).map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
