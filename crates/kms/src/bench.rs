@@ -41,9 +41,15 @@ pub struct BenchArgs {
     pub access_key_secret: String,
     #[arg(long, env = "ALIBABA_CLOUD_REGION_ID", default_value = "cn-hangzhou")]
     pub region: String,
-    /// The action to load.
-    #[arg(long, value_enum, default_value = "Encrypt")]
-    pub action: BenchAction,
+    /// The action to load, or a weighted mix such as `Encrypt:3,Decrypt:1`. Actions:
+    /// Healthz, DescribeRegions, DescribeKey, Encrypt, Decrypt, GenerateDataKey,
+    /// GetParametersForImport, ImportKeyMaterial.
+    #[arg(long, default_value = "Encrypt")]
+    pub action: String,
+    /// Also run Healthz and DescribeRegions with the same settings first, and print the
+    /// action's throughput as a ratio of theirs (the ceilings, measured in the same run).
+    #[arg(long)]
+    pub compare: bool,
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -67,7 +73,7 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub struct Report {
     pub action: String,
@@ -111,10 +117,35 @@ async fn create_key(client: &Client, origin: &str) -> Result<String, String> {
         .ok_or_else(|| "setup: no KeyId".to_string())
 }
 
-async fn plan(client: &Client, args: &BenchArgs) -> Result<Plan, String> {
+/// Parses `Encrypt` or `Encrypt:3,Decrypt:1`.
+pub fn parse_mix(text: &str) -> Result<Vec<(BenchAction, u32)>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, weight) = match part.split_once(':') {
+            Some((n, w)) => (
+                n,
+                w.parse::<u32>()
+                    .map_err(|_| format!("bad weight in {part:?}"))?,
+            ),
+            None => (part, 1),
+        };
+        let action =
+            BenchAction::from_str(name, false).map_err(|_| format!("unknown action {name:?}"))?;
+        if weight == 0 {
+            return Err(format!("weight 0 in {part:?}"));
+        }
+        out.push((action, weight));
+    }
+    if out.is_empty() {
+        return Err("--action is empty".into());
+    }
+    Ok(out)
+}
+
+async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<Plan, String> {
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let payload = b64(&vec![0x5au8; args.payload]);
-    Ok(match args.action {
+    Ok(match action {
         BenchAction::Healthz => Plan {
             action: "",
             params: vec![],
@@ -225,6 +256,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
+    let mix = parse_mix(&args.action)?;
     let client = Arc::new(Client::new(
         &args.endpoint,
         Credentials {
@@ -234,7 +266,93 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         signature,
         &args.region,
     )?);
-    let plan = Arc::new(plan(&client, &args).await?);
+    let mut reports = Vec::new();
+    if args.compare {
+        for ceiling in [BenchAction::Healthz, BenchAction::DescribeRegions] {
+            reports.push(phase(&client, &args, &[(ceiling, 1)]).await?);
+        }
+    }
+    reports.push(phase(&client, &args, &mix).await?);
+    let main = reports.last().map(|r| r.throughput).unwrap_or(0.0);
+    let ratios: BTreeMap<String, f64> = if args.compare {
+        reports[..2]
+            .iter()
+            .map(|r| {
+                (
+                    format!("vs_{}", r.action),
+                    if r.throughput > 0.0 {
+                        main / r.throughput
+                    } else {
+                        0.0
+                    },
+                )
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    if args.json {
+        let out = serde_json::json!({ "runs": reports, "ratios": ratios });
+        println!("{out}");
+    } else {
+        for r in &reports {
+            print_report(r);
+        }
+        for (k, v) in &ratios {
+            println!("ratio {}: {v:.2}", k.trim_start_matches("vs_"));
+        }
+    }
+    Ok(())
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "{}: {} requests ({} ok) in {:.2} s with {} connections: {:.0} requests/s",
+        report.action,
+        report.requests,
+        report.ok,
+        report.seconds,
+        report.concurrency,
+        report.throughput
+    );
+    let p = |k: &str| report.latency_ms.get(k).copied().unwrap_or(0.0);
+    println!(
+        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}",
+        p("p50"),
+        p("p90"),
+        p("p99"),
+        p("p99.9")
+    );
+    for (code, n) in &report.errors {
+        println!("errors: {code}: {n}");
+    }
+}
+
+/// One measured run of a mix of actions.
+async fn phase(
+    client: &Arc<Client>,
+    args: &BenchArgs,
+    mix: &[(BenchAction, u32)],
+) -> Result<Report, String> {
+    let mut plans = Vec::new();
+    let mut schedule = Vec::new();
+    for (i, (action, weight)) in mix.iter().enumerate() {
+        plans.push(plan(client, args, *action).await?);
+        schedule.extend(std::iter::repeat_n(i, *weight as usize));
+    }
+    let name = mix
+        .iter()
+        .map(|(a, w)| {
+            if mix.len() == 1 {
+                format!("{a:?}")
+            } else {
+                format!("{a:?}:{w}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let plans = Arc::new(plans);
+    let schedule = Arc::new(schedule);
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -268,8 +386,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, plan, issued, done) =
-            (client.clone(), plan.clone(), issued.clone(), done.clone());
+        let (client, plans, schedule, issued, done) = (
+            client.clone(),
+            plans.clone(),
+            schedule.clone(),
+            issued.clone(),
+            done.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -278,12 +401,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                if issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                if n >= limit {
                     break;
                 }
                 if let Some(p) = pace.as_mut() {
                     p.tick().await;
                 }
+                let plan = &plans[schedule[(n % schedule.len() as u64) as usize]];
                 let t = Instant::now();
                 let r = if plan.action.is_empty() {
                     client.get("/healthz").await
@@ -314,16 +439,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }
     }
     progress.abort();
+    if !args.json {
+        eprint!("\r{:60}\r", "");
+    }
     let seconds = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let total = latencies.len() as u64;
     let failed: u64 = errors.values().sum();
     let mut pct = BTreeMap::new();
-    for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)] {
-        pct.insert(name.to_string(), percentile(&latencies, p));
+    for (label, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)] {
+        pct.insert(label.to_string(), percentile(&latencies, p));
     }
-    let report = Report {
-        action: format!("{:?}", args.action),
+    Ok(Report {
+        action: name,
         concurrency: args.concurrency,
         requests: total,
         ok: total - failed,
@@ -331,33 +459,26 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         seconds,
         throughput: total as f64 / seconds,
         latency_ms: pct,
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixes() {
+        assert_eq!(
+            parse_mix("Encrypt").unwrap(),
+            vec![(BenchAction::Encrypt, 1)]
         );
-    } else {
-        eprintln!();
-        println!(
-            "{}: {} requests ({} ok) in {:.2} s with {} connections: {:.0} requests/s",
-            report.action,
-            report.requests,
-            report.ok,
-            report.seconds,
-            report.concurrency,
-            report.throughput
+        assert_eq!(
+            parse_mix("Encrypt:3, Decrypt:1").unwrap(),
+            vec![(BenchAction::Encrypt, 3), (BenchAction::Decrypt, 1)]
         );
-        println!(
-            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}",
-            report.latency_ms["p50"],
-            report.latency_ms["p90"],
-            report.latency_ms["p99"],
-            report.latency_ms["p99.9"]
-        );
-        for (code, n) in &report.errors {
-            println!("errors: {code}: {n}");
+        for bad in ["", "Nope", "Encrypt:0", "Encrypt:x"] {
+            assert!(parse_mix(bad).is_err(), "{bad}");
         }
+        assert_eq!(percentile(&[1000, 2000, 3000], 50.0), 2.0);
     }
-    Ok(())
 }
