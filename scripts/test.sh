@@ -24,7 +24,8 @@ cargo build --locked --bins
 export KMS_BIN="$PWD/target/debug/kms"
 
 step "cargo test"
-cargo test --locked --workspace
+cargo test --locked --workspace --all-targets   # benches run once each (criterion test mode)
+cargo test --locked --workspace --doc
 
 step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl"
 .venv/bin/python -m pytest tests/e2e -q
