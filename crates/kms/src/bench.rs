@@ -28,6 +28,10 @@ pub enum BenchAction {
     GenerateDataKey,
     GetParametersForImport,
     ImportKeyMaterial,
+    /// ListKeys, first page of 10.
+    ListKeys,
+    /// ListKeys, last page of 10 (the slowest to find in a large store).
+    ListKeysLastPage,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -43,7 +47,7 @@ pub struct BenchArgs {
     pub region: String,
     /// The action to load, or a weighted mix such as `Encrypt:3,Decrypt:1`. Actions:
     /// Healthz, DescribeRegions, DescribeKey, Encrypt, Decrypt, GenerateDataKey,
-    /// GetParametersForImport, ImportKeyMaterial.
+    /// GetParametersForImport, ImportKeyMaterial, ListKeys, ListKeysLastPage.
     #[arg(long, default_value = "Encrypt")]
     pub action: String,
     /// Also run Healthz and DescribeRegions with the same settings first, and print the
@@ -154,6 +158,25 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             action: "DescribeRegions",
             params: vec![],
         },
+        BenchAction::ListKeys => Plan {
+            action: "ListKeys",
+            params: params(&[("PageSize", "10")]),
+        },
+        BenchAction::ListKeysLastPage => {
+            let r = client
+                .call("ListKeys", &params(&[("PageSize", "10")]))
+                .await?;
+            let total = r
+                .body
+                .get("TotalCount")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let last = total.div_ceil(10).max(1).to_string();
+            Plan {
+                action: "ListKeys",
+                params: params(&[("PageSize", "10"), ("PageNumber", &last)]),
+            }
+        }
         BenchAction::DescribeKey => {
             let k = create_key(client, "Aliyun_KMS").await?;
             Plan {

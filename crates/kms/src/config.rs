@@ -90,6 +90,20 @@ pub enum AdminCommand {
     /// Manage access keys.
     #[command(name = "access-key", subcommand)]
     AccessKey(AccessKeyCommand),
+    /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
+    SeedKeys {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// How many keys.
+        #[arg(long)]
+        count: usize,
+        /// Account to create them in [default: the data dir's first account].
+        #[arg(long)]
+        account_id: Option<String>,
+        /// Region [default: cn-hangzhou].
+        #[arg(long, default_value = "cn-hangzhou")]
+        region: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -41,6 +41,12 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
+                AdminCommand::SeedKeys {
+                    dir,
+                    count,
+                    account_id,
+                    region,
+                } => Ok(kms::admin::seed_keys(&dir.data_dir, count, account_id, region).await?),
             },
             Command::Configure(a) => cli::configure(a),
             Command::Wrap(a) => cli::wrap(a),

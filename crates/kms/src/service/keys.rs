@@ -5,7 +5,7 @@
 use super::state::{check, KeyState};
 use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::error::KmsError;
-use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
+use crate::store::{KeyField, KeyLocator, KeyRecord, KeyVersionRecord, Tag};
 
 pub const KEY_SPEC_AES_256: &str = "Aliyun_AES_256";
 pub const USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT/DECRYPT";
@@ -54,17 +54,6 @@ impl FilterField {
             "Origin" => Self::Origin,
             _ => return None,
         })
-    }
-    fn value(self, k: &KeyRecord) -> &str {
-        match self {
-            Self::KeyState => k.state.as_str(),
-            Self::KeySpec => &k.key_spec,
-            Self::KeyUsage => &k.key_usage,
-            Self::ProtectionLevel => &k.protection_level,
-            // Every key here is created by a user (no service-managed keys).
-            Self::CreatorType => "User",
-            Self::Origin => &k.origin,
-        }
     }
 }
 
@@ -222,6 +211,57 @@ impl Kms {
         Ok(key)
     }
 
+    /// `n` new Enabled keys for bulk seeding (benchmarks), built exactly like CreateKey's.
+    pub async fn new_keys_for_seeding(
+        &self,
+        account_id: &str,
+        region: &str,
+        n: usize,
+    ) -> Result<Vec<(KeyRecord, KeyVersionRecord)>, KmsError> {
+        let now = self.now();
+        self.store.ensure_account(account_id, now).await?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key_id = new_id();
+            let version_id = new_id();
+            let material = self.keystore.random(32)?;
+            let sealed = self.seal_material(&key_id, &version_id, &material)?;
+            out.push((
+                KeyRecord {
+                    key_id: key_id.clone(),
+                    account_id: account_id.to_string(),
+                    region: region.to_string(),
+                    description: String::new(),
+                    key_spec: KEY_SPEC_AES_256.into(),
+                    key_usage: USAGE_ENCRYPT_DECRYPT.into(),
+                    origin: ORIGIN_KMS.into(),
+                    protection_level: PROTECTION_SOFTWARE.into(),
+                    state: KeyState::Enabled,
+                    creation_date: now,
+                    creator: account_id.to_string(),
+                    primary_version: version_id.clone(),
+                    delete_date: None,
+                    material_present: true,
+                    material_expire: None,
+                    material_commitment: None,
+                    deletion_protection: false,
+                    deletion_protection_description: String::new(),
+                    automatic_rotation: false,
+                    rotation_interval: None,
+                    last_rotation_date: Some(now),
+                    version_count: 1,
+                },
+                KeyVersionRecord {
+                    key_id,
+                    version_id,
+                    creation_date: now,
+                    sealed_material: Some(sealed),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// DescribeKey: a key id, ARN or alias.
     pub async fn describe_key(
         &self,
@@ -251,36 +291,47 @@ impl Kms {
         filters: &[KeyFilter],
     ) -> Result<(Vec<KeyRecord>, usize), KmsError> {
         let now = self.now();
-        let all = self
-            .store
-            .list_keys(&caller.account_id, &caller.region)
-            .await?;
-        let matching: Vec<KeyRecord> = all
-            .into_iter()
-            // Keys already past their deletion date are gone, whether or not the sweeper
-            // has removed them yet; expired material shows as PendingImport.
-            .filter(|k| {
-                !(k.state == KeyState::PendingDeletion && k.delete_date.is_some_and(|d| d <= now))
-            })
-            .map(|mut k| {
-                if k.material_present && k.material_expire.is_some_and(|e| e <= now) {
-                    k.material_present = false;
-                    k.material_expire = None;
-                    if k.state != KeyState::PendingDeletion {
-                        k.state = KeyState::PendingImport;
+        let mut store_filters = Vec::new();
+        for f in filters {
+            let field = match f.field {
+                FilterField::KeyState => KeyField::State,
+                FilterField::KeySpec => KeyField::Spec,
+                FilterField::KeyUsage => KeyField::Usage,
+                FilterField::ProtectionLevel => KeyField::ProtectionLevel,
+                FilterField::Origin => KeyField::Origin,
+                // Every key here is created by a user (no service-managed keys).
+                FilterField::CreatorType => {
+                    if f.values.iter().any(|v| v == "User") {
+                        continue;
                     }
+                    return Ok((Vec::new(), 0));
                 }
-                k
-            })
-            .filter(|k| {
-                filters
-                    .iter()
-                    .all(|f| f.values.iter().any(|v| v == f.field.value(k)))
-            })
-            .collect();
-        let total = matching.len();
-        let start = page_number.saturating_sub(1).saturating_mul(page_size);
-        let page = matching.into_iter().skip(start).take(page_size).collect();
+            };
+            store_filters.push((field, f.values.clone()));
+        }
+        let offset = page_number.saturating_sub(1).saturating_mul(page_size);
+        let (mut page, total) = self
+            .store
+            .list_keys_page(
+                &caller.account_id,
+                &caller.region,
+                now,
+                &store_filters,
+                offset,
+                page_size,
+            )
+            .await?;
+        // Keys past their deletion date are left out by the store; expired material shows
+        // as PendingImport whether or not the sweeper has run.
+        for k in &mut page {
+            if k.material_present && k.material_expire.is_some_and(|e| e <= now) {
+                k.material_present = false;
+                k.material_expire = None;
+                if k.state != KeyState::PendingDeletion {
+                    k.state = KeyState::PendingImport;
+                }
+            }
+        }
         Ok((page, total))
     }
 

@@ -158,6 +158,25 @@ impl Store for CachedStore {
         self.inner.insert_key(key, first, tags, max_keys).await
     }
 
+    async fn insert_keys_bulk(
+        &self,
+        keys: Vec<(KeyRecord, KeyVersionRecord)>,
+    ) -> Result<(), KmsError> {
+        self.inner.insert_keys_bulk(keys).await
+    }
+    async fn list_keys_page(
+        &self,
+        account_id: &str,
+        region: &str,
+        now: i64,
+        filters: &[(KeyField, Vec<String>)],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<KeyRecord>, usize), KmsError> {
+        self.inner
+            .list_keys_page(account_id, region, now, filters, offset, limit)
+            .await
+    }
     async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError> {
         self.inner.list_tags(key_id).await
     }

@@ -93,6 +93,17 @@ pub struct WrappingKeyRecord {
     pub expires: i64,
 }
 
+/// A key column ListKeys can filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    /// The state as ListKeys shows it (expired material shows as PendingImport).
+    State,
+    Spec,
+    Usage,
+    ProtectionLevel,
+    Origin,
+}
+
 /// A resource tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -141,6 +152,24 @@ pub trait Store: Send + Sync + 'static {
         tags: Vec<Tag>,
         max_keys: i64,
     ) -> Result<(), KmsError>;
+    /// Inserts many keys at once (bulk seeding for benchmarks), in as few transactions as
+    /// the engine likes. No limit check.
+    async fn insert_keys_bulk(
+        &self,
+        keys: Vec<(KeyRecord, KeyVersionRecord)>,
+    ) -> Result<(), KmsError>;
+    /// One page of an account's keys in a region, in creation order, as ListKeys shows them
+    /// at `now` (keys past their deletion date left out, expired material as PendingImport),
+    /// filtered by `filters` (field, accepted values), and the total that match.
+    async fn list_keys_page(
+        &self,
+        account_id: &str,
+        region: &str,
+        now: i64,
+        filters: &[(KeyField, Vec<String>)],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<KeyRecord>, usize), KmsError>;
     async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError>;
     /// Adds or replaces tags on a key, unless it would then have more than `max` tags.
     async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> Result<(), KmsError>;

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_aliases_versions.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_key_counts.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -340,13 +344,7 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
-            let n: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
-                    params![key.account_id, key.region],
-                    |r| r.get(0),
-                )
-                .map_err(db_err)?;
+            let n = key_count(&tx, &key.account_id, &key.region)?;
             if n >= max_keys {
                 return Err(KmsError::LimitExceeded(format!(
                     "at most {max_keys} keys per account and region"
@@ -786,6 +784,118 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_keys_bulk(
+        &self,
+        keys: Vec<(KeyRecord, KeyVersionRecord)>,
+    ) -> Result<(), KmsError> {
+        self.run(move |c| {
+            for chunk in keys.chunks(10_000) {
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db_err)?;
+                for (k, v) in chunk {
+                    write_key(&tx, k, true)?;
+                    insert_version(&tx, v)?;
+                }
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_keys_page(
+        &self,
+        account_id: &str,
+        region: &str,
+        now: i64,
+        filters: &[(KeyField, Vec<String>)],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<KeyRecord>, usize), KmsError> {
+        let (a, r) = (account_id.to_string(), region.to_string());
+        let filters = filters.to_vec();
+        self.run(move |c| {
+            // The state ListKeys shows: expired material reads as PendingImport.
+            const STATE: &str = "(CASE WHEN material_present=1 AND material_expire IS NOT NULL \
+                AND material_expire <= ?3 AND state != 'PendingDeletion' THEN 'PendingImport' ELSE state END)";
+            let mut filter_sql = String::new();
+            let mut values: Vec<String> = Vec::new();
+            for (field, accepted) in &filters {
+                let column = match field {
+                    KeyField::State => STATE,
+                    KeyField::Spec => "key_spec",
+                    KeyField::Usage => "key_usage",
+                    KeyField::ProtectionLevel => "protection_level",
+                    KeyField::Origin => "origin",
+                };
+                let mut marks = Vec::new();
+                for v in accepted {
+                    values.push(v.clone());
+                    marks.push(format!("?{}", 3 + values.len()));
+                }
+                filter_sql.push_str(&format!(" AND {column} IN ({})", marks.join(",")));
+            }
+            let base = format!(
+                "FROM keys WHERE account_id=?1 AND region=?2 \
+                 AND NOT (state='PendingDeletion' AND delete_date IS NOT NULL AND delete_date <= ?3){filter_sql}"
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![a.clone().into(), r.clone().into(), now.into()];
+            args.extend(values.into_iter().map(rusqlite::types::Value::from));
+            let total = if filters.is_empty() {
+                // Exact without a scan: the trigger-kept count, less the keys already past
+                // their deletion date that the sweeper has not removed yet (an index range).
+                let due: i64 = c
+                    .query_row(
+                        "SELECT COUNT(*) FROM keys INDEXED BY keys_by_delete_date \
+                         WHERE delete_date IS NOT NULL AND delete_date <= ?3 \
+                         AND state='PendingDeletion' AND account_id=?1 AND region=?2",
+                        params![a, r, now],
+                        |row| row.get(0),
+                    )
+                    .map_err(db_err)?;
+                (key_count(c, &a, &r)? - due).max(0) as usize
+            } else {
+                let n: i64 = c
+                    .query_row(&format!("SELECT COUNT(*) {base}"), rusqlite::params_from_iter(args.iter()), |row| row.get(0))
+                    .map_err(db_err)?;
+                n as usize
+            };
+            if offset >= total {
+                return Ok((Vec::new(), total));
+            }
+            // Pages in the second half are read from the end, so the last page is as quick
+            // as the first (OFFSET walks the index).
+            let from_end = offset > total / 2;
+            let (order, skip, take) = if from_end {
+                let end = (offset + limit).min(total);
+                ("DESC", total - end, end - offset)
+            } else {
+                ("ASC", offset, limit)
+            };
+            let mut page_args = args;
+            page_args.push((take as i64).into());
+            page_args.push((skip as i64).into());
+            let n = page_args.len();
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {KEY_COLUMNS} {base} ORDER BY creation_date {order}, key_id {order} LIMIT ?{} OFFSET ?{}",
+                    n - 1,
+                    n
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(page_args.iter()), key_from_row)
+                .map_err(db_err)?;
+            let mut keys = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+            if from_end {
+                keys.reverse();
+            }
+            Ok((keys, total))
+        })
+        .await
+    }
+
     async fn due_rotations(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
         self.run(move |c| {
             locators(
@@ -798,6 +908,17 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn key_count(c: &Connection, account_id: &str, region: &str) -> Result<i64, KmsError> {
+    Ok(c.query_row(
+        "SELECT n FROM key_counts WHERE account_id=?1 AND region=?2",
+        params![account_id, region],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)?
+    .unwrap_or(0))
 }
 
 fn alias_from_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
