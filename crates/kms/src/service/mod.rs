@@ -420,3 +420,157 @@ pub(crate) mod testing {
         (kms, clock, caller)
     }
 }
+
+/// Secrets at rest: after a workload, the SQLite file and its WAL contain none of the key
+/// material, data keys, plaintexts, access-key secrets or wrapping private keys used.
+#[cfg(test)]
+mod at_rest {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::keystore::wrapping::{self, WrappingAlgorithm};
+    use crate::service::crypto::EncryptionContext;
+    use crate::service::keys::CreateKeyInput;
+    use crate::store::sqlite::SqliteStore;
+    use base64::Engine;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        needle.len() >= 8 && haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn no_secret_reaches_the_database_files_in_clear() {
+        let dir =
+            std::env::temp_dir().join(format!("kms-at-rest-{}-{}", std::process::id(), new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("kms.db");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
+        let kms = Kms::new(
+            store.clone(),
+            Arc::new(Keystore::from_root(&[9u8; 32]).unwrap()),
+            Arc::new(ManualClock::new(1_800_000_000)),
+            Pool::new(0),
+            ServiceConfig::default(),
+        );
+        let caller = Caller {
+            account_id: "1234".into(),
+            region: "cn-hangzhou".into(),
+            access_key_id: "ak".into(),
+        };
+        let mut secrets: Vec<Vec<u8>> = Vec::new();
+
+        let ak = kms.create_access_key("1234", None).await.unwrap();
+        secrets.push(ak.access_key_secret.as_bytes().to_vec());
+        let given = kms
+            .create_access_key(
+                "1234",
+                Some(("GIVENAK".into(), "given-secret-0123456789".into())),
+            )
+            .await
+            .unwrap();
+        secrets.push(given.access_key_secret.as_bytes().to_vec());
+
+        let ctx = EncryptionContext::default();
+        let plain = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        kms.create_key_version(&caller, &plain.key_id)
+            .await
+            .unwrap();
+        let pt = b"plaintext that must never be stored".to_vec();
+        kms.encrypt(&caller, &plain.key_id, &pt, &ctx, false)
+            .await
+            .unwrap();
+        secrets.push(pt);
+        let (_, dk) = kms
+            .generate_data_key(&caller, &plain.key_id, 32, &ctx, false, true)
+            .await
+            .unwrap();
+        secrets.push(dk.to_vec());
+
+        let ext = kms
+            .create_key(
+                &caller,
+                CreateKeyInput {
+                    origin: Some("EXTERNAL".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let material = [0x5Au8 ^ 0x13; 32]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ i as u8)
+            .collect::<Vec<_>>();
+        let p = kms
+            .get_parameters_for_import(&caller, &ext.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        let wrapped = wrapping::wrap(
+            &p.public_key_der,
+            WrappingAlgorithm::RsaesOaepSha256,
+            &material,
+        )
+        .unwrap();
+        kms.import_key_material(&caller, &ext.key_id, &p.import_token, &wrapped, None)
+            .await
+            .unwrap();
+        secrets.push(material.clone());
+
+        // Every key version's material and every wrapping private key, opened from the store.
+        for key in [&plain, &ext] {
+            for v in store.list_versions(&key.key_id).await.unwrap() {
+                let sealed = v.sealed_material.unwrap();
+                secrets.push(
+                    kms.open_material(&key.key_id, &v.version_id, &sealed)
+                        .unwrap()
+                        .to_vec(),
+                );
+            }
+        }
+        let claims = kms.keystore.read_token(&p.import_token).unwrap();
+        let wk = store
+            .get_wrapping_key(&claims.wrapping_key_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let pkcs8 = kms
+            .keystore
+            .open(
+                format!("wrapping-key:{}:{}", wk.wrapping_key_id, ext.key_id).as_bytes(),
+                &wk.sealed_private_key,
+            )
+            .unwrap();
+        // The PKCS#8 as a whole and a run from the middle of it (the private exponent).
+        secrets.push(pkcs8.to_vec());
+        secrets.push(pkcs8[600..640].to_vec());
+
+        let mut files = Vec::new();
+        for name in ["kms.db", "kms.db-wal"] {
+            if let Ok(bytes) = std::fs::read(dir.join(name)) {
+                files.push((name, bytes));
+            }
+        }
+        assert!(!files.is_empty());
+        // The search itself works: what is stored in clear (a key id) is found.
+        assert!(files
+            .iter()
+            .any(|(_, b)| contains(b, plain.key_id.as_bytes())));
+        for (name, bytes) in &files {
+            for s in &secrets {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+                assert!(!contains(bytes, s), "a secret is in {name} in clear");
+                assert!(
+                    !contains(bytes, b64.as_bytes()),
+                    "a secret is in {name} in base64"
+                );
+                assert!(
+                    !contains(bytes, hex::encode(s).as_bytes()),
+                    "a secret is in {name} in hex"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
