@@ -129,6 +129,14 @@ impl Kms {
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::invalid("Description"));
         }
+        // An interval given with rotation off is still checked (as UpdateRotationPolicy does).
+        if let Some(text) = input
+            .rotation_interval
+            .as_deref()
+            .filter(|_| !input.enable_automatic_rotation)
+        {
+            super::versions::parse_rotation_interval(text)?;
+        }
         let rotation_interval = if input.enable_automatic_rotation {
             if origin == ORIGIN_EXTERNAL {
                 // Imported keys are never rotated (reference §3.16).

@@ -24,6 +24,9 @@ pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
     };
     let t = text.trim();
     let (num, unit) = t.split_at(t.len().saturating_sub(1));
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let n: i64 = num.parse().map_err(|_| bad())?;
     let factor = match unit {
         "d" => 86_400,
@@ -167,7 +170,7 @@ impl Kms {
                 Box::new(move |k| {
                     if is_due(k, now) {
                         if k.version_count >= max {
-                            tracing::warn!(key_id = %k.key_id, "automatic rotation skipped: the key has the most versions allowed");
+                            tracing::debug!(key_id = %k.key_id, "automatic rotation skipped: the key has the most versions allowed");
                             return Ok(Vec::new());
                         }
                         flag.store(true, std::sync::atomic::Ordering::SeqCst);
