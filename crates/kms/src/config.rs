@@ -73,6 +73,17 @@ pub struct ServerArgs {
     /// Most versions per key [default: 100].
     #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
     pub max_versions_per_key: Option<i64>,
+    /// Requests per second per account for Encrypt, Decrypt, GenerateDataKey(WithoutPlaintext)
+    /// and ReEncrypt; 0 = unlimited [default: 0].
+    #[arg(long, env = "KMS_THROTTLE_CRYPTO")]
+    pub throttle_crypto: Option<u32>,
+    /// Requests per second per account for GetParametersForImport and ImportKeyMaterial; 0 =
+    /// unlimited [default: 0].
+    #[arg(long, env = "KMS_THROTTLE_IMPORT")]
+    pub throttle_import: Option<u32>,
+    /// Requests per second per account for every other action; 0 = unlimited [default: 0].
+    #[arg(long, env = "KMS_THROTTLE_MANAGEMENT")]
+    pub throttle_management: Option<u32>,
     /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
@@ -159,6 +170,9 @@ struct FileConfig {
     max_keys: Option<i64>,
     max_aliases_per_key: Option<i64>,
     max_versions_per_key: Option<i64>,
+    throttle_crypto: Option<u32>,
+    throttle_import: Option<u32>,
+    throttle_management: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +194,7 @@ pub struct ServerConfig {
     pub max_keys: i64,
     pub max_aliases_per_key: i64,
     pub max_versions_per_key: i64,
+    pub throttle: crate::protocol::throttle::Limits,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -246,6 +261,14 @@ impl ServerArgs {
                     .or(file.max_aliases_per_key)
                     .unwrap_or(50),
             )?,
+            throttle: crate::protocol::throttle::Limits {
+                cryptographic: self.throttle_crypto.or(file.throttle_crypto).unwrap_or(0),
+                import: self.throttle_import.or(file.throttle_import).unwrap_or(0),
+                management: self
+                    .throttle_management
+                    .or(file.throttle_management)
+                    .unwrap_or(0),
+            },
             max_versions_per_key: positive(
                 "max_versions_per_key",
                 self.max_versions_per_key
@@ -272,6 +295,9 @@ mod tests {
             max_keys: None,
             max_aliases_per_key: None,
             max_versions_per_key: None,
+            throttle_crypto: None,
+            throttle_import: None,
+            throttle_management: None,
         }
     }
 

@@ -66,6 +66,8 @@ pub enum KmsError {
     NoPermission(String),
     #[error("dry run")]
     DryRun,
+    #[error("throttled")]
+    Throttling,
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     #[error("internal: {0}")]
@@ -146,6 +148,7 @@ impl KmsError {
             InvalidKeyMaterial => "InvalidKeyMaterial",
             NoPermission(_) => "Forbidden.NoPermission",
             DryRun => "DryRunOperationError",
+            Throttling => "Rejected.Throttling",
             LimitExceeded(_) => "Rejected.LimitExceeded",
             Internal(_) => "InternalFailure",
         }
@@ -159,6 +162,7 @@ impl KmsError {
             | AliasNotFound => 404,
             UnsupportedHttpMethod | NoPermission(_) => 403,
             RequestTooLarge => 413,
+            Throttling => 429,
             Rejected(_) => 409,
             Internal(_) => 500,
             _ => 400,
@@ -216,6 +220,7 @@ impl KmsError {
             InvalidKeyMaterial => "key material is invalid.".into(),
             NoPermission(why) => format!("forbidden by permission system: {why}"),
             DryRun => "The request would have succeeded, but the DryRun flag is set.".into(),
+            Throttling => "QPS upper limit exceeded.".into(),
             LimitExceeded(what) => format!("Resource limit exceeded: {what}."),
             Internal(_) => "Internal Failure.".into(),
         }

@@ -420,7 +420,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     let app = router(
-        Arc::new(Protocol::new(kms)),
+        Arc::new(Protocol::with_limits(kms, config.throttle)),
         clock,
         config.enable_test_clock,
     );

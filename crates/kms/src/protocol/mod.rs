@@ -7,6 +7,7 @@
 pub mod params;
 pub mod render;
 pub mod signature;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ impl HttpRequest<'_> {
 pub struct Protocol {
     pub kms: Arc<Kms>,
     pub nonces: NonceCache,
+    pub throttle: throttle::Throttle,
 }
 
 /// The outcome of one request, for logging and auditing.
@@ -68,9 +70,14 @@ struct Ctx {
 
 impl Protocol {
     pub fn new(kms: Arc<Kms>) -> Self {
+        Self::with_limits(kms, throttle::Limits::UNLIMITED)
+    }
+
+    pub fn with_limits(kms: Arc<Kms>, limits: throttle::Limits) -> Self {
         Self {
             kms,
             nonces: NonceCache::new(),
+            throttle: throttle::Throttle::new(limits),
         }
     }
 
@@ -155,6 +162,8 @@ impl Protocol {
             now,
         )?;
 
+        self.throttle
+            .check(&account_id, throttle::Class::of(spec.name))?;
         for p in spec.params.iter().filter(|p| p.required) {
             params.required(&p.first_wire_name())?;
         }
