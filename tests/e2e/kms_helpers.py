@@ -170,7 +170,12 @@ class KmsServer:
                     f"kms server exited with code {rc} before becoming ready (port {self.port}).\n"
                     f"--- server log ---\n{self.log_tail()}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                if getattr(self, "scheme", "http") == "https":  # readiness only: no verification
+                    import ssl
+                    conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2,
+                                                       context=ssl._create_unverified_context())
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/healthz")
                 resp = conn.getresponse()
                 resp.read()

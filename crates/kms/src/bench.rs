@@ -75,6 +75,12 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For https endpoints: trust the certificates in this PEM file.
+    #[arg(long, env = "KMS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// For https endpoints: do not check the server's certificate (testing only).
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,7 +286,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         return Err("--concurrency must be at least 1".into());
     }
     let mix = parse_mix(&args.action)?;
-    let client = Arc::new(Client::new(
+    let trust = match (&args.ca_cert, args.insecure) {
+        (_, true) => crate::tls::Trust::Nothing,
+        (Some(p), false) => crate::tls::Trust::CaFile(p.clone()),
+        (None, false) => crate::tls::Trust::System,
+    };
+    let client = Arc::new(Client::with_trust(
         &args.endpoint,
         Credentials {
             access_key_id: args.access_key_id.clone(),
@@ -288,6 +299,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         },
         signature,
         &args.region,
+        &trust,
     )?);
     let mut reports = Vec::new();
     if args.compare {

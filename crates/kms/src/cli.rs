@@ -81,6 +81,13 @@ pub struct ClientArgs {
     /// 3 = ACS3-HMAC-SHA256 (default), 1 = HMAC-SHA1
     #[arg(long, value_parser = ["1", "3"])]
     pub signature_version: Option<String>,
+    /// For https endpoints: trust the certificates in this PEM file (for example the server's
+    /// <data dir>/tls/cert.pem) [env: KMS_CA_CERT] [default: the system's roots]
+    #[arg(long, env = "KMS_CA_CERT", hide_env = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// For https endpoints: do not check the server's certificate at all (testing only)
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -191,7 +198,12 @@ impl ClientArgs {
     pub fn client(&self) -> Result<(Client, String), Failure> {
         let r = self.resolve()?;
         let endpoint = r.endpoint.clone();
-        let client = Client::new(
+        let trust = match (&self.ca_cert, self.insecure) {
+            (_, true) => crate::tls::Trust::Nothing,
+            (Some(p), false) => crate::tls::Trust::CaFile(p.clone()),
+            (None, false) => crate::tls::Trust::System,
+        };
+        let client = Client::with_trust(
             &r.endpoint,
             Credentials {
                 access_key_id: r.access_key_id,
@@ -199,6 +211,7 @@ impl ClientArgs {
             },
             r.signature,
             &r.region,
+            &trust,
         )?;
         Ok((client, endpoint))
     }

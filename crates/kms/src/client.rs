@@ -63,7 +63,7 @@ impl ApiResponse {
 }
 
 pub struct Client {
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// `http://host:port`
     base: String,
     /// `host:port`, the signed `host` header.
@@ -78,20 +78,37 @@ fn nonce() -> String {
 }
 
 impl Client {
-    /// `endpoint` is `http://host:port` (or `host:port`).
+    /// `endpoint` is `http://host:port`, `https://host:port` (or `host:port`, plain HTTP).
     pub fn new(
         endpoint: &str,
         creds: Credentials,
         signature: SignatureVersion,
         region: &str,
     ) -> Result<Self, String> {
+        Self::with_trust(
+            endpoint,
+            creds,
+            signature,
+            region,
+            &crate::tls::Trust::System,
+        )
+    }
+
+    /// Like [`Client::new`], with the given way to check an HTTPS server's certificate.
+    pub fn with_trust(
+        endpoint: &str,
+        creds: Credentials,
+        signature: SignatureVersion,
+        region: &str,
+        trust: &crate::tls::Trust,
+    ) -> Result<Self, String> {
         let trimmed = endpoint.trim_end_matches('/');
-        let host = if let Some(h) = trimmed.strip_prefix("http://") {
-            h.to_string()
-        } else if trimmed.starts_with("https://") {
-            return Err("https endpoints are not supported by this client yet; use http://".into());
+        let (scheme, host) = if let Some(h) = trimmed.strip_prefix("http://") {
+            ("http", h.to_string())
+        } else if let Some(h) = trimmed.strip_prefix("https://") {
+            ("https", h.to_string())
         } else {
-            trimmed.to_string()
+            ("http", trimmed.to_string())
         };
         if host.is_empty() || host.contains('/') {
             return Err(format!(
@@ -100,12 +117,18 @@ impl Client {
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(trust)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(https);
         Ok(Self {
             http,
-            base: format!("http://{host}"),
+            base: format!("{scheme}://{host}"),
             host,
             creds,
             signature,

@@ -73,6 +73,16 @@ pub struct ServerArgs {
     /// Most versions per key [default: 100].
     #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
     pub max_versions_per_key: Option<i64>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "KMS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KMS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for localhost, created once and kept in
+    /// <data dir>/tls/ (trust <data dir>/tls/cert.pem in clients).
+    #[arg(long, env = "KMS_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
     /// Requests per second per account for Encrypt, Decrypt, GenerateDataKey(WithoutPlaintext)
     /// and ReEncrypt; 0 = unlimited [default: 0].
     #[arg(long, env = "KMS_THROTTLE_CRYPTO")]
@@ -173,6 +183,9 @@ struct FileConfig {
     throttle_crypto: Option<u32>,
     throttle_import: Option<u32>,
     throttle_management: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_self_signed: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +208,18 @@ pub struct ServerConfig {
     pub max_aliases_per_key: i64,
     pub max_versions_per_key: i64,
     pub throttle: crate::protocol::throttle::Limits,
+    pub tls: TlsSetting,
+}
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// Plain HTTP.
+    Off,
+    /// PEM certificate chain and key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate kept in the data dir.
+    SelfSigned,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -238,7 +263,18 @@ impl ServerArgs {
                 return Err(format!("region {r:?} is not a region id like cn-hangzhou"));
             }
         }
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+            self.tls_self_signed || file.tls_self_signed.unwrap_or(false),
+        ) {
+            (Some(cert), Some(key), false) => TlsSetting::Files { cert, key },
+            (None, None, true) => TlsSetting::SelfSigned,
+            (None, None, false) => TlsSetting::Off,
+            _ => return Err("use tls_cert with tls_key, or tls_self_signed alone".into()),
+        };
         Ok(ServerConfig {
+            tls,
             listen: self
                 .listen
                 .or(file.listen)
@@ -298,6 +334,9 @@ mod tests {
             throttle_crypto: None,
             throttle_import: None,
             throttle_management: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
         }
     }
 

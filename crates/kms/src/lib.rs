@@ -33,3 +33,4 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod timefmt;
+pub mod tls;

@@ -17,7 +17,7 @@ use axum::Router;
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock, OffsetClock};
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsSetting};
 use crate::error::KmsError;
 use crate::keystore::wrapping::Pool;
 use crate::keystore::{Keystore, ROOT_KEY_LEN};
@@ -402,18 +402,27 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         }
     });
 
+    let tls = match &config.tls {
+        TlsSetting::Off => None,
+        TlsSetting::Files { cert, key } => Some(crate::tls::server_config(cert, key)?),
+        TlsSetting::SelfSigned => {
+            let (cert, key) = crate::tls::self_signed(&dir.path)?;
+            Some(crate::tls::server_config(&cert, &key)?)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() {
+    if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: requests and responses (including data keys) travel unencrypted");
     }
     if config.enable_test_clock {
         tracing::warn!("--enable-test-clock is on: anyone who can reach this port can move the key-lifecycle clock. Never use it in production.");
     }
     println!(
-        "KMS listening on http://{addr} (regions: {}; default account {account}; data dir {})",
+        "KMS listening on {}://{addr} (regions: {}; default account {account}; data dir {})",
+        if tls.is_some() { "https" } else { "http" },
         config.regions.join(","),
         dir.path.display()
     );
@@ -424,10 +433,62 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         clock,
         config.enable_test_clock,
     );
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    match tls {
+        None => axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(tls) => serve_tls(listener, app, tls).await,
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTPS accept loop: TLS handshake (bounded by a timeout), then HTTP/1.1 on hyper;
+/// on SIGINT/SIGTERM stop accepting and let open connections finish their requests.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rustls::ServerConfig>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let service = TowerToHyperService::new(app);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = service.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        _ => return,
+                    };
+                    let builder = Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; stopping anyway");
+    }
 }
