@@ -98,6 +98,16 @@ class ServerStartError(AssertionError):
     pass
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Linux: SIGKILL the server if the test process dies (no orphaned servers after a ^C or timeout)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class KmsServer:
     """One `kms server` process on a private data dir (the documented interface)."""
 
@@ -153,7 +163,7 @@ class KmsServer:
         log = open(self._log_path(), "wb")
         try:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         finally:
             log.close()
         self._wait_ready()

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from kms_helpers import UUID_RE, arn_of, b64, expect_error, unb64
+from kms_helpers import UUID_RE, KmsError, arn_of, b64, expect_error, unb64
 
 
 def new_key(api) -> dict:
@@ -97,6 +97,16 @@ def test_tampered_ciphertext(api, key, mutate):
         bad = b64(raw + b"\x00")
     else:
         bad = b64(os.urandom(len(raw)))
+    if mutate == "garbage":
+        # Random bytes are not a *tampered* blob: with probability ~1/256 they happen to look like a
+        # well-formed blob naming an unknown key, which is legitimately 404 Forbidden.KeyNotFound.
+        try:
+            got = api.call("Decrypt", CiphertextBlob=bad)
+        except KmsError as e:
+            assert (e.code, e.status) in {("InvalidParameter", 400), ("Forbidden.KeyNotFound", 404)}, e
+        else:
+            raise AssertionError(f"random ciphertext decrypted: {got}")
+        return
     e = expect_error(lambda: api.call("Decrypt", CiphertextBlob=bad), "InvalidParameter", 400)
     assert "CiphertextBlob" in e.message, e.message
 
@@ -278,6 +288,32 @@ def _dry_run_params(api, action, key):
         "GenerateDataKeyWithoutPlaintext": dict(KeyId=key["KeyId"]),
         "ReEncrypt": dict(CiphertextBlob=blob, DestinationKeyId=key["KeyId"]),
     }[action]
+
+
+@pytest.mark.parametrize("action", ["Encrypt", "Decrypt", "GenerateDataKey",
+                                    "GenerateDataKeyWithoutPlaintext", "ReEncrypt"])
+def test_dry_run_reports_real_error(capi, action):
+    """DryRunOperationError only when the call would succeed; otherwise the real error."""
+    key = new_key(capi)
+    params = _dry_run_params(capi, action, key)
+    capi.call("DisableKey", KeyId=key["KeyId"])
+    expect_error(lambda: capi.call(action, DryRun="true", **params), "Rejected.Disabled", 409)
+    if "KeyId" in params:
+        params = dict(params, KeyId=str(uuid.uuid4()))
+        expect_error(lambda: capi.call(action, DryRun="true", **params), "Forbidden.KeyNotFound", 404)
+
+
+def test_dry_run_invalid_value(capi):
+    key_id = new_key(capi)["KeyId"]
+    expect_error(lambda: capi.call("Encrypt", KeyId=key_id, Plaintext=b64(b"x"), DryRun="maybe"),
+                 "InvalidParameter", 400)
+
+
+def test_encryption_context_too_long(capi):
+    """Reference §3.11: context total length <= 8192 characters."""
+    key_id = new_key(capi)["KeyId"]
+    expect_error(lambda: capi.call("Encrypt", KeyId=key_id, Plaintext=b64(b"x"),
+                                   EncryptionContext={"a": "x" * 9000}), "InvalidParameter", 400)
 
 
 @pytest.mark.parametrize("action", ["Encrypt", "Decrypt", "GenerateDataKey",

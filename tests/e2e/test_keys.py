@@ -60,6 +60,12 @@ def test_create_external_key(api, server):
     assert d["PrimaryKeyVersion"] == md["PrimaryKeyVersion"]
 
 
+def test_create_description_limit(capi):
+    """Reference §3.2: Description 0-8192 characters."""
+    assert create(capi, Description="d" * 8192)["Description"] == "d" * 8192
+    expect_error(lambda: capi.call("CreateKey", Description="d" * 8193), "InvalidParameter", 400)
+
+
 @pytest.mark.parametrize("spec", ["Aliyun_AES_999", "aliyun_aes_256", "bogus"])
 def test_create_bad_key_spec(api, spec):
     expect_error(lambda: api.call("CreateKey", KeySpec=spec), "InvalidParameter", 400)

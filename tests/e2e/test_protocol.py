@@ -160,6 +160,40 @@ def test_stale_timestamp(raw):
     assert_error_shape(r.json, "InvalidTimeStamp.Expired")
 
 
+def test_future_timestamp(raw):
+    """Reference §3.19: Timestamp more than 15 min away from server time, either direction."""
+    r = raw.call("DescribeRegions", timestamp=fmt_date(utcnow() + dt.timedelta(minutes=20)))
+    assert r.status == 400, r
+    assert_error_shape(r.json, "InvalidTimeStamp.Expired")
+
+
+@pytest.mark.parametrize("ts", ["2026-11-29 05:00:00", "yesterday", "2026-11-29T05:00:00+08:00x"])
+def test_malformed_timestamp(raw, ts):
+    r = raw.call("DescribeRegions", timestamp=ts)
+    assert r.status == 400, r
+    assert_error_shape(r.json, "InvalidTimeStamp.Format")
+
+
+@pytest.mark.parametrize("param", ["Signature", "Timestamp", "SignatureNonce", "AccessKeyId"])
+def test_missing_common_parameter(raw, param):
+    r = raw.call("DescribeRegions", drop=[param])
+    assert r.status == 400, r
+    assert_error_shape(r.json, "MissingParameter")
+    assert param in r.json["Message"], r.json
+
+
+def test_unsupported_format(raw):
+    r = raw.call("DescribeRegions", fmt="YAML")
+    assert r.status == 400, r
+    assert_error_shape(r.json, "InvalidParameter.Format")
+
+
+def test_unsupported_http_method(raw):
+    r = raw.call("DescribeRegions", method="PUT")
+    assert r.status == 403, r
+    assert_error_shape(r.json, "UnsupportedHTTPMethod")
+
+
 def test_timestamp_within_window_ok(raw):
     ts = fmt_date(utcnow() - dt.timedelta(minutes=5))
     assert raw.call("DescribeRegions", timestamp=ts).status == 200
@@ -324,6 +358,13 @@ def test_dryrun_boolean_case_insensitive(raw, value):
     r = raw.call("Encrypt", {"KeyId": key_id, "Plaintext": b64(b"x"), "DryRun": value})
     assert r.status == 400, r
     assert_error_shape(r.json, "DryRunOperationError")
+
+
+def test_arn_with_other_account_not_found(raw):
+    key_id = create_key(raw)
+    r = raw.call("DescribeKey", {"KeyId": arn_of(key_id, "1111111111111111")})
+    assert r.status == 404, r
+    assert_error_shape(r.json, "Forbidden.KeyNotFound")
 
 
 def test_arn_with_other_region_not_found(raw):

@@ -69,6 +69,11 @@ export class KmsServer {
       env: { ...process.env, KMS_ACCESS_KEY_ID: this.ak, KMS_ACCESS_KEY_SECRET: this.sk },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const child = this.proc;
+    // never leave an orphaned server behind if the test process exits abruptly
+    const reaper = () => { try { child.kill('SIGKILL'); } catch { /* already gone */ } };
+    process.once('exit', reaper);
+    child.once('exit', () => process.removeListener('exit', reaper));
     const append = (d) => { this.log = (this.log + d.toString()).slice(-20000); };
     this.proc.stdout.on('data', append);
     this.proc.stderr.on('data', append);

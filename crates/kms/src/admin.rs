@@ -130,3 +130,40 @@ pub async fn seed_keys(
     );
     Ok(())
 }
+
+/// `kms admin audit verify|query`.
+pub fn audit(cmd: crate::config::AuditCommand) -> Result<(), String> {
+    match cmd {
+        crate::config::AuditCommand::Verify { dir } => {
+            let d = DataDir::open(&dir.data_dir)?;
+            let v = crate::audit::verify(&d.path.join("audit"), &d.keystore)?;
+            println!(
+                "The audit trail is intact: {} lines in {} files.",
+                v.lines, v.files
+            );
+        }
+        crate::config::AuditCommand::Query {
+            dir,
+            key_id,
+            action,
+            since,
+        } => {
+            let since = match since {
+                Some(s) => Some(crate::timefmt::parse(&s).ok_or_else(|| {
+                    format!("--since {s:?} is not a time like 2026-01-01T00:00:00Z")
+                })?),
+                None => None,
+            };
+            let d = DataDir::open(&dir.data_dir)?;
+            for line in crate::audit::query(
+                &d.path.join("audit"),
+                key_id.as_deref(),
+                action.as_deref(),
+                since,
+            )? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

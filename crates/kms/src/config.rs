@@ -73,6 +73,10 @@ pub struct ServerArgs {
     /// Most versions per key [default: 100].
     #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
     pub max_versions_per_key: Option<i64>,
+    /// Rotate the audit log (<data dir>/audit/audit.log) when it reaches this many bytes
+    /// [default: 67108864].
+    #[arg(long, env = "KMS_AUDIT_MAX_BYTES")]
+    pub audit_max_bytes: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, env = "KMS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -111,6 +115,9 @@ pub enum AdminCommand {
     /// Manage access keys.
     #[command(name = "access-key", subcommand)]
     AccessKey(AccessKeyCommand),
+    /// Check or search the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]
@@ -124,6 +131,27 @@ pub enum AdminCommand {
         /// Region [default: cn-hangzhou].
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the keyed hash chain of every audit line; fails at the first broken link.
+    Verify {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Print the audit lines that match (all filters optional).
+    Query {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// Only lines at or after this time (2026-01-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -186,6 +214,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    audit_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +238,7 @@ pub struct ServerConfig {
     pub max_versions_per_key: i64,
     pub throttle: crate::protocol::throttle::Limits,
     pub tls: TlsSetting,
+    pub audit_max_bytes: u64,
 }
 
 /// How the server speaks TLS.
@@ -275,6 +305,10 @@ impl ServerArgs {
         };
         Ok(ServerConfig {
             tls,
+            audit_max_bytes: self
+                .audit_max_bytes
+                .or(file.audit_max_bytes)
+                .unwrap_or(64 * 1024 * 1024),
             listen: self
                 .listen
                 .or(file.listen)
@@ -337,6 +371,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            audit_max_bytes: None,
         }
     }
 

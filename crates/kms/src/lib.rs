@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod client;

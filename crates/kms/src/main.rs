@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
+                AdminCommand::Audit(cmd) => Ok(kms::admin::audit(cmd)?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,

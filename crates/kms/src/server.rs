@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::{Clock, OffsetClock};
 use crate::config::{ServerConfig, TlsSetting};
 use crate::error::KmsError;
@@ -257,10 +258,27 @@ async fn bootstrap(dir: &DataDir, kms: &Kms, config: &ServerConfig) -> Result<St
 struct AppState {
     protocol: Arc<Protocol>,
     clock: Arc<OffsetClock>,
+    audit: Option<AuditLog>,
+}
+
+/// Actions whose audit line must be on disk before the response: every state change.
+/// Reads and cryptographic calls are recorded without waiting.
+fn changes_state(action: &str) -> bool {
+    !(action.starts_with("Describe")
+        || action.starts_with("List")
+        || matches!(
+            action,
+            "Encrypt"
+                | "Decrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "ReEncrypt"
+        ))
 }
 
 async fn api_handler(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -287,6 +305,27 @@ async fn api_handler(
         body: &body,
     };
     let out = state.protocol.handle(&req).await;
+    if let Some(audit) = &state.audit {
+        let action = out.action.clone().unwrap_or_default();
+        let durable = out.code.is_none() && changes_state(&action);
+        audit
+            .record(
+                AuditRecord {
+                    time: crate::timefmt::format_unix(crate::clock::system_now()),
+                    request_id: out.request_id.clone(),
+                    account_id: out.account_id.clone().unwrap_or_default(),
+                    access_key_id: out.access_key_id.clone().unwrap_or_default(),
+                    source: peer.to_string(),
+                    action,
+                    key_id: out.key_id.clone().unwrap_or_default(),
+                    key_version_id: out.key_version_id.clone().unwrap_or_default(),
+                    result: out.code.unwrap_or("OK").to_string(),
+                    status: out.rendered.status,
+                },
+                durable,
+            )
+            .await;
+    }
     tracing::debug!(
         request_id = %out.request_id,
         action = out.action.as_deref().unwrap_or("-"),
@@ -342,8 +381,17 @@ async fn test_clock(State(state): State<AppState>, Query(q): Query<AdvanceQuery>
     ([(header::CONTENT_TYPE, render::JSON)], body.to_string()).into_response()
 }
 
-pub fn router(protocol: Arc<Protocol>, clock: Arc<OffsetClock>, enable_test_clock: bool) -> Router {
-    let state = AppState { protocol, clock };
+pub fn router(
+    protocol: Arc<Protocol>,
+    clock: Arc<OffsetClock>,
+    audit: Option<AuditLog>,
+    enable_test_clock: bool,
+) -> Router {
+    let state = AppState {
+        protocol,
+        clock,
+        audit,
+    };
     let mut app = Router::new()
         .route("/", any(api_handler))
         .route("/healthz", get(healthz));
@@ -428,16 +476,25 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
 
+    let audit = AuditLog::start(
+        &dir.path.join("audit"),
+        dir.keystore.clone(),
+        config.audit_max_bytes,
+    )?;
     let app = router(
         Arc::new(Protocol::with_limits(kms, config.throttle)),
         clock,
+        Some(audit),
         config.enable_test_clock,
     );
     match tls {
-        None => axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?,
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?,
         Some(tls) => serve_tls(listener, app, tls).await,
     }
     tracing::info!("stopped");
@@ -454,13 +511,13 @@ async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rust
 
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let service = TowerToHyperService::new(app);
+
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
+                let (tcp, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -469,7 +526,7 @@ async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rust
                 };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
-                let service = service.clone();
+                let service = TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {

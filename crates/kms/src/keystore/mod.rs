@@ -31,6 +31,7 @@ pub struct Keystore {
     seal_key: LessSafeKey,
     token_key: LessSafeKey,
     commit_key: hmac::Key,
+    audit_key: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -63,10 +64,16 @@ impl Keystore {
             .and_then(|okm| okm.fill(commit.as_mut()))
             .map_err(|_| KmsError::internal("hkdf expand"))?;
         let commit_key = hmac::Key::new(hmac::HMAC_SHA256, commit.as_ref());
+        let mut audit = Zeroizing::new([0u8; 32]);
+        prk.expand(&[b"audit chain v1"], Len(32))
+            .and_then(|okm| okm.fill(audit.as_mut()))
+            .map_err(|_| KmsError::internal("hkdf expand"))?;
+        let audit_key = hmac::Key::new(hmac::HMAC_SHA256, audit.as_ref());
         Ok(Self {
             seal_key,
             token_key,
             commit_key,
+            audit_key,
             rng: SystemRandom::new(),
         })
     }
@@ -114,6 +121,11 @@ impl Keystore {
         let ok = hmac::verify(&self.commit_key, &msg, stored).is_ok();
         zeroize::Zeroize::zeroize(&mut msg);
         ok
+    }
+
+    /// The key that chains audit log lines (HMAC-SHA256).
+    pub fn audit_key(&self) -> &hmac::Key {
+        &self.audit_key
     }
 
     pub(crate) fn token_key(&self) -> &LessSafeKey {

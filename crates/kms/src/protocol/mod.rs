@@ -54,6 +54,11 @@ pub struct Outcome {
     pub request_id: String,
     pub action: Option<String>,
     pub access_key_id: Option<String>,
+    /// The authenticated account (None if authentication failed).
+    pub account_id: Option<String>,
+    /// The key concerned: the response's KeyId, else the request's KeyId parameter.
+    pub key_id: Option<String>,
+    pub key_version_id: Option<String>,
     pub code: Option<&'static str>,
 }
 
@@ -66,6 +71,8 @@ struct Ctx {
     region: String,
     action: Option<String>,
     access_key_id: Option<String>,
+    account_id: Option<String>,
+    key_hint: Option<String>,
 }
 
 impl Protocol {
@@ -88,14 +95,34 @@ impl Protocol {
             region: self.kms.regions().first().cloned().unwrap_or_default(),
             action: None,
             access_key_id: None,
+            account_id: None,
+            key_hint: None,
         };
         let result = self.run(req, &mut ctx).await;
         let host_id = format!("kms.{}.aliyuncs.com", ctx.region);
+        let mut key_id = ctx.key_hint.take();
+        let mut key_version_id = None;
         let (rendered, code) = match result {
-            Ok((action, body)) => (
-                render::success(ctx.format, &action, body, &request_id),
-                None,
-            ),
+            Ok((action, body)) => {
+                let str_at = |v: &serde_json::Value, path: &[&str]| {
+                    path.iter()
+                        .try_fold(v, |v, p| v.get(*p))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                if let Some(k) = str_at(&body, &["KeyId"])
+                    .or_else(|| str_at(&body, &["KeyMetadata", "KeyId"]))
+                    .or_else(|| str_at(&body, &["KeyVersion", "KeyId"]))
+                {
+                    key_id = Some(k);
+                }
+                key_version_id = str_at(&body, &["KeyVersionId"])
+                    .or_else(|| str_at(&body, &["KeyVersion", "KeyVersionId"]));
+                (
+                    render::success(ctx.format, &action, body, &request_id),
+                    None,
+                )
+            }
             Err(e) => {
                 if let KmsError::Internal(detail) = &e {
                     tracing::error!(request_id = %request_id, detail = %detail, "internal failure");
@@ -111,6 +138,9 @@ impl Protocol {
             request_id,
             action: ctx.action,
             access_key_id: ctx.access_key_id,
+            account_id: ctx.account_id,
+            key_id,
+            key_version_id,
             code,
         }
     }
@@ -139,6 +169,10 @@ impl Protocol {
             return Err(KmsError::InvalidVersion);
         }
         let spec = spec::find(&action).ok_or_else(|| KmsError::InvalidApi(action.clone()))?;
+        ctx.key_hint = params
+            .opt("KeyId")
+            .or_else(|| params.opt("DestinationKeyId"))
+            .map(|k| k.chars().take(256).collect());
         ctx.region = self.region(req, &params)?;
 
         // Authentication: signature, then time window, then nonce.
@@ -162,6 +196,7 @@ impl Protocol {
             now,
         )?;
 
+        ctx.account_id = Some(account_id.clone());
         self.throttle
             .check(&account_id, throttle::Class::of(spec.name))?;
         for p in spec.params.iter().filter(|p| p.required) {
