@@ -385,30 +385,7 @@ mod tests {
 
     #[test]
     fn metadata_has_every_field_as_a_string() {
-        let k = KeyRecord {
-            key_id: "k".into(),
-            account_id: "1".into(),
-            region: "cn-hangzhou".into(),
-            description: String::new(),
-            key_spec: "Aliyun_AES_256".into(),
-            key_usage: "ENCRYPT/DECRYPT".into(),
-            origin: "Aliyun_KMS".into(),
-            protection_level: "SOFTWARE".into(),
-            state: crate::service::state::KeyState::Enabled,
-            creation_date: 0,
-            creator: "1".into(),
-            primary_version: "v".into(),
-            delete_date: None,
-            material_present: true,
-            material_expire: None,
-            material_commitment: None,
-            deletion_protection: false,
-            deletion_protection_description: String::new(),
-            automatic_rotation: false,
-            rotation_interval: None,
-            last_rotation_date: Some(0),
-            version_count: 1,
-        };
+        let k = crate::service::keys::new_key_record("k", "1", "cn-hangzhou", "Aliyun_KMS", "v", 0);
         let v = serde_json::to_value(KeyMetadata::from_record(&k)).unwrap();
         let obj = v.as_object().unwrap();
         assert_eq!(obj.len(), 20);

@@ -87,6 +87,48 @@ pub fn validate_tag(tag: &Tag) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// A new key's row with the defaults of CreateKey: an `Aliyun_AES_256` `ENCRYPT/DECRYPT`
+/// `SOFTWARE` key, `Enabled` (or `PendingImport`, without material, for `EXTERNAL`), one
+/// version, no rotation, no deletion protection.
+pub fn new_key_record(
+    key_id: &str,
+    account_id: &str,
+    region: &str,
+    origin: &str,
+    version_id: &str,
+    now: i64,
+) -> KeyRecord {
+    let external = origin == ORIGIN_EXTERNAL;
+    KeyRecord {
+        key_id: key_id.to_string(),
+        account_id: account_id.to_string(),
+        region: region.to_string(),
+        description: String::new(),
+        key_spec: KEY_SPEC_AES_256.into(),
+        key_usage: USAGE_ENCRYPT_DECRYPT.into(),
+        origin: origin.to_string(),
+        protection_level: PROTECTION_SOFTWARE.into(),
+        state: if external {
+            KeyState::PendingImport
+        } else {
+            KeyState::Enabled
+        },
+        creation_date: now,
+        creator: account_id.to_string(),
+        primary_version: version_id.to_string(),
+        delete_date: None,
+        material_present: !external,
+        material_expire: None,
+        material_commitment: None,
+        deletion_protection: false,
+        deletion_protection_description: String::new(),
+        automatic_rotation: false,
+        rotation_interval: None,
+        last_rotation_date: Some(now),
+        version_count: 1,
+    }
+}
+
 impl Kms {
     pub async fn create_key(
         &self,
@@ -166,55 +208,35 @@ impl Kms {
 
         let now = self.now();
         let key_id = new_id();
-        let version_id = new_id();
-        let external = origin == ORIGIN_EXTERNAL;
-        let sealed_material = if external {
-            None
+        let first = if origin == ORIGIN_EXTERNAL {
+            KeyVersionRecord {
+                key_id: key_id.clone(),
+                version_id: new_id(),
+                creation_date: now,
+                sealed_material: None,
+            }
         } else {
-            let material = self.keystore.random(32)?;
-            Some(self.seal_material(&key_id, &version_id, &material)?)
+            self.new_version(&key_id)?
         };
         let key = KeyRecord {
-            key_id: key_id.clone(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
             description,
             key_spec,
             key_usage,
-            origin,
             protection_level,
-            state: if external {
-                KeyState::PendingImport
-            } else {
-                KeyState::Enabled
-            },
-            creation_date: now,
-            creator: caller.account_id.clone(),
-            primary_version: version_id.clone(),
-            delete_date: None,
-            material_present: !external,
-            material_expire: None,
-            material_commitment: None,
-            deletion_protection: false,
-            deletion_protection_description: String::new(),
             automatic_rotation: rotation_interval.is_some(),
             rotation_interval,
-            last_rotation_date: Some(now),
-            version_count: 1,
+            ..new_key_record(
+                &key_id,
+                &caller.account_id,
+                &caller.region,
+                &origin,
+                &first.version_id,
+                now,
+            )
         };
         self.store.ensure_account(&caller.account_id, now).await?;
         self.store
-            .insert_key(
-                key.clone(),
-                KeyVersionRecord {
-                    key_id,
-                    version_id,
-                    creation_date: now,
-                    sealed_material,
-                },
-                tags,
-                self.config.max_keys,
-            )
+            .insert_key(key.clone(), first, tags, self.config.max_keys)
             .await?;
         Ok(key)
     }
@@ -231,41 +253,16 @@ impl Kms {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let key_id = new_id();
-            let version_id = new_id();
-            let material = self.keystore.random(32)?;
-            let sealed = self.seal_material(&key_id, &version_id, &material)?;
-            out.push((
-                KeyRecord {
-                    key_id: key_id.clone(),
-                    account_id: account_id.to_string(),
-                    region: region.to_string(),
-                    description: String::new(),
-                    key_spec: KEY_SPEC_AES_256.into(),
-                    key_usage: USAGE_ENCRYPT_DECRYPT.into(),
-                    origin: ORIGIN_KMS.into(),
-                    protection_level: PROTECTION_SOFTWARE.into(),
-                    state: KeyState::Enabled,
-                    creation_date: now,
-                    creator: account_id.to_string(),
-                    primary_version: version_id.clone(),
-                    delete_date: None,
-                    material_present: true,
-                    material_expire: None,
-                    material_commitment: None,
-                    deletion_protection: false,
-                    deletion_protection_description: String::new(),
-                    automatic_rotation: false,
-                    rotation_interval: None,
-                    last_rotation_date: Some(now),
-                    version_count: 1,
-                },
-                KeyVersionRecord {
-                    key_id,
-                    version_id,
-                    creation_date: now,
-                    sealed_material: Some(sealed),
-                },
-            ));
+            let first = self.new_version(&key_id)?;
+            let key = new_key_record(
+                &key_id,
+                account_id,
+                region,
+                ORIGIN_KMS,
+                &first.version_id,
+                now,
+            );
+            out.push((key, first));
         }
         Ok(out)
     }

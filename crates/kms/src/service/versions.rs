@@ -42,23 +42,17 @@ pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
     Ok(secs)
 }
 
-/// A new version ready to be added to `key`: id and sealed fresh material.
-struct NewVersion {
-    record: KeyVersionRecord,
-}
-
 impl Kms {
-    fn new_version(&self, key_id: &str) -> Result<NewVersion, KmsError> {
+    /// A new version of `key_id`: fresh 256-bit material, sealed.
+    pub(crate) fn new_version(&self, key_id: &str) -> Result<KeyVersionRecord, KmsError> {
         let version_id = new_id();
         let material = self.keystore.random(32)?;
         let sealed = self.seal_material(key_id, &version_id, &material)?;
-        Ok(NewVersion {
-            record: KeyVersionRecord {
-                key_id: key_id.to_string(),
-                version_id,
-                creation_date: self.now(),
-                sealed_material: Some(sealed),
-            },
+        Ok(KeyVersionRecord {
+            key_id: key_id.to_string(),
+            version_id,
+            creation_date: self.now(),
+            sealed_material: Some(sealed),
         })
     }
 
@@ -73,7 +67,7 @@ impl Kms {
             return Err(KmsError::UnsupportedOrigin);
         }
         let v = self.new_version(&key.key_id)?;
-        let record = v.record.clone();
+        let record = v.clone();
         let max = self.config.max_versions_per_key;
         self.store
             .update_key(
@@ -85,7 +79,7 @@ impl Kms {
                             "at most {max} versions per key"
                         )));
                     }
-                    Ok(add_version(k, v.record))
+                    Ok(add_version(k, v))
                 }),
             )
             .await?
@@ -147,7 +141,7 @@ impl Kms {
                         k.rotation_interval = interval;
                     }
                     if is_due(k, now) && k.version_count < max {
-                        return Ok(add_version(k, v.record));
+                        return Ok(add_version(k, v));
                     }
                     Ok(Vec::new())
                 }),
@@ -174,7 +168,7 @@ impl Kms {
                             return Ok(Vec::new());
                         }
                         flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return Ok(add_version(k, v.record));
+                        return Ok(add_version(k, v));
                     }
                     Ok(Vec::new())
                 }),

@@ -340,30 +340,7 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
 
     fn key(id: &str) -> KeyRecord {
-        KeyRecord {
-            key_id: id.into(),
-            account_id: "1".into(),
-            region: "r".into(),
-            description: String::new(),
-            key_spec: "Aliyun_AES_256".into(),
-            key_usage: "ENCRYPT/DECRYPT".into(),
-            origin: "Aliyun_KMS".into(),
-            protection_level: "SOFTWARE".into(),
-            state: crate::service::state::KeyState::Enabled,
-            creation_date: 0,
-            creator: "1".into(),
-            primary_version: "v".into(),
-            delete_date: None,
-            material_present: true,
-            material_expire: None,
-            material_commitment: None,
-            deletion_protection: false,
-            deletion_protection_description: String::new(),
-            automatic_rotation: false,
-            rotation_interval: None,
-            last_rotation_date: None,
-            version_count: 1,
-        }
+        crate::service::keys::new_key_record(id, "1", "r", "Aliyun_KMS", "v", 0)
     }
 
     #[tokio::test]
