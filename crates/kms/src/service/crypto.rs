@@ -28,25 +28,18 @@ impl EncryptionContext {
                 "The context is at most 8192 characters.",
             ));
         }
-        let map: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|_| {
-                KmsError::invalid_because(
-                    name,
-                    "The context must be a JSON object of string values.",
-                )
-            })?;
+        let bad = || {
+            KmsError::invalid_because(
+                name,
+                "The context must be a JSON object of string values, each key once.",
+            )
+        };
+        let pairs: StringPairs = serde_json::from_str(text).map_err(|_| bad())?;
         let mut out = BTreeMap::new();
-        for (k, v) in map {
-            match v {
-                serde_json::Value::String(s) => {
-                    out.insert(k, s);
-                }
-                _ => {
-                    return Err(KmsError::invalid_because(
-                        name,
-                        "The context must be a JSON object of string values.",
-                    ))
-                }
+        for (k, v) in pairs.0 {
+            // A repeated key is refused: two JSON parsers could read it differently.
+            if out.insert(k, v).is_some() {
+                return Err(bad());
             }
         }
         Ok(Self(out))
@@ -58,6 +51,33 @@ impl EncryptionContext {
             return Vec::new();
         }
         serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+}
+
+/// A JSON object read as its (key, string value) pairs in order, duplicates kept, so they
+/// can be refused.
+struct StringPairs(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for StringPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StringPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of string values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StringPairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(StringPairs(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
