@@ -8,6 +8,8 @@
 //!   algorithm.
 //! - The first import binds the key to its material for good, through a keyed commitment
 //!   (HMAC under a root-derived key; never the material itself). Later imports must match.
+//! - After 10 failed unwraps with one token's wrapping key the token is withdrawn (it then
+//!   answers `InvalidImportToken`): a padding-oracle attack needs thousands of queries.
 //! - Unwrapping is not an oracle: once the token is accepted, every failure (bad padding,
 //!   wrong ciphertext length, a different public key or algorithm, material that is not 32
 //!   bytes, material that differs from the bound material) is the same `InvalidKeyMaterial`
@@ -174,9 +176,18 @@ impl Kms {
         )?;
 
         // One path for every unwrap outcome.
-        let material = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
-            .filter(|m| m.len() == MATERIAL_LEN)
-            .ok_or(KmsError::InvalidKeyMaterial)?;
+        let unwrapped = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
+            .filter(|m| m.len() == MATERIAL_LEN);
+        let Some(material) = unwrapped else {
+            if self
+                .store
+                .record_unwrap_failure(&wk.wrapping_key_id, self.config.max_unwrap_failures)
+                .await?
+            {
+                tracing::warn!(key_id = %key.key_id, "an import token was withdrawn after repeated failed unwraps");
+            }
+            return Err(KmsError::InvalidKeyMaterial);
+        };
 
         let sealed = self.seal_material(&key.key_id, &key.primary_version, &material)?;
         let keystore = Arc::clone(&self.keystore);
@@ -459,6 +470,42 @@ mod tests {
                 .await,
             Err(KmsError::InvalidParameter(..))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_withdrawn_after_ten_failed_unwraps() {
+        let (kms, _clock, caller) = kms();
+        let k = external(&kms, &caller).await;
+        let p = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_PKCS1_V1_5", "RSA_2048")
+            .await
+            .unwrap();
+        let other = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            assert_eq!(
+                kms.import_key_material(&caller, &k.key_id, &p.import_token, &[7u8; 256], None)
+                    .await,
+                Err(KmsError::InvalidKeyMaterial)
+            );
+        }
+        assert_eq!(
+            kms.import_key_material(&caller, &k.key_id, &p.import_token, &[7u8; 256], None)
+                .await,
+            Err(KmsError::InvalidImportToken)
+        );
+        // The other token is unaffected.
+        kms.import_key_material(
+            &caller,
+            &k.key_id,
+            &other.import_token,
+            &wrap(&other.public_key_der, &[3u8; 32]),
+            None,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     pub max_versions_per_key: i64,
     /// Tags per key (reference §3.17: 20).
     pub max_tags_per_key: usize,
+    /// Failed unwraps with one import token's wrapping key before the token is withdrawn
+    /// (defence in depth against adaptive chosen-ciphertext attacks on RSA padding).
+    pub max_unwrap_failures: i64,
 }
 
 impl Default for ServiceConfig {
@@ -55,6 +58,7 @@ impl Default for ServiceConfig {
             max_aliases_per_key: 50,
             max_versions_per_key: 100,
             max_tags_per_key: 20,
+            max_unwrap_failures: 10,
         }
     }
 }

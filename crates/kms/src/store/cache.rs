@@ -265,6 +265,9 @@ impl Store for CachedStore {
     async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError> {
         self.inner.get_wrapping_key(id).await
     }
+    async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError> {
+        self.inner.record_unwrap_failure(id, max).await
+    }
     async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError> {
         self.inner.purge_wrapping_keys(now).await
     }

@@ -245,6 +245,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> Result<(), KmsError>;
     async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError>;
+    /// Counts a failed unwrap with a wrapping key and withdraws the key (its tokens stop
+    /// working) once it has `max` failures; returns whether it was withdrawn.
+    async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError>;
     /// Removes wrapping keys whose tokens expired before `now`; returns how many.
     async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError>;
 }

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_key_counts.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_unwrap_failures.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -555,6 +559,30 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            tx.execute(
+                "UPDATE wrapping_keys SET failures = failures + 1 WHERE wrapping_key_id=?1",
+                [&id],
+            )
+            .map_err(db_err)?;
+            let withdrawn = tx
+                .execute(
+                    "DELETE FROM wrapping_keys WHERE wrapping_key_id=?1 AND failures >= ?2",
+                    params![id, max],
+                )
+                .map_err(db_err)?
+                > 0;
+            tx.commit().map_err(db_err)?;
+            Ok(withdrawn)
         })
         .await
     }
