@@ -78,3 +78,20 @@ def capi(server):
 @pytest.fixture
 def raw(server):
     return RawClient(server)
+
+
+@pytest.fixture
+def server_with(kms_binary, tmp_path):
+    """Factory for a private server started with extra `kms server` flags."""
+    started = []
+
+    def factory(*args: str) -> KmsServer:
+        n = len(started)
+        srv = KmsServer(tmp_path / f"data{n}", tmp_path / f"logs{n}", extra_args=args)
+        started.append(srv)
+        return srv.start()
+
+    yield factory
+    for s in started:
+        if s.proc is not None:
+            s.stop()

@@ -75,23 +75,6 @@ def entry(name, key_id, account=ACCOUNT_ID) -> dict:
     return {"AliasName": name, "AliasArn": alias_arn(name, account), "KeyId": key_id}
 
 
-@pytest.fixture
-def server_with(kms_binary, tmp_path):
-    """Factory for a private server started with extra `kms server` flags."""
-    started = []
-
-    def factory(*args: str) -> KmsServer:
-        n = len(started)
-        srv = KmsServer(tmp_path / f"data{n}", tmp_path / f"logs{n}", extra_args=args)
-        started.append(srv)
-        return srv.start()
-
-    yield factory
-    for s in started:
-        if s.proc is not None:
-            s.stop()
-
-
 # ------------------------------------------------------------------------------------------
 # CreateAlias / ListAliasesByKeyId / alias as KeyId
 # ------------------------------------------------------------------------------------------

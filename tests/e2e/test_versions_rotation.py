@@ -115,23 +115,6 @@ def wait_for_count(api, key_id, n, timeout=3.0) -> int:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def server_with(kms_binary, tmp_path):
-    """Factory for a private server started with extra `kms server` flags."""
-    started = []
-
-    def factory(*args: str) -> KmsServer:
-        n = len(started)
-        srv = KmsServer(tmp_path / f"data{n}", tmp_path / f"logs{n}", extra_args=args)
-        started.append(srv)
-        return srv.start()
-
-    yield factory
-    for s in started:
-        if s.proc is not None:
-            s.stop()
-
-
 # ------------------------------------------------------------------------------------------
 # versions
 # ------------------------------------------------------------------------------------------
