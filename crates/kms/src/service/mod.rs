@@ -7,6 +7,8 @@ pub mod aliases;
 pub mod crypto;
 pub mod import;
 pub mod keys;
+#[cfg(test)]
+mod model_tests;
 pub mod state;
 pub mod tags;
 pub mod versions;
