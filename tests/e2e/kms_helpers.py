@@ -98,6 +98,20 @@ class ServerStartError(AssertionError):
     pass
 
 
+def new_test_database() -> Optional[str]:
+    """With KMS_TEST_DATABASE_URL=postgres://user@host:port set (CI runs the suite once so),
+    a fresh PostgreSQL database for one server (or one group of nodes); else None (SQLite)."""
+    base = os.environ.get("KMS_TEST_DATABASE_URL")
+    if not base:
+        return None
+    base = base.rstrip("/")
+    name = "kms_t" + uuid.uuid4().hex[:16]
+    out = subprocess.run(["psql", f"{base}/postgres", "-qAtc", f"CREATE DATABASE {name}"],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, f"CREATE DATABASE failed: {out.stderr!r}"
+    return f"{base}/{name}"
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     """Linux: SIGKILL the server if the test process dies (no orphaned servers after a ^C or timeout)."""
     try:
@@ -113,8 +127,13 @@ class KmsServer:
 
     def __init__(self, data_dir: Path, log_dir: Path, account_id: str = ACCOUNT_ID,
                  ak: Optional[str] = None, sk: Optional[str] = None,
-                 extra_args: Iterable[str] = ()):
+                 extra_args: Iterable[str] = (), database_url: Optional[str] = None,
+                 extra_env: Optional[Dict[str, str]] = None):
         self.binary = kms_bin()
+        # PostgreSQL when the suite runs against it (a fresh database per server unless given,
+        # e.g. one database shared by several nodes); None = SQLite in the data dir.
+        self.database_url = database_url or new_test_database()
+        self.extra_env = dict(extra_env or {})  # e.g. KMS_ROOT_KEY_FILE shared by several nodes
         self.extra_args = list(extra_args)  # additional `kms server` flags, e.g. ["--max-keys", "3"]
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +148,9 @@ class KmsServer:
         self.clock_offset = 0  # seconds, mirrors the server's cumulative test-clock offset
         self.starts = 0
         self.last_exit_code: Optional[int] = None
+
+    def db_args(self) -> list:
+        return ["--database-url", self.database_url] if self.database_url else []
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -150,6 +172,13 @@ class KmsServer:
         return "\n".join(lines[-n:])
 
     def start(self, port: Optional[int] = None) -> "KmsServer":
+        self.launch(port)
+        self._wait_ready()
+        return self
+
+    def launch(self, port: Optional[int] = None) -> None:
+        """Starts the process without waiting for it to be ready (several nodes at once).
+        Call from the main thread: the process dies with the thread that started it."""
         assert self.proc is None, "server already running"
         self.starts += 1
         self.port = port or self.port or free_port()
@@ -157,17 +186,17 @@ class KmsServer:
         env["KMS_ACCESS_KEY_ID"] = self.ak
         env["KMS_ACCESS_KEY_SECRET"] = self.sk
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.extra_env)
         cmd = [str(self.binary), "server", "--listen", f"127.0.0.1:{self.port}",
                "--data-dir", str(self.data_dir), "--account-id", self.account_id,
-               "--enable-test-clock", *self.extra_args]
+               "--enable-test-clock", *self.db_args(), *self.extra_args]
         log = open(self._log_path(), "wb")
         try:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         finally:
             log.close()
-        self._wait_ready()
-        return self
+        return None
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -268,7 +297,7 @@ class KmsServer:
             account_id = "9" + "".join(random.choice("0123456789") for _ in range(15))
         out = subprocess.run(
             [str(self.binary), "admin", "access-key", "create", "--data-dir", str(self.data_dir),
-             "--account-id", account_id],
+             *self.db_args(), "--account-id", account_id],
             capture_output=True, timeout=30)
         assert out.returncode == 0, (f"kms admin access-key create failed rc={out.returncode}\n"
                                      f"stdout={out.stdout!r}\nstderr={out.stderr!r}")

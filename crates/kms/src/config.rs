@@ -42,8 +42,9 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// TOML config file with any of: listen, data_dir, region (string or list), account_id,
-    /// wrapping_key_pool, max_keys, max_aliases_per_key, max_versions_per_key.
+    /// TOML config file with any of: listen, data_dir, database_url, database_pool_size,
+    /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
+    /// max_versions_per_key, throttle_*, tls_*, audit_max_bytes.
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -60,6 +61,13 @@ pub struct ServerArgs {
     /// [default: generated].
     #[arg(long, env = "KMS_ACCOUNT_ID")]
     pub account_id: Option<String>,
+    /// The database: `postgres://user:password@host:port/dbname` for several nodes on one
+    /// PostgreSQL database, or `sqlite:<file>` [default: SQLite in <data dir>/kms.db].
+    #[arg(long, env = "KMS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Connections in this node's PostgreSQL pool [default: 16].
+    #[arg(long, env = "KMS_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<usize>,
     /// How many RSA-2048 wrapping keys to keep pre-generated for GetParametersForImport
     /// [default: 8].
     #[arg(long, env = "KMS_WRAPPING_KEY_POOL")]
@@ -118,6 +126,16 @@ pub enum AdminCommand {
     /// Check or search the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Copy a deployment's database into another (e.g. SQLite into PostgreSQL), then verify
+    /// the copy row by row. The target must hold no keys yet; stop the source server first.
+    MigrateStore {
+        /// The source: sqlite:<file> (e.g. sqlite:./kms-data/kms.db) or postgres://…
+        #[arg(long)]
+        from: String,
+        /// The target: postgres://… or sqlite:<file>.
+        #[arg(long)]
+        to: String,
+    },
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]
@@ -160,6 +178,9 @@ pub struct DataDirArg {
     /// The server's data dir.
     #[arg(long, env = "KMS_DATA_DIR", default_value = "./kms-data")]
     pub data_dir: PathBuf,
+    /// The server's database, if not SQLite in the data dir (as `kms server --database-url`).
+    #[arg(long, env = "KMS_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +226,8 @@ struct FileConfig {
     region: Option<OneOrMany>,
     account_id: Option<String>,
     wrapping_key_pool: Option<usize>,
+    database_url: Option<String>,
+    database_pool_size: Option<usize>,
     max_keys: Option<i64>,
     max_aliases_per_key: Option<i64>,
     max_versions_per_key: Option<i64>,
@@ -232,6 +255,8 @@ pub struct ServerConfig {
     pub regions: Vec<String>,
     pub account_id: Option<String>,
     pub wrapping_key_pool: usize,
+    pub database_url: Option<String>,
+    pub database_pool_size: usize,
     pub enable_test_clock: bool,
     pub max_keys: i64,
     pub max_aliases_per_key: i64,
@@ -323,6 +348,12 @@ impl ServerArgs {
                 .wrapping_key_pool
                 .or(file.wrapping_key_pool)
                 .unwrap_or(8),
+            database_url: self.database_url.or(file.database_url),
+            database_pool_size: self
+                .database_pool_size
+                .or(file.database_pool_size)
+                .unwrap_or(crate::server::DEFAULT_DATABASE_POOL)
+                .max(2),
             enable_test_clock: self.enable_test_clock,
             max_keys: positive("max_keys", self.max_keys.or(file.max_keys).unwrap_or(1000))?,
             max_aliases_per_key: positive(
@@ -361,6 +392,8 @@ mod tests {
             region: vec![],
             account_id: None,
             wrapping_key_pool: None,
+            database_url: None,
+            database_pool_size: None,
             enable_test_clock: false,
             max_keys: None,
             max_aliases_per_key: None,
@@ -382,6 +415,36 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./kms-data"));
         assert_eq!(c.regions, vec!["cn-hangzhou"]);
         assert_eq!(c.wrapping_key_pool, 8);
+        assert_eq!(c.database_url, None);
+        assert_eq!(c.database_pool_size, 16);
+    }
+
+    #[test]
+    fn database_from_file_then_flag() {
+        let dir = std::env::temp_dir().join(format!("kms-cfg-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kms.toml");
+        std::fs::write(
+            &f,
+            "database_url = \"postgres://kms@db/kms\"\ndatabase_pool_size = 4\n",
+        )
+        .unwrap();
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://kms@db/kms"));
+        assert_eq!(c.database_pool_size, 4);
+        let c = ServerArgs {
+            config: Some(f),
+            database_url: Some("postgres://other/kms".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://other/kms"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -41,13 +41,16 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
-                AdminCommand::Audit(cmd) => Ok(kms::admin::audit(cmd)?),
+                AdminCommand::Audit(cmd) => Ok(kms::admin::audit(cmd).await?),
+                AdminCommand::MigrateStore { from, to } => {
+                    Ok(kms::admin::migrate_store(&from, &to, std::path::Path::new(".")).await?)
+                }
                 AdminCommand::SeedKeys {
                     dir,
                     count,
                     account_id,
                     region,
-                } => Ok(kms::admin::seed_keys(&dir.data_dir, count, account_id, region).await?),
+                } => Ok(kms::admin::seed_keys(&dir, count, account_id, region).await?),
             },
             Command::Configure(a) => cli::configure(a),
             Command::Wrap(a) => cli::wrap(a),

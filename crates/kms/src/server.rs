@@ -26,6 +26,7 @@ use crate::protocol::render::{self, Format};
 use crate::protocol::{new_request_id, HttpRequest, Protocol};
 use crate::service::{validate_account_id, Kms, ServiceConfig};
 use crate::store::cache::CachedStore;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
@@ -43,6 +44,9 @@ pub struct DataDir {
     pub path: PathBuf,
     pub store: Arc<dyn Store>,
     pub keystore: Arc<Keystore>,
+    cache: Arc<CachedStore>,
+    /// The connection settings when the database is PostgreSQL.
+    postgres: Option<tokio_postgres::Config>,
 }
 
 fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -101,22 +105,95 @@ fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     parse_root_key(&bytes).ok_or_else(|| format!("{} is not a 32-byte root key", path.display()))
 }
 
+/// The keystore of a data dir's root key alone (no database), e.g. to check the audit trail.
+pub fn open_keystore(path: &Path) -> Result<Keystore, String> {
+    let root = load_root_key(path)?;
+    Keystore::from_root(&root).map_err(|e| e.to_string())
+}
+
+/// Connections in a node's PostgreSQL pool.
+pub const DEFAULT_DATABASE_POOL: usize = 16;
+const ROOT_KEY_CHECK_META: &str = "root_key_check";
+
 impl DataDir {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    /// Opens the data dir (root key, audit log, TLS files) and the database: SQLite in
+    /// `<data dir>/kms.db` unless `database_url` is a `postgres://` URL (or `sqlite:<path>`).
+    /// Refuses a database first opened with another root key.
+    pub async fn open(path: &Path, database_url: Option<&str>) -> Result<Self, String> {
+        Self::open_with_pool(path, database_url, DEFAULT_DATABASE_POOL).await
+    }
+
+    pub async fn open_with_pool(
+        path: &Path,
+        database_url: Option<&str>,
+        pool_size: usize,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(path)
             .map_err(|e| format!("cannot create data dir {}: {e}", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         let root = load_root_key(path)?;
         let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
-        let sqlite: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&path.join("kms.db")).map_err(|e| format!("database: {e}"))?,
-        );
-        let store: Arc<dyn Store> = Arc::new(CachedStore::new(sqlite, CACHE_TTL));
+        let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let pg = crate::store::postgres::parse_url(url)?;
+                let store = PostgresStore::connect(pg.clone(), pool_size)
+                    .await
+                    .map_err(|e| format!("database: {}", e.message()))?;
+                (Arc::new(store), Some(pg), crate::store::postgres::CACHE_TTL)
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let file = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                (
+                    Arc::new(
+                        SqliteStore::open(Path::new(file)).map_err(|e| format!("database: {e}"))?,
+                    ),
+                    None,
+                    CACHE_TTL,
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unsupported database URL {:?}: use postgres://… or sqlite:<file>",
+                    other.split(':').next().unwrap_or_default()
+                ))
+            }
+            None => (
+                Arc::new(
+                    SqliteStore::open(&path.join("kms.db"))
+                        .map_err(|e| format!("database: {e}"))?,
+                ),
+                None,
+                CACHE_TTL,
+            ),
+        };
+        let check = keystore.check_value();
+        let recorded = inner
+            .init_meta(ROOT_KEY_CHECK_META, &check)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        if recorded != check {
+            return Err("this database was created with a different root key: every node must use the same root key (KMS_ROOT_KEY_FILE or <data dir>/root.key)".into());
+        }
+        let cache = Arc::new(CachedStore::new(inner, ttl));
         Ok(Self {
             path: path.to_path_buf(),
-            store,
+            store: cache.clone(),
+            cache,
+            postgres,
             keystore,
         })
+    }
+
+    /// On PostgreSQL: listens for other nodes' changes and drops them from this node's cache.
+    pub fn start_change_listener(&self) {
+        if let Some(pg) = &self.postgres {
+            let cache = self.cache.clone();
+            tokio::spawn(crate::store::postgres::listen(pg.clone(), move |p| {
+                cache.apply_remote(p)
+            }));
+        }
     }
 
     /// A service over this data dir.
@@ -158,11 +235,11 @@ pub async fn default_account(
             )
         }
     };
+    // Several nodes starting at once on one database agree on the first one's choice.
     store
-        .set_meta(DEFAULT_ACCOUNT_META, &account)
+        .init_meta(DEFAULT_ACCOUNT_META, &account)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(account)
+        .map_err(|e| e.to_string())
 }
 
 /// First start: the account and one access key (from `KMS_ACCESS_KEY_ID`/`_SECRET`, or
@@ -203,26 +280,46 @@ async fn bootstrap(dir: &DataDir, kms: &Kms, config: &ServerConfig) -> Result<St
                         tracing::warn!(access_key_id = %id, account = %existing.account_id, "KMS_ACCESS_KEY_ID belongs to another account");
                     }
                 }
-                None => {
-                    kms.create_access_key(&account, Some((id.clone(), secret)))
-                        .await
-                        .map_err(|e| e.message())?;
-                    println!(
+                None => match kms
+                    .create_access_key(&account, Some((id.clone(), secret)))
+                    .await
+                {
+                    Ok(_) => println!(
                         "Access key {id} (from KMS_ACCESS_KEY_ID) created for account {account}."
-                    );
-                }
+                    ),
+                    // Another node sharing the database created it at the same moment.
+                    Err(e) => {
+                        if dir
+                            .store
+                            .get_access_key(&id)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .is_none()
+                        {
+                            return Err(e.message());
+                        }
+                    }
+                },
             }
         }
         (Some(_), None) | (None, Some(_)) => {
             return Err("set both KMS_ACCESS_KEY_ID and KMS_ACCESS_KEY_SECRET, or neither".into())
         }
         (None, None) => {
+            // Only one node of several starting at once on an empty database creates it.
+            let ticket = uuid::Uuid::new_v4().to_string();
             if dir
                 .store
                 .list_access_keys()
                 .await
                 .map_err(|e| e.to_string())?
                 .is_empty()
+                && dir
+                    .store
+                    .init_meta("initial_access_key_creator", &ticket)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    == ticket
             {
                 let ak = kms
                     .create_access_key(&account, None)
@@ -422,7 +519,13 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
-    let dir = DataDir::open(&config.data_dir)?;
+    let dir = DataDir::open_with_pool(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        config.database_pool_size,
+    )
+    .await?;
+    dir.start_change_listener();
     let clock = Arc::new(OffsetClock::new());
     let pool = Pool::new(config.wrapping_key_pool);
     let kms = Arc::new(dir.service(

@@ -124,6 +124,14 @@ impl Keystore {
     }
 
     /// The key that chains audit log lines (HMAC-SHA256).
+    /// A public fingerprint of the root key (HMAC under the commitment key of a fixed label),
+    /// recorded in the database on first start so that a node with another root key refuses
+    /// to serve it. It reveals nothing about the root key.
+    pub fn check_value(&self) -> String {
+        let tag = hmac::sign(&self.commit_key, b"kms root key check v1");
+        hex::encode(&tag.as_ref()[..16])
+    }
+
     pub fn audit_key(&self) -> &hmac::Key {
         &self.audit_key
     }

@@ -195,6 +195,19 @@ impl Protocol {
             pending.timestamp,
             now,
         )?;
+        // Nodes sharing a database also claim the nonce there, so a request replayed to
+        // another node is refused too.
+        if self.kms.store().shares_nonces() {
+            let (digest, until) = signature::nonce_claim(
+                &pending.access_key_id,
+                &pending.nonce,
+                pending.timestamp,
+                now,
+            );
+            if !self.kms.store().claim_nonce(&digest, until).await? {
+                return Err(KmsError::SignatureNonceUsed);
+            }
+        }
 
         ctx.account_id = Some(account_id.clone());
         self.throttle

@@ -261,6 +261,19 @@ impl Pending {
     }
 }
 
+/// What a node claims in a shared store for a nonce: 16 bytes of SHA-256(access key id ‖ 0 ‖
+/// nonce), and the time until which it must be remembered (as in [`NonceCache`]).
+pub fn nonce_claim(access_key_id: &str, nonce: &str, timestamp: i64, now: i64) -> ([u8; 16], i64) {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(access_key_id.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(nonce.as_bytes());
+    let d = ctx.finish();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    (out, timestamp.max(now).saturating_add(MAX_SKEW_SECONDS))
+}
+
 /// Nonces seen in the last window, sharded so concurrent requests rarely share a lock.
 pub struct NonceCache {
     shards: Vec<Mutex<Shard>>,

@@ -330,6 +330,8 @@ impl Kms {
             }
         }
         self.store.purge_wrapping_keys(now).await?;
+        // Nonces live by the wall clock (request timestamps), not the lifecycle clock.
+        self.store.purge_nonces(crate::clock::system_now()).await?;
         Ok(())
     }
 }

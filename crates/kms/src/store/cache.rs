@@ -106,6 +106,19 @@ impl CachedStore {
         }
     }
 
+    /// Applies a change notification from another node (see
+    /// [`super::postgres::key_payload`]); `None` or an unknown payload forgets everything.
+    pub fn apply_remote(&self, payload: Option<&str>) {
+        let mut parts = payload.unwrap_or("*").split('\n');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("k"), Some(key_id), None, None) => self.invalidate_key(key_id, true),
+            (Some("a"), Some(account), Some(region), Some(name)) => {
+                self.invalidate_alias(account, region, name)
+            }
+            _ => self.invalidate_all(),
+        }
+    }
+
     /// Forgets everything (used when another node announces changes it cannot name).
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -129,8 +142,28 @@ impl Store for CachedStore {
     async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError> {
         self.inner.set_meta(name, value).await
     }
+    async fn init_meta(&self, name: &str, value: &str) -> Result<String, KmsError> {
+        self.inner.init_meta(name, value).await
+    }
     async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError> {
         self.inner.ensure_account(account_id, now).await
+    }
+    fn shares_nonces(&self) -> bool {
+        self.inner.shares_nonces()
+    }
+    async fn claim_nonce(&self, digest: &[u8], until: i64) -> Result<bool, KmsError> {
+        self.inner.claim_nonce(digest, until).await
+    }
+    async fn purge_nonces(&self, now: i64) -> Result<u64, KmsError> {
+        self.inner.purge_nonces(now).await
+    }
+    async fn export(&self) -> Result<Dump, KmsError> {
+        self.inner.export().await
+    }
+    async fn import(&self, dump: Dump) -> Result<(), KmsError> {
+        let r = self.inner.import(dump).await;
+        self.invalidate_all();
+        r
     }
     async fn insert_access_key(&self, ak: AccessKeyRecord) -> Result<(), KmsError> {
         self.inner.insert_access_key(ak).await

@@ -7,6 +7,7 @@
 //! closure succeeds. Two racing changes therefore see each other's result.
 
 pub mod cache;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -129,10 +130,52 @@ pub struct KeyLocator {
     pub key_id: String,
 }
 
+/// Everything a store holds, for `kms admin migrate-store`: rows in a fixed order, secrets
+/// still sealed (a copy needs no root key and never sees plaintext). Nonces are not part of
+/// it: they only matter for 30 minutes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dump {
+    pub meta: Vec<(String, String)>,
+    /// (account id, creation date), by id.
+    pub accounts: Vec<(String, i64)>,
+    /// By access key id.
+    pub access_keys: Vec<AccessKeyRecord>,
+    /// By key id.
+    pub keys: Vec<KeyRecord>,
+    /// By key id, then creation order.
+    pub versions: Vec<KeyVersionRecord>,
+    /// (key id, tag), by key id then tag key.
+    pub tags: Vec<(String, Tag)>,
+    /// By account, region, name.
+    pub aliases: Vec<AliasRecord>,
+    /// (wrapping key, failed unwraps), by id.
+    pub wrapping_keys: Vec<(WrappingKeyRecord, i64)>,
+}
+
+impl Dump {
+    /// Counts of each kind of row, for reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} metadata entries",
+            self.accounts.len(),
+            self.access_keys.len(),
+            self.keys.len(),
+            self.versions.len(),
+            self.aliases.len(),
+            self.tags.len(),
+            self.wrapping_keys.len(),
+            self.meta.len()
+        )
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get_meta(&self, name: &str) -> Result<Option<String>, KmsError>;
     async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError>;
+    /// Sets `name` to `value` unless it is already set; returns the value in force (so
+    /// several nodes starting at once agree on one).
+    async fn init_meta(&self, name: &str, value: &str) -> Result<String, KmsError>;
 
     async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError>;
 
@@ -250,4 +293,24 @@ pub trait Store: Send + Sync + 'static {
     async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError>;
     /// Removes wrapping keys whose tokens expired before `now`; returns how many.
     async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError>;
+
+    /// Claims a signature nonce (its digest) until `until` for every node sharing this
+    /// store: false if another request already holds it. A store serving a single process
+    /// (SQLite) leaves this to the in-memory nonce cache and always says yes.
+    fn shares_nonces(&self) -> bool {
+        false
+    }
+    async fn claim_nonce(&self, _digest: &[u8], _until: i64) -> Result<bool, KmsError> {
+        Ok(true)
+    }
+    /// Forgets nonces whose time has passed; returns how many.
+    async fn purge_nonces(&self, _now: i64) -> Result<u64, KmsError> {
+        Ok(0)
+    }
+
+    /// Reads every row (for migration and its verification).
+    async fn export(&self) -> Result<Dump, KmsError>;
+    /// Writes every row of `dump` in one transaction into a store that holds no keys and no
+    /// access keys yet.
+    async fn import(&self, dump: Dump) -> Result<(), KmsError>;
 }

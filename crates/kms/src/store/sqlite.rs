@@ -262,6 +262,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn init_meta(&self, name: &str, value: &str) -> Result<String, KmsError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
+                [&name, &value],
+            )
+            .map_err(db_err)?;
+            c.query_row("SELECT value FROM meta WHERE name=?1", [name], |r| r.get(0))
+                .map_err(db_err)
+        })
+        .await
+    }
+
     async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError> {
         let id = account_id.to_string();
         self.run(move |c| {
@@ -920,6 +934,145 @@ impl Store for SqliteStore {
                 keys.reverse();
             }
             Ok((keys, total))
+        })
+        .await
+    }
+
+    async fn export(&self) -> Result<Dump, KmsError> {
+        self.run(|c| {
+            let tx = c.transaction().map_err(db_err)?;
+            fn all<T>(
+                c: &Connection,
+                sql: &str,
+                f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+            ) -> Result<Vec<T>, KmsError> {
+                let mut stmt = c.prepare(sql).map_err(db_err)?;
+                let rows = stmt.query_map([], f).map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+            }
+            let d = Dump {
+                meta: all(&tx, "SELECT name, value FROM meta ORDER BY name", |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+                accounts: all(
+                    &tx,
+                    "SELECT account_id, creation_date FROM accounts ORDER BY account_id",
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?,
+                access_keys: all(
+                    &tx,
+                    "SELECT access_key_id, account_id, sealed_secret, enabled, creation_date FROM access_keys ORDER BY access_key_id",
+                    access_key_from_row,
+                )?,
+                keys: all(
+                    &tx,
+                    &format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY key_id"),
+                    key_from_row,
+                )?,
+                versions: all(
+                    &tx,
+                    "SELECT key_id, version_id, creation_date, sealed_material FROM key_versions ORDER BY key_id, creation_date, rowid",
+                    version_from_row,
+                )?,
+                tags: all(
+                    &tx,
+                    "SELECT key_id, tag_key, tag_value FROM key_tags ORDER BY key_id, tag_key",
+                    |r| Ok((r.get(0)?, Tag { key: r.get(1)?, value: r.get(2)? })),
+                )?,
+                aliases: all(
+                    &tx,
+                    "SELECT account_id, region, alias_name, key_id, creation_date FROM aliases ORDER BY account_id, region, alias_name",
+                    alias_from_row,
+                )?,
+                wrapping_keys: all(
+                    &tx,
+                    "SELECT wrapping_key_id, key_id, account_id, algorithm, sealed_private_key, expires, failures FROM wrapping_keys ORDER BY wrapping_key_id",
+                    |r| {
+                        Ok((
+                            WrappingKeyRecord {
+                                wrapping_key_id: r.get(0)?,
+                                key_id: r.get(1)?,
+                                account_id: r.get(2)?,
+                                algorithm: r.get(3)?,
+                                sealed_private_key: r.get(4)?,
+                                expires: r.get(5)?,
+                            },
+                            r.get(6)?,
+                        ))
+                    },
+                )?,
+            };
+            Ok(d)
+        })
+        .await
+    }
+
+    async fn import(&self, dump: Dump) -> Result<(), KmsError> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let existing: i64 = tx
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM keys) + (SELECT COUNT(*) FROM access_keys)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if existing > 0 {
+                return Err(KmsError::internal(
+                    "the target database already holds keys or access keys; migrate into an empty one",
+                ));
+            }
+            for (name, value) in &dump.meta {
+                tx.execute(
+                    "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                    [name, value],
+                )
+                .map_err(db_err)?;
+            }
+            for (id, date) in &dump.accounts {
+                tx.execute(
+                    "INSERT OR IGNORE INTO accounts (account_id, creation_date) VALUES (?1, ?2)",
+                    params![id, date],
+                )
+                .map_err(db_err)?;
+            }
+            for ak in &dump.access_keys {
+                tx.execute(
+                    "INSERT INTO access_keys (access_key_id, account_id, sealed_secret, enabled, creation_date) VALUES (?1,?2,?3,?4,?5)",
+                    params![ak.access_key_id, ak.account_id, ak.sealed_secret, ak.enabled, ak.creation_date],
+                )
+                .map_err(db_err)?;
+            }
+            for k in &dump.keys {
+                write_key(&tx, k, true)?;
+            }
+            for v in &dump.versions {
+                insert_version(&tx, v)?;
+            }
+            for (key_id, t) in &dump.tags {
+                tx.execute(
+                    "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3)",
+                    params![key_id, t.key, t.value],
+                )
+                .map_err(db_err)?;
+            }
+            for a in &dump.aliases {
+                tx.execute(
+                    "INSERT INTO aliases (account_id, region, alias_name, key_id, creation_date) VALUES (?1,?2,?3,?4,?5)",
+                    params![a.account_id, a.region, a.alias_name, a.key_id, a.creation_date],
+                )
+                .map_err(db_err)?;
+            }
+            for (wk, failures) in &dump.wrapping_keys {
+                tx.execute(
+                    "INSERT INTO wrapping_keys (wrapping_key_id, key_id, account_id, algorithm, sealed_private_key, expires, failures) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![wk.wrapping_key_id, wk.key_id, wk.account_id, wk.algorithm, wk.sealed_private_key, wk.expires, failures],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)
         })
         .await
     }
