@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests use, if they are missing: openssl (the
 # BYOK openssl commands), a JDK (the Java wrapping sample), Go (the Go wrapping sample),
-# python3-venv. Uses apt-get as root, or through sudo.
+# python3-venv, PostgreSQL (server and psql, for the PostgreSQL pass of the end-to-end
+# suite and the multi-node tests). Uses apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -9,6 +10,8 @@ command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v go >/dev/null || missing+=(golang-go)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs npm)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

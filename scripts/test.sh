@@ -27,8 +27,13 @@ step "cargo test"
 cargo test --locked --workspace --all-targets   # benches run once each (criterion test mode)
 cargo test --locked --workspace --doc
 
-step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl"
+step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl, on SQLite"
 .venv/bin/python -m pytest tests/e2e -q
+
+step "end-to-end again, on PostgreSQL (every server on its own database), plus multi-node tests"
+PG_URL="$(./scripts/postgres.sh)"
+trap './scripts/postgres.sh stop' EXIT
+KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest tests/e2e -q
 
 step "end-to-end: Node SDK"
 node --test tests/node/

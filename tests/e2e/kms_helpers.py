@@ -149,6 +149,10 @@ class KmsServer:
         self.starts = 0
         self.last_exit_code: Optional[int] = None
 
+    def admin_env(self) -> dict:
+        """The environment for `kms admin` on this server's data dir and database."""
+        return {**os.environ, **self.extra_env}
+
     def db_args(self) -> list:
         return ["--database-url", self.database_url] if self.database_url else []
 
@@ -298,7 +302,7 @@ class KmsServer:
         out = subprocess.run(
             [str(self.binary), "admin", "access-key", "create", "--data-dir", str(self.data_dir),
              *self.db_args(), "--account-id", account_id],
-            capture_output=True, timeout=30)
+            capture_output=True, timeout=30, env=self.admin_env())
         assert out.returncode == 0, (f"kms admin access-key create failed rc={out.returncode}\n"
                                      f"stdout={out.stdout!r}\nstderr={out.stderr!r}")
         lines = [ln for ln in out.stdout.decode().splitlines() if ln.strip()]

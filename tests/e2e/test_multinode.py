@@ -419,3 +419,41 @@ def test_migrate_store_from_sqlite_copies_everything(tmp_path):
                                                              "RSAES_OAEP_SHA_1")) == "InvalidKeyMaterial"
     finally:
         single.stop()
+
+
+def test_access_key_disabled_with_admin_stops_working_on_every_node_within_a_second(nodes):
+    a, b, c = nodes
+    created = a.srv.new_account()
+    clients = [RawClient(n.srv, created["AccessKeyId"], created["AccessKeySecret"]) for n in nodes]
+    for cl in clients:  # every node has it cached
+        assert cl.call("DescribeRegions", {}).status == 200
+
+    def admin(*args):
+        out = subprocess.run([str(kms_bin()), "admin", "access-key", *args, "--data-dir",
+                              str(a.srv.data_dir), *a.srv.db_args(), created["AccessKeyId"]],
+                             capture_output=True, text=True, timeout=30, env=a.srv.admin_env())
+        assert out.returncode == 0, out.stderr
+
+    def seconds_until(code):
+        started = time.monotonic()
+        pending = list(clients)
+        while pending:
+            assert time.monotonic() - started < 3, f"still not {code}"
+            for cl in list(pending):
+                r = cl.call("DescribeRegions", {})
+                if r.status != 200:
+                    assert r.json["Code"] == code, r.json
+                    pending.remove(cl)
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    admin("disable")
+    assert seconds_until("InvalidAccessKeyId.Inactive") < 1.0
+    admin("enable")
+    for cl in clients:
+        deadline = time.monotonic() + 1.0
+        while cl.call("DescribeRegions", {}).status != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    admin("delete")
+    assert seconds_until("InvalidAccessKeyId.NotFound") < 1.0

@@ -373,3 +373,40 @@ def test_arn_with_other_region_not_found(raw):
     r = raw.call("DescribeKey", {"KeyId": arn})
     assert r.status == 404, r
     assert_error_shape(r.json, "Forbidden.KeyNotFound")
+
+
+def test_access_key_disabled_or_deleted_offline_stops_working_within_a_second(server):
+    """`kms admin access-key disable|enable|delete` runs in another process; the server's
+    cached copy of the access key lives at most a second."""
+    import subprocess
+    import time
+
+    from kms_helpers import kms_bin
+
+    created = server.new_account()
+    cl = RawClient(server, created["AccessKeyId"], created["AccessKeySecret"])
+    assert cl.call("DescribeRegions", {}).status == 200
+
+    def admin(verb):
+        out = subprocess.run([str(kms_bin()), "admin", "access-key", verb, "--data-dir",
+                              str(server.data_dir), *server.db_args(), created["AccessKeyId"]],
+                             capture_output=True, text=True, timeout=30, env=server.admin_env())
+        assert out.returncode == 0, out.stderr
+
+    def wait_for(status, code=None):
+        started = time.monotonic()
+        while True:
+            r = cl.call("DescribeRegions", {})
+            if r.status == status:
+                if code:
+                    assert r.json["Code"] == code, r.json
+                return time.monotonic() - started
+            assert time.monotonic() - started < 3, r.json
+            time.sleep(0.02)
+
+    admin("disable")
+    assert wait_for(400, "InvalidAccessKeyId.Inactive") < 1.5
+    admin("enable")
+    assert wait_for(200) < 1.5
+    admin("delete")
+    assert wait_for(404, "InvalidAccessKeyId.NotFound") < 1.5

@@ -13,8 +13,7 @@ pub mod state;
 pub mod tags;
 pub mod versions;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use aws_lc_rs::rand::SecureRandom;
 use uuid::Uuid;
@@ -73,24 +72,12 @@ pub struct Caller {
     pub access_key_id: String,
 }
 
-struct CachedAccessKey {
-    account_id: String,
-    secret: Secret,
-    enabled: bool,
-    loaded_at: i64,
-}
-
-/// How long a cached access key is trusted before it is re-read from the store, so that
-/// access keys disabled or deleted offline (`kms admin access-key …`) stop working soon.
-const ACCESS_KEY_CACHE_SECONDS: i64 = 2;
-
 pub struct Kms {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keystore: Arc<Keystore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) config: ServiceConfig,
-    access_keys: RwLock<HashMap<String, Arc<CachedAccessKey>>>,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -115,7 +102,6 @@ impl Kms {
             clock,
             pool,
             config,
-            access_keys: RwLock::new(HashMap::new()),
         }
     }
 
@@ -133,45 +119,24 @@ impl Kms {
 
     // ---------------------------------------------------------------- access keys
 
-    /// Looks up an access key for signature verification: its account and secret.
+    /// Looks up an access key for signature verification: its account and secret. The
+    /// record comes through the store's cache (secret sealed, at most
+    /// [`crate::store::cache::ACCESS_KEY_TTL`] old, dropped at once when changed through the
+    /// store or announced by another node) and the secret is unsealed per request, so no
+    /// secret stays in memory in clear between requests.
     pub async fn access_key_secret(&self, id: &str) -> Result<(String, Secret), KmsError> {
-        let now = system_now();
-        let cached = self
-            .access_keys
-            .read()
-            .ok()
-            .and_then(|m| m.get(id).cloned())
-            .filter(|c| now - c.loaded_at < ACCESS_KEY_CACHE_SECONDS);
-        let entry = match cached {
-            Some(c) => c,
-            None => {
-                let rec = self
-                    .store
-                    .get_access_key(id)
-                    .await?
-                    .ok_or(KmsError::AccessKeyNotFound)?;
-                let secret = self
-                    .keystore
-                    .open(access_key_aad(id).as_bytes(), &rec.sealed_secret)?;
-                let entry = Arc::new(CachedAccessKey {
-                    account_id: rec.account_id,
-                    secret,
-                    enabled: rec.enabled,
-                    loaded_at: now,
-                });
-                if let Ok(mut m) = self.access_keys.write() {
-                    if m.len() > 100_000 {
-                        m.clear();
-                    }
-                    m.insert(id.to_string(), entry.clone());
-                }
-                entry
-            }
-        };
-        if !entry.enabled {
+        let rec = self
+            .store
+            .get_access_key(id)
+            .await?
+            .ok_or(KmsError::AccessKeyNotFound)?;
+        if !rec.enabled {
             return Err(KmsError::AccessKeyInactive);
         }
-        Ok((entry.account_id.clone(), entry.secret.clone()))
+        let secret = self
+            .keystore
+            .open(access_key_aad(id).as_bytes(), &rec.sealed_secret)?;
+        Ok((rec.account_id, secret))
     }
 
     /// Creates an access key for `account_id` (creating the account if needed). With

@@ -35,7 +35,14 @@ pub struct CachedStore {
     keys: RwLock<HashMap<String, Entry<KeyRecord>>>,
     versions: RwLock<HashMap<(String, String), Entry<KeyVersionRecord>>>,
     aliases: RwLock<HashMap<AliasKey, Entry<AliasRecord>>>,
+    /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
+    /// change them from another process.
+    access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
 }
+
+/// Lifetime of a cached access key: a key disabled or deleted with `kms admin` (another
+/// process) stops working within this time; changes through this store take effect at once.
+pub const ACCESS_KEY_TTL: Duration = Duration::from_secs(1);
 
 fn get_fresh<K: std::hash::Hash + Eq, T: Clone>(
     map: &RwLock<HashMap<K, Entry<T>>>,
@@ -56,6 +63,7 @@ impl CachedStore {
             keys: RwLock::new(HashMap::new()),
             versions: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
+            access_keys: RwLock::new(HashMap::new()),
         }
     }
 
@@ -112,6 +120,7 @@ impl CachedStore {
         let mut parts = payload.unwrap_or("*").split('\n');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("k"), Some(key_id), None, None) => self.invalidate_key(key_id, true),
+            (Some("ak"), Some(id), None, None) => self.invalidate_access_key(id),
             (Some("a"), Some(account), Some(region), Some(name)) => {
                 self.invalidate_alias(account, region, name)
             }
@@ -119,9 +128,19 @@ impl CachedStore {
         }
     }
 
+    fn invalidate_access_key(&self, id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.access_keys.write() {
+            m.remove(id);
+        }
+    }
+
     /// Forgets everything (used when another node announces changes it cannot name).
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.access_keys.write() {
+            m.clear();
+        }
         if let Ok(mut m) = self.keys.write() {
             m.clear();
         }
@@ -169,16 +188,29 @@ impl Store for CachedStore {
         self.inner.insert_access_key(ak).await
     }
     async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, KmsError> {
-        self.inner.get_access_key(id).await
+        let ttl = self.ttl.min(ACCESS_KEY_TTL);
+        if let Some(ak) = get_fresh(&self.access_keys, &id.to_string(), ttl) {
+            return Ok(Some(ak));
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.get_access_key(id).await?;
+        if let Some(ak) = &found {
+            self.fill(&self.access_keys, gen, ak.access_key_id.clone(), ak.clone());
+        }
+        Ok(found)
     }
     async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, KmsError> {
         self.inner.list_access_keys().await
     }
     async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError> {
-        self.inner.set_access_key_enabled(id, enabled).await
+        let r = self.inner.set_access_key_enabled(id, enabled).await;
+        self.invalidate_access_key(id);
+        r
     }
     async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError> {
-        self.inner.delete_access_key(id).await
+        let r = self.inner.delete_access_key(id).await;
+        self.invalidate_access_key(id);
+        r
     }
 
     async fn insert_key(

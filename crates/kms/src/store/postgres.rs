@@ -49,6 +49,11 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections whose sessions run with `synchronous_commit = off`, for nonce claims only:
+    /// a claim is visible to every node at once, but is not waited on to reach the disk (a
+    /// database crash may forget claims of its last moments, re-opening a replay window of at
+    /// most 15 minutes for those requests); this keeps an fsync off every request.
+    nonce_pool: Pool,
 }
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -73,21 +78,32 @@ impl PostgresStore {
         config: tokio_postgres::Config,
         pool_size: usize,
     ) -> Result<Self, KmsError> {
-        let mgr = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(db_err)?;
-        let store = Self { pool };
+        let build = |config: tokio_postgres::Config, size: usize| {
+            let mgr = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(mgr)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(db_err)
+        };
+        let mut async_config = config.clone();
+        let options = match config.get_options() {
+            Some(o) => format!("{o} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_string(),
+        };
+        async_config.options(&options);
+        let store = Self {
+            pool: build(config, pool_size.max(2))?,
+            nonce_pool: build(async_config, (pool_size / 2).max(2))?,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -201,9 +217,13 @@ where
 }
 
 /// Notification payloads: `k\n<key id>` (a key, its versions and the aliases pointing at it),
-/// `a\n<account>\n<region>\n<alias name>` (one alias), `*` (everything).
+/// `a\n<account>\n<region>\n<alias name>` (one alias), `ak\n<access key id>`, `*` (everything).
 pub fn key_payload(key_id: &str) -> String {
     format!("k\n{key_id}")
+}
+
+pub fn access_key_payload(id: &str) -> String {
+    format!("ak\n{id}")
 }
 
 pub fn alias_payload(account_id: &str, region: &str, name: &str) -> String {
@@ -485,23 +505,33 @@ impl Store for PostgresStore {
     }
 
     async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError> {
-        let c = self.client().await?;
-        let n = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let n = tx
             .execute(
                 "UPDATE access_keys SET enabled=$2 WHERE access_key_id=$1",
                 &[&id, &enabled],
             )
             .await
             .map_err(db_err)?;
+        tx.execute(NOTIFY, &[&access_key_payload(id)])
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(n > 0)
     }
 
     async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError> {
-        let c = self.client().await?;
-        let n = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let n = tx
             .execute("DELETE FROM access_keys WHERE access_key_id=$1", &[&id])
             .await
             .map_err(db_err)?;
+        tx.execute(NOTIFY, &[&access_key_payload(id)])
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(n > 0)
     }
 
@@ -1120,7 +1150,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_nonce(&self, digest: &[u8], until: i64) -> Result<bool, KmsError> {
-        let c = self.client().await?;
+        let c = self.nonce_pool.get().await.map_err(db_err)?;
         let stmt = c
             .prepare_cached(
                 "INSERT INTO nonces (digest, until) VALUES ($1, $2) ON CONFLICT (digest) \
