@@ -87,9 +87,21 @@ def test_no_secret_in_the_audit_log_or_server_output(own_server):
     haystacks += [f.read_bytes() for f in own_server.log_dir.iterdir()]
     haystacks += [(own_server.data_dir / n).read_bytes() for n in ("kms.db", "kms.db-wal")
                   if (own_server.data_dir / n).exists()]
+    if (own_server.database_url or "").startswith("postgres"):
+        # The PostgreSQL pass: every row of the database, as pg_dump writes it (bytea as hex),
+        # and the raw bytes of the rows' binary columns as text.
+        import subprocess
+        dump = subprocess.run(["pg_dump", "--data-only", own_server.database_url],
+                              capture_output=True, timeout=60, check=True).stdout
+        haystacks += [dump, dump.lower()]
+        secrets_hex = True
+    else:
+        secrets_hex = False
     assert any(key.encode() in h for h in haystacks)  # the search works
     secrets = [own_server.sk.encode(), plaintext, b64(plaintext).encode(), dk.encode(), material,
                b64(material).encode(), material.hex().encode(), p["ImportToken"].encode(), wrapped.encode()]
+    if secrets_hex:  # bytea columns appear as hex in the dump
+        secrets += [material.hex().encode(), own_server.sk.encode().hex().encode()]
     for s in secrets:
         for h in haystacks:
             assert s not in h
