@@ -38,7 +38,7 @@ stop_all() {
   PIDS=()
 }
 bench() { "$BIN" bench "$@" 2>/dev/null; }
-rate() { bench "$@" --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["throughput"]))'; }
+rate() { bench "$@" --json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["runs"][-1]["throughput"]))'; }
 
 psql "$PG/postgres" -qAtc "CREATE DATABASE kms_bench" >/dev/null
 OUT="$DIR/out.md"

@@ -457,3 +457,23 @@ def test_access_key_disabled_with_admin_stops_working_on_every_node_within_a_sec
             time.sleep(0.02)
     admin("delete")
     assert seconds_until("InvalidAccessKeyId.NotFound") < 1.0
+
+
+def test_one_request_sent_to_three_nodes_at_once_is_served_exactly_once(nodes):
+    """The same signed request sent concurrently to every node (and twice to one): exactly one
+    copy is served, whichever node claims the nonce first."""
+    for _ in range(15):
+        signed = dict(nodes[0].raw.common_params("DescribeRegions"))
+        from kms_helpers import sign_v1
+        signed["Signature"] = sign_v1("POST", signed, nodes[0].srv.sk)
+        barrier = threading.Barrier(4)
+
+        def send(node):
+            barrier.wait()
+            return node.raw.call(None, signed_params=signed)
+
+        with ThreadPoolExecutor(4) as ex:
+            results = list(ex.map(send, [nodes[0], nodes[1], nodes[2], nodes[0]]))
+        statuses = sorted(r.status for r in results)
+        assert statuses == [200, 400, 400, 400], [r.json for r in results]
+        assert {r.json["Code"] for r in results if r.status == 400} == {"SignatureNonceUsed"}

@@ -22,6 +22,8 @@
 //! The connection has no TLS (tokio-postgres `NoTls`): run the database on loopback, a unix
 //! socket or a private network. Everything secret in it is sealed under the root key.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,11 +51,101 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub struct PostgresStore {
     pool: Pool,
-    /// Connections whose sessions run with `synchronous_commit = off`, for nonce claims only:
-    /// a claim is visible to every node at once, but is not waited on to reach the disk (a
-    /// database crash may forget claims of its last moments, re-opening a replay window of at
-    /// most 15 minutes for those requests); this keeps an fsync off every request.
-    nonce_pool: Pool,
+    /// Nonce claims go to a few batching workers (see [`claim_batch`]).
+    nonces: tokio::sync::mpsc::Sender<NonceClaim>,
+}
+
+/// A nonce digest, the time until which it is claimed, and where to send the answer.
+type NonceClaim = (
+    Vec<u8>,
+    i64,
+    tokio::sync::oneshot::Sender<Result<bool, String>>,
+);
+
+/// Claims per statement, at most.
+const NONCE_BATCH: usize = 512;
+/// Workers claiming nonces, each with its own connection.
+const NONCE_WORKERS: usize = 4;
+
+/// Starts the nonce workers on `pool`, whose sessions run with `synchronous_commit = off`: a
+/// claim is visible to every node at once but is not waited on to reach the disk (a database
+/// crash may forget the claims of its last moments, re-opening a replay window of at most 15
+/// minutes for those requests); this keeps an fsync off every request. Each worker takes
+/// every claim waiting when it is free and makes them in one statement, so under load one
+/// round trip serves many requests.
+fn start_nonce_workers(pool: Pool) -> tokio::sync::mpsc::Sender<NonceClaim> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<NonceClaim>(65_536);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 0..NONCE_WORKERS {
+        let (rx, pool) = (rx.clone(), pool.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::new();
+                {
+                    let mut rx = rx.lock().await;
+                    match rx.recv().await {
+                        Some(claim) => batch.push(claim),
+                        None => return,
+                    }
+                    while batch.len() < NONCE_BATCH {
+                        match rx.try_recv() {
+                            Ok(claim) => batch.push(claim),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                claim_batch(&pool, batch).await;
+            }
+        });
+    }
+    tx
+}
+
+/// One statement for a batch of claims. Within a batch the first claim of a digest is the one
+/// sent (a later one is a replay); a claim succeeds if its row was inserted, or replaced a row
+/// whose time had passed.
+async fn claim_batch(pool: &Pool, batch: Vec<NonceClaim>) {
+    let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(batch.len());
+    let (mut digests, mut untils): (Vec<&[u8]>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (i, (digest, until, _)) in batch.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) = first.entry(digest.as_slice()) {
+            e.insert(i);
+            digests.push(digest);
+            untils.push(*until);
+        }
+    }
+    let now = crate::clock::system_now();
+    let claimed: Result<HashSet<Vec<u8>>, String> = async {
+        let c = pool.get().await.map_err(|e| e.to_string())?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO nonces (digest, until) SELECT * FROM unnest($1::bytea[], $2::bigint[]) \
+                 ON CONFLICT (digest) DO UPDATE SET until = excluded.until WHERE nonces.until < $3 \
+                 RETURNING digest",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows = c
+            .query(&stmt, &[&digests, &untils, &now])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<_, Vec<u8>>(0).ok())
+            .collect())
+    }
+    .await;
+    let answers: Vec<Result<bool, String>> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (digest, _, _))| match &claimed {
+            Ok(set) => Ok(first.get(digest.as_slice()) == Some(&i) && set.contains(digest)),
+            Err(e) => Err(e.clone()),
+        })
+        .collect();
+    for ((_, _, reply), answer) in batch.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
 }
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -102,7 +194,7 @@ impl PostgresStore {
         async_config.options(&options);
         let store = Self {
             pool: build(config, pool_size.max(2))?,
-            nonce_pool: build(async_config, (pool_size / 2).max(2))?,
+            nonces: start_nonce_workers(build(async_config, NONCE_WORKERS)?),
         };
         store.migrate().await?;
         Ok(store)
@@ -1150,21 +1242,15 @@ impl Store for PostgresStore {
     }
 
     async fn claim_nonce(&self, digest: &[u8], until: i64) -> Result<bool, KmsError> {
-        let c = self.nonce_pool.get().await.map_err(db_err)?;
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO nonces (digest, until) VALUES ($1, $2) ON CONFLICT (digest) \
-                 DO UPDATE SET until = excluded.until WHERE nonces.until < $3",
-            )
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.nonces
+            .send((digest.to_vec(), until, reply))
             .await
-            .map_err(db_err)?;
-        // A row whose time has passed may be reused (the sweep removes them in bulk).
-        let now = crate::clock::system_now();
-        let n = c
-            .execute(&stmt, &[&digest, &until, &now])
+            .map_err(|_| KmsError::internal("nonce workers stopped"))?;
+        answer
             .await
-            .map_err(db_err)?;
-        Ok(n == 1)
+            .map_err(|_| KmsError::internal("nonce worker dropped a claim"))?
+            .map_err(db_err)
     }
 
     async fn purge_nonces(&self, now: i64) -> Result<u64, KmsError> {
