@@ -43,7 +43,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, region (string or list), account_id,
-    /// wrapping_key_pool, max_keys, max_aliases_per_key, max_versions_per_key.
+    /// wrapping_key_pool, max_keys, max_aliases_per_key, max_versions_per_key, console_listen,
+    /// console_idle_timeout (and the other settings below, snake_case).
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -98,6 +99,14 @@ pub struct ServerArgs {
     /// Requests per second per account for every other action; 0 = unlimited [default: 0].
     #[arg(long, env = "KMS_THROTTLE_MANAGEMENT")]
     pub throttle_management: Option<u32>,
+    /// Address of the web console (`/console`): host:port, or `off` to disable it
+    /// [default: the API address with the port plus one, e.g. 127.0.0.1:8081; if that port is
+    /// taken the server starts without the console and says so].
+    #[arg(long, env = "KMS_CONSOLE_LISTEN")]
+    pub console_listen: Option<String>,
+    /// Web console sessions end after this many seconds without a request [default: 900].
+    #[arg(long, env = "KMS_CONSOLE_IDLE_TIMEOUT")]
+    pub console_idle_timeout: Option<i64>,
     /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
@@ -118,6 +127,9 @@ pub enum AdminCommand {
     /// Check or search the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage web console users (they sign in to /console with a name and password).
+    #[command(name = "console-user", subcommand)]
+    ConsoleUser(ConsoleUserCommand),
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]
@@ -131,6 +143,32 @@ pub enum AdminCommand {
         /// Region [default: cn-hangzhou].
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUserCommand {
+    /// Create a console user. The password (at least 10 characters) is read from
+    /// KMS_CONSOLE_PASSWORD, else from the first line of standard input.
+    Create {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// User name (letters, digits, `.`, `_`, `-`, `@`; up to 64).
+        name: String,
+        /// Account the user acts in [default: the data dir's first account].
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// List console users.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Delete a console user (their sessions stop working at their next request).
+    Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        name: String,
     },
 }
 
@@ -215,6 +253,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
     audit_max_bytes: Option<u64>,
+    console_listen: Option<String>,
+    console_idle_timeout: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +279,27 @@ pub struct ServerConfig {
     pub throttle: crate::protocol::throttle::Limits,
     pub tls: TlsSetting,
     pub audit_max_bytes: u64,
+    pub console: ConsoleSetting,
+    /// Seconds without a request before a console session ends.
+    pub console_idle_timeout: i64,
+}
+
+/// Where the web console listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleSetting {
+    Off,
+    /// Set explicitly: failing to listen there stops the server.
+    Listen(String),
+    /// The default (API port + 1): if the port is taken the server runs without a console.
+    Default(String),
+}
+
+/// The default console address: the API address with the port plus one (port 0 stays 0).
+pub fn default_console_listen(listen: &str) -> Option<String> {
+    let (host, port) = listen.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let next = if port == 0 { 0 } else { port.checked_add(1)? };
+    Some(format!("{host}:{next}"))
 }
 
 /// How the server speaks TLS.
@@ -303,16 +364,34 @@ impl ServerArgs {
             (None, None, false) => TlsSetting::Off,
             _ => return Err("use tls_cert with tls_key, or tls_self_signed alone".into()),
         };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let console = match self.console_listen.or(file.console_listen) {
+            Some(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => ConsoleSetting::Off,
+            Some(v) => ConsoleSetting::Listen(v),
+            None => match default_console_listen(&listen) {
+                Some(v) => ConsoleSetting::Default(v),
+                None => ConsoleSetting::Off,
+            },
+        };
+        let console_idle_timeout = self
+            .console_idle_timeout
+            .or(file.console_idle_timeout)
+            .unwrap_or(900);
+        if console_idle_timeout < 1 {
+            return Err("console_idle_timeout must be at least 1 second".into());
+        }
         Ok(ServerConfig {
+            console,
+            console_idle_timeout,
             tls,
             audit_max_bytes: self
                 .audit_max_bytes
                 .or(file.audit_max_bytes)
                 .unwrap_or(64 * 1024 * 1024),
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -372,6 +451,8 @@ mod tests {
             tls_key: None,
             tls_self_signed: false,
             audit_max_bytes: None,
+            console_listen: None,
+            console_idle_timeout: None,
         }
     }
 
@@ -382,6 +463,46 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./kms-data"));
         assert_eq!(c.regions, vec!["cn-hangzhou"]);
         assert_eq!(c.wrapping_key_pool, 8);
+        assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:8081".into()));
+        assert_eq!(c.console_idle_timeout, 900);
+    }
+
+    #[test]
+    fn console_settings() {
+        let c = ServerArgs {
+            listen: Some("0.0.0.0:0".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Default("0.0.0.0:0".into()));
+        let c = ServerArgs {
+            console_listen: Some("off".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Off);
+        let c = ServerArgs {
+            console_listen: Some("127.0.0.1:9999".into()),
+            console_idle_timeout: Some(5),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Listen("127.0.0.1:9999".into()));
+        assert_eq!(c.console_idle_timeout, 5);
+        assert!(ServerArgs {
+            console_idle_timeout: Some(0),
+            ..args()
+        }
+        .resolve()
+        .is_err());
+        assert_eq!(default_console_listen("[::1]:65535"), None);
+        assert_eq!(
+            default_console_listen("[::1]:8080").as_deref(),
+            Some("[::1]:8081")
+        );
     }
 
     #[test]

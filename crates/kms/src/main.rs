@@ -42,6 +42,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
                 AdminCommand::Audit(cmd) => Ok(kms::admin::audit(cmd)?),
+                AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,
