@@ -1107,3 +1107,56 @@ fn alias_limit(tx: &Connection, key_id: &str, max_per_key: i64) -> Result<(), Km
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn console_users_and_sessions() {
+        let s = SqliteStore::in_memory().unwrap();
+        let user = ConsoleUserRecord {
+            user_name: "alice".into(),
+            account_id: "1234567890123456".into(),
+            password_hash: "pbkdf2-sha256$1$AA==$AA==".into(),
+            creation_date: 10,
+        };
+        assert!(s.insert_console_user(user.clone()).await.unwrap());
+        assert!(!s
+            .insert_console_user(ConsoleUserRecord {
+                password_hash: "other".into(),
+                ..user.clone()
+            })
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get_console_user("alice").await.unwrap(),
+            Some(user.clone())
+        );
+        assert_eq!(s.list_console_users().await.unwrap(), vec![user]);
+        assert!(s.delete_console_user("alice").await.unwrap());
+        assert!(!s.delete_console_user("alice").await.unwrap());
+        assert_eq!(s.get_console_user("alice").await.unwrap(), None);
+
+        let sess = |id: &str, last_seen| ConsoleSessionRecord {
+            id_hash: id.into(),
+            account_id: "1234567890123456".into(),
+            principal: "console-user:alice".into(),
+            created: 100,
+            last_seen,
+        };
+        s.insert_console_session(sess("a", 100)).await.unwrap();
+        s.insert_console_session(sess("b", 200)).await.unwrap();
+        s.touch_console_session("a", 150).await.unwrap();
+        s.touch_console_session("a", 120).await.unwrap(); // never moves back
+        assert_eq!(
+            s.get_console_session("a").await.unwrap(),
+            Some(sess("a", 150))
+        );
+        assert_eq!(s.purge_console_sessions(160).await.unwrap(), 1);
+        assert_eq!(s.get_console_session("a").await.unwrap(), None);
+        s.delete_console_session("b").await.unwrap();
+        s.delete_console_session("b").await.unwrap();
+        assert_eq!(s.get_console_session("b").await.unwrap(), None);
+    }
+}
