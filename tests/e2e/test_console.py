@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ class ConsoleServer(KmsServer):
 
 @pytest.fixture(scope="module")
 def csrv(kms_binary, tmp_path_factory):
-    srv = ConsoleServer(tmp_path_factory.mktemp("console"))
+    srv = ConsoleServer(tmp_path_factory.mktemp("console"), "--region", "cn-hangzhou,cn-shanghai")
     srv.start()
     srv.add_console_user("alice")
     yield srv
@@ -523,6 +524,27 @@ def test_account_isolation(csrv, page):
     assert "Forbidden.KeyNotFound" in page.locator("#page-error").inner_text()
 
 
+def test_region_selector(csrv, page):
+    key_id = ClassicApi(csrv).call("CreateKey")["KeyMetadata"]["KeyId"]  # in cn-hangzhou
+    signin_ak(page, csrv)
+    on_keys(page, csrv)
+    expect(page.locator("#region-select")).to_have_value("cn-hangzhou")
+    expect(page.locator(f"tr[data-key-id='{key_id}']")).to_have_count(1)
+    page.select_option("#region-select", "cn-shanghai")
+    expect(page.locator("#region-select")).to_have_value("cn-shanghai")
+    expect(page.locator(f"tr[data-key-id='{key_id}']")).to_have_count(0)
+    row = create_key_in_page(page, "alias/in-shanghai")
+    row.locator("a.alias-link").click()
+    page.wait_for_url("**/console/keys/*")
+    assert ":cn-shanghai:" in page.locator("dd[data-field=Arn]").inner_text()
+    r = page.goto(f"{csrv.console}/console/keys/{key_id}")  # a cn-hangzhou key
+    assert r.status == 404
+    page.goto(csrv.console + "/console/keys")  # remembered across pages
+    expect(page.locator("#region-select")).to_have_value("cn-shanghai")
+    page.select_option("#region-select", "cn-hangzhou")
+    expect(page.locator(f"tr[data-key-id='{key_id}']")).to_have_count(1)
+
+
 # ------------------------------------------------------------------------------------------
 # CSRF and sessions
 # ------------------------------------------------------------------------------------------
@@ -567,9 +589,9 @@ def test_idle_session_expires(kms_binary, tmp_path, browser):
         srv.advance_clock(300)
         page.goto(srv.console + "/console/keys")
         on_keys(page, srv)  # still in: 300 s idle < 600 s
-        srv.advance_clock(599)
+        srv.advance_clock(450)
         page.goto(srv.console + "/console/keys")
-        on_keys(page, srv)  # the previous request reset the idle timer
+        on_keys(page, srv)  # 750 s since sign-in, but the previous request reset the idle timer
         srv.advance_clock(601)
         page.goto(srv.console + "/console/keys")
         page.wait_for_url(srv.console + "/console/signin?expired=1")
@@ -599,3 +621,36 @@ def test_console_actions_are_audited(csrv, page):
     assert PASSWORD not in text and csrv.sk not in text
     subprocess.run([str(kms_bin()), "admin", "audit", "verify", "--data-dir", str(csrv.data_dir)], check=True,
                    capture_output=True)
+
+
+def test_cookies_are_secure_over_tls(kms_binary, tmp_path):
+    import http.client
+    import ssl
+
+    srv = ConsoleServer(tmp_path, "--tls-self-signed")
+    srv.scheme = "https"
+    srv.start()
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.console_port, timeout=10,
+                                           context=ssl._create_unverified_context())
+        conn.request("GET", "/console/signin")
+        r = conn.getresponse()
+        html = r.read().decode()
+        assert r.status == 200
+        pre = r.getheader("Set-Cookie")
+        assert "Secure" in pre and "HttpOnly" in pre and "SameSite=Strict" in pre
+        csrf = pre.split(";")[0].split("=", 1)[1]
+        assert f'value="{csrf}"' in html
+        body = urllib.parse.urlencode({"csrf": csrf, "kind": "ak", "access_key_id": srv.ak,
+                                       "access_key_secret": srv.sk})
+        conn.request("POST", "/console/signin", body=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded",
+                              "Cookie": f"kms_signin_csrf={csrf}"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 303 and r.getheader("Location") == "/console/keys"
+        cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
+        session = next(c for c in cookies if c.startswith("kms_session="))
+        assert "; Secure" in session and "HttpOnly" in session and "SameSite=Strict" in session
+    finally:
+        srv.stop()
