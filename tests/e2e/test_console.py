@@ -26,7 +26,8 @@ import pytest
 from kms_helpers import (REPO_ROOT, WRAPPING_ALGORITHMS, ClassicApi, KmsServer, b64, free_port,
                          kms_bin, unb64)
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_api  # noqa: E402  (tests/requirements.txt)
+
 expect = playwright_api.expect
 
 CHROMIUM = os.environ.get("KMS_CHROMIUM", "/usr/bin/chromium")
@@ -402,6 +403,37 @@ def test_wrong_token_and_different_material_show_the_server_error(csrv, page, tm
     shot(page, "import-error", full_page=False)
     page.click("#dlg-import [data-close]")
     assert key_state(page) == "PendingImport"
+
+
+def test_import_with_material_expiry(csrv, browser, tmp_path):
+    """Expiry chosen as a date and time (browser in UTC) becomes MaterialExpireTime."""
+    ctx = browser.new_context(accept_downloads=True, timezone_id="UTC")
+    page = ctx.new_page()
+    try:
+        signin_user(page, csrv)
+        on_keys(page, csrv)
+        row = create_key_in_page(page, "alias/console-expiring", external=True)
+        row.locator("a.alias-link").click()
+        page.wait_for_url("**/console/keys/*")
+        key_id = page.locator("dd[data-field=KeyId]").inner_text()
+        pub, token_file = get_params_in_page(page, tmp_path, "RSAES_OAEP_SHA_256")
+        material_file = wrap_with_openssl(tmp_path, pub, "RSAES_OAEP_SHA_256")
+        page.click("#btn-import")
+        page.set_input_files("#im-material", str(material_file))
+        page.set_input_files("#im-token", str(token_file))
+        page.check("#im-at")
+        page.fill("#im-expire", "2099-03-04T05:06")
+        page.click("#im-confirm")
+        wait_state(page, "Enabled")
+        assert page.locator("#material-expire").inner_text() == "2099-03-04T05:06:00Z"
+        md = ClassicApi(csrv).call("DescribeKey", KeyId=key_id)["KeyMetadata"]
+        assert md["MaterialExpireTime"] == "2099-03-04T05:06:00Z"
+        # the description can be changed on the key page
+        page.fill("#new-description", "expires in 2099")
+        page.click("#description-save")
+        expect(page.locator("dd[data-field=Description]")).to_have_text("expires in 2099")
+    finally:
+        ctx.close()
 
 
 # ------------------------------------------------------------------------------------------

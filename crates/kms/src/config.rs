@@ -530,6 +530,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.regions, vec!["eu-central-1"]);
+        assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:2".into()));
+        std::fs::write(&f, "console_listen = \"off\"\nconsole_idle_timeout = 60\n").unwrap();
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Off);
+        assert_eq!(c.console_idle_timeout, 60);
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            console_listen: Some("127.0.0.1:7000".into()),
+            console_idle_timeout: Some(30),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Listen("127.0.0.1:7000".into()));
+        assert_eq!(c.console_idle_timeout, 30);
         std::fs::write(&f, "nonsense = 1\n").unwrap();
         assert!(ServerArgs {
             config: Some(f),

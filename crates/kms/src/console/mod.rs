@@ -1104,7 +1104,14 @@ async fn key_page(
             ));
         }
     }
-    m.push_str("</dl></section>");
+    m.push_str(&format!(
+        "</dl><form class=\"act inline\" data-action=\"UpdateKeyDescription\" id=\"description-form\">{hidden_key}\
+         <label for=\"new-description\">{}</label><input id=\"new-description\" name=\"Description\" value=\"{}\">\
+         <button type=\"submit\" id=\"description-save\">{}</button><p class=\"form-error\" role=\"alert\" hidden></p></form></section>",
+        tr("description"),
+        esc(&key.description),
+        tr("save")
+    ));
 
     // key material
     if key.origin == crate::service::ORIGIN_EXTERNAL {
