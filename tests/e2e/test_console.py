@@ -509,11 +509,15 @@ def test_key_list_filters_search_and_paging(csrv, page):
     api = ClassicApi(csrv)
     for i in range(22):
         api.call("CreateKey", Description=f"bulk {i}")
+    time.sleep(1.1)  # keys are ordered by creation time (seconds)
     ext = api.call("CreateKey", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
     api.call("CreateAlias", KeyId=ext, AliasName="alias/findme-console")
     signin_ak(page, csrv)
     on_keys(page, csrv)
     assert page.locator("#keys-table tbody tr").count() == 20
+    assert page.locator("#keys-table tbody tr").first.get_attribute("data-key-id") == ext  # newest first
+    total = api.call("ListKeys", PageSize=1)["TotalCount"]
+    assert page.locator("#paging-info").inner_text() == f"Page 1/{(total + 19) // 20} · {total} keys"
     page.click("#page-next")
     page.wait_for_url("**page=2**")
     assert page.locator("#keys-table tbody tr").count() >= 1
@@ -632,6 +636,36 @@ def test_idle_session_expires(kms_binary, tmp_path, browser):
         assert token
         r = page.request.post(srv.console + "/console/api/CreateKey", form={})
         assert r.status == 401
+        ctx.close()
+    finally:
+        srv.stop()
+
+
+def test_session_lifetime_is_bounded_and_signin_replaces_the_session(kms_binary, tmp_path, browser):
+    srv = ConsoleServer(tmp_path, "--console-idle-timeout", "86400").start()
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        signin_ak(page, srv)
+        on_keys(page, srv)
+        first = next(c["value"] for c in ctx.cookies() if c["name"] == "kms_session")
+        signin_ak(page, srv)  # signing in again replaces the session
+        on_keys(page, srv)
+        second = next(c["value"] for c in ctx.cookies() if c["name"] == "kms_session")
+        assert first != second
+        other = browser.new_context()
+        other.add_cookies([{"name": "kms_session", "value": first, "url": srv.console + "/console"}])
+        p2 = other.new_page()
+        p2.goto(srv.console + "/console/keys")
+        assert p2.url == srv.console + "/console/signin"  # the old session is gone
+        other.close()
+        for _ in range(3):
+            srv.advance_clock(4 * 3600 - 10)
+            page.goto(srv.console + "/console/keys")
+            on_keys(page, srv)  # active: never idle for long
+        srv.advance_clock(60)  # now over 12 hours since sign-in
+        page.goto(srv.console + "/console/keys")
+        page.wait_for_url(srv.console + "/console/signin?expired=1")
         ctx.close()
     finally:
         srv.stop()

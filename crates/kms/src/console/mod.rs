@@ -48,6 +48,8 @@ const REGION_COOKIE: &str = "kms_region";
 const PAGE_SIZE: usize = 20;
 const USER_PREFIX: &str = "console-user:";
 const AK_PREFIX: &str = "console:";
+/// A session ends 12 hours after sign-in however active it is.
+const MAX_SESSION_SECONDS: i64 = 12 * 3600;
 
 /// The actions the console offers (all through [`Protocol::dispatch_as`]).
 const ACTIONS: &[&str] = &[
@@ -270,7 +272,7 @@ impl ConsoleState {
             .map_err(NoSession::Failed)?
             .ok_or(NoSession::Missing)?;
         let now = self.kms().now();
-        if now - rec.last_seen >= self.idle_timeout {
+        if now - rec.last_seen >= self.idle_timeout || now - rec.created >= MAX_SESSION_SECONDS {
             store
                 .delete_console_session(&id)
                 .await
@@ -524,6 +526,12 @@ async fn signin_post(
     };
     let now = st.kms().now();
     let store = st.kms().store();
+    // A new session on every sign-in; the browser's previous one (if any) ends.
+    if let Some(old) = session::cookie_value(&c, SESSION_COOKIE).filter(|t| t.len() <= 128) {
+        if let Err(e) = store.delete_console_session(&session::id_hash(old)).await {
+            return internal(&e);
+        }
+    }
     if let Err(e) = store.purge_console_sessions(now - st.idle_timeout).await {
         tracing::warn!(error = %e, "console: purging idle sessions failed");
     }
@@ -739,8 +747,9 @@ async fn keys_page(
         });
     }
     let request_id = new_request_id();
-    let listed = list_all(st.kms(), &caller, &filters).await;
-    let (keys, aliases) = match listed {
+    let needle = search.to_lowercase();
+    let listed = list_page(st.kms(), &caller, &filters, &needle, q.page.unwrap_or(1)).await;
+    let (rows, total, page) = match listed {
         Ok(v) => v,
         Err(e) => {
             st.audit(Audit {
@@ -768,29 +777,7 @@ async fn keys_page(
         status: 200,
     })
     .await;
-    let needle = search.to_lowercase();
-    // newest first
-    let keys: Vec<KeyRecord> = keys.into_iter().rev().collect();
-    let alias_of = |k: &KeyRecord| -> Vec<&str> {
-        aliases
-            .iter()
-            .filter(|(id, _)| *id == k.key_id)
-            .map(|(_, a)| a.as_str())
-            .collect()
-    };
-    let matching: Vec<&KeyRecord> = keys
-        .iter()
-        .filter(|k| {
-            needle.is_empty()
-                || k.key_id.to_lowercase().contains(&needle)
-                || alias_of(k)
-                    .iter()
-                    .any(|a| a.to_lowercase().contains(&needle))
-        })
-        .collect();
-    let total = matching.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = q.page.unwrap_or(1).clamp(1, pages);
     let tr = |k| esc(t(lang, k));
 
     let mut m = String::new();
@@ -837,9 +824,8 @@ async fn keys_page(
             "<div class=\"table-wrap\"><table id=\"keys-table\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
             tr("alias"), tr("key_id"), tr("spec"), tr("origin"), tr("state"), tr("protection"), tr("created")
         ));
-        for k in matching.iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE) {
+        for (k, names) in &rows {
             let href = format!("/console/keys/{}", url(&k.key_id));
-            let names = alias_of(k);
             let alias_cell = if names.is_empty() {
                 "—".to_string()
             } else {
@@ -879,9 +865,11 @@ async fn keys_page(
         format!("/console/keys?{qs}")
     };
     m.push_str(&format!(
-        "<nav class=\"paging\" aria-label=\"paging\"><span id=\"paging-info\">{} {page}/{pages} · {total} {}</span>",
-        tr("page_of"),
-        tr("total")
+        "<nav class=\"paging\" aria-label=\"paging\"><span id=\"paging-info\">{}</span>",
+        esc(&t(lang, "page_of")
+            .replace("{page}", &page.to_string())
+            .replace("{pages}", &pages.to_string())
+            .replace("{total}", &total.to_string()))
     ));
     if page > 1 {
         m.push_str(&format!(
@@ -902,31 +890,90 @@ async fn keys_page(
     html(StatusCode::OK, f.render(t(lang, "keys"), &m))
 }
 
-/// Every key of the caller matching `filters` (through the service, page by page) and
-/// every (key id, alias name) of the account and region.
-async fn list_all(
+/// One page (from 1, clamped) of the caller's keys matching `filters`, newest first, each
+/// with its aliases; the total; the page shown. Without a search the page is read from the
+/// store directly (at most two store pages); a search (substring of the key id or an alias)
+/// reads every matching key and the account's aliases.
+async fn list_page(
     kms: &Kms,
     caller: &Caller,
     filters: &[KeyFilter],
-) -> Result<(Vec<KeyRecord>, Vec<(String, String)>), KmsError> {
+    needle: &str,
+    page: usize,
+) -> Result<(Vec<(KeyRecord, Vec<String>)>, usize, usize), KmsError> {
+    if needle.is_empty() {
+        let (_, total) = kms.list_keys(caller, 1, 1, filters).await?;
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = page.clamp(1, pages);
+        // Newest first: creation-order positions [lo, hi).
+        let hi = total.saturating_sub((page - 1) * PAGE_SIZE);
+        let lo = hi.saturating_sub(PAGE_SIZE);
+        let mut keys = Vec::new();
+        if hi > lo {
+            let first = lo / PAGE_SIZE + 1;
+            let last = (hi - 1) / PAGE_SIZE + 1;
+            for n in first..=last {
+                let (batch, _) = kms.list_keys(caller, n, PAGE_SIZE, filters).await?;
+                let base = (n - 1) * PAGE_SIZE;
+                keys.extend(
+                    batch
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| (lo..hi).contains(&(base + i)))
+                        .map(|(_, k)| k),
+                );
+            }
+        }
+        keys.reverse();
+        let mut rows = Vec::with_capacity(keys.len());
+        for k in keys {
+            let names = match kms.list_aliases(caller, Some(&k.key_id)).await {
+                Ok(a) => a.into_iter().map(|a| a.alias_name).collect(),
+                // deleted between the two reads
+                Err(KmsError::KeyNotFound) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            rows.push((k, names));
+        }
+        return Ok((rows, total, page));
+    }
     let mut keys = Vec::new();
-    let mut page = 1;
+    let mut n = 1;
     loop {
-        let (batch, total) = kms.list_keys(caller, page, 100, filters).await?;
-        let n = batch.len();
+        let (batch, total) = kms.list_keys(caller, n, 100, filters).await?;
+        let got = batch.len();
         keys.extend(batch);
-        if n == 0 || keys.len() >= total || page >= 1000 {
+        if got == 0 || keys.len() >= total {
             break;
         }
-        page += 1;
+        n += 1;
     }
-    let aliases = kms
-        .list_aliases(caller, None)
-        .await?
+    let aliases = kms.list_aliases(caller, None).await?;
+    let mut matching: Vec<(KeyRecord, Vec<String>)> = keys
         .into_iter()
-        .map(|a| (a.key_id, a.alias_name))
+        .rev()
+        .map(|k| {
+            let names: Vec<String> = aliases
+                .iter()
+                .filter(|a| a.key_id == k.key_id)
+                .map(|a| a.alias_name.clone())
+                .collect();
+            (k, names)
+        })
+        .filter(|(k, names)| {
+            k.key_id.to_lowercase().contains(needle)
+                || names.iter().any(|a| a.to_lowercase().contains(needle))
+        })
         .collect();
-    Ok((keys, aliases))
+    let total = matching.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.clamp(1, pages);
+    let rows = matching
+        .drain(..)
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
+    Ok((rows, total, page))
 }
 
 fn create_dialog(lang: Lang) -> String {
