@@ -489,6 +489,22 @@ def test_key_actions(csrv, page):
     page.click("#tags li:has-text('team') button")
     expect(page.locator("#tags")).not_to_contain_text("security")
 
+    # deletion protection: scheduling deletion is then refused by the server
+    page.check("#dp-enable")
+    page.fill("#dp-description", "production")
+    page.click("#dp-save")
+    expect(page.locator("dd[data-field=DeletionProtection]")).to_have_text("Enabled")
+    assert page.locator("dd[data-field=DeletionProtectionDescription]").inner_text() == "production"
+    page.once("dialog", lambda d: d.accept())
+    page.click("#btn-schedule-deletion")
+    page.locator("form[data-action=ScheduleKeyDeletion] .form-error").wait_for()
+    refused = page.locator("form[data-action=ScheduleKeyDeletion] .form-error").inner_text()
+    assert "Forbidden" in refused or "Rejected" in refused, refused
+    assert key_state(page) == "Enabled"
+    page.uncheck("#dp-enable")
+    page.click("#dp-save")
+    expect(page.locator("dd[data-field=DeletionProtection]")).to_have_text("Disabled")
+
     # schedule deletion (window in days, confirmed), then cancel
     page.fill("#pending-days", "3")
     page.once("dialog", lambda d: d.accept())

@@ -200,7 +200,11 @@
       return call(action, p).then(function (res) {
         if (then && thenValue) {
           var keyId = res.KeyMetadata ? res.KeyMetadata.KeyId : p.KeyId;
-          return call(then.getAttribute("data-then"), { KeyId: keyId, AliasName: thenValue }).then(function () { return res; });
+          // the key exists even if the alias is refused: show it, then the error
+          return call(then.getAttribute("data-then"), { KeyId: keyId, AliasName: thenValue })
+            .then(function () { return res; }, function (e) {
+              return refresh().then(function () { throw e; });
+            });
         }
         return res;
       });

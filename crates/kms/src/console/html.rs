@@ -92,7 +92,7 @@ pub fn page(f: &Frame<'_>, title: &str, main: &str) -> String {
          </header>\
          <nav class=\"side\" aria-label=\"{nav}\"><ul><li><a href=\"/console/keys\" aria-current=\"page\">{keys}</a></li></ul></nav>\
          <div id=\"flash\" role=\"alert\" class=\"flash\" hidden></div>\
-         <main id=\"main\" tabindex=\"-1\">{main}</main></body></html>",
+         <main id=\"main\" tabindex=\"-1\" aria-live=\"polite\">{main}</main></body></html>",
         head = head(lang, title),
         csrf = esc(f.csrf),
         err = esc(t(lang, "error")),

@@ -152,6 +152,11 @@ fn entry(key: &str) -> Option<(&'static str, &'static str)> {
         "signed_in_as" => ("Signed in as", "当前用户"),
         "account" => ("Account", "账号"),
         "primary" => ("primary", "主版本"),
+        "deletion_protection" => ("Deletion protection", "删除保护"),
+        "deletion_protection_on" => (
+            "Protect this key from deletion",
+            "开启删除保护",
+        ),
         _ => return None,
     })
 }
@@ -190,7 +195,6 @@ pub const KEYS: &[&str] = &[
     "prev",
     "next",
     "page_of",
-    "total",
     "description",
     "rotation_period",
     "rotation_off",
@@ -256,11 +260,34 @@ pub const KEYS: &[&str] = &[
     "signed_in_as",
     "account",
     "primary",
+    "deletion_protection",
+    "deletion_protection_on",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_the_pages_use_has_an_entry() {
+        let mut seen = 0;
+        for src in [include_str!("mod.rs"), include_str!("html.rs")] {
+            for pat in ["tr(\"", "t(lang, \""] {
+                let parts: Vec<&str> = src.split(pat).collect();
+                for (before, part) in parts.iter().zip(parts.iter().skip(1)) {
+                    // `tr("` but not `push_str("`
+                    if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    let key = part.split('"').next().unwrap_or_default();
+                    assert!(entry(key).is_some(), "{key} has no entry");
+                    assert!(KEYS.contains(&key), "{key} is missing from KEYS");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 50);
+    }
 
     #[test]
     fn every_key_has_both_languages() {

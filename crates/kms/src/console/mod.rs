@@ -1213,6 +1213,23 @@ async fn key_page(
         ));
     }
 
+    // deletion protection
+    m.push_str(&format!(
+        "<section aria-labelledby=\"h-dp\"><h2 id=\"h-dp\">{}</h2>\
+         <form class=\"act inline\" data-action=\"SetDeletionProtection\" id=\"protection-form\">\
+         <input type=\"hidden\" name=\"ProtectedResourceArn\" value=\"{}\">\
+         <label><input type=\"checkbox\" name=\"EnableDeletionProtection\" value=\"true\" data-unchecked=\"false\" id=\"dp-enable\"{}> {}</label>\
+         <label for=\"dp-description\">{}</label><input id=\"dp-description\" name=\"DeletionProtectionDescription\" value=\"{}\">\
+         <button type=\"submit\" id=\"dp-save\">{}</button><p class=\"form-error\" role=\"alert\" hidden></p></form></section>",
+        tr("deletion_protection"),
+        esc(&md.arn),
+        if key.deletion_protection { " checked" } else { "" },
+        tr("deletion_protection_on"),
+        tr("description"),
+        esc(&key.deletion_protection_description),
+        tr("save"),
+    ));
+
     // versions
     m.push_str(&format!(
         "<section aria-labelledby=\"h-ver\"><h2 id=\"h-ver\">{}</h2><div class=\"table-wrap\"><table id=\"versions\"><thead><tr><th>{}</th><th>{}</th></tr></thead><tbody>",
