@@ -796,3 +796,68 @@ def test_output_is_escaped(csrv, page):
     page.goto(csrv.console + "/console/keys?q=" + urllib.parse.quote('"><script>x</script>'))
     assert page.locator("#filter-q").input_value() == '"><script>x</script>'
     assert page.locator("#main script").count() == 0
+
+
+def _port_pair() -> int:
+    """A free port P whose neighbour P+1 is free too."""
+    import socket
+    for _ in range(50):
+        p = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise AssertionError("no free port pair")
+
+
+def test_console_default_port_and_off(kms_binary, tmp_path):
+    """With no console setting the console is on the API port + 1; `--console-listen off` turns it off."""
+    import http.client
+
+    def get(port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/console/signin")
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+
+    port = _port_pair()
+    srv = KmsServer(tmp_path / "d1", tmp_path / "l1")
+    srv.start(port)
+    try:
+        status, body = get(port + 1)
+        assert status == 200 and 'id="signin-form"' in body
+        assert f"Web console on http://127.0.0.1:{port + 1}/console" in srv._log_path().read_text()
+    finally:
+        srv.stop()
+    port = _port_pair()
+    srv = KmsServer(tmp_path / "d2", tmp_path / "l2", extra_args=["--console-listen", "off"])
+    srv.start(port)
+    try:
+        with pytest.raises(OSError):
+            get(port + 1)
+    finally:
+        srv.stop()
+
+
+def test_console_port_taken(kms_binary, tmp_path):
+    """An explicit --console-listen that cannot be used stops the server; the default one does not."""
+    import socket
+
+    from kms_helpers import ServerStartError
+
+    port = _port_pair()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", port + 1))
+        busy.listen()
+        srv = KmsServer(tmp_path / "d1", tmp_path / "l1", extra_args=["--console-listen", f"127.0.0.1:{port + 1}"])
+        with pytest.raises(ServerStartError) as e:
+            srv.start(port)
+        assert "for the web console" in str(e.value)
+        srv = KmsServer(tmp_path / "d2", tmp_path / "l2")
+        srv.start(port)  # default console address port + 1 is taken: runs without the console
+        try:
+            assert "web console not started" in srv._log_path().read_text()
+        finally:
+            srv.stop()
