@@ -242,7 +242,6 @@ def test_signin_with_access_key(csrv, page, context):
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
     assert cookie["path"] == "/console"
-    shot(page, "keys-empty", full_page=False)
 
 
 def test_signin_with_console_user_and_signout(csrv, page):
