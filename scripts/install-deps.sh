@@ -2,7 +2,8 @@
 # Installs the Debian packages the end-to-end tests use, if they are missing: openssl (the
 # BYOK openssl commands), a JDK (the Java wrapping sample), Go (the Go wrapping sample),
 # python3-venv, PostgreSQL (server and psql, for the PostgreSQL pass of the end-to-end
-# suite and the multi-node tests). Uses apt-get as root, or through sudo.
+# suite and the multi-node tests), chromium and chromium-driver (the web console tests drive
+# /usr/bin/chromium headless). Uses apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -12,6 +13,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs npm)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

@@ -336,9 +336,10 @@ def test_nodes_starting_at_once_on_an_empty_database_agree(tmp_path):
         kid = Node(srvs[0]).call("CreateKey")["KeyMetadata"]["KeyId"]
         for s in srvs:  # one account, one access key, one schema
             assert Node(s).call("DescribeKey", KeyId=kid)["KeyMetadata"]["Creator"] == srvs[0].account_id
-        out = subprocess.run(["psql", db, "-qAtc", "SELECT COUNT(*) FROM schema_migrations"],
+        out = subprocess.run(["psql", db, "-qAtc", "SELECT version FROM schema_migrations ORDER BY 1"],
                              capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == "1"
+        files = sorted(Path(__file__).resolve().parents[2].glob("crates/kms/migrations/postgres/*.sql"))
+        assert out.stdout.split() == [str(int(f.name[:4])) for f in files]  # each applied once
     finally:
         for s in srvs:
             s.stop()
@@ -383,17 +384,26 @@ def test_migrate_store_from_sqlite_copies_everything(tmp_path):
              for kid in (keys[0], keys[1], keys[2], ext)]
     before = {kid: n.call("DescribeKey", KeyId=kid)["KeyMetadata"] for kid in keys + [ext, pending]}
     single.stop()
+    made = subprocess.run([str(kms_bin()), "admin", "console-user", "create", "--data-dir",
+                           str(single.data_dir), *single.db_args(), "migrated-user"],
+                          env={**single.admin_env(), "KMS_CONSOLE_PASSWORD": "a long enough password"},
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
 
     target = new_test_database()
     cmd = [str(kms_bin()), "admin", "migrate-store", "--from", f"sqlite:{tmp_path / 'single' / 'kms.db'}",
            "--to", target]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "verified" in out.stdout and "7 keys" in out.stdout, out.stdout
+    assert "verified" in out.stdout and "7 keys" in out.stdout and "1 console users" in out.stdout, out.stdout
     # A second copy into the now non-empty database is refused.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "already holds keys" in again.stderr, again
 
+    listed = subprocess.run([str(kms_bin()), "admin", "console-user", "list", "--data-dir",
+                             str(single.data_dir), "--database-url", target],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "migrated-user" in listed.stdout, listed
     # The same data dir (its root key, its access key) now served from PostgreSQL.
     single.database_url = target
     single.start()

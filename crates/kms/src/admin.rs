@@ -230,6 +230,12 @@ fn describe_difference(a: &crate::store::Dump, b: &crate::store::Dump) -> String
             b.wrapping_keys.len(),
             a.wrapping_keys == b.wrapping_keys,
         ),
+        (
+            "console users",
+            a.console_users.len(),
+            b.console_users.len(),
+            a.console_users == b.console_users,
+        ),
     ];
     let bad: Vec<String> = parts
         .iter()
@@ -264,4 +270,87 @@ async fn open_store(
         return Ok(std::sync::Arc::new(s));
     }
     Err(format!("{url:?} is not sqlite:<file> or postgres://…"))
+}
+
+/// `kms admin console-user create|list|delete`.
+pub async fn console_user(cmd: crate::config::ConsoleUserCommand) -> Result<(), String> {
+    use crate::config::ConsoleUserCommand;
+    match cmd {
+        ConsoleUserCommand::Create {
+            dir,
+            name,
+            account_id,
+        } => {
+            crate::console::session::validate_user_name(&name)?;
+            let password = match std::env::var("KMS_CONSOLE_PASSWORD") {
+                Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+                _ => {
+                    let mut line = zeroize::Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("cannot read the password: {e}"))?;
+                    zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
+                }
+            };
+            crate::console::session::validate_password(&password)?;
+            let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
+            let account = match account_id {
+                Some(a) => {
+                    crate::service::validate_account_id(&a).map_err(|e| e.message())?;
+                    a
+                }
+                None => default_account(d.store.as_ref(), None).await?,
+            };
+            let now = crate::clock::system_now();
+            d.store
+                .ensure_account(&account, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let hash = crate::console::session::hash_password(&password)?;
+            if !d
+                .store
+                .insert_console_user(crate::store::ConsoleUserRecord {
+                    user_name: name.clone(),
+                    account_id: account.clone(),
+                    password_hash: hash,
+                    creation_date: now,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("console user {name} already exists"));
+            }
+            println!("Created console user {name} in account {account}.");
+        }
+        ConsoleUserCommand::List { dir } => {
+            let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
+            let users = d
+                .store
+                .list_console_users()
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{:<32} {:<20} CREATED", "USER", "ACCOUNT");
+            for u in users {
+                println!(
+                    "{:<32} {:<20} {}",
+                    u.user_name,
+                    u.account_id,
+                    format_unix(u.creation_date)
+                );
+            }
+        }
+        ConsoleUserCommand::Delete { dir, name } => {
+            let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
+            if !d
+                .store
+                .delete_console_user(&name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no console user {name}"));
+            }
+            println!("Deleted console user {name}.");
+        }
+    }
+    Ok(())
 }

@@ -44,7 +44,8 @@ pub enum Command {
 pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, database_url, database_pool_size,
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
-    /// max_versions_per_key, throttle_*, tls_*, audit_max_bytes.
+    /// max_versions_per_key, throttle_*, tls_*, audit_max_bytes, console_listen,
+    /// console_idle_timeout (the other settings below, snake_case).
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -106,6 +107,14 @@ pub struct ServerArgs {
     /// Requests per second per account for every other action; 0 = unlimited [default: 0].
     #[arg(long, env = "KMS_THROTTLE_MANAGEMENT")]
     pub throttle_management: Option<u32>,
+    /// Address of the web console (`/console`): host:port, or `off` to disable it
+    /// [default: the API address with the port plus one, e.g. 127.0.0.1:8081; if that port is
+    /// taken the server starts without the console and says so].
+    #[arg(long, env = "KMS_CONSOLE_LISTEN")]
+    pub console_listen: Option<String>,
+    /// Web console sessions end after this many seconds without a request [default: 900].
+    #[arg(long, env = "KMS_CONSOLE_IDLE_TIMEOUT")]
+    pub console_idle_timeout: Option<i64>,
     /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
@@ -136,6 +145,9 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
+    /// Manage web console users (they sign in to /console with a name and password).
+    #[command(name = "console-user", subcommand)]
+    ConsoleUser(ConsoleUserCommand),
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]
@@ -149,6 +161,32 @@ pub enum AdminCommand {
         /// Region [default: cn-hangzhou].
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUserCommand {
+    /// Create a console user. The password (at least 10 characters) is read from
+    /// KMS_CONSOLE_PASSWORD, else from the first line of standard input.
+    Create {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// User name (letters, digits, `.`, `_`, `-`, `@`; up to 64).
+        name: String,
+        /// Account the user acts in [default: the data dir's first account].
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// List console users.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Delete a console user (their sessions stop working at their next request).
+    Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        name: String,
     },
 }
 
@@ -238,6 +276,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
     audit_max_bytes: Option<u64>,
+    console_listen: Option<String>,
+    console_idle_timeout: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +304,27 @@ pub struct ServerConfig {
     pub throttle: crate::protocol::throttle::Limits,
     pub tls: TlsSetting,
     pub audit_max_bytes: u64,
+    pub console: ConsoleSetting,
+    /// Seconds without a request before a console session ends.
+    pub console_idle_timeout: i64,
+}
+
+/// Where the web console listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleSetting {
+    Off,
+    /// Set explicitly: failing to listen there stops the server.
+    Listen(String),
+    /// The default (API port + 1): if the port is taken the server runs without a console.
+    Default(String),
+}
+
+/// The default console address: the API address with the port plus one (port 0 stays 0).
+pub fn default_console_listen(listen: &str) -> Option<String> {
+    let (host, port) = listen.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let next = if port == 0 { 0 } else { port.checked_add(1)? };
+    Some(format!("{host}:{next}"))
 }
 
 /// How the server speaks TLS.
@@ -328,16 +389,34 @@ impl ServerArgs {
             (None, None, false) => TlsSetting::Off,
             _ => return Err("use tls_cert with tls_key, or tls_self_signed alone".into()),
         };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let console = match self.console_listen.or(file.console_listen) {
+            Some(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => ConsoleSetting::Off,
+            Some(v) => ConsoleSetting::Listen(v),
+            None => match default_console_listen(&listen) {
+                Some(v) => ConsoleSetting::Default(v),
+                None => ConsoleSetting::Off,
+            },
+        };
+        let console_idle_timeout = self
+            .console_idle_timeout
+            .or(file.console_idle_timeout)
+            .unwrap_or(900);
+        if console_idle_timeout < 1 {
+            return Err("console_idle_timeout must be at least 1 second".into());
+        }
         Ok(ServerConfig {
+            console,
+            console_idle_timeout,
             tls,
             audit_max_bytes: self
                 .audit_max_bytes
                 .or(file.audit_max_bytes)
                 .unwrap_or(64 * 1024 * 1024),
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -405,6 +484,8 @@ mod tests {
             tls_key: None,
             tls_self_signed: false,
             audit_max_bytes: None,
+            console_listen: None,
+            console_idle_timeout: None,
         }
     }
 
@@ -417,6 +498,8 @@ mod tests {
         assert_eq!(c.wrapping_key_pool, 8);
         assert_eq!(c.database_url, None);
         assert_eq!(c.database_pool_size, 16);
+        assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:8081".into()));
+        assert_eq!(c.console_idle_timeout, 900);
     }
 
     #[test]
@@ -448,6 +531,44 @@ mod tests {
     }
 
     #[test]
+    fn console_settings() {
+        let c = ServerArgs {
+            listen: Some("0.0.0.0:0".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Default("0.0.0.0:0".into()));
+        let c = ServerArgs {
+            console_listen: Some("off".into()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Off);
+        let c = ServerArgs {
+            console_listen: Some("127.0.0.1:9999".into()),
+            console_idle_timeout: Some(5),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Listen("127.0.0.1:9999".into()));
+        assert_eq!(c.console_idle_timeout, 5);
+        assert!(ServerArgs {
+            console_idle_timeout: Some(0),
+            ..args()
+        }
+        .resolve()
+        .is_err());
+        assert_eq!(default_console_listen("[::1]:65535"), None);
+        assert_eq!(
+            default_console_listen("[::1]:8080").as_deref(),
+            Some("[::1]:8081")
+        );
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = std::env::temp_dir().join(format!("kms-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -472,6 +593,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.regions, vec!["eu-central-1"]);
+        assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:2".into()));
+        std::fs::write(&f, "console_listen = \"off\"\nconsole_idle_timeout = 60\n").unwrap();
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Off);
+        assert_eq!(c.console_idle_timeout, 60);
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            console_listen: Some("127.0.0.1:7000".into()),
+            console_idle_timeout: Some(30),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.console, ConsoleSetting::Listen("127.0.0.1:7000".into()));
+        assert_eq!(c.console_idle_timeout, 30);
         std::fs::write(&f, "nonsense = 1\n").unwrap();
         assert!(ServerArgs {
             config: Some(f),

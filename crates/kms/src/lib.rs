@@ -27,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod keystore;
 pub mod protocol;

@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
                 AdminCommand::MigrateStore { from, to } => {
                     Ok(kms::admin::migrate_store(&from, &to, std::path::Path::new(".")).await?)
                 }
+                AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,

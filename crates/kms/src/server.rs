@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::{Clock, OffsetClock};
-use crate::config::{ServerConfig, TlsSetting};
+use crate::config::{ConsoleSetting, ServerConfig, TlsSetting};
 use crate::error::KmsError;
 use crate::keystore::wrapping::Pool;
 use crate::keystore::{Keystore, ROOT_KEY_LEN};
@@ -584,12 +584,40 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         dir.keystore.clone(),
         config.audit_max_bytes,
     )?;
-    let app = router(
-        Arc::new(Protocol::with_limits(kms, config.throttle)),
-        clock,
-        Some(audit),
-        config.enable_test_clock,
-    );
+    let protocol = Arc::new(Protocol::with_limits(kms, config.throttle));
+    let console = console_listener(&config).await?;
+    if let Some(listener) = console {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!(
+            "Web console on {}://{addr}/console",
+            if tls.is_some() { "https" } else { "http" }
+        );
+        let _ = std::io::stdout().flush();
+        let app = crate::console::router(crate::console::ConsoleState {
+            protocol: protocol.clone(),
+            audit: Some(audit.clone()),
+            secure: tls.is_some(),
+            idle_timeout: config.console_idle_timeout,
+        });
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    if let Err(e) = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+                    {
+                        tracing::error!(error = %e, "web console stopped");
+                    }
+                }
+                Some(tls) => serve_tls(listener, app, tls).await,
+            }
+        });
+    }
+    let app = router(protocol, clock, Some(audit), config.enable_test_clock);
     match tls {
         None => axum::serve(
             listener,
@@ -602,6 +630,27 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The web console's listener: none when off; when only defaulted (API port + 1) and the
+/// port is taken, none with a warning; when set explicitly, failing to listen is an error.
+async fn console_listener(
+    config: &ServerConfig,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    match &config.console {
+        ConsoleSetting::Off => Ok(None),
+        ConsoleSetting::Listen(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot listen on {addr} for the web console: {e}")),
+        ConsoleSetting::Default(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "web console not started: its default address is not available (set --console-listen)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// The HTTPS accept loop: TLS handshake (bounded by a timeout), then HTTP/1.1 on hyper;

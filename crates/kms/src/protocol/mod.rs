@@ -210,18 +210,30 @@ impl Protocol {
         }
 
         ctx.account_id = Some(account_id.clone());
-        self.throttle
-            .check(&account_id, throttle::Class::of(spec.name))?;
-        for p in spec.params.iter().filter(|p| p.required) {
-            params.required(&p.first_wire_name())?;
-        }
         let caller = Caller {
             account_id,
             region: ctx.region.clone(),
             access_key_id: pending.access_key_id,
         };
-        let body = api::dispatch(&self.kms, &caller, spec.name, &params).await?;
+        let body = self.dispatch_as(&caller, spec, &params).await?;
         Ok((action, body))
+    }
+
+    /// Runs an action for an authenticated caller: throttling, required parameters, then
+    /// [`api::dispatch`]. Signed API requests end here, and so do web console actions, so
+    /// both meet exactly the same rules.
+    pub async fn dispatch_as(
+        &self,
+        caller: &Caller,
+        spec: &spec::ActionSpec,
+        params: &Params,
+    ) -> Result<serde_json::Value, KmsError> {
+        self.throttle
+            .check(&caller.account_id, throttle::Class::of(spec.name))?;
+        for p in spec.params.iter().filter(|p| p.required) {
+            params.required(&p.first_wire_name())?;
+        }
+        api::dispatch(&self.kms, caller, spec.name, params).await
     }
 
     /// The region addressed: `RegionId` if given, else the `kms.<region>.…` host name, else

@@ -333,6 +333,36 @@ impl Store for CachedStore {
     async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError> {
         self.inner.record_unwrap_failure(id, max).await
     }
+    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError> {
+        self.inner.insert_console_user(user).await
+    }
+    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
+        self.inner.get_console_user(name).await
+    }
+    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError> {
+        self.inner.list_console_users().await
+    }
+    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError> {
+        self.inner.delete_console_user(name).await
+    }
+    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError> {
+        self.inner.insert_console_session(s).await
+    }
+    async fn get_console_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<ConsoleSessionRecord>, KmsError> {
+        self.inner.get_console_session(id_hash).await
+    }
+    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError> {
+        self.inner.touch_console_session(id_hash, now).await
+    }
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError> {
+        self.inner.delete_console_session(id_hash).await
+    }
+    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError> {
+        self.inner.purge_console_sessions(idle_before).await
+    }
     async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError> {
         self.inner.purge_wrapping_keys(now).await
     }

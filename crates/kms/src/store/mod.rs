@@ -122,6 +122,29 @@ pub struct AliasRecord {
     pub creation_date: i64,
 }
 
+/// A web console user: signs in with a name and password, acts in its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUserRecord {
+    pub user_name: String,
+    pub account_id: String,
+    /// `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>` (never the password).
+    pub password_hash: String,
+    pub creation_date: i64,
+}
+
+/// A signed-in web console session. The browser holds a random token; only its SHA-256
+/// (hex) is stored, so a copy of the database does not yield usable sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSessionRecord {
+    pub id_hash: String,
+    pub account_id: String,
+    /// `console-user:<name>` or the access key id used to sign in.
+    pub principal: String,
+    pub created: i64,
+    /// Last request (key-lifecycle clock); the session ends after the idle timeout.
+    pub last_seen: i64,
+}
+
 /// Identifies a key within the account and region that own it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyLocator {
@@ -150,13 +173,16 @@ pub struct Dump {
     pub aliases: Vec<AliasRecord>,
     /// (wrapping key, failed unwraps), by id.
     pub wrapping_keys: Vec<(WrappingKeyRecord, i64)>,
+    /// Web console users (password hashes), by name. Sessions are not copied: users sign in
+    /// again.
+    pub console_users: Vec<ConsoleUserRecord>,
 }
 
 impl Dump {
     /// Counts of each kind of row, for reports.
     pub fn summary(&self) -> String {
         format!(
-            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} metadata entries",
+            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {} metadata entries",
             self.accounts.len(),
             self.access_keys.len(),
             self.keys.len(),
@@ -164,6 +190,7 @@ impl Dump {
             self.aliases.len(),
             self.tags.len(),
             self.wrapping_keys.len(),
+            self.console_users.len(),
             self.meta.len()
         )
     }
@@ -313,4 +340,24 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every row of `dump` in one transaction into a store that holds no keys and no
     /// access keys yet.
     async fn import(&self, dump: Dump) -> Result<(), KmsError>;
+
+    // ---- web console (console users and sessions) ----
+    /// Adds a console user; false (and no change) if the name is taken.
+    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError>;
+    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError>;
+    /// All console users, by name.
+    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError>;
+    /// Returns false if there is no such user.
+    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError>;
+    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError>;
+    async fn get_console_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<ConsoleSessionRecord>, KmsError>;
+    /// Sets `last_seen` to `now` (never moves it back). No error if the session is gone.
+    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError>;
+    /// Ends a session (sign-out). No error if it is already gone.
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError>;
+    /// Removes sessions whose `last_seen` is before `idle_before`; returns how many.
+    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError>;
 }

@@ -37,7 +37,13 @@ use super::*;
 use crate::error::KmsError;
 
 /// The migrations, in order. Add a file and a line here to change the schema.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_console.sql"),
+    ),
+];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006b_6d73_6d69_6772;
@@ -436,6 +442,15 @@ fn wrapping_key_from_row(r: &Row) -> Result<WrappingKeyRecord, KmsError> {
         algorithm: r.try_get(3).map_err(db_err)?,
         sealed_private_key: r.try_get(4).map_err(db_err)?,
         expires: r.try_get(5).map_err(db_err)?,
+    })
+}
+
+fn console_user_from_row(r: &Row) -> Result<ConsoleUserRecord, KmsError> {
+    Ok(ConsoleUserRecord {
+        user_name: r.try_get(0).map_err(db_err)?,
+        account_id: r.try_get(1).map_err(db_err)?,
+        password_hash: r.try_get(2).map_err(db_err)?,
+        creation_date: r.try_get(3).map_err(db_err)?,
     })
 }
 
@@ -1237,6 +1252,121 @@ impl Store for PostgresStore {
             .map_err(db_err)
     }
 
+    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "INSERT INTO console_users (user_name, account_id, password_hash, creation_date) \
+                 VALUES ($1,$2,$3,$4) ON CONFLICT (user_name) DO NOTHING",
+                &[
+                    &user.user_name,
+                    &user.account_id,
+                    &user.password_hash,
+                    &user.creation_date,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT user_name, account_id, password_hash, creation_date FROM console_users WHERE user_name=$1",
+                &[&name],
+            )
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(console_user_from_row).transpose()
+    }
+
+    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT user_name, account_id, password_hash, creation_date FROM console_users ORDER BY user_name",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(console_user_from_row).collect()
+    }
+
+    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError> {
+        let c = self.client().await?;
+        let n = c
+            .execute("DELETE FROM console_users WHERE user_name=$1", &[&name])
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO console_sessions (id_hash, account_id, principal, created, last_seen) VALUES ($1,$2,$3,$4,$5)",
+            &[&s.id_hash, &s.account_id, &s.principal, &s.created, &s.last_seen],
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_console_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<ConsoleSessionRecord>, KmsError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT id_hash, account_id, principal, created, last_seen FROM console_sessions WHERE id_hash=$1",
+                &[&id_hash],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(ConsoleSessionRecord {
+                id_hash: r.try_get(0).map_err(db_err)?,
+                account_id: r.try_get(1).map_err(db_err)?,
+                principal: r.try_get(2).map_err(db_err)?,
+                created: r.try_get(3).map_err(db_err)?,
+                last_seen: r.try_get(4).map_err(db_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE console_sessions SET last_seen=GREATEST(last_seen, $2) WHERE id_hash=$1",
+            &[&id_hash, &now],
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError> {
+        let c = self.client().await?;
+        c.execute("DELETE FROM console_sessions WHERE id_hash=$1", &[&id_hash])
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError> {
+        let c = self.client().await?;
+        c.execute(
+            "DELETE FROM console_sessions WHERE last_seen < $1",
+            &[&idle_before],
+        )
+        .await
+        .map_err(db_err)
+    }
+
     fn shares_nonces(&self) -> bool {
         true
     }
@@ -1344,6 +1474,7 @@ impl Store for PostgresStore {
             d.wrapping_keys
                 .push((wrapping_key_from_row(&r)?, r.try_get(6).map_err(db_err)?));
         }
+        d.console_users = self.list_console_users().await?;
         Ok(d)
     }
 
@@ -1437,6 +1568,14 @@ impl Store for PostgresStore {
                     &wk.expires,
                     failures,
                 ],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        for u in &dump.console_users {
+            tx.execute(
+                "INSERT INTO console_users (user_name, account_id, password_hash, creation_date) VALUES ($1,$2,$3,$4)",
+                &[&u.user_name, &u.account_id, &u.password_hash, &u.creation_date],
             )
             .await
             .map_err(db_err)?;

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_unwrap_failures.sql"),
     ),
+    (5, include_str!("../../migrations/sqlite/0005_console.sql")),
 ];
 
 pub struct SqliteStore {
@@ -210,6 +211,15 @@ fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersionRecord> {
         version_id: r.get(1)?,
         creation_date: r.get(2)?,
         sealed_material: r.get(3)?,
+    })
+}
+
+fn console_user_from_row(r: &Row<'_>) -> rusqlite::Result<ConsoleUserRecord> {
+    Ok(ConsoleUserRecord {
+        user_name: r.get(0)?,
+        account_id: r.get(1)?,
+        password_hash: r.get(2)?,
+        creation_date: r.get(3)?,
     })
 }
 
@@ -597,6 +607,129 @@ impl Store for SqliteStore {
                 > 0;
             tx.commit().map_err(db_err)?;
             Ok(withdrawn)
+        })
+        .await
+    }
+
+    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError> {
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO console_users (user_name, account_id, password_hash, creation_date) \
+                     VALUES (?1,?2,?3,?4) ON CONFLICT(user_name) DO NOTHING",
+                    params![user.user_name, user.account_id, user.password_hash, user.creation_date],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
+        let name = name.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT user_name, account_id, password_hash, creation_date FROM console_users WHERE user_name=?1",
+                [name],
+                console_user_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError> {
+        self.run(|c| {
+            let mut stmt = c
+                .prepare("SELECT user_name, account_id, password_hash, creation_date FROM console_users ORDER BY user_name")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], console_user_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError> {
+        let name = name.to_string();
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM console_users WHERE user_name=?1", [name])
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO console_sessions (id_hash, account_id, principal, created, last_seen) VALUES (?1,?2,?3,?4,?5)",
+                params![s.id_hash, s.account_id, s.principal, s.created, s.last_seen],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_console_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<ConsoleSessionRecord>, KmsError> {
+        let id = id_hash.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT id_hash, account_id, principal, created, last_seen FROM console_sessions WHERE id_hash=?1",
+                [id],
+                |r| {
+                    Ok(ConsoleSessionRecord {
+                        id_hash: r.get(0)?,
+                        account_id: r.get(1)?,
+                        principal: r.get(2)?,
+                        created: r.get(3)?,
+                        last_seen: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError> {
+        let id = id_hash.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE console_sessions SET last_seen=MAX(last_seen, ?2) WHERE id_hash=?1",
+                params![id, now],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError> {
+        let id = id_hash.to_string();
+        self.run(move |c| {
+            c.execute("DELETE FROM console_sessions WHERE id_hash=?1", [id])
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError> {
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM console_sessions WHERE last_seen < ?1",
+                    [idle_before],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
         })
         .await
     }
@@ -1001,6 +1134,11 @@ impl Store for SqliteStore {
                         ))
                     },
                 )?,
+                console_users: all(
+                    &tx,
+                    "SELECT user_name, account_id, password_hash, creation_date FROM console_users ORDER BY user_name",
+                    console_user_from_row,
+                )?,
             };
             Ok(d)
         })
@@ -1072,6 +1210,13 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             }
+            for u in &dump.console_users {
+                tx.execute(
+                    "INSERT INTO console_users (user_name, account_id, password_hash, creation_date) VALUES (?1,?2,?3,?4)",
+                    params![u.user_name, u.account_id, u.password_hash, u.creation_date],
+                )
+                .map_err(db_err)?;
+            }
             tx.commit().map_err(db_err)
         })
         .await
@@ -1126,4 +1271,57 @@ fn alias_limit(tx: &Connection, key_id: &str, max_per_key: i64) -> Result<(), Km
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn console_users_and_sessions() {
+        let s = SqliteStore::in_memory().unwrap();
+        let user = ConsoleUserRecord {
+            user_name: "alice".into(),
+            account_id: "1234567890123456".into(),
+            password_hash: "pbkdf2-sha256$1$AA==$AA==".into(),
+            creation_date: 10,
+        };
+        assert!(s.insert_console_user(user.clone()).await.unwrap());
+        assert!(!s
+            .insert_console_user(ConsoleUserRecord {
+                password_hash: "other".into(),
+                ..user.clone()
+            })
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get_console_user("alice").await.unwrap(),
+            Some(user.clone())
+        );
+        assert_eq!(s.list_console_users().await.unwrap(), vec![user]);
+        assert!(s.delete_console_user("alice").await.unwrap());
+        assert!(!s.delete_console_user("alice").await.unwrap());
+        assert_eq!(s.get_console_user("alice").await.unwrap(), None);
+
+        let sess = |id: &str, last_seen| ConsoleSessionRecord {
+            id_hash: id.into(),
+            account_id: "1234567890123456".into(),
+            principal: "console-user:alice".into(),
+            created: 100,
+            last_seen,
+        };
+        s.insert_console_session(sess("a", 100)).await.unwrap();
+        s.insert_console_session(sess("b", 200)).await.unwrap();
+        s.touch_console_session("a", 150).await.unwrap();
+        s.touch_console_session("a", 120).await.unwrap(); // never moves back
+        assert_eq!(
+            s.get_console_session("a").await.unwrap(),
+            Some(sess("a", 150))
+        );
+        assert_eq!(s.purge_console_sessions(160).await.unwrap(), 1);
+        assert_eq!(s.get_console_session("a").await.unwrap(), None);
+        s.delete_console_session("b").await.unwrap();
+        s.delete_console_session("b").await.unwrap();
+        assert_eq!(s.get_console_session("b").await.unwrap(), None);
+    }
 }

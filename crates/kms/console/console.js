@@ -1,0 +1,229 @@
+// KMS web console: a little vanilla JavaScript on top of server-rendered pages.
+// - language and region selectors (remembered in cookies)
+// - dialogs (<dialog>), opened by buttons with data-open="<dialog id>"
+// - forms with class "act" run one API action through POST /console/api/<Action> with the
+//   session's CSRF token; on success the page content is refreshed without a reload, on
+//   failure the server's code and message are shown.
+"use strict";
+
+(function () {
+  function setCookie(name, value) {
+    document.cookie = name + "=" + encodeURIComponent(value) +
+      "; Path=/console; Max-Age=31536000; SameSite=Strict" +
+      (location.protocol === "https:" ? "; Secure" : "");
+  }
+
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.id === "lang-select") {
+      setCookie("kms_lang", t.value);
+      location.reload();
+    } else if (t.id === "region-select") {
+      setCookie("kms_region", t.value);
+      location.assign("/console/keys");
+    } else if (t.name === "kind" && t.type === "radio") {
+      showKind();
+    }
+  });
+
+  // sign-in: show the fields of the chosen kind of credential
+  function showKind() {
+    var checked = document.querySelector("input[name=kind]:checked");
+    if (!checked) return;
+    document.querySelectorAll(".cred").forEach(function (el) {
+      el.hidden = el.getAttribute("data-kind") !== checked.value;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", showKind);
+
+  document.addEventListener("click", function (ev) {
+    var t = ev.target.closest ? ev.target.closest("[data-open],[data-close]") : null;
+    if (!t) return;
+    if (t.hasAttribute("data-open")) {
+      var d = document.getElementById(t.getAttribute("data-open"));
+      if (d && d.showModal) {
+        var f = d.querySelector("form");
+        if (f) f.reset();
+        d.querySelectorAll("details").forEach(function (x) { x.open = false; });
+        resetForm(f);
+        d.showModal();
+      }
+    } else {
+      var dlg = t.closest("dialog");
+      if (dlg) dlg.close();
+    }
+  });
+
+  function resetForm(form) {
+    if (!form) return;
+    var err = form.querySelector(".form-error");
+    if (err) { err.hidden = true; err.textContent = ""; }
+    var res = form.getAttribute("data-result") && document.getElementById(form.getAttribute("data-result"));
+    if (res) res.hidden = true;
+  }
+
+  function showError(form, text) {
+    var el = form.querySelector(".form-error") || document.getElementById("flash");
+    if (!el) { alert(text); return; }
+    el.textContent = text;
+    el.hidden = false;
+    if (el.id === "flash") el.focus && el.focus();
+  }
+
+  function call(action, params) {
+    var body = new URLSearchParams();
+    Object.keys(params).forEach(function (k) { body.append(k, params[k]); });
+    return fetch("/console/api/" + encodeURIComponent(action), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-CSRF-Token": document.body.getAttribute("data-csrf") || ""
+      },
+      body: body.toString()
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (r.status === 401) { location.assign("/console/signin?expired=1"); }
+        if (!r.ok) {
+          var e = new Error((j.Code || r.status) + ": " + (j.Message || ""));
+          e.code = j.Code;
+          throw e;
+        }
+        return j;
+      });
+    });
+  }
+
+  function readFile(input) {
+    return new Promise(function (resolve, reject) {
+      var f = input.files && input.files[0];
+      if (!f) { resolve(""); return; }
+      var r = new FileReader();
+      r.onload = function () { resolve(String(r.result).trim()); };
+      r.onerror = function () { reject(new Error("cannot read " + f.name)); };
+      r.readAsText(f);
+    });
+  }
+
+  // The form's fields as API parameters (console-only helpers translated).
+  function collect(form, action) {
+    var p = {};
+    var fd = new FormData(form);
+    fd.forEach(function (v, k) {
+      if (typeof v === "string" && k.charAt(0) !== "_") p[k] = v;
+    });
+    form.querySelectorAll("input[type=checkbox][data-unchecked]").forEach(function (c) {
+      if (!c.checked) p[c.name] = c.getAttribute("data-unchecked");
+    });
+    if ("RotationDays" in p) {
+      var days = p.RotationDays;
+      delete p.RotationDays;
+      if (action === "CreateKey") {
+        if (days) { p.EnableAutomaticRotation = "true"; p.RotationInterval = days + "d"; }
+      } else if (p.EnableAutomaticRotation === "true" && days) {
+        p.RotationInterval = days + "d";
+      }
+    }
+    if (action === "TagResource") {
+      p.Tags = JSON.stringify([{ TagKey: p.TagKey, TagValue: p.TagValue || "" }]);
+      delete p.TagKey; delete p.TagValue;
+    } else if (action === "UntagResource") {
+      p.TagKeys = JSON.stringify([p.TagKey]);
+      delete p.TagKey;
+    }
+    if (action === "ImportKeyMaterial") {
+      var at = form.querySelector("input[name=_expire]:checked");
+      if (at && at.value === "at") {
+        var when = form.querySelector("input[name=_expire_at]").value;
+        var t = when ? Math.floor(new Date(when).getTime() / 1000) : NaN;
+        p.KeyMaterialExpireUnix = isNaN(t) ? "invalid" : String(t);
+      } else {
+        p.KeyMaterialExpireUnix = "0";
+      }
+    }
+    return p;
+  }
+
+  // Re-render the main content from the server (no page reload).
+  function refresh() {
+    return fetch(location.href, { credentials: "same-origin" }).then(function (r) {
+      if (r.redirected && r.url.indexOf("/console/signin") >= 0) { location.assign(r.url); return; }
+      return r.text().then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("main");
+        var main = document.getElementById("main");
+        if (fresh && main) main.innerHTML = fresh.innerHTML;
+        var flash = document.getElementById("flash");
+        if (flash) flash.hidden = true;
+      });
+    });
+  }
+
+  function textLink(id, name, text) {
+    var a = document.getElementById(id);
+    if (!a) return;
+    var old = a.getAttribute("href");
+    if (old && old.indexOf("blob:") === 0) URL.revokeObjectURL(old);
+    a.setAttribute("href", URL.createObjectURL(new Blob([text], { type: "text/plain" })));
+    a.setAttribute("download", name);
+  }
+
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.classList || !form.classList.contains("act")) return;
+    ev.preventDefault();
+    var action = form.getAttribute("data-action");
+    var confirmText = form.getAttribute("data-confirm");
+    if (confirmText && !window.confirm(confirmText)) return;
+    var ack = form.querySelector("[data-required-for]");
+    if (ack) {
+      var choice = document.getElementById(ack.getAttribute("data-required-for"));
+      if (choice && choice.checked && !ack.checked) {
+        var d = form.querySelector("details");
+        if (d) d.open = true;
+        ack.setCustomValidity(ack.closest("label").textContent.trim());
+        ack.reportValidity();
+        ack.setCustomValidity("");
+        return;
+      }
+    }
+    resetForm(form);
+    var buttons = form.querySelectorAll("button[type=submit]");
+    buttons.forEach(function (b) { b.disabled = true; });
+    var p = collect(form, action);
+    var files = Array.prototype.slice.call(form.querySelectorAll("input[type=file][data-file-param]"));
+    Promise.all(files.map(readFile)).then(function (texts) {
+      files.forEach(function (input, i) { p[input.getAttribute("data-file-param")] = texts[i]; });
+      var then = form.querySelector("[data-then]");
+      var thenValue = then ? then.value.trim() : "";
+      if (then) delete p[then.name];
+      return call(action, p).then(function (res) {
+        if (then && thenValue) {
+          var keyId = res.KeyMetadata ? res.KeyMetadata.KeyId : p.KeyId;
+          // the key exists even if the alias is refused: show it, then the error
+          return call(then.getAttribute("data-then"), { KeyId: keyId, AliasName: thenValue })
+            .then(function () { return res; }, function (e) {
+              return refresh().then(function () { throw e; });
+            });
+        }
+        return res;
+      });
+    }).then(function (res) {
+      var resultId = form.getAttribute("data-result");
+      if (action === "GetParametersForImport" && resultId) {
+        textLink("dl-public-key", "PublicKey_base64.txt", res.PublicKey);
+        textLink("dl-token", "ImportToken.txt", res.ImportToken);
+        document.getElementById("token-expire").textContent = res.TokenExpireTime;
+        document.getElementById(resultId).hidden = false;
+        return;
+      }
+      var dlg = form.closest("dialog");
+      if (dlg) dlg.close();
+      return refresh();
+    }).catch(function (e) {
+      showError(form, (document.body.getAttribute("data-error") || "Error") + " — " + e.message);
+    }).then(function () {
+      buttons.forEach(function (b) { b.disabled = false; });
+    });
+  });
+})();
