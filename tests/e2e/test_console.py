@@ -862,3 +862,50 @@ def test_console_port_taken(kms_binary, tmp_path):
             assert "web console not started" in srv._log_path().read_text()
         finally:
             srv.stop()
+
+
+def _raw_signin(srv, **fields) -> tuple[int, str]:
+    """Signs in with a plain HTTP form post (after fetching the sign-in CSRF cookie)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.console_port, timeout=30)
+    try:
+        conn.request("GET", "/console/signin")
+        r = conn.getresponse()
+        r.read()
+        csrf = r.getheader("Set-Cookie").split(";")[0].split("=", 1)[1]
+        body = urllib.parse.urlencode({"csrf": csrf, **fields})
+        conn.request("POST", "/console/signin", body=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded",
+                              "Cookie": f"kms_signin_csrf={csrf}"})
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def test_repeated_failed_signins_are_refused_for_a_while(kms_binary, tmp_path):
+    srv = ConsoleServer(tmp_path).start()
+    try:
+        srv.add_console_user("dave")
+        srv.add_console_user("erin")
+        for _ in range(5):
+            status, _ = _raw_signin(srv, kind="user", user_name="dave", password="wrong password!")
+            assert status == 401
+        # Now even the right password is refused without being checked, for 15 minutes.
+        status, html = _raw_signin(srv, kind="user", user_name="dave", password=PASSWORD)
+        assert status == 429 and "Too many failed sign-ins" in html
+        # Other users are not affected.
+        assert _raw_signin(srv, kind="user", user_name="erin", password=PASSWORD)[0] == 303
+        # Access keys too.
+        for _ in range(5):
+            assert _raw_signin(srv, kind="ak", access_key_id=srv.ak, access_key_secret="nope")[0] == 401
+        assert _raw_signin(srv, kind="ak", access_key_id=srv.ak, access_key_secret=srv.sk)[0] == 429
+        srv.advance_clock(15 * 60 + 1)
+        assert _raw_signin(srv, kind="user", user_name="dave", password=PASSWORD)[0] == 303
+        assert _raw_signin(srv, kind="ak", access_key_id=srv.ak, access_key_secret=srv.sk)[0] == 303
+        results = [l["result"] for l in audit_lines(srv) if l["action"] == "ConsoleSignIn"]
+        assert results.count("Console.TooManyAttempts") == 2
+        assert results.count("Console.InvalidCredentials") == 10
+    finally:
+        srv.stop()

@@ -598,6 +598,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             audit: Some(audit.clone()),
             secure: tls.is_some(),
             idle_timeout: config.console_idle_timeout,
+            guard: Arc::new(crate::console::guard::SigninGuard::default()),
         });
         let tls = tls.clone();
         tokio::spawn(async move {

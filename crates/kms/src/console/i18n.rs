@@ -47,6 +47,10 @@ fn entry(key: &str) -> Option<(&'static str, &'static str)> {
         "ak_id" => ("AccessKey ID", "AccessKey ID"),
         "ak_secret" => ("AccessKey secret", "AccessKey Secret"),
         "bad_credentials" => ("The sign-in details are not correct.", "登录信息不正确。"),
+        "too_many_attempts" => (
+            "Too many failed sign-ins. Try again in 15 minutes.",
+            "登录失败次数过多，请 15 分钟后再试。",
+        ),
         "session_expired" => (
             "Your session has ended. Please sign in again.",
             "会话已结束，请重新登录。",
@@ -173,6 +177,7 @@ pub const KEYS: &[&str] = &[
     "ak_id",
     "ak_secret",
     "bad_credentials",
+    "too_many_attempts",
     "session_expired",
     "signed_out",
     "region",

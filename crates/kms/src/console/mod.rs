@@ -12,6 +12,7 @@
 //! page views, changes) is written to the audit trail with the principal
 //! (`console-user:<name>` or `console:<access key id>`), never secrets, material or tokens.
 
+pub mod guard;
 pub mod html;
 pub mod i18n;
 pub mod session;
@@ -80,6 +81,8 @@ pub struct ConsoleState {
     pub secure: bool,
     /// Seconds without a request before a session ends.
     pub idle_timeout: i64,
+    /// Failed sign-in counts (brute-force protection).
+    pub guard: Arc<guard::SigninGuard>,
 }
 
 impl ConsoleState {
@@ -482,10 +485,6 @@ async fn signin_post(
         .await;
         return csrf_refused(lang);
     }
-    let verified = match form.kind.as_str() {
-        "ak" => verify_access_key(&st, &form.access_key_id, &form.access_key_secret).await,
-        _ => verify_user(&st, &form.user_name, &form.password).await,
-    };
     let principal_hint = if form.kind == "ak" {
         format!(
             "{AK_PREFIX}{}",
@@ -497,9 +496,38 @@ async fn signin_post(
             form.user_name.chars().take(64).collect::<String>()
         )
     };
+    let now = st.kms().now();
+    let source = peer.ip().to_string();
+    if st.guard.blocked(&principal_hint, &source, now) {
+        st.audit(Audit {
+            peer,
+            request_id: &request_id,
+            account: "",
+            principal: &principal_hint,
+            action: "ConsoleSignIn",
+            key_id: "",
+            result: "Console.TooManyAttempts",
+            status: 429,
+        })
+        .await;
+        return signin_form(
+            &st,
+            lang,
+            Some((t(lang, "too_many_attempts"), true)),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let verified = match form.kind.as_str() {
+        "ak" => verify_access_key(&st, &form.access_key_id, &form.access_key_secret).await,
+        _ => verify_user(&st, &form.user_name, &form.password).await,
+    };
     let (account, principal) = match verified {
-        Ok(Some(v)) => v,
+        Ok(Some(v)) => {
+            st.guard.succeeded(&principal_hint);
+            v
+        }
         Ok(None) => {
+            st.guard.failed(&principal_hint, &source, now);
             st.audit(Audit {
                 peer,
                 request_id: &request_id,
@@ -524,7 +552,6 @@ async fn signin_post(
         Ok(v) => v,
         Err(e) => return internal(&KmsError::internal(e)),
     };
-    let now = st.kms().now();
     let store = st.kms().store();
     // A new session on every sign-in; the browser's previous one (if any) ends.
     if let Some(old) = session::cookie_value(&c, SESSION_COOKIE).filter(|t| t.len() <= 128) {
