@@ -487,3 +487,63 @@ def test_one_request_sent_to_three_nodes_at_once_is_served_exactly_once(nodes):
         statuses = sorted(r.status for r in results)
         assert statuses == [200, 400, 400, 400], [r.json for r in results]
         assert {r.json["Code"] for r in results if r.status == 400} == {"SignatureNonceUsed"}
+
+
+def test_console_sessions_are_shared_by_the_nodes(tmp_path):
+    """A console session made on one node's console works on another's, and signing out on
+    one ends it on every node (sessions live in the database)."""
+    import http.client
+    import re
+    import urllib.parse
+
+    from kms_helpers import free_port
+
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    ports = [free_port(), free_port()]
+    srvs = [KmsServer(tmp_path / f"c{i}", tmp_path / f"cl{i}", database_url=db,
+                      ak="LTAIconsole000000001", sk="console-node-secret",
+                      extra_args=["--console-listen", f"127.0.0.1:{ports[i]}"],
+                      extra_env={"KMS_ROOT_KEY_FILE": str(root)}) for i in range(2)]
+    for s in srvs:
+        s.start()
+    try:
+        kid = Node(srvs[0]).call("CreateKey", Description="seen in both consoles")["KeyMetadata"]["KeyId"]
+
+        def request(port, method, path, body=None, cookie=""):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            headers = {"Cookie": cookie}
+            if body is not None:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read().decode()
+            conn.close()
+            return r, data
+
+        r, _ = request(ports[0], "GET", "/console/signin")
+        csrf = r.getheader("Set-Cookie").split(";")[0].split("=", 1)[1]
+        r, _ = request(ports[0], "POST", "/console/signin",
+                       urllib.parse.urlencode({"csrf": csrf, "kind": "ak",
+                                               "access_key_id": srvs[0].ak,
+                                               "access_key_secret": srvs[0].sk}),
+                       cookie=f"kms_signin_csrf={csrf}")
+        assert r.status == 303, r.status
+        session = next(v for k, v in r.getheaders()
+                       if k.lower() == "set-cookie" and v.startswith("kms_session="))
+        cookie = session.split(";")[0]
+        # Node B's console accepts node A's session and shows node A's key.
+        r, page = request(ports[1], "GET", f"/console/keys/{kid}", cookie=cookie)
+        assert r.status == 200 and "seen in both consoles" in page
+        # Sign out on node B (with the session's CSRF token from the page) ...
+        token = re.search(r'data-csrf="([^"]+)"', page).group(1)
+        r, _ = request(ports[1], "POST", "/console/signout",
+                       urllib.parse.urlencode({"csrf": token}), cookie=cookie)
+        assert r.status in (302, 303), r.status
+        # ... and node A no longer knows the session.
+        r, _ = request(ports[0], "GET", "/console/keys", cookie=cookie)
+        assert r.status in (302, 303) and r.getheader("Location").startswith("/console/signin")
+    finally:
+        for s in srvs:
+            s.stop()
