@@ -338,3 +338,17 @@ def test_connections_over_the_limit_wait_for_a_free_slot(server_with):
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+@pytest.mark.parametrize("interval", ["7\u00e9", "m\u0486", "30d\u0301", "\U0001F600"])
+def test_rotation_interval_ending_in_a_multibyte_character_is_400(server, interval):
+    """Found by the `request` fuzz target: this used to panic (no answer at all)."""
+    raw = RawClient(server)
+    r = raw.call("CreateKey", {"EnableAutomaticRotation": "true", "RotationInterval": interval})
+    assert (r.status, r.json["Code"]) == (400, "InvalidParameter"), r
+    assert '"RotationInterval"' in r.json["Message"]
+    key_id = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
+    r = raw.call("UpdateRotationPolicy", {"KeyId": key_id, "EnableAutomaticRotation": "true",
+                                          "RotationInterval": interval})
+    assert (r.status, r.json["Code"]) == (400, "InvalidParameter"), r
+    assert_healthy(server)
