@@ -6,6 +6,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 20 s, every target)
 #
+# FUZZ_TARGET_DIR overrides the build directory (default fuzz/target).
+#
 # cargo fuzz needs nightly-only compiler flags (-Zsanitizer, sanitizer coverage);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them, so no nightly is installed.
 # The targets are built without a sanitizer (-s none): the project's code has no `unsafe`,
@@ -19,9 +21,11 @@ shift || true
 export RUSTC_BOOTSTRAP=1
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
-  cargo install --locked cargo-fuzz
+  cargo install --locked cargo-fuzz --version 0.13.2
 fi
-cargo fuzz build -s none
+td=()
+[ -n "${FUZZ_TARGET_DIR:-}" ] && td=(--target-dir "$FUZZ_TARGET_DIR")
+cargo fuzz build -s none "${td[@]}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
@@ -33,7 +37,7 @@ for t in "${targets[@]}"; do
   dict=()
   [ -f "$t.dict" ] && dict=("-dict=$PWD/$t.dict")
   start=$SECONDS
-  if ! cargo fuzz run -s none "$t" "$scratch/$t" "$PWD/corpus/$t" -- \
+  if ! cargo fuzz run -s none "${td[@]}" "$t" "$scratch/$t" "$PWD/corpus/$t" -- \
       -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" >"$scratch/$t.log" 2>&1; then
     tail -n 60 "$scratch/$t.log"
     echo "fuzz: $t FAILED (the input is in fuzz/artifacts/$t/)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests use, if they are missing: openssl (the
 # BYOK openssl commands), a JDK (the Java wrapping sample), Go (the Go wrapping sample),
-# python3-venv. Uses apt-get as root, or through sudo.
+# python3-venv, a C++ compiler (libFuzzer, for scripts/fuzz.sh). Uses apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -9,6 +9,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v go >/dev/null || missing+=(golang-go)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs npm)
+command -v c++ >/dev/null || missing+=(g++)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""
