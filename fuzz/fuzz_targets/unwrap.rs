@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let kp = key();
     let (selector, ciphertext) = data.split_first().unwrap_or((&0, &[]));
     for alg in WrappingAlgorithm::ALL {
-        if let Some(out) = wrapping::unwrap(&kp.pkcs8, alg, ciphertext) {
+        if let Some(out) = wrapping::unwrap(kp.pkcs8, alg, ciphertext) {
             assert!(out.len() <= 256);
         }
         // A private key that is not a key is a clean failure too.
@@ -51,6 +51,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let msg = &ciphertext[..ciphertext.len().min(max)];
     let wrapped = wrapping::wrap(&kp.public_der, alg, msg).expect("wrap");
-    let back = wrapping::unwrap(&kp.pkcs8, alg, &wrapped).expect("unwrap own wrapping");
+    let back = wrapping::unwrap(kp.pkcs8, alg, &wrapped).expect("unwrap own wrapping");
     assert_eq!(back.as_slice(), msg);
 });
