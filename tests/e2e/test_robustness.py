@@ -143,6 +143,9 @@ def test_huge_header_is_431(server, size):
     resp = raw_exchange(server.port,
                          b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
     assert response_status(resp) == 431
+    # A long URI counts towards the same limit.
+    resp = raw_exchange(server.port, b"GET /?Action=" + b"a" * size + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response_status(resp) == 431
     assert_healthy(server)
 
 
