@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project: Rust unit and integration tests, then the end-to-end
+# Runs every test of the project: Rust unit and integration tests, a short run of every
+# cargo-fuzz target (scripts/fuzz.sh, installs cargo-fuzz if absent), then the end-to-end
 # suites that start the real `kms server` binary and drive it through the real Alibaba
 # Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
 # Installs what it needs on first use: Debian packages (scripts/install-deps.sh), a Python
@@ -26,6 +27,9 @@ export KMS_BIN="$PWD/target/debug/kms"
 step "cargo test"
 cargo test --locked --workspace --all-targets   # benches run once each (criterion test mode)
 cargo test --locked --workspace --doc
+
+step "fuzz: every target for 20 s from the committed corpus"
+./scripts/fuzz.sh 20
 
 step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl, on SQLite"
 .venv/bin/python -m pytest tests/e2e -q

@@ -24,6 +24,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -718,3 +719,49 @@ def wrap_key_material(public_key_b64: str, material: bytes, algorithm: str) -> s
     else:
         raise ValueError(algorithm)
     return b64(pub.encrypt(material, pad))
+
+
+# --------------------------------------------------------------------------------------------
+# Raw HTTP/1.1 over a socket (malformed requests the HTTP clients refuse to send)
+
+def raw_exchange(port: int, data: bytes, *, timeout: float = 10, shut_write: bool = False,
+                  tls_ctx=None) -> bytes:
+    """Sends raw bytes, returns everything read until the server closes (or `timeout`)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls_ctx is not None:
+        sock = tls_ctx.wrap_socket(sock, server_hostname="localhost")
+    try:
+        try:
+            sock.sendall(data)
+            if shut_write:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:  # BrokenPipe, ConnectionReset, SSLEOFError
+            pass  # the server answered and closed before taking everything
+        out = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out and _body_complete(out):
+                    break
+        except OSError:  # ConnectionReset, timeout, SSLError
+            pass
+        return out
+    finally:
+        sock.close()
+
+
+def _body_complete(resp: bytes) -> bool:
+    head, _, body = resp.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return True
+
+
+def response_status(resp: bytes) -> int:
+    assert resp.startswith(b"HTTP/1.1 "), f"not an HTTP response: {resp[:200]!r}"
+    return int(resp.split(b" ", 2)[1])

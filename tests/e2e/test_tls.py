@@ -1,20 +1,24 @@
 """HTTPS: `--tls-self-signed` (certificate kept in the data dir), the classic and Tea SDKs and
 the `kms` command line over HTTPS trusting that certificate, plain HTTP refused on the TLS
-port, and replayed nonces and stale timestamps refused over HTTPS too."""
+port, replayed nonces and stale timestamps refused over HTTPS too, and the HTTP limits (header size
+and count, header read timeout, connection count) applied on the TLS path as on plain HTTP."""
 from __future__ import annotations
 
 import datetime as dt
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
+import time
 import urllib.parse
 import uuid
 
 import pytest
 
-from kms_helpers import (KmsServer, b64, fmt_date, kms_bin, percent_encode, sign_v1, unb64, utcnow)
+from kms_helpers import (KmsServer, b64, fmt_date, kms_bin, percent_encode, raw_exchange, response_status,
+                         sign_v1, unb64, utcnow)
 
 
 @pytest.fixture
@@ -120,3 +124,43 @@ def test_certificate_survives_a_restart(tls_server):
     assert open(cert(tls_server)).read() == before
     ctx = ssl.create_default_context(cafile=cert(tls_server))
     assert https_get(tls_server, "/healthz", ctx)[0] == 200
+
+
+def test_http_limits_apply_over_https(kms_binary, tmp_path):
+    srv = KmsServer(tmp_path / "data", tmp_path / "logs",
+                    extra_args=["--tls-self-signed", "--header-read-timeout", "3", "--max-connections", "2"])
+    srv.scheme = "https"
+    srv.start()
+    try:
+        ctx = ssl.create_default_context(cafile=cert(srv))
+        big = raw_exchange(srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n",
+                           tls_ctx=ctx)
+        assert response_status(big) == 431
+        many = "".join(f"X-H{i}: v\r\n" for i in range(100))
+        assert response_status(raw_exchange(srv.port, f"GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode(),
+                                            tls_ctx=ctx)) == 431
+        # A head that never ends is cut off after the header read timeout.
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=10),
+                               server_hostname="localhost")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        try:
+            assert sock.recv(1024) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        assert 2.5 < time.monotonic() - started < 8
+        sock.close()
+        # Two TLS connections held open: a third waits until one closes.
+        held = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=10),
+                                server_hostname="localhost") for _ in range(2)]
+        third = socket.create_connection(("127.0.0.1", srv.port), timeout=0.5)
+        with pytest.raises((socket.timeout, ssl.SSLError)):
+            ctx.wrap_socket(third, server_hostname="localhost")  # no handshake while full
+        third.close()
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        assert https_get(srv, "/healthz", ctx)[0] == 200
+        assert post(srv, signed_v1(srv, "DescribeRegions", {}), ctx)[0] == 200
+    finally:
+        srv.stop()

@@ -45,7 +45,8 @@ pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, database_url, database_pool_size,
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
     /// max_versions_per_key, throttle_*, tls_*, audit_max_bytes, console_listen,
-    /// console_idle_timeout (the other settings below, snake_case).
+    /// console_idle_timeout, and the HTTP limits (max_connections, max_header_bytes,
+    /// max_headers, header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -115,6 +116,25 @@ pub struct ServerArgs {
     /// Web console sessions end after this many seconds without a request [default: 900].
     #[arg(long, env = "KMS_CONSOLE_IDLE_TIMEOUT")]
     pub console_idle_timeout: Option<i64>,
+    /// Most client connections served at once (HTTP and HTTPS); further connections wait
+    /// in the listen backlog until one closes [default: 1024].
+    #[arg(long, env = "KMS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request head (request line + headers) in bytes; larger is answered 431
+    /// [default: 16384].
+    #[arg(long, env = "KMS_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Most headers in one request; more is answered 431 [default: 64].
+    #[arg(long, env = "KMS_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// Seconds allowed to receive a request head, counted from when the server waits for it
+    /// (also closes idle keep-alive connections) [default: 30].
+    #[arg(long, env = "KMS_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds allowed to receive a request body once its head has arrived; then 400
+    /// [default: 30].
+    #[arg(long, env = "KMS_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<u64>,
     /// FOR TESTS ONLY: serve POST /__test/clock?advance=SECONDS (no authentication), which
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
@@ -278,6 +298,11 @@ struct FileConfig {
     audit_max_bytes: Option<u64>,
     console_listen: Option<String>,
     console_idle_timeout: Option<i64>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    header_read_timeout: Option<u64>,
+    body_read_timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +332,7 @@ pub struct ServerConfig {
     pub console: ConsoleSetting,
     /// Seconds without a request before a console session ends.
     pub console_idle_timeout: i64,
+    pub http: crate::server::HttpLimits,
 }
 
 /// Where the web console listens.
@@ -342,6 +368,13 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+fn at_least<T: PartialOrd + std::fmt::Display>(name: &str, v: T, min: T) -> Result<T, String> {
+    if v < min {
+        return Err(format!("{name} must be at least {min}"));
+    }
+    Ok(v)
 }
 
 fn positive(name: &str, v: i64) -> Result<i64, String> {
@@ -408,7 +441,46 @@ impl ServerArgs {
         if console_idle_timeout < 1 {
             return Err("console_idle_timeout must be at least 1 second".into());
         }
+        let defaults = crate::server::HttpLimits::default();
+        let http = crate::server::HttpLimits {
+            max_connections: at_least(
+                "max_connections",
+                self.max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections),
+                1,
+            )?,
+            max_header_bytes: at_least(
+                "max_header_bytes",
+                self.max_header_bytes
+                    .or(file.max_header_bytes)
+                    .unwrap_or(defaults.max_header_bytes),
+                1024,
+            )?,
+            max_headers: at_least(
+                "max_headers",
+                self.max_headers
+                    .or(file.max_headers)
+                    .unwrap_or(defaults.max_headers),
+                8,
+            )?,
+            header_read_timeout: std::time::Duration::from_secs(at_least(
+                "header_read_timeout",
+                self.header_read_timeout
+                    .or(file.header_read_timeout)
+                    .unwrap_or(defaults.header_read_timeout.as_secs()),
+                1,
+            )?),
+            body_read_timeout: std::time::Duration::from_secs(at_least(
+                "body_read_timeout",
+                self.body_read_timeout
+                    .or(file.body_read_timeout)
+                    .unwrap_or(defaults.body_read_timeout.as_secs()),
+                1,
+            )?),
+        };
         Ok(ServerConfig {
+            http,
             console,
             console_idle_timeout,
             tls,
@@ -486,6 +558,11 @@ mod tests {
             audit_max_bytes: None,
             console_listen: None,
             console_idle_timeout: None,
+            max_connections: None,
+            max_header_bytes: None,
+            max_headers: None,
+            header_read_timeout: None,
+            body_read_timeout: None,
         }
     }
 
@@ -500,6 +577,7 @@ mod tests {
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:8081".into()));
         assert_eq!(c.console_idle_timeout, 900);
+        assert_eq!(c.http, crate::server::HttpLimits::default());
     }
 
     #[test]
@@ -566,6 +644,57 @@ mod tests {
             default_console_listen("[::1]:8080").as_deref(),
             Some("[::1]:8081")
         );
+    }
+
+    #[test]
+    fn http_limits_from_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("kms-cfg-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kms.toml");
+        std::fs::write(
+            &f,
+            "max_connections = 7\nmax_header_bytes = 4096\nmax_headers = 20\nheader_read_timeout = 5\nbody_read_timeout = 6\n",
+        )
+        .unwrap();
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            max_headers: Some(30),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http.max_connections, 7);
+        assert_eq!(c.http.max_header_bytes, 4096);
+        assert_eq!(c.http.max_headers, 30);
+        assert_eq!(
+            c.http.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(c.http.body_read_timeout, std::time::Duration::from_secs(6));
+        for bad in [
+            ServerArgs {
+                max_connections: Some(0),
+                ..args()
+            },
+            ServerArgs {
+                max_header_bytes: Some(100),
+                ..args()
+            },
+            ServerArgs {
+                max_headers: Some(1),
+                ..args()
+            },
+            ServerArgs {
+                header_read_timeout: Some(0),
+                ..args()
+            },
+            ServerArgs {
+                body_read_timeout: Some(0),
+                ..args()
+            },
+        ] {
+            assert!(bad.resolve().is_err());
+        }
     }
 
     #[test]

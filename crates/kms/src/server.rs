@@ -36,6 +36,36 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Limits of the HTTP layer, so that no client can make the server allocate or hold
+/// resources without bound (see the README's configuration table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most connections served at once (plain and TLS alike). Further connections are not
+    /// accepted until one closes: they wait in the kernel's listen backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; larger is answered 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request; more is answered 431.
+    pub max_headers: usize,
+    /// Time allowed to receive a request head, counted from when the server starts waiting
+    /// for it (so it also closes idle keep-alive connections); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a request body once its head has arrived; then 400.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
 const DEFAULT_ACCOUNT_META: &str = "default_account_id";
 const INITIAL_KEY_FILE: &str = "initial-access-key.json";
 
@@ -356,6 +386,38 @@ struct AppState {
     protocol: Arc<Protocol>,
     clock: Arc<OffsetClock>,
     audit: Option<AuditLog>,
+    body_read_timeout: Duration,
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`] within `timeout`. A larger body is
+/// `RequestTooLarge` (413, refused from its Content-Length before reading when it has one);
+/// a body that ends early, is malformed chunked encoding, or is too slow is a 400.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> Result<bytes::Bytes, KmsError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(KmsError::RequestTooLarge);
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(KmsError::RequestTooLarge),
+        Ok(Err(_)) => Err(KmsError::invalid_because(
+            "Body",
+            "The request body ended early or is not valid chunked encoding.",
+        )),
+        Err(_) => Err(KmsError::invalid_because(
+            "Body",
+            "The request body was not received in time.",
+        )),
+    }
 }
 
 /// Actions whose audit line must be on disk before the response: every state change.
@@ -381,9 +443,9 @@ async fn api_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(&headers, body, state.body_read_timeout).await {
         Ok(b) => b,
-        Err(_) => return error_response(&KmsError::RequestTooLarge),
+        Err(e) => return error_response(&e),
     };
     let headers: Vec<(String, String)> = headers
         .iter()
@@ -483,11 +545,13 @@ pub fn router(
     clock: Arc<OffsetClock>,
     audit: Option<AuditLog>,
     enable_test_clock: bool,
+    body_read_timeout: Duration,
 ) -> Router {
     let state = AppState {
         protocol,
         clock,
         audit,
+        body_read_timeout,
     };
     let mut app = Router::new()
         .route("/", any(api_handler))
@@ -601,34 +665,17 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             guard: Arc::new(crate::console::guard::SigninGuard::default()),
         });
         let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    if let Err(e) = axum::serve(
-                        listener,
-                        app.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
-                    {
-                        tracing::error!(error = %e, "web console stopped");
-                    }
-                }
-                Some(tls) => serve_tls(listener, app, tls).await,
-            }
-        });
+        let limits = config.http;
+        tokio::spawn(async move { serve(listener, app, tls, limits).await });
     }
-    let app = router(protocol, clock, Some(audit), config.enable_test_clock);
-    match tls {
-        None => axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?,
-        Some(tls) => serve_tls(listener, app, tls).await,
-    }
+    let app = router(
+        protocol,
+        clock,
+        Some(audit),
+        config.enable_test_clock,
+        config.http.body_read_timeout,
+    );
+    serve(listener, app, tls, config.http).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -654,45 +701,84 @@ async fn console_listener(
     }
 }
 
-/// The HTTPS accept loop: TLS handshake (bounded by a timeout), then HTTP/1.1 on hyper;
-/// on SIGINT/SIGTERM stop accepting and let open connections finish their requests.
-async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rustls::ServerConfig>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
+/// The accept loop, for plain HTTP and HTTPS alike: at most `limits.max_connections`
+/// connections at once (a permit is taken before `accept`, so excess connections wait in the
+/// kernel's backlog), the TLS handshake bounded by a timeout, then HTTP/1.1 on hyper with
+/// the header size, header count and header-read-timeout limits. On SIGINT/SIGTERM stop
+/// accepting and let open connections finish their requests.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: HttpLimits,
+) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_bytes)
+        // hyper's minimum read buffer is 8 KiB; a head larger than the buffer is also 431.
+        .max_buf_size(limits.max_header_bytes.max(8192));
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        _ => return,
-                    };
-                    let builder = Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
             _ = &mut shutdown => break,
-        }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service =
+            TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            _ => return,
+                        };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
     }
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())

@@ -1,5 +1,7 @@
 //! Request parameters: the query string and a form-encoded body, merged (query first).
-//! Both are form-decoded (`+` is a space), names included.
+//! Both are form-decoded (`+` is a space), names included. A name given more than once
+//! (in either or across both) is refused: the signature covers every copy, but which one
+//! an action reads would be a guess, so an ambiguous request is not served.
 
 use base64::Engine;
 
@@ -59,6 +61,13 @@ impl Params {
                     "Too many parameters.",
                 ));
             }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(p.query.len() + p.body.len());
+        if let Some((k, _)) = p.all().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(KmsError::invalid_because(
+                k,
+                "The parameter is given more than once.",
+            ));
         }
         Ok(p)
     }
@@ -153,7 +162,7 @@ mod tests {
         let p = Params::from_request(
             "Action=Encrypt&KeyId=alias%2Ftest+key&Empty=",
             Some("application/x-www-form-urlencoded; charset=utf-8"),
-            b"Plaintext=aGVsbG8%3D&KeyId=ignored",
+            b"Plaintext=aGVsbG8%3D",
         )
         .unwrap();
         assert_eq!(p.get("KeyId"), Some("alias/test key"));
@@ -161,7 +170,26 @@ mod tests {
         assert_eq!(p.get("Empty"), Some(""));
         assert_eq!(p.opt("Empty"), None);
         assert_eq!(p.required("Empty"), Err(KmsError::missing("Empty")));
-        assert_eq!(p.all().count(), 5);
+        assert_eq!(p.all().count(), 4);
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        let twice = |query: &str, body: &[u8]| {
+            Params::from_request(query, Some("application/x-www-form-urlencoded"), body)
+        };
+        let dup = |name: &str| {
+            Err(KmsError::invalid_because(
+                name,
+                "The parameter is given more than once.",
+            ))
+        };
+        assert_eq!(twice("KeyId=a&KeyId=b", b""), dup("KeyId"));
+        assert_eq!(twice("KeyId=a", b"KeyId=a"), dup("KeyId"));
+        assert_eq!(twice("", b"A=1&B=2&A="), dup("A"));
+        // `+` and `%20` decode to the same name.
+        assert_eq!(twice("a+b=1&a%20b=2", b""), dup("a b"));
+        assert!(twice("KeyId.1=a&KeyId.2=b", b"").is_ok());
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
         )
     };
     let t = text.trim();
-    let (num, unit) = t.split_at(t.len().saturating_sub(1));
+    // The unit is the last character, which may be more than one byte long.
+    let unit_at = t.char_indices().last().map_or(0, |(i, _)| i);
+    let (num, unit) = t.split_at(unit_at);
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -221,6 +223,28 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert!(parse_rotation_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the `request` fuzz target: a last character of more than one byte made
+    /// `split_at` panic inside a char (CreateKey/UpdateRotationPolicy with such a value).
+    #[test]
+    fn interval_ending_in_a_multibyte_character_is_refused_not_a_panic() {
+        for bad in [
+            "m\u{486}",
+            "7\u{e9}",
+            "30d\u{301}",
+            "\u{e9}",
+            "7\u{1f600}",
+            "\u{1f600}d",
+        ] {
+            assert!(
+                matches!(
+                    parse_rotation_interval(bad),
+                    Err(KmsError::InvalidParameter(ref n, _)) if n == "RotationInterval"
+                ),
+                "{bad:?}"
+            );
         }
     }
 
