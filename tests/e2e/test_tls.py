@@ -118,6 +118,39 @@ def test_replay_and_stale_timestamp_refused_over_https(tls_server):
     assert (status, body["Code"]) == (400, "InvalidTimeStamp.Expired")
 
 
+def test_v3_replay_and_stale_date_refused_over_https(tls_server):
+    """The same for ACS3-HMAC-SHA256 (what the Tea SDK sends): headers replayed byte for byte."""
+    import hashlib
+
+    from kms_helpers import sign_v3
+
+    ctx = ssl.create_default_context(cafile=cert(tls_server))
+
+    def v3_headers(date):
+        h = {"host": f"127.0.0.1:{tls_server.port}", "x-acs-action": "DescribeRegions",
+             "x-acs-version": "2016-01-20", "x-acs-date": date,
+             "x-acs-signature-nonce": uuid.uuid4().hex,
+             "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(), "accept": "application/json"}
+        signed = sorted(h)
+        _, sig = sign_v3("POST", {}, h, signed, h["x-acs-content-sha256"], tls_server.sk)
+        h["Authorization"] = (f"ACS3-HMAC-SHA256 Credential={tls_server.ak},"
+                              f"SignedHeaders={';'.join(signed)},Signature={sig}")
+        return h
+
+    def send(headers):
+        conn = http.client.HTTPSConnection("127.0.0.1", tls_server.port, context=ctx, timeout=10)
+        conn.request("POST", "/", body=b"", headers=headers)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+
+    h = v3_headers(fmt_date(utcnow()))
+    assert send(h)[0] == 200
+    status, body = send(h)
+    assert (status, body["Code"]) == (400, "SignatureNonceUsed")
+    status, body = send(v3_headers(fmt_date(utcnow() - dt.timedelta(minutes=20))))
+    assert (status, body["Code"]) == (400, "InvalidTimeStamp.Expired")
+
+
 def test_certificate_survives_a_restart(tls_server):
     before = open(cert(tls_server)).read()
     tls_server.restart()
