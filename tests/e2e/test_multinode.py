@@ -547,3 +547,30 @@ def test_console_sessions_are_shared_by_the_nodes(tmp_path):
     finally:
         for s in srvs:
             s.stop()
+
+
+def test_readme_multinode_example_runs_as_written(tmp_path):
+    """The README's two-node example, with only its ports, /tmp paths and database name made
+    unique for the test run."""
+    import re
+    import uuid
+
+    from kms_helpers import REPO_ROOT, free_port
+
+    text = (REPO_ROOT / "README.md").read_text()
+    m = re.search(r"<!-- multinode-example -->\s*```sh\n(.*?)```", text, re.S)
+    assert m, "README has no <!-- multinode-example --> block"
+    block = m.group(1)
+    pa, pb = free_port(), free_port()
+    block = (block.replace("8081", str(pa)).replace("8091", str(pb))
+             .replace("/tmp/", f"{tmp_path}/").replace("kms_demo", "kms_demo_" + uuid.uuid4().hex[:10]))
+    script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + block
+    env = {**os.environ, "PATH": f"{kms_bin().parent}:{os.environ['PATH']}"}
+    for k in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "KMS_ROOT_KEY_FILE"):
+        env.pop(k, None)
+    p = subprocess.run(["bash", "-c", script], env=env, cwd=REPO_ROOT, capture_output=True,
+                       text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert '"CiphertextBlob"' in p.stdout, out
+    assert "Rejected.Disabled" in out, out
+    assert p.returncode == 1, out  # the last command's refusal is the script's exit status
