@@ -174,9 +174,9 @@ pub async fn audit(cmd: crate::config::AuditCommand) -> Result<(), String> {
 /// `kms admin migrate-store --from … --to …`: copies every row of one store into an empty
 /// other one (secrets stay sealed; no root key is needed), then reads both back and compares
 /// them row by row.
-pub async fn migrate_store(from: &str, to: &str, data_dir: &std::path::Path) -> Result<(), String> {
-    let source = open_store(from, data_dir).await?;
-    let target = open_store(to, data_dir).await?;
+pub async fn migrate_store(from: &str, to: &str) -> Result<(), String> {
+    let source = open_store(from).await?;
+    let target = open_store(to).await?;
     let started = std::time::Instant::now();
     let dump = source.export().await.map_err(|e| e.to_string())?;
     println!("Read {}.", dump.summary());
@@ -249,27 +249,24 @@ fn describe_difference(a: &crate::store::Dump, b: &crate::store::Dump) -> String
 }
 
 /// A store by URL without the cache or the root-key check: `sqlite:<file>` or `postgres://…`.
-async fn open_store(
-    url: &str,
-    _data_dir: &std::path::Path,
-) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pg = crate::store::postgres::parse_url(url)?;
-        let s = crate::store::postgres::PostgresStore::connect(pg, 4)
-            .await
-            .map_err(|e| format!("{url_kind}: {}", e.message(), url_kind = "postgres"))?;
-        return Ok(std::sync::Arc::new(s));
-    }
-    if let Some(file) = url.strip_prefix("sqlite:") {
-        let file = file.trim_start_matches("//");
-        if !std::path::Path::new(file).exists() {
-            return Err(format!("no SQLite database at {file}"));
+async fn open_store(url: &str) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
+    use crate::store::DatabaseUrl;
+    match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Postgres(pg) => {
+            let s = crate::store::postgres::PostgresStore::connect(*pg, 4)
+                .await
+                .map_err(|e| format!("postgres: {}", e.message()))?;
+            Ok(std::sync::Arc::new(s))
         }
-        let s = crate::store::sqlite::SqliteStore::open(std::path::Path::new(file))
-            .map_err(|e| format!("sqlite: {e}"))?;
-        return Ok(std::sync::Arc::new(s));
+        DatabaseUrl::Sqlite(file) => {
+            if !file.exists() {
+                return Err(format!("no SQLite database at {}", file.display()));
+            }
+            let s = crate::store::sqlite::SqliteStore::open(&file)
+                .map_err(|e| format!("sqlite: {e}"))?;
+            Ok(std::sync::Arc::new(s))
+        }
     }
-    Err(format!("{url:?} is not sqlite:<file> or postgres://…"))
 }
 
 /// `kms admin console-user create|list|delete`.

@@ -43,7 +43,7 @@ fn main() -> std::process::ExitCode {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),
                 AdminCommand::Audit(cmd) => Ok(kms::admin::audit(cmd).await?),
                 AdminCommand::MigrateStore { from, to } => {
-                    Ok(kms::admin::migrate_store(&from, &to, std::path::Path::new(".")).await?)
+                    Ok(kms::admin::migrate_store(&from, &to).await?)
                 }
                 AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
                 AdminCommand::SeedKeys {

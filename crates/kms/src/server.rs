@@ -28,7 +28,7 @@ use crate::service::{validate_account_id, Kms, ServiceConfig};
 use crate::store::cache::CachedStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{DatabaseUrl, Store};
 
 /// Safety-net lifetime of cached key rows, versions and aliases (every change made through
 /// this process invalidates them at once).
@@ -163,37 +163,23 @@ impl DataDir {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         let root = load_root_key(path)?;
         let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
-        let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match database_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let pg = crate::store::postgres::parse_url(url)?;
-                let store = PostgresStore::connect(pg.clone(), pool_size)
+        let url = match database_url {
+            Some(url) => DatabaseUrl::parse(url)?,
+            None => DatabaseUrl::Sqlite(path.join("kms.db")),
+        };
+        let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match url {
+            DatabaseUrl::Postgres(pg) => {
+                let store = PostgresStore::connect((*pg).clone(), pool_size)
                     .await
                     .map_err(|e| format!("database: {}", e.message()))?;
-                (Arc::new(store), Some(pg), crate::store::postgres::CACHE_TTL)
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                let file = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
                 (
-                    Arc::new(
-                        SqliteStore::open(Path::new(file)).map_err(|e| format!("database: {e}"))?,
-                    ),
-                    None,
-                    CACHE_TTL,
+                    Arc::new(store),
+                    Some(*pg),
+                    crate::store::postgres::CACHE_TTL,
                 )
             }
-            Some(other) => {
-                return Err(format!(
-                    "unsupported database URL {:?}: use postgres://… or sqlite:<file>",
-                    other.split(':').next().unwrap_or_default()
-                ))
-            }
-            None => (
-                Arc::new(
-                    SqliteStore::open(&path.join("kms.db"))
-                        .map_err(|e| format!("database: {e}"))?,
-                ),
+            DatabaseUrl::Sqlite(file) => (
+                Arc::new(SqliteStore::open(&file).map_err(|e| format!("database: {e}"))?),
                 None,
                 CACHE_TTL,
             ),

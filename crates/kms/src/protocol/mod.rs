@@ -189,22 +189,14 @@ impl Protocol {
         pending.check_time(now)?;
         let (account_id, secret) = self.kms.access_key_secret(&pending.access_key_id).await?;
         pending.verify(&secret)?;
-        self.nonces.check_and_record(
-            &pending.access_key_id,
-            &pending.nonce,
-            pending.timestamp,
-            now,
-        )?;
-        // Nodes sharing a database also claim the nonce there, so a request replayed to
-        // another node is refused too.
+        let digest = signature::nonce_digest(&pending.access_key_id, &pending.nonce);
+        self.nonces
+            .check_and_record_digest(&digest, pending.timestamp, now)?;
+        // Nodes sharing a database also claim the nonce there (its first 16 bytes), so a
+        // request replayed to another node is refused too.
         if self.kms.store().shares_nonces() {
-            let (digest, until) = signature::nonce_claim(
-                &pending.access_key_id,
-                &pending.nonce,
-                pending.timestamp,
-                now,
-            );
-            if !self.kms.store().claim_nonce(&digest, until).await? {
+            let until = signature::nonce_until(pending.timestamp, now);
+            if !self.kms.store().claim_nonce(&digest[..16], until).await? {
                 return Err(KmsError::SignatureNonceUsed);
             }
         }

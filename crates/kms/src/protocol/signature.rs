@@ -261,17 +261,22 @@ impl Pending {
     }
 }
 
-/// What a node claims in a shared store for a nonce: 16 bytes of SHA-256(access key id ‖ 0 ‖
-/// nonce), and the time until which it must be remembered (as in [`NonceCache`]).
-pub fn nonce_claim(access_key_id: &str, nonce: &str, timestamp: i64, now: i64) -> ([u8; 16], i64) {
+/// SHA-256(access key id ‖ 0 ‖ nonce): what the nonce cache, and a shared store's nonce
+/// claims, remember of a nonce (computed once per request).
+pub fn nonce_digest(access_key_id: &str, nonce: &str) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(access_key_id.as_bytes());
     ctx.update(&[0]);
     ctx.update(nonce.as_bytes());
-    let d = ctx.finish();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d.as_ref()[..16]);
-    (out, timestamp.max(now).saturating_add(MAX_SKEW_SECONDS))
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Until when a nonce must be remembered: until its request's timestamp could no longer pass
+/// the time check.
+pub fn nonce_until(timestamp: i64, now: i64) -> i64 {
+    timestamp.max(now).saturating_add(MAX_SKEW_SECONDS)
 }
 
 /// Nonces seen in the last window, sharded so concurrent requests rarely share a lock.
@@ -314,15 +319,20 @@ impl NonceCache {
         timestamp: i64,
         now: i64,
     ) -> Result<(), KmsError> {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(access_key_id.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(nonce.as_bytes());
-        let digest = ctx.finish();
+        self.check_and_record_digest(&nonce_digest(access_key_id, nonce), timestamp, now)
+    }
+
+    /// [`Self::check_and_record`] for a nonce already hashed with [`nonce_digest`].
+    pub fn check_and_record_digest(
+        &self,
+        digest: &[u8; 32],
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), KmsError> {
         let mut first = [0u8; 8];
-        first.copy_from_slice(&digest.as_ref()[..8]);
+        first.copy_from_slice(&digest[..8]);
         let key = u64::from_le_bytes(first);
-        let idx = digest.as_ref()[8] as usize % self.shards.len();
+        let idx = digest[8] as usize % self.shards.len();
         let now32 = u32::try_from(now.max(0)).unwrap_or(u32::MAX);
         let mut shard = self.shards[idx]
             .lock()
@@ -336,7 +346,7 @@ impl NonceCache {
             shard.seen.retain(|_, until| *until >= now32);
             shard.seen.shrink_to_fit();
         }
-        let until = timestamp.max(now).saturating_add(MAX_SKEW_SECONDS);
+        let until = nonce_until(timestamp, now);
         shard
             .seen
             .insert(key, u32::try_from(until.max(0)).unwrap_or(u32::MAX));

@@ -153,6 +153,27 @@ pub struct KeyLocator {
     pub key_id: String,
 }
 
+/// A `--database-url`: `postgres://…` (or `postgresql://…`) or `sqlite:<file>`.
+pub enum DatabaseUrl {
+    Sqlite(std::path::PathBuf),
+    Postgres(Box<tokio_postgres::Config>),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return postgres::parse_url(url).map(|c| Self::Postgres(Box::new(c)));
+        }
+        if let Some(file) = url.strip_prefix("sqlite:") {
+            return Ok(Self::Sqlite(file.trim_start_matches("//").into()));
+        }
+        Err(format!(
+            "unsupported database URL {:?}: use postgres://… or sqlite:<file>",
+            url.split(':').next().unwrap_or_default()
+        ))
+    }
+}
+
 /// Everything a store holds, for `kms admin migrate-store`: rows in a fixed order, secrets
 /// still sealed (a copy needs no root key and never sees plaintext). Nonces are not part of
 /// it: they only matter for 30 minutes.
