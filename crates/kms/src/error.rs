@@ -2,8 +2,6 @@
 //! the mapping to the wire `Code`, HTTP status and `Message` is written once, in
 //! [`KmsError::code`], [`KmsError::status`] and [`KmsError::message`].
 
-use crate::service::state::KeyState;
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KmsError {
     // ---- gateway / protocol ----
@@ -90,15 +88,6 @@ impl Rejection {
             Rejection::PendingDeletion => "Rejected.PendingDeletion",
             Rejection::PendingImport => "Rejected.PendingImport",
             Rejection::StateModifiedFailed => "Rejected.StateModifiedFailed",
-        }
-    }
-    /// The rejection for "this key is in state S" (used by crypto and most updates).
-    pub fn for_state(state: KeyState) -> Rejection {
-        match state {
-            KeyState::Disabled => Rejection::Disabled,
-            KeyState::PendingDeletion => Rejection::PendingDeletion,
-            KeyState::PendingImport => Rejection::PendingImport,
-            KeyState::Enabled => Rejection::StateModifiedFailed,
         }
     }
 }

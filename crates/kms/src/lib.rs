@@ -30,6 +30,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod keystore;
+pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -3,41 +3,7 @@
 
 use crate::error::{KmsError, Rejection};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyState {
-    Enabled,
-    Disabled,
-    PendingDeletion,
-    PendingImport,
-}
-
-impl KeyState {
-    pub const ALL: [KeyState; 4] = [
-        KeyState::Enabled,
-        KeyState::Disabled,
-        KeyState::PendingDeletion,
-        KeyState::PendingImport,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Enabled => "Enabled",
-            KeyState::Disabled => "Disabled",
-            KeyState::PendingDeletion => "PendingDeletion",
-            KeyState::PendingImport => "PendingImport",
-        }
-    }
-    pub fn parse(s: &str) -> Option<KeyState> {
-        KeyState::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-    fn column(self) -> usize {
-        match self {
-            KeyState::Enabled => 0,
-            KeyState::Disabled => 1,
-            KeyState::PendingDeletion => 2,
-            KeyState::PendingImport => 3,
-        }
-    }
-}
+pub use crate::model::KeyState;
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

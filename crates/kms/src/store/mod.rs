@@ -13,7 +13,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::error::KmsError;
-use crate::service::state::KeyState;
+use crate::model::KeyState;
 
 /// One customer master key (without its versions).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,7 @@
+//! Domain types shared by every layer below the protocol: key states, key specs, usages,
+//! origins, protection levels and the records the store keeps. They depend on nothing else in
+//! the crate, so service, store, console and protocol can all use them without circles.
+
+pub mod state;
+
+pub use state::KeyState;
