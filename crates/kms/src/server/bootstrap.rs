@@ -174,3 +174,127 @@ async fn bootstrap_with(
     }
     Ok(account)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::keystore::wrapping::Pool;
+    use crate::service::ServiceConfig;
+
+    /// 2001-09-09T01:46:40Z: far from the system clock, so a stray system time shows.
+    const FIXED: i64 = 1_000_000_000;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kms-bootstrap-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    async fn open(dir: &std::path::Path) -> (DataDir, Kms) {
+        let d = DataDir::open(dir, None).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(FIXED));
+        let kms = d.service(clock, Pool::new(0), ServiceConfig::default());
+        (d, kms)
+    }
+
+    /// The account's creation date, read from the SQLite file itself (the store has no
+    /// reader for it).
+    fn account_created(dir: &std::path::Path, account: &str) -> i64 {
+        let db = rusqlite::Connection::open(dir.join("kms.db")).unwrap();
+        db.query_row(
+            "SELECT creation_date FROM accounts WHERE account_id=?1",
+            [account],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_start_stamps_account_and_generated_key_with_the_clock() {
+        let path = temp_dir("generated");
+        let (dir, kms) = open(&path).await;
+        let account = bootstrap_with(&dir, &kms, Some("1234567890123456"), (None, None))
+            .await
+            .unwrap();
+        assert_eq!(account, "1234567890123456");
+        assert_eq!(account_created(&path, &account), FIXED);
+        let keys = dir.store.list_access_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].account_id, account);
+        assert_eq!(keys[0].creation_date, FIXED);
+        assert!(keys[0].enabled);
+        // The generated key is saved once, readable by the owner only, and works.
+        let file = path.join(INITIAL_KEY_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(saved["AccessKeyId"], keys[0].access_key_id.as_str());
+        assert_eq!(saved["AccountId"], account.as_str());
+        let (owner, secret) = kms.access_key_secret(&keys[0].access_key_id).await.unwrap();
+        assert_eq!(owner, account);
+        assert_eq!(
+            Some(std::str::from_utf8(&secret).unwrap()),
+            saved["AccessKeySecret"].as_str()
+        );
+        // A second start creates nothing more and keeps the account.
+        let again = bootstrap_with(&dir, &kms, None, (None, None))
+            .await
+            .unwrap();
+        assert_eq!(again, account);
+        assert_eq!(dir.store.list_access_keys().await.unwrap().len(), 1);
+        drop(dir);
+        let _ = std::fs::remove_dir_all(&path);
+    }
+
+    #[tokio::test]
+    async fn first_start_stamps_a_given_key_with_the_clock() {
+        let path = temp_dir("given");
+        let (dir, kms) = open(&path).await;
+        let given = (
+            Some("LTAIgivenkey000001".to_string()),
+            Some("given-secret".to_string()),
+        );
+        let account = bootstrap_with(&dir, &kms, Some("1234567890123456"), given)
+            .await
+            .unwrap();
+        assert_eq!(account_created(&path, &account), FIXED);
+        let key = dir
+            .store
+            .get_access_key("LTAIgivenkey000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.account_id, account);
+        assert_eq!(key.creation_date, FIXED);
+        assert!(!path.join(INITIAL_KEY_FILE).exists());
+        drop(dir);
+        let _ = std::fs::remove_dir_all(&path);
+    }
+
+    #[tokio::test]
+    async fn half_a_given_key_is_refused() {
+        let path = temp_dir("half");
+        let (dir, kms) = open(&path).await;
+        for given in [
+            (Some("LTAIonlyid".to_string()), None),
+            (None, Some("only-secret".to_string())),
+        ] {
+            assert_eq!(
+                bootstrap_with(&dir, &kms, None, given).await.unwrap_err(),
+                "set both KMS_ACCESS_KEY_ID and KMS_ACCESS_KEY_SECRET, or neither"
+            );
+        }
+        assert!(dir.store.list_access_keys().await.unwrap().is_empty());
+        drop(dir);
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
