@@ -1,6 +1,7 @@
-//! A small client for the API, used by `kms bench` (and by the command line to come): it
-//! signs requests exactly as the Alibaba SDKs do, V3 `ACS3-HMAC-SHA256` by default or v1
-//! `HMAC-SHA1`, reusing the server's canonicalisation code, over keep-alive HTTP/1.1.
+//! A small client for the API, used by the command line, `kms bench` and the server's
+//! integration tests: it signs requests exactly as the Alibaba SDKs do, V3
+//! `ACS3-HMAC-SHA256` by default or v1 `HMAC-SHA1`, reusing the server's canonicalisation
+//! code, over keep-alive HTTP/1.1.
 
 use std::time::Duration;
 

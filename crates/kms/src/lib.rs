@@ -13,11 +13,15 @@
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
 //!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite today).
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, the embedded
+//!   default, or PostgreSQL for several nodes sharing one database), with a cache in front.
 //!
-//! [`server`] wires these together with axum; [`admin`] holds the offline admin commands;
-//! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
-//! signs requests like the SDKs do, for [`bench`] (`kms bench`).
+//! [`server`] wires these together with axum (data dir, first-start bootstrap, the app, the
+//! accept loop; [`server::run`] serves on a listener its caller has bound); [`console`] is
+//! the web console; [`admin`] holds the offline admin commands; [`clock`] is the injectable
+//! clock every time-dependent rule goes through; [`client`] signs requests like the SDKs
+//! do, for the command line ([`cli`]), [`bench`](mod@bench) (`kms bench`) and the
+//! integration tests.
 
 pub mod admin;
 pub mod api;

@@ -37,7 +37,13 @@ fn main() -> std::process::ExitCode {
         }
         let cli = Cli::from_arg_matches(&matches).map_err(|e| Failure::usage(e.to_string()))?;
         match cli.command {
-            Command::Server(args) => Ok(kms::server::run(args.resolve()?).await?),
+            Command::Server(args) => {
+                let config = args.resolve()?;
+                let listener = tokio::net::TcpListener::bind(&config.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+                Ok(kms::server::run(listener, config, kms::server::shutdown_signal()).await?)
+            }
             Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
                 AdminCommand::AccessKey(cmd) => Ok(kms::admin::access_key(cmd).await?),

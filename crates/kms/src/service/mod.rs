@@ -18,7 +18,7 @@ use std::sync::Arc;
 use aws_lc_rs::rand::SecureRandom;
 use uuid::Uuid;
 
-use crate::clock::{system_now, Clock};
+use crate::clock::Clock;
 use crate::error::KmsError;
 use crate::keystore::wrapping::Pool;
 use crate::keystore::{Keystore, Secret};
@@ -157,7 +157,7 @@ impl Kms {
         if id.is_empty() || id.len() > 128 || secret.is_empty() || secret.len() > 256 {
             return Err(KmsError::invalid("AccessKey"));
         }
-        let now = system_now();
+        let now = self.now();
         self.store.ensure_account(account_id, now).await?;
         let sealed_secret = self
             .keystore

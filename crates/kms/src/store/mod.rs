@@ -1,5 +1,6 @@
 //! Persistence behind one trait. The service never sees SQL; an adapter per engine
-//! implements [`Store`] (SQLite in [`sqlite`], the embedded default).
+//! implements [`Store`]: SQLite in [`sqlite`] (the embedded default), PostgreSQL in
+//! [`postgres`] (several nodes on one database); [`cache`] sits in front of either.
 //!
 //! State changes go through [`Store::update_key`]: the adapter loads the key row under a
 //! write lock inside a transaction, hands it to the service's closure (which applies the

@@ -1,0 +1,227 @@
+//! The API's axum app: the API handler (body limits, protocol, audit trail), `/healthz`,
+//! the test-only clock endpoint, and the JSON error for unknown paths.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::clock::{Clock, ManualClock, OffsetClock};
+use crate::error::KmsError;
+use crate::protocol::render::{self, Format};
+use crate::protocol::{new_request_id, HttpRequest, Protocol};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The key-lifecycle clock as the test endpoint (`--enable-test-clock`) sees it: one that
+/// can be moved.
+pub trait TestClock: Clock {
+    /// Moves the clock by `seconds` (back when negative); returns its total offset from the
+    /// system clock.
+    fn advance(&self, seconds: i64) -> i64;
+}
+
+impl TestClock for OffsetClock {
+    fn advance(&self, seconds: i64) -> i64 {
+        OffsetClock::advance(self, seconds)
+    }
+}
+
+impl TestClock for ManualClock {
+    fn advance(&self, seconds: i64) -> i64 {
+        ManualClock::advance(self, seconds);
+        self.now() - crate::clock::system_now()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    protocol: Arc<Protocol>,
+    clock: Arc<dyn TestClock>,
+    audit: Option<AuditLog>,
+    body_read_timeout: Duration,
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`] within `timeout`. A larger body is
+/// `RequestTooLarge` (413, refused from its Content-Length before reading when it has one);
+/// a body that ends early, is malformed chunked encoding, or is too slow is a 400.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> Result<bytes::Bytes, KmsError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(KmsError::RequestTooLarge);
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(KmsError::RequestTooLarge),
+        Ok(Err(_)) => Err(KmsError::invalid_because(
+            "Body",
+            "The request body ended early or is not valid chunked encoding.",
+        )),
+        Err(_) => Err(KmsError::invalid_because(
+            "Body",
+            "The request body was not received in time.",
+        )),
+    }
+}
+
+/// Actions whose audit line must be on disk before the response: every state change.
+/// Reads and cryptographic calls are recorded without waiting.
+fn changes_state(action: &str) -> bool {
+    !(action.starts_with("Describe")
+        || action.starts_with("List")
+        || matches!(
+            action,
+            "Encrypt"
+                | "Decrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "ReEncrypt"
+        ))
+}
+
+/// One API call: the body within its limits, then the protocol (signature, action,
+/// response), then the audit trail, then the response.
+async fn api_handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(&headers, body, state.body_read_timeout).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let req = HttpRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    let out = state.protocol.handle(&req).await;
+    if let Some(audit) = &state.audit {
+        let action = out.action.clone().unwrap_or_default();
+        let durable = out.code.is_none() && changes_state(&action);
+        audit
+            .record(
+                AuditRecord {
+                    time: crate::timefmt::format_unix(crate::clock::system_now()),
+                    request_id: out.request_id.clone(),
+                    account_id: out.account_id.clone().unwrap_or_default(),
+                    access_key_id: out.access_key_id.clone().unwrap_or_default(),
+                    source: peer.to_string(),
+                    action,
+                    key_id: out.key_id.clone().unwrap_or_default(),
+                    key_version_id: out.key_version_id.clone().unwrap_or_default(),
+                    result: out.code.unwrap_or("OK").to_string(),
+                    status: out.rendered.status,
+                },
+                durable,
+            )
+            .await;
+    }
+    tracing::debug!(
+        request_id = %out.request_id,
+        action = out.action.as_deref().unwrap_or("-"),
+        access_key_id = out.access_key_id.as_deref().unwrap_or("-"),
+        status = out.rendered.status,
+        code = out.code.unwrap_or("OK"),
+        "request"
+    );
+    let status =
+        StatusCode::from_u16(out.rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, out.rendered.content_type)],
+        out.rendered.body,
+    )
+        .into_response()
+}
+
+fn error_response(err: &KmsError) -> Response {
+    let r = render::error(Format::Json, err, &new_request_id(), "kms");
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, [(header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(&KmsError::InvalidApi(uri.path().to_string()))
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, render::JSON)],
+        "{\"Status\":\"OK\"}",
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct AdvanceQuery {
+    advance: i64,
+}
+
+/// Test-only: moves the key-lifecycle clock, then runs one sweep so that states reflect
+/// the new time at once.
+async fn test_clock(State(state): State<AppState>, Query(q): Query<AdvanceQuery>) -> Response {
+    let offset = state.clock.advance(q.advance);
+    if let Err(e) = state.protocol.kms.sweep().await {
+        tracing::error!(error = %e, "sweep after clock advance failed");
+    }
+    let body = serde_json::json!({
+        "OffsetSeconds": offset,
+        "Now": crate::timefmt::format_unix(state.clock.now()),
+    });
+    ([(header::CONTENT_TYPE, render::JSON)], body.to_string()).into_response()
+}
+
+/// The API's routes: `/` (every action), `/healthz`, and `/__test/clock` when enabled.
+pub fn router(
+    protocol: Arc<Protocol>,
+    clock: Arc<dyn TestClock>,
+    audit: Option<AuditLog>,
+    enable_test_clock: bool,
+    body_read_timeout: Duration,
+) -> Router {
+    let state = AppState {
+        protocol,
+        clock,
+        audit,
+        body_read_timeout,
+    };
+    let mut app = Router::new()
+        .route("/", any(api_handler))
+        .route("/healthz", get(healthz));
+    if enable_test_clock {
+        app = app.route("/__test/clock", post(test_clock));
+    }
+    app.fallback(not_found).with_state(state)
+}

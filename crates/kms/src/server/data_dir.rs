@@ -1,0 +1,198 @@
+//! The data dir: the root key (loaded, or created on first start), the database it is
+//! checked against, the cache in front of the store, and the keystore derived from the key.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::clock::Clock;
+use crate::keystore::wrapping::Pool;
+use crate::keystore::{Keystore, ROOT_KEY_LEN};
+use crate::service::{Kms, ServiceConfig};
+use crate::store::cache::CachedStore;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{DatabaseUrl, Store};
+
+/// Safety-net lifetime of cached key rows, versions and aliases (every change made through
+/// this process invalidates them at once).
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Connections in a node's PostgreSQL pool.
+pub const DEFAULT_DATABASE_POOL: usize = 16;
+const ROOT_KEY_CHECK_META: &str = "root_key_check";
+
+/// An opened data dir: the store and the keystore derived from the root key.
+pub struct DataDir {
+    pub path: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub keystore: Arc<Keystore>,
+    cache: Arc<CachedStore>,
+    /// The connection settings when the database is PostgreSQL.
+    postgres: Option<tokio_postgres::Config>,
+}
+
+fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    use base64::Engine;
+    if bytes.len() == ROOT_KEY_LEN {
+        return Some(Zeroizing::new(bytes.to_vec()));
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    if let Ok(v) = hex::decode(text) {
+        if v.len() == ROOT_KEY_LEN {
+            return Some(Zeroizing::new(v));
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .filter(|v| v.len() == ROOT_KEY_LEN)
+        .map(Zeroizing::new)
+}
+
+/// Reads the root key from `KMS_ROOT_KEY_FILE`, or from `root.key` in the data dir,
+/// creating that file (mode 0600, 32 random bytes) on first start.
+fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    if let Some(path) = std::env::var_os("KMS_ROOT_KEY_FILE") {
+        let bytes = Zeroizing::new(
+            std::fs::read(&path).map_err(|e| format!("cannot read KMS_ROOT_KEY_FILE: {e}"))?,
+        );
+        return parse_root_key(&bytes).ok_or_else(|| {
+            "KMS_ROOT_KEY_FILE must hold 32 bytes (raw, 64 hex characters or base64)".to_string()
+        });
+    }
+    let path = dir.join("root.key");
+    if !path.exists() {
+        let mut key = Zeroizing::new(vec![0u8; ROOT_KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut key)
+            .map_err(|_| "random number generator failed".to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        f.write_all(&key)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "created a new root key");
+    }
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the root key file is readable by others; chmod 600 it");
+        }
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    );
+    parse_root_key(&bytes).ok_or_else(|| format!("{} is not a 32-byte root key", path.display()))
+}
+
+/// The keystore of a data dir's root key alone (no database), e.g. to check the audit trail.
+pub fn open_keystore(path: &Path) -> Result<Keystore, String> {
+    let root = load_root_key(path)?;
+    Keystore::from_root(&root).map_err(|e| e.to_string())
+}
+
+impl DataDir {
+    /// Opens the data dir (root key, audit log, TLS files) and the database: SQLite in
+    /// `<data dir>/kms.db` unless `database_url` is a `postgres://` URL (or `sqlite:<path>`).
+    /// Refuses a database first opened with another root key.
+    pub async fn open(path: &Path, database_url: Option<&str>) -> Result<Self, String> {
+        Self::open_with_pool(path, database_url, DEFAULT_DATABASE_POOL).await
+    }
+
+    pub async fn open_with_pool(
+        path: &Path,
+        database_url: Option<&str>,
+        pool_size: usize,
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create data dir {}: {e}", path.display()))?;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        let root = load_root_key(path)?;
+        let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
+        let url = match database_url {
+            Some(url) => DatabaseUrl::parse(url)?,
+            None => DatabaseUrl::Sqlite(path.join("kms.db")),
+        };
+        let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match url {
+            DatabaseUrl::Postgres(pg) => {
+                let store = PostgresStore::connect((*pg).clone(), pool_size)
+                    .await
+                    .map_err(|e| format!("database: {}", e.message()))?;
+                (
+                    Arc::new(store),
+                    Some(*pg),
+                    crate::store::postgres::CACHE_TTL,
+                )
+            }
+            DatabaseUrl::Sqlite(file) => (
+                Arc::new(SqliteStore::open(&file).map_err(|e| format!("database: {e}"))?),
+                None,
+                CACHE_TTL,
+            ),
+        };
+        let check = keystore.check_value();
+        let recorded = inner
+            .init_meta(ROOT_KEY_CHECK_META, &check)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        if recorded != check {
+            return Err("this database was created with a different root key: every node must use the same root key (KMS_ROOT_KEY_FILE or <data dir>/root.key)".into());
+        }
+        let cache = Arc::new(CachedStore::new(inner, ttl));
+        Ok(Self {
+            path: path.to_path_buf(),
+            store: cache.clone(),
+            cache,
+            postgres,
+            keystore,
+        })
+    }
+
+    /// On PostgreSQL: listens for other nodes' changes and drops them from this node's cache
+    /// (the task runs until aborted). On SQLite there is no other node: `None`.
+    pub fn start_change_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let pg = self.postgres.as_ref()?;
+        let cache = self.cache.clone();
+        Some(tokio::spawn(crate::store::postgres::listen(
+            pg.clone(),
+            move |p| cache.apply_remote(p),
+        )))
+    }
+
+    /// A service over this data dir.
+    pub fn service(&self, clock: Arc<dyn Clock>, pool: Arc<Pool>, config: ServiceConfig) -> Kms {
+        Kms::new(
+            self.store.clone(),
+            self.keystore.clone(),
+            clock,
+            pool,
+            config,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_key_is_read_raw_hex_or_base64_and_only_at_32_bytes() {
+        use base64::Engine;
+        let key: Vec<u8> = (0u8..32).collect();
+        let hex_text = format!("{}\n", hex::encode(&key));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+        for form in [key.clone(), hex_text.into_bytes(), b64.into_bytes()] {
+            assert_eq!(parse_root_key(&form).as_deref(), Some(&key));
+        }
+        assert!(parse_root_key(&key[..31]).is_none());
+        assert!(parse_root_key(hex::encode(&key[..31]).as_bytes()).is_none());
+        assert!(parse_root_key(b"not a key").is_none());
+    }
+}

@@ -1,0 +1,171 @@
+//! The binary's server, one job per module: [`data_dir`] opens the data dir (root key,
+//! database, cache), [`bootstrap`] creates the account and first access key on first
+//! start, [`app`] is the API's axum app (the API handler, `/healthz`, the test clock) and
+//! [`serve`] the accept loop (HTTP limits, TLS, graceful shutdown). [`run`] wires them
+//! together on a listener the caller has bound, and returns once its shutdown future
+//! completes and open connections have finished.
+
+pub mod app;
+pub mod bootstrap;
+pub mod data_dir;
+pub mod serve;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::audit::AuditLog;
+use crate::clock::OffsetClock;
+use crate::config::ServerConfig;
+use crate::keystore::wrapping::Pool;
+use crate::protocol::Protocol;
+use crate::service::ServiceConfig;
+
+pub use app::{router, TestClock, MAX_BODY_BYTES};
+pub use bootstrap::default_account;
+pub use data_dir::{open_keystore, DataDir, DEFAULT_DATABASE_POOL};
+pub use serve::{shutdown_signal, HttpLimits};
+
+/// Runs the server on `listener` (the API; the web console listens where `config.console`
+/// says) until `shutdown` completes; the binary passes [`shutdown_signal`].
+pub async fn run<F>(listener: TcpListener, config: ServerConfig, shutdown: F) -> Result<(), String>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    run_with_clock(listener, config, Arc::new(OffsetClock::new()), shutdown).await
+}
+
+/// [`run`] with the given key-lifecycle clock (tests pass a fixed one).
+pub async fn run_with_clock<C, F>(
+    listener: TcpListener,
+    config: ServerConfig,
+    clock: Arc<C>,
+    shutdown: F,
+) -> Result<(), String>
+where
+    C: TestClock,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let dir = DataDir::open_with_pool(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        config.database_pool_size,
+    )
+    .await?;
+    let mut background: Vec<JoinHandle<()>> = dir.start_change_listener().into_iter().collect();
+    let pool = Pool::new(config.wrapping_key_pool);
+    let kms = Arc::new(dir.service(
+        clock.clone(),
+        pool.clone(),
+        ServiceConfig {
+            regions: config.regions.clone(),
+            max_keys: config.max_keys,
+            max_aliases_per_key: config.max_aliases_per_key,
+            max_versions_per_key: config.max_versions_per_key,
+            ..ServiceConfig::default()
+        },
+    ));
+    let account = bootstrap::bootstrap(&dir, &kms, &config).await?;
+
+    background.push(tokio::spawn(pool.refill_forever()));
+    let sweeper = kms.clone();
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweeper.sweep().await {
+                tracing::error!(error = %e, "background sweep failed");
+            }
+        }
+    }));
+    // From here on, an early return must not leave the background tasks running.
+    let result = serve_api(listener, &config, &dir, clock, kms, &account, shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+/// TLS, the audit trail, the console's listener and app, then both accept loops until
+/// `shutdown` completes.
+async fn serve_api<C, F>(
+    listener: TcpListener,
+    config: &ServerConfig,
+    dir: &DataDir,
+    clock: Arc<C>,
+    kms: Arc<crate::service::Kms>,
+    account: &str,
+    shutdown: F,
+) -> Result<(), String>
+where
+    C: TestClock,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tls = serve::tls_config(&config.tls, &dir.path)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: requests and responses (including data keys) travel unencrypted");
+    }
+    if config.enable_test_clock {
+        tracing::warn!("--enable-test-clock is on: anyone who can reach this port can move the key-lifecycle clock. Never use it in production.");
+    }
+    println!(
+        "KMS listening on {scheme}://{addr} (regions: {}; default account {account}; data dir {})",
+        config.regions.join(","),
+        dir.path.display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let audit = AuditLog::start(
+        &dir.path.join("audit"),
+        dir.keystore.clone(),
+        config.audit_max_bytes,
+    )?;
+    let protocol = Arc::new(Protocol::with_limits(kms, config.throttle));
+    // Both accept loops stop on the one shutdown.
+    let shutdown = shutdown.boxed().shared();
+    let console = match serve::console_listener(&config.console).await? {
+        Some(listener) => {
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("Web console on {scheme}://{addr}/console");
+            let _ = std::io::stdout().flush();
+            let app = crate::console::router(crate::console::ConsoleState {
+                protocol: protocol.clone(),
+                audit: Some(audit.clone()),
+                secure: tls.is_some(),
+                idle_timeout: config.console_idle_timeout,
+                guard: Arc::new(crate::console::guard::SigninGuard::default()),
+            });
+            Some(tokio::spawn(serve::serve(
+                listener,
+                app,
+                tls.clone(),
+                config.http,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let app = router(
+        protocol,
+        clock,
+        Some(audit),
+        config.enable_test_clock,
+        config.http.body_read_timeout,
+    );
+    serve::serve(listener, app, tls, config.http, shutdown).await;
+    if let Some(console) = console {
+        let _ = console.await;
+    }
+    Ok(())
+}
