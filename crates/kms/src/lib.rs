@@ -19,6 +19,7 @@
 //! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
 //! signs requests like the SDKs do, for [`bench`] (`kms bench`).
 
+pub mod action;
 pub mod admin;
 pub mod api;
 pub mod audit;
