@@ -32,8 +32,9 @@ use zeroize::Zeroizing;
 use self::html::{badge, esc, url, Frame};
 use self::i18n::{t, Lang, LANG_COOKIE};
 use self::session::{SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
+use crate::action::kms::Action;
+use crate::action::ApiAction;
 use crate::api::keys::KeyMetadata;
-use crate::api::spec;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::error::KmsError;
 use crate::protocol::params::Params;
@@ -1463,8 +1464,8 @@ async fn api(
         .take(256)
         .collect();
     audit.key_id = &key_hint;
-    let spec = match spec::find(&action_name).filter(|a| ACTIONS.contains(&a.name)) {
-        Some(s) => s,
+    let action = match Action::from_name(&action_name).filter(|a| ACTIONS.contains(&a.name())) {
+        Some(a) => ApiAction::Kms(a),
         None => {
             let e = KmsError::InvalidApi(action_name.clone());
             audit.result = e.code();
@@ -1483,7 +1484,7 @@ async fn api(
         ..Params::default()
     };
     clean.body.push(("RegionId".into(), region));
-    match st.protocol.dispatch_as(&caller, spec, &clean).await {
+    match st.protocol.dispatch_as(&caller, action, &clean).await {
         Ok(mut value) => {
             let key_id = value
                 .get("KeyId")
