@@ -211,8 +211,7 @@ struct Audit<'a> {
 impl ConsoleState {
     async fn audit(&self, a: Audit<'_>) {
         if let Some(log) = &self.audit {
-            let durable = a.result == "OK"
-                && !(a.action.starts_with("Describe") || a.action.starts_with("List"));
+            let durable = a.result == "OK" && changes_state(a.action);
             log.record(
                 AuditRecord {
                     time: format_unix(crate::clock::system_now()),
@@ -231,6 +230,13 @@ impl ConsoleState {
             .await;
         }
     }
+}
+
+/// Whether a successful call's audit line must be on disk before the answer: for an API
+/// action the API's own rule ([`Action::changes_state`]); the console's own events
+/// (ConsoleSignIn, ConsoleSignOut) start or end a session, so they are durable too.
+fn changes_state(action: &str) -> bool {
+    Action::from_name(action).is_none_or(Action::changes_state)
 }
 
 // ------------------------------------------------------------------------------ sessions
@@ -1507,6 +1513,33 @@ async fn api(
             audit.status = e.status();
             st.audit(audit).await;
             json_error(e.status(), e.code(), &e.message(), &request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The console and the API agree on which audit lines are durable: the API decides with
+    /// `ApiAction::changes_state` (server.rs), the console with [`changes_state`]. The
+    /// console's old rule (everything but Describe*/List*) made Encrypt durable.
+    #[test]
+    fn audit_durability_agrees_with_the_api() {
+        for a in Action::ALL {
+            assert_eq!(
+                changes_state(a.name()),
+                ApiAction::Kms(*a).changes_state(),
+                "{a}"
+            );
+        }
+        assert!(!changes_state("Encrypt"));
+        assert!(!changes_state("GenerateDataKey"));
+        assert!(changes_state("GetParametersForImport"));
+        assert!(changes_state("ConsoleSignIn"));
+        assert!(changes_state("ConsoleSignOut"));
+        for name in ACTIONS {
+            assert!(Action::from_name(name).is_some(), "{name}");
         }
     }
 }
