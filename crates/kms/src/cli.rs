@@ -1,5 +1,5 @@
 //! The command line client, shaped like `aliyun kms`: `kms <Action> --Param value …` for
-//! every action of [`crate::api::spec::ACTIONS`] (the server's own table, so a new action is
+//! every action of [`crate::action::kms::Action`] (the server's own table, so a new action is
 //! one row), plus `kms configure`, `kms wrap`, `kms import-material`,
 //! `kms create-external-key` and `kms completion`.
 //!
@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::api::spec::{self, ActionSpec, ParamKind};
+use crate::action::kms::Action;
+use crate::action::ParamKind;
 use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
@@ -226,11 +227,11 @@ fn output_arg() -> Arg {
         .help("value=Path[,Path]: print bare values; cols=A,B [rows=Path.To.List[]]: print a table")
 }
 
-fn action_command(spec: &ActionSpec) -> clap::Command {
-    let mut c = clap::Command::new(spec.name)
-        .about(spec.help)
+fn action_command(action: Action) -> clap::Command {
+    let mut c = clap::Command::new(action.name())
+        .about(action.help())
         .after_help("Prints the response JSON. Errors print as `Code: Message (RequestId)` and exit with status 1.");
-    for p in spec.params {
+    for p in action.params() {
         let help = if p.required {
             format!("{} (required)", p.help)
         } else {
@@ -252,8 +253,8 @@ fn action_command(spec: &ActionSpec) -> clap::Command {
 /// The whole command line: the fixed commands plus one per API action.
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command();
-    for spec in spec::ACTIONS {
-        cmd = cmd.subcommand(action_command(spec));
+    for action in Action::ALL {
+        cmd = cmd.subcommand(action_command(*action));
     }
     cmd
 }
@@ -301,11 +302,10 @@ async fn call(
 }
 
 /// Runs `kms <Action> …`.
-pub async fn run_action(name: &str, m: &ArgMatches) -> Result<(), Failure> {
-    let spec = spec::find(name).ok_or_else(|| Failure::usage(format!("unknown action {name}")))?;
+pub async fn run_action(action: Action, m: &ArgMatches) -> Result<(), Failure> {
     let args = ClientArgs::from_arg_matches(m).map_err(|e| Failure::usage(e.to_string()))?;
     let mut params = Vec::new();
-    for p in spec.params {
+    for p in action.params() {
         let values: Vec<String> = m
             .get_many::<String>(p.name)
             .map(|v| v.cloned().collect())
@@ -331,7 +331,7 @@ pub async fn run_action(name: &str, m: &ArgMatches) -> Result<(), Failure> {
         }
     }
     let (client, endpoint) = args.client()?;
-    let body = call(&client, &endpoint, spec.name, &params).await?;
+    let body = call(&client, &endpoint, action.name(), &params).await?;
     let output: Option<Vec<String>> = m.get_many::<String>("output").map(|v| v.cloned().collect());
     print_body(&body, output.as_deref())
 }
@@ -700,17 +700,11 @@ mod tests {
     #[test]
     fn every_action_is_a_subcommand_with_its_parameters() {
         let cmd = command();
-        for spec in spec::ACTIONS {
-            let sub = cmd.find_subcommand(spec.name).unwrap();
-            for p in spec.params {
+        for action in Action::ALL {
+            let sub = cmd.find_subcommand(action.name()).unwrap();
+            for p in action.params() {
                 let arg = sub.get_arguments().find(|a| a.get_id() == p.name).unwrap();
-                assert_eq!(
-                    arg.is_required_set(),
-                    p.required,
-                    "{} {}",
-                    spec.name,
-                    p.name
-                );
+                assert_eq!(arg.is_required_set(), p.required, "{action} {}", p.name);
             }
         }
         cmd.debug_assert();

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::api::spec::API_VERSION;
+use crate::action::kms::VERSION as API_VERSION;
 use crate::clock::system_now;
 use crate::protocol::params::Params;
 use crate::protocol::signature::{

@@ -7,14 +7,18 @@
 //!   verifies the signature (v1 HMAC-SHA1 or V3 `ACS3-HMAC-SHA256`), checks timestamp and
 //!   nonce, and renders JSON/XML responses and errors. Knows nothing of SQL or key material.
 //! - [`api`]: one file per group of actions; turns parameters into typed service calls and
-//!   service results into wire response types (PascalCase, double-wrapped lists).
-//!   [`api::spec`] is the single table of actions and parameters, shared with the CLI.
+//!   service results into wire response types (PascalCase, double-wrapped lists);
+//!   [`api::dispatch`] is one exhaustive `match` over the actions.
 //! - [`service`]: the KMS itself: accounts, key lifecycle, the key-state × action matrix,
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
 //!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, the embedded
 //!   default, or PostgreSQL for several nodes sharing one database), with a cache in front.
+//! - [`action`] (at the bottom; used by protocol, api, service, console and the CLI): one
+//!   table per API product, keyed by `Version`, generating its `enum Action` with every fact
+//!   of an action: wire name, parameters and help, throttle class, audit durability,
+//!   key-state matrix row, RAM action and resource kind.
 //!
 //! [`server`] wires these together with axum (data dir, first-start bootstrap, the app, the
 //! accept loop; [`server::run`] serves on a listener its caller has bound); [`console`] is
@@ -23,6 +27,7 @@
 //! do, for the command line ([`cli`]), [`bench`](mod@bench) (`kms bench`) and the
 //! integration tests.
 
+pub mod action;
 pub mod admin;
 pub mod api;
 pub mod audit;

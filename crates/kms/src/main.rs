@@ -31,8 +31,8 @@ fn main() -> std::process::ExitCode {
     };
     let result: Result<(), Failure> = runtime.block_on(async {
         if let Some((name, sub)) = matches.subcommand() {
-            if kms::api::spec::find(name).is_some() {
-                return cli::run_action(name, sub).await;
+            if let Some(action) = kms::action::kms::Action::from_name(name) {
+                return cli::run_action(action, sub).await;
             }
         }
         let cli = Cli::from_arg_matches(&matches).map_err(|e| Failure::usage(e.to_string()))?;

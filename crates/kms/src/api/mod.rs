@@ -1,65 +1,67 @@
 //! The actions: request parsing from [`Params`], the call into the service, and the wire
 //! response (PascalCase fields, string-typed values, double-wrapped lists, `RequestId`
-//! added by the protocol layer). One file per group of actions.
+//! added by the protocol layer). One file per group of actions; [`dispatch`] maps each
+//! [`Action`] of the table ([`crate::action::kms`]) to its handler.
 
 pub mod aliases;
 pub mod crypto;
 pub mod import;
 pub mod keys;
-pub mod spec;
 pub mod tags;
 pub mod versions;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::action::kms::Action;
 use crate::error::KmsError;
 use crate::protocol::params::Params;
 use crate::service::{Caller, Kms};
 
-/// Runs one action. `name` must be a row of [`spec::ACTIONS`]; its required parameters
-/// have been checked.
+/// Runs one KMS action; its required parameters have been checked. The `match` is
+/// exhaustive: a new row in the action table does not compile until it has a handler here.
 pub async fn dispatch(
     kms: &Kms,
     caller: &Caller,
-    name: &str,
+    action: Action,
     p: &Params,
 ) -> Result<Value, KmsError> {
-    match name {
-        "CreateKey" => keys::create_key(kms, caller, p).await,
-        "DescribeKey" => keys::describe_key(kms, caller, p).await,
-        "ListKeys" => keys::list_keys(kms, caller, p).await,
-        "EnableKey" => keys::enable_key(kms, caller, p).await,
-        "DisableKey" => keys::disable_key(kms, caller, p).await,
-        "UpdateKeyDescription" => keys::update_key_description(kms, caller, p).await,
-        "ScheduleKeyDeletion" => keys::schedule_key_deletion(kms, caller, p).await,
-        "CancelKeyDeletion" => keys::cancel_key_deletion(kms, caller, p).await,
-        "SetDeletionProtection" => keys::set_deletion_protection(kms, caller, p).await,
-        "DescribeRegions" => keys::describe_regions(kms),
-        "ListResourceTags" => keys::list_resource_tags(kms, caller, p).await,
-        "Encrypt" => crypto::encrypt(kms, caller, p).await,
-        "Decrypt" => crypto::decrypt(kms, caller, p).await,
-        "GenerateDataKey" => crypto::generate_data_key(kms, caller, p, true).await,
-        "GenerateDataKeyWithoutPlaintext" => crypto::generate_data_key(kms, caller, p, false).await,
-        "ReEncrypt" => crypto::re_encrypt(kms, caller, p).await,
-        "GetParametersForImport" => import::get_parameters_for_import(kms, caller, p).await,
-        "ImportKeyMaterial" => import::import_key_material(kms, caller, p).await,
-        "DeleteKeyMaterial" => import::delete_key_material(kms, caller, p).await,
-        "CreateAlias" => aliases::create_alias(kms, caller, p).await,
-        "UpdateAlias" => aliases::update_alias(kms, caller, p).await,
-        "DeleteAlias" => aliases::delete_alias(kms, caller, p).await,
-        "ListAliases" => aliases::list_aliases(kms, caller, p, false).await,
-        "ListAliasesByKeyId" => aliases::list_aliases(kms, caller, p, true).await,
-        "CreateKeyVersion" => versions::create_key_version(kms, caller, p).await,
-        "DescribeKeyVersion" => versions::describe_key_version(kms, caller, p).await,
-        "ListKeyVersions" => versions::list_key_versions(kms, caller, p).await,
-        "UpdateRotationPolicy" => versions::update_rotation_policy(kms, caller, p).await,
-        "TagResource" => tags::tag_resource(kms, caller, p).await,
-        "UntagResource" => tags::untag_resource(kms, caller, p).await,
-        "TagResources" => tags::tag_resources(kms, caller, p).await,
-        "UntagResources" => tags::untag_resources(kms, caller, p).await,
-        "ListTagResources" => tags::list_tag_resources(kms, caller, p).await,
-        other => Err(KmsError::InvalidApi(other.to_string())),
+    match action {
+        Action::CreateKey => keys::create_key(kms, caller, p).await,
+        Action::DescribeKey => keys::describe_key(kms, caller, p).await,
+        Action::ListKeys => keys::list_keys(kms, caller, p).await,
+        Action::EnableKey => keys::enable_key(kms, caller, p).await,
+        Action::DisableKey => keys::disable_key(kms, caller, p).await,
+        Action::UpdateKeyDescription => keys::update_key_description(kms, caller, p).await,
+        Action::ScheduleKeyDeletion => keys::schedule_key_deletion(kms, caller, p).await,
+        Action::CancelKeyDeletion => keys::cancel_key_deletion(kms, caller, p).await,
+        Action::SetDeletionProtection => keys::set_deletion_protection(kms, caller, p).await,
+        Action::DescribeRegions => keys::describe_regions(kms),
+        Action::ListResourceTags => keys::list_resource_tags(kms, caller, p).await,
+        Action::Encrypt => crypto::encrypt(kms, caller, p).await,
+        Action::Decrypt => crypto::decrypt(kms, caller, p).await,
+        Action::GenerateDataKey => crypto::generate_data_key(kms, caller, p, true).await,
+        Action::GenerateDataKeyWithoutPlaintext => {
+            crypto::generate_data_key(kms, caller, p, false).await
+        }
+        Action::ReEncrypt => crypto::re_encrypt(kms, caller, p).await,
+        Action::GetParametersForImport => import::get_parameters_for_import(kms, caller, p).await,
+        Action::ImportKeyMaterial => import::import_key_material(kms, caller, p).await,
+        Action::DeleteKeyMaterial => import::delete_key_material(kms, caller, p).await,
+        Action::CreateAlias => aliases::create_alias(kms, caller, p).await,
+        Action::UpdateAlias => aliases::update_alias(kms, caller, p).await,
+        Action::DeleteAlias => aliases::delete_alias(kms, caller, p).await,
+        Action::ListAliases => aliases::list_aliases(kms, caller, p, false).await,
+        Action::ListAliasesByKeyId => aliases::list_aliases(kms, caller, p, true).await,
+        Action::CreateKeyVersion => versions::create_key_version(kms, caller, p).await,
+        Action::DescribeKeyVersion => versions::describe_key_version(kms, caller, p).await,
+        Action::ListKeyVersions => versions::list_key_versions(kms, caller, p).await,
+        Action::UpdateRotationPolicy => versions::update_rotation_policy(kms, caller, p).await,
+        Action::TagResource => tags::tag_resource(kms, caller, p).await,
+        Action::UntagResource => tags::untag_resource(kms, caller, p).await,
+        Action::TagResources => tags::tag_resources(kms, caller, p).await,
+        Action::UntagResources => tags::untag_resources(kms, caller, p).await,
+        Action::ListTagResources => tags::list_tag_resources(kms, caller, p).await,
     }
 }
 

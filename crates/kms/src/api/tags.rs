@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::keys::parse_tags;
 use super::{empty, to_value};
+use crate::action::kms::row;
 use crate::error::KmsError;
 use crate::protocol::params::Params;
 use crate::service::{Caller, Kms};
@@ -37,7 +38,7 @@ pub async fn tag_resource(kms: &Kms, caller: &Caller, p: &Params) -> Result<Valu
     if tags.is_empty() {
         return Err(KmsError::invalid_because("Tags", "Give at least one tag."));
     }
-    kms.tag_keys(caller, &[key], tags).await?;
+    kms.tag_keys(caller, &[key], tags, row::TagResource).await?;
     empty()
 }
 
@@ -66,7 +67,8 @@ pub fn parse_tag_keys(text: &str) -> Result<Vec<String>, KmsError> {
 pub async fn untag_resource(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
     let key = single_key(p)?;
     let keys = parse_tag_keys(p.required("TagKeys")?)?;
-    kms.untag_keys(caller, &[key], Some(keys)).await?;
+    kms.untag_keys(caller, &[key], Some(keys), row::UntagResource)
+        .await?;
     empty()
 }
 
@@ -113,7 +115,7 @@ pub async fn tag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<Val
     if tags.is_empty() {
         return Err(KmsError::missing("Tag.1.Key"));
     }
-    kms.tag_keys(caller, &ids, tags).await?;
+    kms.tag_keys(caller, &ids, tags, row::TagResources).await?;
     empty()
 }
 
@@ -130,7 +132,8 @@ pub async fn untag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<V
         (true, true) => None,
         (true, false) => return Err(KmsError::missing("TagKey.1")),
     };
-    kms.untag_keys(caller, &ids, which).await?;
+    kms.untag_keys(caller, &ids, which, row::UntagResources)
+        .await?;
     empty()
 }
 

@@ -32,8 +32,9 @@ use zeroize::Zeroizing;
 use self::html::{badge, esc, url, Frame};
 use self::i18n::{t, Lang, LANG_COOKIE};
 use self::session::{SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
+use crate::action::kms::Action;
+use crate::action::ApiAction;
 use crate::api::keys::KeyMetadata;
-use crate::api::spec;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::error::KmsError;
 use crate::protocol::params::Params;
@@ -210,8 +211,7 @@ struct Audit<'a> {
 impl ConsoleState {
     async fn audit(&self, a: Audit<'_>) {
         if let Some(log) = &self.audit {
-            let durable = a.result == "OK"
-                && !(a.action.starts_with("Describe") || a.action.starts_with("List"));
+            let durable = a.result == "OK" && changes_state(a.action);
             log.record(
                 AuditRecord {
                     time: format_unix(crate::clock::system_now()),
@@ -230,6 +230,13 @@ impl ConsoleState {
             .await;
         }
     }
+}
+
+/// Whether a successful call's audit line must be on disk before the answer: for an API
+/// action the API's own rule ([`Action::changes_state`]); the console's own events
+/// (ConsoleSignIn, ConsoleSignOut) start or end a session, so they are durable too.
+fn changes_state(action: &str) -> bool {
+    Action::from_name(action).is_none_or(Action::changes_state)
 }
 
 // ------------------------------------------------------------------------------ sessions
@@ -1463,8 +1470,8 @@ async fn api(
         .take(256)
         .collect();
     audit.key_id = &key_hint;
-    let spec = match spec::find(&action_name).filter(|a| ACTIONS.contains(&a.name)) {
-        Some(s) => s,
+    let action = match Action::from_name(&action_name).filter(|a| ACTIONS.contains(&a.name())) {
+        Some(a) => ApiAction::Kms(a),
         None => {
             let e = KmsError::InvalidApi(action_name.clone());
             audit.result = e.code();
@@ -1483,7 +1490,7 @@ async fn api(
         ..Params::default()
     };
     clean.body.push(("RegionId".into(), region));
-    match st.protocol.dispatch_as(&caller, spec, &clean).await {
+    match st.protocol.dispatch_as(&caller, action, &clean).await {
         Ok(mut value) => {
             let key_id = value
                 .get("KeyId")
@@ -1506,6 +1513,33 @@ async fn api(
             audit.status = e.status();
             st.audit(audit).await;
             json_error(e.status(), e.code(), &e.message(), &request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The console and the API agree on which audit lines are durable: the API decides with
+    /// `ApiAction::changes_state` (server.rs), the console with [`changes_state`]. The
+    /// console's old rule (everything but Describe*/List*) made Encrypt durable.
+    #[test]
+    fn audit_durability_agrees_with_the_api() {
+        for a in Action::ALL {
+            assert_eq!(
+                changes_state(a.name()),
+                ApiAction::Kms(*a).changes_state(),
+                "{a}"
+            );
+        }
+        assert!(!changes_state("Encrypt"));
+        assert!(!changes_state("GenerateDataKey"));
+        assert!(changes_state("GetParametersForImport"));
+        assert!(changes_state("ConsoleSignIn"));
+        assert!(changes_state("ConsoleSignOut"));
+        for name in ACTIONS {
+            assert!(Action::from_name(name).is_some(), "{name}");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The wire protocol: from an HTTP request to a rendered response, one way through.
 //!
-//! parameters ([`params`]) → format → action and version → signature, timestamp and nonce
-//! ([`signature`]) → region → required parameters ([`crate::api::spec`]) →
-//! [`crate::api::dispatch`] → [`render`].
+//! parameters ([`params`]) → format → action and version (an [`ApiAction`]: unknown ones are
+//! refused here) → signature, timestamp and nonce ([`signature`]) → region → throttling and
+//! required parameters (facts of the action, [`crate::action`]) → [`crate::api::dispatch`] →
+//! [`render`].
 
 pub mod params;
 pub mod render;
@@ -16,8 +17,8 @@ use uuid::Uuid;
 use self::params::Params;
 use self::render::{Format, Rendered};
 use self::signature::{NonceCache, RequestView};
+use crate::action::ApiAction;
 use crate::api;
-use crate::api::spec::{self, API_VERSION};
 use crate::clock::system_now;
 use crate::error::KmsError;
 use crate::service::{Caller, Kms};
@@ -52,7 +53,10 @@ pub struct Protocol {
 pub struct Outcome {
     pub rendered: Rendered,
     pub request_id: String,
+    /// The `Action` as received (for the audit line), if any.
     pub action: Option<String>,
+    /// The action, when `Version` and `Action` named one this server implements.
+    pub api_action: Option<ApiAction>,
     pub access_key_id: Option<String>,
     /// The authenticated account (None if authentication failed).
     pub account_id: Option<String>,
@@ -70,6 +74,7 @@ struct Ctx {
     format: Format,
     region: String,
     action: Option<String>,
+    api_action: Option<ApiAction>,
     access_key_id: Option<String>,
     account_id: Option<String>,
     key_hint: Option<String>,
@@ -94,6 +99,7 @@ impl Protocol {
             format: Format::Json,
             region: self.kms.regions().first().cloned().unwrap_or_default(),
             action: None,
+            api_action: None,
             access_key_id: None,
             account_id: None,
             key_hint: None,
@@ -137,6 +143,7 @@ impl Protocol {
             rendered,
             request_id,
             action: ctx.action,
+            api_action: ctx.api_action,
             access_key_id: ctx.access_key_id,
             account_id: ctx.account_id,
             key_id,
@@ -165,10 +172,8 @@ impl Protocol {
             .opt("Version")
             .or_else(|| req.header("x-acs-version").filter(|v| !v.is_empty()))
             .ok_or_else(|| KmsError::missing("Version"))?;
-        if version != API_VERSION {
-            return Err(KmsError::InvalidVersion);
-        }
-        let spec = spec::find(&action).ok_or_else(|| KmsError::InvalidApi(action.clone()))?;
+        let api_action = ApiAction::parse(version, &action)?;
+        ctx.api_action = Some(api_action);
         ctx.key_hint = params
             .opt("KeyId")
             .or_else(|| params.opt("DestinationKeyId"))
@@ -207,7 +212,7 @@ impl Protocol {
             region: ctx.region.clone(),
             access_key_id: pending.access_key_id,
         };
-        let body = self.dispatch_as(&caller, spec, &params).await?;
+        let body = self.dispatch_as(&caller, api_action, &params).await?;
         Ok((action, body))
     }
 
@@ -217,15 +222,17 @@ impl Protocol {
     pub async fn dispatch_as(
         &self,
         caller: &Caller,
-        spec: &spec::ActionSpec,
+        action: ApiAction,
         params: &Params,
     ) -> Result<serde_json::Value, KmsError> {
         self.throttle
-            .check(&caller.account_id, throttle::Class::of(spec.name))?;
-        for p in spec.params.iter().filter(|p| p.required) {
+            .check(&caller.account_id, action.throttle_class())?;
+        for p in action.params().iter().filter(|p| p.required) {
             params.required(&p.first_wire_name())?;
         }
-        api::dispatch(&self.kms, caller, spec.name, params).await
+        match action {
+            ApiAction::Kms(a) => api::dispatch(&self.kms, caller, a, params).await,
+        }
     }
 
     /// The region addressed: `RegionId` if given, else the `kms.<region>.…` host name, else

@@ -8,30 +8,9 @@ use std::time::Instant;
 
 use crate::error::KmsError;
 
-/// Classes of actions with their own limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    /// Encrypt, Decrypt, GenerateDataKey(WithoutPlaintext), ReEncrypt.
-    Cryptographic,
-    /// GetParametersForImport, ImportKeyMaterial (RSA work).
-    Import,
-    /// Everything else.
-    Management,
-}
-
-impl Class {
-    pub fn of(action: &str) -> Class {
-        match action {
-            "Encrypt"
-            | "Decrypt"
-            | "GenerateDataKey"
-            | "GenerateDataKeyWithoutPlaintext"
-            | "ReEncrypt" => Class::Cryptographic,
-            "GetParametersForImport" | "ImportKeyMaterial" => Class::Import,
-            _ => Class::Management,
-        }
-    }
-}
+/// Classes of actions with their own limit: a fact of each action
+/// ([`crate::action::kms::Action::throttle_class`]).
+pub use crate::action::ThrottleClass as Class;
 
 /// Requests per second per account, by class (0 = unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +125,9 @@ mod tests {
             t.check_at("a", Class::Cryptographic, t0 + Duration::from_millis(200)),
             Err(KmsError::Throttling)
         );
-        assert_eq!(Class::of("ReEncrypt"), Class::Cryptographic);
-        assert_eq!(Class::of("ImportKeyMaterial"), Class::Import);
-        assert_eq!(Class::of("CreateKey"), Class::Management);
+        use crate::action::kms::Action;
+        assert_eq!(Action::ReEncrypt.throttle_class(), Class::Cryptographic);
+        assert_eq!(Action::ImportKeyMaterial.throttle_class(), Class::Import);
+        assert_eq!(Action::CreateKey.throttle_class(), Class::Management);
     }
 }

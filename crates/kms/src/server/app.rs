@@ -81,21 +81,6 @@ async fn read_body(
     }
 }
 
-/// Actions whose audit line must be on disk before the response: every state change.
-/// Reads and cryptographic calls are recorded without waiting.
-fn changes_state(action: &str) -> bool {
-    !(action.starts_with("Describe")
-        || action.starts_with("List")
-        || matches!(
-            action,
-            "Encrypt"
-                | "Decrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "ReEncrypt"
-        ))
-}
-
 /// One API call: the body within its limits, then the protocol (signature, action,
 /// response), then the audit trail, then the response.
 async fn api_handler(
@@ -129,7 +114,8 @@ async fn api_handler(
     let out = state.protocol.handle(&req).await;
     if let Some(audit) = &state.audit {
         let action = out.action.clone().unwrap_or_default();
-        let durable = out.code.is_none() && changes_state(&action);
+        // Every successful state change is on disk before the answer (a fact of the action).
+        let durable = out.code.is_none() && out.api_action.is_some_and(|a| a.changes_state());
         audit
             .record(
                 AuditRecord {

@@ -1,7 +1,7 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases, ListAliasesByKeyId
 //! (reference §3.15). Alias resolution for KeyId parameters is [`Kms::resolve`].
 
-use super::state::check;
+use super::state::{check, row};
 use super::{Caller, Kms};
 use crate::error::KmsError;
 use crate::store::AliasRecord;
@@ -39,7 +39,7 @@ impl Kms {
         validate_alias_name(name)?;
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
-        check("CreateAlias", key.state)?;
+        check(row::CreateAlias, key.state)?;
         self.store
             .create_alias(
                 AliasRecord {
@@ -70,7 +70,7 @@ impl Kms {
             return Err(KmsError::AliasNotFound);
         }
         let key = self.load(&loc).await?;
-        check("UpdateAlias", key.state)?;
+        check(row::UpdateAlias, key.state)?;
         if !self
             .store
             .update_alias(

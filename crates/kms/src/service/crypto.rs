@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::check;
+use super::state::{check, row, StateRow};
 use super::{Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::{blob, Secret};
@@ -110,11 +110,11 @@ impl Kms {
     async fn key_material(
         &self,
         loc: &KeyLocator,
-        action: &'static str,
+        state_row: StateRow,
         version: Option<&str>,
     ) -> Result<(KeyRecord, String, Secret), KmsError> {
         let key = self.load(loc).await?;
-        check(action, key.state)?;
+        check(state_row, key.state)?;
         let version_id = version.unwrap_or(&key.primary_version).to_string();
         let v = self
             .store
@@ -132,12 +132,12 @@ impl Kms {
         &self,
         caller: &Caller,
         key_ref: &str,
-        action: &'static str,
+        state_row: StateRow,
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
-        let (key, version_id, material) = self.key_material(&loc, action, None).await?;
+        let (key, version_id, material) = self.key_material(&loc, state_row, None).await?;
         let ciphertext_blob = blob::encrypt(
             self.keystore.rng(),
             &key.key_id,
@@ -168,7 +168,7 @@ impl Kms {
             ));
         }
         let sealed = self
-            .seal_under(caller, key_ref, "Encrypt", context, plaintext)
+            .seal_under(caller, key_ref, row::Encrypt, context, plaintext)
             .await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -179,7 +179,7 @@ impl Kms {
     async fn open_blob(
         &self,
         caller: &Caller,
-        action: &'static str,
+        state_row: StateRow,
         ciphertext_blob: &[u8],
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
@@ -190,7 +190,7 @@ impl Kms {
             key_id: header.key_id,
         };
         let (key, version_id, material) = self
-            .key_material(&loc, action, Some(&header.version_id))
+            .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
         let plaintext =
             blob::decrypt(&material, &context.canonical(), ciphertext_blob).ok_or_else(bad_blob)?;
@@ -209,7 +209,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<Opened, KmsError> {
         let opened = self
-            .open_blob(caller, "Decrypt", ciphertext_blob, context)
+            .open_blob(caller, row::Decrypt, ciphertext_blob, context)
             .await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -233,14 +233,14 @@ impl Kms {
                 "The data key is 1 to 1024 bytes.",
             ));
         }
-        let action = if with_plaintext {
-            "GenerateDataKey"
+        let state_row = if with_plaintext {
+            row::GenerateDataKey
         } else {
-            "GenerateDataKeyWithoutPlaintext"
+            row::GenerateDataKeyWithoutPlaintext
         };
         let data_key = self.keystore.random(number_of_bytes)?;
         let sealed = self
-            .seal_under(caller, key_ref, action, context, &data_key)
+            .seal_under(caller, key_ref, state_row, context, &data_key)
             .await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -258,13 +258,13 @@ impl Kms {
         dry_run: bool,
     ) -> Result<Sealed, KmsError> {
         let opened = self
-            .open_blob(caller, "ReEncrypt", ciphertext_blob, source_context)
+            .open_blob(caller, row::ReEncrypt, ciphertext_blob, source_context)
             .await?;
         let sealed = self
             .seal_under(
                 caller,
                 destination_key_ref,
-                "ReEncrypt",
+                row::ReEncrypt,
                 destination_context,
                 &opened.plaintext,
             )

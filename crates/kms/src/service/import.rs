@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use super::state::{check, KeyState};
+use super::state::{check, row, KeyState};
 use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::KmsError;
 use crate::keystore::token::TokenClaims;
@@ -90,7 +90,7 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
-        check("GetParametersForImport", key.state)?;
+        check(row::GetParametersForImport, key.state)?;
 
         let pair = self.pool.take().await?;
         let wrapping_key_id = new_id();
@@ -138,7 +138,7 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
-        check("ImportKeyMaterial", key.state)?;
+        check(row::ImportKeyMaterial, key.state)?;
         let now = self.now();
         let expire = match expire_unix {
             None | Some(0) => None,
@@ -196,7 +196,7 @@ impl Kms {
                 &loc,
                 Box::new(move |k| {
                     require_external(k)?;
-                    check("ImportKeyMaterial", k.state)?;
+                    check(row::ImportKeyMaterial, k.state)?;
                     match &k.material_commitment {
                         Some(c) => {
                             if !keystore.commitment_matches(&k.key_id, &material, c) {
@@ -235,7 +235,7 @@ impl Kms {
             .update_key(
                 &loc,
                 Box::new(|k| {
-                    check("DeleteKeyMaterial", k.state)?;
+                    check(row::DeleteKeyMaterial, k.state)?;
                     Ok(drop_material(k))
                 }),
             )

@@ -2,7 +2,7 @@
 //! UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion, SetDeletionProtection,
 //! and the tags given at creation.
 
-use super::state::{check, KeyState};
+use super::state::{check, row, KeyState, StateRow};
 use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::error::KmsError;
 use crate::store::{KeyField, KeyLocator, KeyRecord, KeyVersionRecord, Tag};
@@ -340,12 +340,12 @@ impl Kms {
         Ok((page, total))
     }
 
-    /// Applies `f` to the key under the store's lock, after the state matrix check for
-    /// `action`.
+    /// Applies `f` to the key under the store's lock, after the state matrix check with
+    /// `state_row` (the row of the action).
     pub(crate) async fn update(
         &self,
         loc: &KeyLocator,
-        action: &'static str,
+        state_row: StateRow,
         f: impl FnOnce(&mut KeyRecord) -> Result<(), KmsError> + Send + 'static,
     ) -> Result<KeyRecord, KmsError> {
         // Lazy expiry/deletion first, so the matrix sees the true state.
@@ -354,7 +354,7 @@ impl Kms {
             .update_key(
                 loc,
                 Box::new(move |k| {
-                    check(action, k.state)?;
+                    check(state_row, k.state)?;
                     f(k)?;
                     Ok(Vec::new())
                 }),
@@ -365,7 +365,7 @@ impl Kms {
 
     pub async fn enable_key(&self, caller: &Caller, key_ref: &str) -> Result<(), KmsError> {
         let loc = self.locate(caller, key_ref)?;
-        self.update(&loc, "EnableKey", |k| {
+        self.update(&loc, row::EnableKey, |k| {
             k.state = KeyState::Enabled;
             Ok(())
         })
@@ -375,7 +375,7 @@ impl Kms {
 
     pub async fn disable_key(&self, caller: &Caller, key_ref: &str) -> Result<(), KmsError> {
         let loc = self.locate(caller, key_ref)?;
-        self.update(&loc, "DisableKey", |k| {
+        self.update(&loc, row::DisableKey, |k| {
             k.state = KeyState::Disabled;
             Ok(())
         })
@@ -393,7 +393,7 @@ impl Kms {
             return Err(KmsError::invalid("Description"));
         }
         let loc = self.locate(caller, key_ref)?;
-        self.update(&loc, "UpdateKeyDescription", move |k| {
+        self.update(&loc, row::UpdateKeyDescription, move |k| {
             k.description = description;
             Ok(())
         })
@@ -419,7 +419,7 @@ impl Kms {
         }
         let loc = self.locate(caller, key_ref)?;
         let now = self.now();
-        self.update(&loc, "ScheduleKeyDeletion", move |k| {
+        self.update(&loc, row::ScheduleKeyDeletion, move |k| {
             if k.deletion_protection {
                 return Err(KmsError::NoPermission(
                     "the key has deletion protection enabled".into(),
@@ -440,7 +440,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<(), KmsError> {
         let loc = self.locate(caller, key_ref)?;
-        self.update(&loc, "CancelKeyDeletion", |k| {
+        self.update(&loc, row::CancelKeyDeletion, |k| {
             k.delete_date = None;
             k.state = if k.material_present {
                 KeyState::Enabled
@@ -467,7 +467,7 @@ impl Kms {
             return Err(KmsError::invalid("DeletionProtectionDescription"));
         }
         let loc = self.locate(caller, key_ref)?;
-        self.update(&loc, "SetDeletionProtection", move |k| {
+        self.update(&loc, row::SetDeletionProtection, move |k| {
             k.deletion_protection = enabled;
             k.deletion_protection_description = if enabled {
                 description.unwrap_or_default()

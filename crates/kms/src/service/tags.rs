@@ -2,7 +2,7 @@
 //! UntagResources, ListTagResources (many) — reference §3.17.
 
 use super::keys::validate_tag;
-use super::state::check;
+use super::state::{check, StateRow};
 use super::{Caller, Kms};
 use crate::error::KmsError;
 use crate::store::{KeyRecord, Tag};
@@ -22,26 +22,28 @@ impl Kms {
         &self,
         caller: &Caller,
         key_ref: &str,
-        action: &'static str,
+        state_row: StateRow,
     ) -> Result<KeyRecord, KmsError> {
         let key = self.load(&self.locate(caller, key_ref)?).await?;
-        check(action, key.state)?;
+        check(state_row, key.state)?;
         Ok(key)
     }
 
-    /// TagResource / TagResources: adds or replaces tags on each key.
+    /// TagResource / TagResources (`state_row` says which): adds or replaces tags on each
+    /// key.
     pub async fn tag_keys(
         &self,
         caller: &Caller,
         key_refs: &[String],
         tags: Vec<Tag>,
+        state_row: StateRow,
     ) -> Result<(), KmsError> {
         for t in &tags {
             validate_tag(t)?;
         }
         let mut keys = Vec::with_capacity(key_refs.len());
         for r in key_refs {
-            keys.push(self.taggable(caller, r, "TagResource").await?);
+            keys.push(self.taggable(caller, r, state_row).await?);
         }
         for k in keys {
             self.store
@@ -51,16 +53,18 @@ impl Kms {
         Ok(())
     }
 
-    /// UntagResource / UntagResources: removes the named tags (all with `None`).
+    /// UntagResource / UntagResources (`state_row` says which): removes the named tags (all
+    /// with `None`).
     pub async fn untag_keys(
         &self,
         caller: &Caller,
         key_refs: &[String],
         tag_keys: Option<Vec<String>>,
+        state_row: StateRow,
     ) -> Result<(), KmsError> {
         let mut keys = Vec::with_capacity(key_refs.len());
         for r in key_refs {
-            keys.push(self.taggable(caller, r, "UntagResource").await?);
+            keys.push(self.taggable(caller, r, state_row).await?);
         }
         for k in keys {
             self.store.remove_tags(&k.key_id, tag_keys.clone()).await?;
@@ -104,6 +108,7 @@ mod tests {
     use super::*;
     use crate::error::Rejection;
     use crate::service::keys::CreateKeyInput;
+    use crate::service::state::row;
     use crate::service::testing::kms;
 
     fn tag(k: &str, v: &str) -> Tag {
@@ -121,21 +126,26 @@ mod tests {
             .await
             .unwrap();
         let ids = vec![k.key_id.clone()];
-        kms.tag_keys(&caller, &ids, vec![tag("a", "1"), tag("b", "2")])
-            .await
-            .unwrap();
-        kms.tag_keys(&caller, &ids, vec![tag("a", "3")])
+        kms.tag_keys(
+            &caller,
+            &ids,
+            vec![tag("a", "1"), tag("b", "2")],
+            row::TagResource,
+        )
+        .await
+        .unwrap();
+        kms.tag_keys(&caller, &ids, vec![tag("a", "3")], row::TagResource)
             .await
             .unwrap();
         let (_, tags) = kms.list_tags(&caller, &k.key_id).await.unwrap();
         assert_eq!(tags, vec![tag("a", "3"), tag("b", "2")]);
         let many: Vec<Tag> = (0..19).map(|i| tag(&format!("t{i}"), "v")).collect();
         assert!(matches!(
-            kms.tag_keys(&caller, &ids, many).await,
+            kms.tag_keys(&caller, &ids, many, row::TagResource).await,
             Err(KmsError::LimitExceeded(_))
         ));
         assert_eq!(kms.list_tags(&caller, &k.key_id).await.unwrap().1.len(), 2);
-        kms.untag_keys(&caller, &ids, Some(vec!["a".into()]))
+        kms.untag_keys(&caller, &ids, Some(vec!["a".into()]), row::UntagResource)
             .await
             .unwrap();
         assert_eq!(
@@ -143,14 +153,15 @@ mod tests {
             vec![tag("b", "2")]
         );
         assert!(kms
-            .tag_keys(&caller, &ids, vec![tag("aliyun-x", "v")])
+            .tag_keys(&caller, &ids, vec![tag("aliyun-x", "v")], row::TagResource)
             .await
             .is_err());
         kms.schedule_key_deletion(&caller, &k.key_id, 7)
             .await
             .unwrap();
         assert_eq!(
-            kms.tag_keys(&caller, &ids, vec![tag("c", "1")]).await,
+            kms.tag_keys(&caller, &ids, vec![tag("c", "1")], row::TagResource)
+                .await,
             Err(KmsError::Rejected(Rejection::PendingDeletion))
         );
     }
@@ -165,9 +176,14 @@ mod tests {
                 .await
                 .unwrap();
             let tags = (0..20).map(|i| tag(&format!("t{i:02}"), "v")).collect();
-            kms.tag_keys(&caller, std::slice::from_ref(&k.key_id), tags)
-                .await
-                .unwrap();
+            kms.tag_keys(
+                &caller,
+                std::slice::from_ref(&k.key_id),
+                tags,
+                row::TagResource,
+            )
+            .await
+            .unwrap();
             ids.push(k.key_id);
         }
         let (p1, next) = kms.list_tag_resources(&caller, &[], &[], 0).await.unwrap();

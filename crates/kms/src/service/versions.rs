@@ -6,7 +6,7 @@
 //! node, before or after a restart) sees the previous rotation's `LastRotationDate`, so a
 //! due rotation happens exactly once.
 
-use super::state::{check, KeyState};
+use super::state::{check, row, KeyState};
 use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::KmsError;
 use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange};
@@ -75,7 +75,7 @@ impl Kms {
             .update_key(
                 &loc,
                 Box::new(move |k| {
-                    check("CreateKeyVersion", k.state)?;
+                    check(row::CreateKeyVersion, k.state)?;
                     if k.version_count >= max {
                         return Err(KmsError::LimitExceeded(format!(
                             "at most {max} versions per key"
@@ -137,7 +137,7 @@ impl Kms {
             .update_key(
                 &loc,
                 Box::new(move |k| {
-                    check("UpdateRotationPolicy", k.state)?;
+                    check(row::UpdateRotationPolicy, k.state)?;
                     k.automatic_rotation = enable;
                     if interval.is_some() {
                         k.rotation_interval = interval;
