@@ -1031,3 +1031,26 @@ def test_import_expiry_date_is_disabled_while_never_is_chosen(csrv, page):
     page.click("#btn-import")  # opened again: the form starts over with "Never"
     expect(page.locator("#im-never")).to_be_checked()
     expect(page.locator("#im-expire")).to_be_disabled()
+
+
+def test_key_list_on_a_phone_keeps_tokens_whole_without_scrolling(csrv, browser):
+    api = ClassicApi(csrv)
+    key_id = api.call("CreateKey")["KeyMetadata"]["KeyId"]
+    long_alias = "alias/phone-" + "very-long-alias-name-" * 3 + "end"
+    api.call("CreateAlias", KeyId=key_id, AliasName=long_alias)
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    try:
+        signin_ak(page, csrv)
+        page.wait_for_url(csrv.console + "/console/keys")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        wrap = page.locator(".table-wrap").first
+        assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the key list scrolls sideways"
+        row = page.locator(f"#keys-table tr[data-key-id='{key_id}']")
+        assert_whole(token_layout(row.locator("a.alias-link")), "alias")
+        assert row.locator("a.alias-link").get_attribute("title") == long_alias
+        assert_whole(token_layout(row.locator("a.key-link")), "key id")
+        assert row.locator("a.key-link").get_attribute("title") == key_id
+        assert_whole(token_layout(row.locator("td:last-child .tok")), "creation date", may_clip=False)
+    finally:
+        ctx.close()
