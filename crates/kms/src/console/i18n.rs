@@ -171,7 +171,6 @@ texts! {
     ConfirmRemoveAlias => ("Remove this alias?", "确定移除此别名吗？"),
     ConfirmRemoveTag => ("Remove this tag?", "确定移除此标签吗？"),
     Error => ("The server refused", "服务端拒绝了请求"),
-    Done => ("Done.", "完成。"),
     Back => ("Back to keys", "返回密钥列表"),
     NotFound => ("Not found.", "未找到。"),
     Skip => ("Skip to content", "跳到正文"),
