@@ -413,7 +413,7 @@ mod tests {
             account_id: "1".into(),
             access_key_id: "AK".into(),
             source: "127.0.0.1:1".into(),
-            action: if i % 2 == 0 {
+            action: if i.is_multiple_of(2) {
                 "Encrypt".into()
             } else {
                 "CreateKey".into()
@@ -435,7 +435,7 @@ mod tests {
         let ks = Arc::new(Keystore::from_root(&[4u8; 32]).unwrap());
         let log = AuditLog::start(&dir, ks.clone(), 2_000).unwrap();
         for i in 0..40 {
-            log.record(rec(i), i % 5 == 0).await;
+            log.record(rec(i), i.is_multiple_of(5)).await;
         }
         log.record(rec(40), true).await;
         let v = verify(&dir, &ks).unwrap();
