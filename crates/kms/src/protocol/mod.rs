@@ -155,15 +155,21 @@ impl Protocol {
         if req.method != "GET" && req.method != "POST" {
             return Err(KmsError::UnsupportedHttpMethod);
         }
+        // The action and version headers count only in V3, which must sign them; a v1
+        // signature covers the parameters alone.
+        let v3 = req
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("ACS3-HMAC-SHA256"));
+        let header = |name: &str| req.header(name).filter(|v| v3 && !v.is_empty());
         let action = params
             .opt("Action")
-            .or_else(|| req.header("x-acs-action").filter(|a| !a.is_empty()))
+            .or_else(|| header("x-acs-action"))
             .ok_or_else(|| KmsError::missing("Action"))?
             .to_string();
         ctx.action = Some(action.clone());
         let version = params
             .opt("Version")
-            .or_else(|| req.header("x-acs-version").filter(|v| !v.is_empty()))
+            .or_else(|| header("x-acs-version"))
             .ok_or_else(|| KmsError::missing("Version"))?;
         if version != API_VERSION {
             return Err(KmsError::InvalidVersion);

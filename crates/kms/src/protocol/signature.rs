@@ -209,6 +209,16 @@ fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
             return Err(incomplete(&format!("{must} must be a signed header")));
         }
     }
+    // So must everything else that says what the request is: the host and every x-acs-*
+    // header present (action, version, content hash …), or a captured request could be
+    // turned into another action.
+    if let Some((name, _)) = req
+        .headers
+        .iter()
+        .find(|(k, _)| (k == "host" || k.starts_with("x-acs-")) && !signed.contains(&k.as_str()))
+    {
+        return Err(incomplete(&format!("{name} must be a signed header")));
+    }
     let timestamp = parse_time(
         req.header("x-acs-date")
             .ok_or_else(|| KmsError::missing("x-acs-date"))?,
@@ -579,6 +589,58 @@ mod tests {
             body: b"",
         };
         assert_eq!(parse(&view).unwrap_err().code(), "IncompleteSignature");
+    }
+
+    #[test]
+    fn v3_requires_host_and_every_acs_header_signed() {
+        let params = Params::default();
+        let all = [
+            "host",
+            "x-acs-action",
+            "x-acs-version",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+            "x-acs-content-sha256",
+            "x-acs-security-token",
+        ];
+        for unsigned in all {
+            let signed: Vec<&str> = all.iter().copied().filter(|h| *h != unsigned).collect();
+            let mut headers: Vec<(String, String)> = all
+                .iter()
+                .map(|h| (h.to_string(), "v".to_string()))
+                .collect();
+            headers[3].1 = "2024-01-01T00:00:00Z".into();
+            headers.push(("accept".into(), "application/json".into()));
+            headers.push((
+                "authorization".into(),
+                format!(
+                    "ACS3-HMAC-SHA256 Credential=a,SignedHeaders={},Signature=00",
+                    signed.join(";")
+                ),
+            ));
+            let view = RequestView {
+                method: "POST",
+                path: "/",
+                params: &params,
+                headers: &headers,
+                body: b"",
+            };
+            let err = parse(&view).unwrap_err();
+            assert_eq!(err.code(), "IncompleteSignature", "{unsigned}");
+            assert!(err.message().contains(unsigned), "{}", err.message());
+            // `accept` may stay unsigned, as the SDKs leave it.
+            if unsigned == "x-acs-security-token" {
+                headers.retain(|(k, _)| k != unsigned);
+                let view = RequestView {
+                    method: "POST",
+                    path: "/",
+                    params: &params,
+                    headers: &headers,
+                    body: b"",
+                };
+                assert!(parse(&view).is_ok());
+            }
+        }
     }
 
     #[test]
