@@ -412,21 +412,6 @@ async fn read_body(
     }
 }
 
-/// Actions whose audit line must be on disk before the response: every state change.
-/// Reads and cryptographic calls are recorded without waiting.
-fn changes_state(action: &str) -> bool {
-    !(action.starts_with("Describe")
-        || action.starts_with("List")
-        || matches!(
-            action,
-            "Encrypt"
-                | "Decrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "ReEncrypt"
-        ))
-}
-
 async fn api_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -458,7 +443,7 @@ async fn api_handler(
     let out = state.protocol.handle(&req).await;
     if let Some(audit) = &state.audit {
         let action = out.action.clone().unwrap_or_default();
-        let durable = out.code.is_none() && changes_state(&action);
+        let durable = out.code.is_none() && crate::api::spec::changes_state(&action);
         audit
             .record(
                 AuditRecord {
@@ -635,12 +620,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
 
-    let audit = AuditLog::start(
-        &dir.path.join("audit"),
-        dir.keystore.clone(),
-        config.audit_max_bytes,
-    )?;
-    let protocol = Arc::new(Protocol::with_limits(kms, config.throttle));
+    let audit = AuditLog::start(crate::audit::Settings::of(&config), dir.keystore.clone())?;
+    let protocol =
+        Arc::new(Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate()));
     let console = console_listener(&config).await?;
     if let Some(listener) = console {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -372,6 +372,23 @@ pub fn find(name: &str) -> Option<&'static ActionSpec> {
     ACTIONS.iter().find(|a| a.name == name)
 }
 
+/// Actions that change state: their audit line must be on disk before the response, and
+/// they are refused while the audit trail cannot be written. Reads and cryptographic calls
+/// are recorded without waiting. (Moved here from `server.rs` so that the protocol layer can
+/// ask it too.)
+pub fn changes_state(action: &str) -> bool {
+    !(action.starts_with("Describe")
+        || action.starts_with("List")
+        || matches!(
+            action,
+            "Encrypt"
+                | "Decrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "ReEncrypt"
+        ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

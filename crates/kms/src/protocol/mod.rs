@@ -46,6 +46,8 @@ pub struct Protocol {
     pub kms: Arc<Kms>,
     pub nonces: NonceCache,
     pub throttle: throttle::Throttle,
+    /// Closed while the audit trail cannot be written: state changes are then refused.
+    pub audit_gate: crate::audit::AuditGate,
 }
 
 /// The outcome of one request, for logging and auditing.
@@ -85,7 +87,14 @@ impl Protocol {
             kms,
             nonces: NonceCache::new(),
             throttle: throttle::Throttle::new(limits),
+            audit_gate: crate::audit::AuditGate::default(),
         }
+    }
+
+    /// The same, refusing state changes while `gate` is closed.
+    pub fn with_audit_gate(mut self, gate: crate::audit::AuditGate) -> Self {
+        self.audit_gate = gate;
+        self
     }
 
     pub async fn handle(&self, req: &HttpRequest<'_>) -> Outcome {
@@ -226,6 +235,7 @@ impl Protocol {
         spec: &spec::ActionSpec,
         params: &Params,
     ) -> Result<serde_json::Value, KmsError> {
+        self.audit_gate.admit(spec::changes_state(spec.name))?;
         self.throttle
             .check(&caller.account_id, throttle::Class::of(spec.name))?;
         for p in spec.params.iter().filter(|p| p.required) {
