@@ -171,7 +171,7 @@ impl DataDir {
             DatabaseUrl::Postgres(pg) => {
                 let store = PostgresStore::connect((*pg).clone(), pool_size)
                     .await
-                    .map_err(|e| format!("database: {}", e.message()))?;
+                    .map_err(|e| format!("database: {e}"))?;
                 (
                     Arc::new(store),
                     Some(*pg),

@@ -272,21 +272,21 @@ impl ConsoleState {
         let rec = store
             .get_console_session(&id)
             .await
-            .map_err(NoSession::Failed)?
+            .map_err(|e| NoSession::Failed(e.into()))?
             .ok_or(NoSession::Missing)?;
         let now = self.kms().now();
         if now - rec.last_seen >= self.idle_timeout || now - rec.created >= MAX_SESSION_SECONDS {
             store
                 .delete_console_session(&id)
                 .await
-                .map_err(NoSession::Failed)?;
+                .map_err(|e| NoSession::Failed(e.into()))?;
             return Err(NoSession::Expired);
         }
         let principal_ok = if let Some(name) = rec.principal.strip_prefix(USER_PREFIX) {
             store
                 .get_console_user(name)
                 .await
-                .map_err(NoSession::Failed)?
+                .map_err(|e| NoSession::Failed(e.into()))?
                 .is_some_and(|u| u.account_id == rec.account_id)
         } else if let Some(ak) = rec.principal.strip_prefix(AK_PREFIX) {
             self.kms()
@@ -300,13 +300,13 @@ impl ConsoleState {
             store
                 .delete_console_session(&id)
                 .await
-                .map_err(NoSession::Failed)?;
+                .map_err(|e| NoSession::Failed(e.into()))?;
             return Err(NoSession::Missing);
         }
         store
             .touch_console_session(&id, now)
             .await
-            .map_err(NoSession::Failed)?;
+            .map_err(|e| NoSession::Failed(e.into()))?;
         Ok(Session {
             token: Zeroizing::new(token.to_string()),
             record: rec,
@@ -556,7 +556,7 @@ async fn signin_post(
     // A new session on every sign-in; the browser's previous one (if any) ends.
     if let Some(old) = session::cookie_value(&c, SESSION_COOKIE).filter(|t| t.len() <= 128) {
         if let Err(e) = store.delete_console_session(&session::id_hash(old)).await {
-            return internal(&e);
+            return internal(&e.into());
         }
     }
     if let Err(e) = store.purge_console_sessions(now - st.idle_timeout).await {
@@ -572,7 +572,7 @@ async fn signin_post(
         })
         .await
     {
-        return internal(&e);
+        return internal(&e.into());
     }
     st.audit(Audit {
         peer,
@@ -707,7 +707,7 @@ async fn signout(
         .delete_console_session(&s.record.id_hash)
         .await
     {
-        return internal(&e);
+        return internal(&e.into());
     }
     st.audit(Audit {
         peer,
@@ -753,7 +753,9 @@ async fn keys_page(
     let lang = f.lang;
     let caller = s.caller(f.region.clone());
     let state = q.state.filter(|v| STATES.contains(&v.as_str()));
-    let origin = q.origin.filter(|v| ORIGINS.contains(&v.as_str()));
+    let origin = q
+        .origin
+        .filter(|v| crate::model::Origin::parse(v).is_some());
     let search =
         q.q.unwrap_or_default()
             .trim()
@@ -866,10 +868,10 @@ async fn keys_page(
                 "<tr data-key-id=\"{id}\"><td data-label=\"{la}\">{alias_cell}</td><td data-label=\"{lk}\"><a href=\"{href}\" class=\"key-link\"><code>{id}</code></a></td>\
                  <td data-label=\"{ls}\">{spec}</td><td data-label=\"{lo}\">{origin}</td><td data-label=\"{lst}\">{badge}</td><td data-label=\"{lp}\">{prot}</td><td data-label=\"{lc}\">{created}</td></tr>",
                 id = esc(&k.key_id),
-                spec = esc(&k.key_spec),
-                origin = esc(&k.origin),
+                spec = esc(k.key_spec.as_str()),
+                origin = esc(k.origin.as_str()),
                 badge = badge(k.state.as_str()),
-                prot = esc(&k.protection_level),
+                prot = esc(k.protection_level.as_str()),
                 created = esc(&format_unix(k.creation_date)),
                 la = tr("alias"), lk = tr("key_id"), ls = tr("spec"), lo = tr("origin"),
                 lst = tr("state"), lp = tr("protection"), lc = tr("created"),
@@ -1188,7 +1190,7 @@ async fn key_page(
     ));
 
     // key material
-    if key.origin == crate::service::ORIGIN_EXTERNAL {
+    if key.origin == crate::model::Origin::External {
         let expire = key
             .material_expire
             .map(format_unix)
