@@ -462,6 +462,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn change_payloads_round_trip() {
+        for c in [
+            Change::Key("k"),
+            Change::AccessKey("LTAI"),
+            Change::Alias("1", "cn-hangzhou", "alias/x"),
+            Change::All,
+        ] {
+            assert_eq!(Change::parse(&c.payload()), c);
+        }
+        // Anything unknown or malformed forgets everything.
+        for p in ["", "k", "x\ny", "a\n1\nr", "k\na\nb", "a\n1\nr\nn\nextra"] {
+            assert_eq!(Change::parse(p), Change::All, "{p:?}");
+        }
+    }
+
     #[tokio::test]
     async fn ttl_bounds_staleness() {
         let inner: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
