@@ -13,7 +13,11 @@
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
 //!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite today).
+//! - [`store`]: persistence, one trait per aggregate bundled as [`store::Store`]; the SQL is
+//!   written once ([`store::sql`]) for SQLite (embedded) and PostgreSQL (several nodes), with
+//!   a read-through cache in front ([`store::cache`]).
+//! - [`model`]: the domain types below service and store: key states, specs, usages,
+//!   origins, protection levels and the records.
 //!
 //! [`server`] wires these together with axum; [`admin`] holds the offline admin commands;
 //! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use super::conn::args;
-use super::table::{select, Table};
-use super::{sql, Backend, Mode, SqlStore};
+use super::table::Table;
+use super::{run, Backend, Mode, SqlStore};
 use crate::store::cache::Change;
 use crate::store::{AccessKeyRecord, AccountStore, MetaStore, StoreResult};
 
@@ -14,46 +14,37 @@ const SELECT_META: &str = "SELECT value FROM meta WHERE name=$1";
 impl<B: Backend> MetaStore for SqlStore<B> {
     async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_string();
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                match c.query_opt(SELECT_META, args![name]).await? {
-                    Some(mut r) => Ok(Some(r.get()?)),
-                    None => Ok(None),
-                }
-            })
+        run!(self, Mode::Auto, |c| {
+            match c.query_opt(SELECT_META, args![name]).await? {
+                Some(mut r) => Ok(Some(r.get()?)),
+                None => Ok(None),
+            }
         })
-        .await
     }
 
     async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()> {
         let (name, value) = (name.to_string(), value.to_string());
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "INSERT INTO meta (name, value) VALUES ($1, $2) \
+        run!(self, Mode::Auto, |c| {
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) \
                      ON CONFLICT (name) DO UPDATE SET value=excluded.value",
-                    args![name, value],
-                )
-                .await?;
-                Ok(())
-            })
+                args![name, value],
+            )
+            .await?;
+            Ok(())
         })
-        .await
     }
 
     async fn init_meta(&self, name: &str, value: &str) -> StoreResult<String> {
         let (name, value) = (name.to_string(), value.to_string());
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                    args![name, value],
-                )
-                .await?;
-                c.query_value(SELECT_META, args![name]).await
-            })
+        run!(self, Mode::Auto, |c| {
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                args![name, value],
+            )
+            .await?;
+            c.query_value(SELECT_META, args![name]).await
         })
-        .await
     }
 }
 
@@ -61,92 +52,61 @@ impl<B: Backend> MetaStore for SqlStore<B> {
 impl<B: Backend> AccountStore for SqlStore<B> {
     async fn ensure_account(&self, account_id: &str, now: i64) -> StoreResult<()> {
         let id = account_id.to_string();
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "INSERT INTO accounts (account_id, creation_date) VALUES ($1, $2) \
+        run!(self, Mode::Auto, |c| {
+            c.execute(
+                "INSERT INTO accounts (account_id, creation_date) VALUES ($1, $2) \
                      ON CONFLICT DO NOTHING",
-                    args![id, now],
-                )
-                .await?;
-                Ok(())
-            })
+                args![id, now],
+            )
+            .await?;
+            Ok(())
         })
-        .await
     }
 
     async fn insert_access_key(&self, ak: AccessKeyRecord) -> StoreResult<()> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                c.execute(AccessKeyRecord::insert(), &ak.params()).await?;
-                Ok(())
-            })
+        run!(self, Mode::Auto, |c| {
+            c.execute(AccessKeyRecord::insert(), &ak.params()).await?;
+            Ok(())
         })
-        .await
     }
 
     async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>> {
         let id = id.to_string();
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "{}",
-                    select::<AccessKeyRecord>("access_keys WHERE access_key_id=$1")
-                );
-                c.query_opt(sql, args![id])
-                    .await?
-                    .map(|mut r| AccessKeyRecord::read(&mut r))
-                    .transpose()
-            })
+        run!(self, Mode::Auto, |c| {
+            c.select_one::<AccessKeyRecord>("WHERE access_key_id=$1", args![id])
+                .await
         })
-        .await
     }
 
     async fn list_access_keys(&self) -> StoreResult<Vec<AccessKeyRecord>> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "{}",
-                    select::<AccessKeyRecord>("access_keys ORDER BY creation_date, access_key_id")
-                );
-                c.query_all(sql, &[], AccessKeyRecord::read).await
-            })
+        run!(self, Mode::Auto, |c| {
+            c.select_all::<AccessKeyRecord>("ORDER BY creation_date, access_key_id", &[])
+                .await
         })
-        .await
     }
 
     async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> StoreResult<bool> {
         let id = id.to_string();
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move {
-                let n = c
-                    .execute(
-                        "UPDATE access_keys SET enabled=$2 WHERE access_key_id=$1",
-                        args![id, enabled],
-                    )
-                    .await?;
-                c.notify(&Change::AccessKey(&id).payload()).await?;
-                Ok(n > 0)
-            })
+        run!(self, Mode::Write, |c| {
+            let n = c
+                .execute(
+                    "UPDATE access_keys SET enabled=$2 WHERE access_key_id=$1",
+                    args![id, enabled],
+                )
+                .await?;
+            c.notify(&Change::AccessKey(&id).payload()).await?;
+            Ok(n > 0)
         })
-        .await
     }
 
     async fn delete_access_key(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move {
-                let n = c
-                    .execute("DELETE FROM access_keys WHERE access_key_id=$1", args![id])
-                    .await?;
-                c.notify(&Change::AccessKey(&id).payload()).await?;
-                Ok(n > 0)
-            })
+        run!(self, Mode::Write, |c| {
+            let n = c
+                .execute("DELETE FROM access_keys WHERE access_key_id=$1", args![id])
+                .await?;
+            c.notify(&Change::AccessKey(&id).payload()).await?;
+            Ok(n > 0)
         })
-        .await
     }
 }

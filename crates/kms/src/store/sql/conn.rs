@@ -76,11 +76,6 @@ pub trait ToParam {
     fn param(&self) -> Param<'_>;
 }
 
-impl ToParam for i64 {
-    fn param(&self) -> Param<'_> {
-        Param::Int(*self)
-    }
-}
 impl ToParam for bool {
     fn param(&self) -> Param<'_> {
         Param::Bool(*self)
@@ -91,17 +86,7 @@ impl ToParam for str {
         Param::Text(self)
     }
 }
-impl ToParam for String {
-    fn param(&self) -> Param<'_> {
-        Param::Text(self)
-    }
-}
 impl ToParam for [u8] {
-    fn param(&self) -> Param<'_> {
-        Param::Blob(self)
-    }
-}
-impl ToParam for Vec<u8> {
     fn param(&self) -> Param<'_> {
         Param::Blob(self)
     }
@@ -145,14 +130,6 @@ pub trait FromValue: Sized {
     fn from_value(v: Value) -> Option<Self>;
 }
 
-impl FromValue for i64 {
-    fn from_value(v: Value) -> Option<Self> {
-        match v {
-            Value::Int(n) => Some(n),
-            _ => None,
-        }
-    }
-}
 impl FromValue for bool {
     fn from_value(v: Value) -> Option<Self> {
         match v {
@@ -164,22 +141,32 @@ impl FromValue for bool {
         }
     }
 }
-impl FromValue for String {
-    fn from_value(v: Value) -> Option<Self> {
-        match v {
-            Value::Text(s) => Some(s),
-            _ => None,
+
+/// A type stored as one kind of value: `type: param(self) / Value::Kind(x) => x`.
+macro_rules! column_type {
+    ($($t:ty: |$this:ident| $param:expr, $pat:pat => $value:expr;)+) => {$(
+        impl ToParam for $t {
+            fn param(&self) -> Param<'_> {
+                let $this = self;
+                $param
+            }
         }
-    }
-}
-impl FromValue for Vec<u8> {
-    fn from_value(v: Value) -> Option<Self> {
-        match v {
-            Value::Blob(b) => Some(b),
-            _ => None,
+        impl FromValue for $t {
+            fn from_value(v: Value) -> Option<Self> {
+                match v {
+                    $pat => Some($value),
+                    _ => None,
+                }
+            }
         }
-    }
+    )+};
 }
+column_type! {
+    i64: |n| Param::Int(*n), Value::Int(n) => n;
+    String: |s| Param::Text(s), Value::Text(s) => s;
+    Vec<u8>: |b| Param::Blob(b), Value::Blob(b) => b;
+}
+
 impl<T: FromValue> FromValue for Option<T> {
     fn from_value(v: Value) -> Option<Self> {
         match v {

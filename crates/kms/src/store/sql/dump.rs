@@ -4,12 +4,11 @@
 use async_trait::async_trait;
 
 use super::conn::{args, Conn, ToParam};
-use super::keys::insert_tag;
-use super::table::{select, Table};
-use super::{sql, Backend, Mode, SqlStore};
+use super::table::Table;
+use super::tags::{insert_tag, key_tag};
+use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{
-    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, Tag,
-    WrappingKeyRecord,
+    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, WrappingKeyRecord,
 };
 use crate::store::cache::Change;
 use crate::store::{Dump, DumpStore, StoreError, StoreResult};
@@ -29,61 +28,23 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
                 |r| Ok((r.get()?, r.get()?)),
             )
             .await?,
-        access_keys: c
-            .query_all(
-                sql!(
-                    d,
-                    "{}",
-                    select::<AccessKeyRecord>("access_keys ORDER BY access_key_id")
-                ),
-                &[],
-                AccessKeyRecord::read,
-            )
-            .await?,
-        keys: c
-            .query_all(
-                sql!(d, "{}", select::<KeyRecord>("keys ORDER BY key_id")),
-                &[],
-                KeyRecord::read,
-            )
-            .await?,
+        access_keys: c.select_all("ORDER BY access_key_id", &[]).await?,
+        keys: c.select_all("ORDER BY key_id", &[]).await?,
         versions: c
-            .query_all(
-                sql!(
-                    d,
-                    "{} ORDER BY key_id, creation_date, {}",
-                    select::<KeyVersionRecord>("key_versions"),
-                    d.version_seq()
-                ),
+            .select_all(
+                sql!(d, "ORDER BY key_id, creation_date, {}", d.version_seq()),
                 &[],
-                KeyVersionRecord::read,
             )
             .await?,
         tags: c
             .query_all(
                 "SELECT key_id, tag_key, tag_value FROM key_tags ORDER BY key_id, tag_key",
                 &[],
-                |r| {
-                    Ok((
-                        r.get()?,
-                        Tag {
-                            key: r.get()?,
-                            value: r.get()?,
-                        },
-                    ))
-                },
+                key_tag,
             )
             .await?,
         aliases: c
-            .query_all(
-                sql!(
-                    d,
-                    "{} ORDER BY account_id, region, alias_name",
-                    select::<AliasRecord>("aliases")
-                ),
-                &[],
-                AliasRecord::read,
-            )
+            .select_all("ORDER BY account_id, region, alias_name", &[])
             .await?,
         wrapping_keys: c
             .query_all(
@@ -96,17 +57,7 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
                 |r| Ok((WrappingKeyRecord::read(r)?, r.get()?)),
             )
             .await?,
-        console_users: c
-            .query_all(
-                sql!(
-                    d,
-                    "{}",
-                    select::<ConsoleUserRecord>("console_users ORDER BY user_name")
-                ),
-                &[],
-                ConsoleUserRecord::read,
-            )
-            .await?,
+        console_users: c.select_all("ORDER BY user_name", &[]).await?,
     })
 }
 
@@ -177,9 +128,6 @@ impl<B: Backend> DumpStore for SqlStore<B> {
     }
 
     async fn import(&self, dump: Dump) -> StoreResult<()> {
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move { import(c, &dump).await })
-        })
-        .await
+        run!(self, Mode::Write, |c| { import(c, &dump).await })
     }
 }

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use super::conn::{args, Conn, Dialect, Param, ToParam};
-use super::table::{select, Table};
-use super::{sql, Backend, Mode, SqlStore};
+use super::table::Table;
+use super::tags::insert_tag;
+use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
 use crate::store::cache::Change;
 use crate::store::{KeyField, KeyMutation, KeyStore, StoreError, StoreResult, VersionChange};
@@ -75,31 +76,23 @@ async fn insert_version(c: &mut dyn Conn, v: &KeyVersionRecord) -> StoreResult<(
     Ok(())
 }
 
-pub(super) async fn insert_tag(c: &mut dyn Conn, key_id: &str, t: &Tag) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)",
-        args![key_id, t.key, t.value],
-    )
-    .await?;
-    Ok(())
+/// One key by its locator (with `lock`, locked until the transaction ends).
+async fn select_key(
+    c: &mut dyn Conn,
+    loc: &KeyLocator,
+    lock: bool,
+) -> StoreResult<Option<KeyRecord>> {
+    let d = c.dialect();
+    let rest = if lock {
+        sql!(d, "{WHERE_LOCATOR}{}", d.for_update())
+    } else {
+        WHERE_LOCATOR
+    };
+    c.select_one(rest, args![loc.key_id, loc.account_id, loc.region])
+        .await
 }
 
-fn select_key(d: Dialect, lock: bool) -> &'static str {
-    if lock {
-        sql!(
-            d,
-            "{}{}",
-            select::<KeyRecord>("keys WHERE key_id=$1 AND account_id=$2 AND region=$3"),
-            d.for_update()
-        )
-    } else {
-        sql!(
-            d,
-            "{}",
-            select::<KeyRecord>("keys WHERE key_id=$1 AND account_id=$2 AND region=$3")
-        )
-    }
-}
+const WHERE_LOCATOR: &str = "WHERE key_id=$1 AND account_id=$2 AND region=$3";
 
 async fn locators(c: &mut dyn Conn, sql: &str, now: i64) -> StoreResult<Vec<KeyLocator>> {
     c.query_all(sql, args![now], |r| {
@@ -213,38 +206,32 @@ impl<B: Backend> KeyStore for SqlStore<B> {
         tags: Vec<Tag>,
         max_keys: i64,
     ) -> StoreResult<()> {
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move {
-                if key_count(c, &key.account_id, &key.region, true).await? >= max_keys {
-                    return Err(StoreError::LimitExceeded(format!(
-                        "at most {max_keys} keys per account and region"
-                    )));
-                }
-                c.execute(KeyRecord::insert(), &key.params()).await?;
-                insert_version(c, &first).await?;
-                for t in &tags {
-                    insert_tag(c, &key.key_id, t).await?;
-                }
-                Ok(())
-            })
+        run!(self, Mode::Write, |c| {
+            if key_count(c, &key.account_id, &key.region, true).await? >= max_keys {
+                return Err(StoreError::LimitExceeded(format!(
+                    "at most {max_keys} keys per account and region"
+                )));
+            }
+            c.execute(KeyRecord::insert(), &key.params()).await?;
+            insert_version(c, &first).await?;
+            for t in &tags {
+                insert_tag(c, &key.key_id, t).await?;
+            }
+            Ok(())
         })
-        .await
     }
 
     async fn insert_keys_bulk(&self, keys: Vec<(KeyRecord, KeyVersionRecord)>) -> StoreResult<()> {
         let mut keys = keys.into_iter().peekable();
         while keys.peek().is_some() {
             let chunk: Vec<_> = keys.by_ref().take(5_000).collect();
-            self.run(Mode::Write, move |c| {
-                Box::pin(async move {
-                    for (k, v) in &chunk {
-                        c.execute(KeyRecord::insert(), &k.params()).await?;
-                        insert_version(c, v).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
+            run!(self, Mode::Write, |c| {
+                for (k, v) in &chunk {
+                    c.execute(KeyRecord::insert(), &k.params()).await?;
+                    insert_version(c, v).await?;
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -259,42 +246,25 @@ impl<B: Backend> KeyStore for SqlStore<B> {
         limit: usize,
     ) -> StoreResult<(Vec<KeyRecord>, usize)> {
         let (a, r, filters) = (account_id.to_string(), region.to_string(), filters.to_vec());
-        self.run(Mode::Snapshot, move |c| {
-            Box::pin(async move { keys_page(c, &a, &r, now, &filters, offset, limit).await })
+        run!(self, Mode::Snapshot, |c| {
+            keys_page(c, &a, &r, now, &filters, offset, limit).await
         })
-        .await
     }
 
     async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>> {
         let loc = loc.clone();
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let sql = select_key(c.dialect(), false);
-                c.query_opt(sql, args![loc.key_id, loc.account_id, loc.region])
-                    .await?
-                    .map(|mut r| KeyRecord::read(&mut r))
-                    .transpose()
-            })
-        })
-        .await
+        run!(self, Mode::Auto, |c| { select_key(c, &loc, false).await })
     }
 
     async fn list_keys(&self, account_id: &str, region: &str) -> StoreResult<Vec<KeyRecord>> {
         let (a, r) = (account_id.to_string(), region.to_string());
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "{}",
-                    select::<KeyRecord>(
-                        "keys WHERE account_id=$1 AND region=$2 ORDER BY creation_date, key_id"
-                    )
-                );
-                c.query_all(sql, args![a, r], KeyRecord::read).await
-            })
+        run!(self, Mode::Auto, |c| {
+            c.select_all::<KeyRecord>(
+                "WHERE account_id=$1 AND region=$2 ORDER BY creation_date, key_id",
+                args![a, r],
+            )
+            .await
         })
-        .await
     }
 
     async fn update_key(
@@ -303,58 +273,47 @@ impl<B: Backend> KeyStore for SqlStore<B> {
         mutation: KeyMutation,
     ) -> StoreResult<Option<KeyRecord>> {
         let loc = loc.clone();
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move {
-                let sql = select_key(c.dialect(), true);
-                let Some(mut row) = c
-                    .query_opt(sql, args![loc.key_id, loc.account_id, loc.region])
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let mut key = KeyRecord::read(&mut row)?;
-                let changes = mutation(&mut key).map_err(StoreError::Refused)?;
-                c.execute(KeyRecord::update(), &key.params()).await?;
-                for change in changes {
-                    match change {
-                        VersionChange::SetMaterial {
-                            version_id,
-                            sealed_material,
-                        } => {
-                            c.execute(
+        run!(self, Mode::Write, |c| {
+            let Some(mut key) = select_key(c, &loc, true).await? else {
+                return Ok(None);
+            };
+            let changes = mutation(&mut key).map_err(StoreError::Refused)?;
+            c.execute(KeyRecord::update(), &key.params()).await?;
+            for change in changes {
+                match change {
+                    VersionChange::SetMaterial {
+                        version_id,
+                        sealed_material,
+                    } => {
+                        c.execute(
                                 "UPDATE key_versions SET sealed_material=$3 WHERE key_id=$1 AND version_id=$2",
                                 args![key.key_id, version_id, sealed_material],
                             )
                             .await?;
-                        }
-                        VersionChange::Insert(v) => insert_version(c, &v).await?,
                     }
+                    VersionChange::Insert(v) => insert_version(c, &v).await?,
                 }
-                c.notify(&Change::Key(&key.key_id).payload()).await?;
-                Ok(Some(key))
-            })
+            }
+            c.notify(&Change::Key(&key.key_id).payload()).await?;
+            Ok(Some(key))
         })
-        .await
     }
 
     async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> StoreResult<bool> {
         let loc = loc.clone();
-        self.run(Mode::Write, move |c| {
-            Box::pin(async move {
-                let n = c
+        run!(self, Mode::Write, |c| {
+            let n = c
                     .execute(
                         "DELETE FROM keys WHERE key_id=$1 AND account_id=$2 AND region=$3 \
                          AND state='PendingDeletion' AND delete_date IS NOT NULL AND delete_date <= $4",
                         args![loc.key_id, loc.account_id, loc.region, now],
                     )
                     .await?;
-                if n > 0 {
-                    c.notify(&Change::Key(&loc.key_id).payload()).await?;
-                }
-                Ok(n > 0)
-            })
+            if n > 0 {
+                c.notify(&Change::Key(&loc.key_id).payload()).await?;
+            }
+            Ok(n > 0)
         })
-        .await
     }
 
     async fn get_version(
@@ -363,85 +322,61 @@ impl<B: Backend> KeyStore for SqlStore<B> {
         version_id: &str,
     ) -> StoreResult<Option<KeyVersionRecord>> {
         let (k, v) = (key_id.to_string(), version_id.to_string());
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "{}",
-                    select::<KeyVersionRecord>("key_versions WHERE key_id=$1 AND version_id=$2")
-                );
-                c.query_opt(sql, args![k, v])
-                    .await?
-                    .map(|mut r| KeyVersionRecord::read(&mut r))
-                    .transpose()
-            })
+        run!(self, Mode::Auto, |c| {
+            c.select_one::<KeyVersionRecord>("WHERE key_id=$1 AND version_id=$2", args![k, v])
+                .await
         })
-        .await
     }
 
     async fn list_versions(&self, key_id: &str) -> StoreResult<Vec<KeyVersionRecord>> {
         let k = key_id.to_string();
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "{} ORDER BY creation_date, {}",
-                    select::<KeyVersionRecord>("key_versions WHERE key_id=$1"),
-                    d.version_seq()
-                );
-                c.query_all(sql, args![k], KeyVersionRecord::read).await
-            })
+        run!(self, Mode::Auto, |c| {
+            let d = c.dialect();
+            let rest = sql!(
+                d,
+                "WHERE key_id=$1 ORDER BY creation_date, {}",
+                d.version_seq()
+            );
+            c.select_all::<KeyVersionRecord>(rest, args![k]).await
         })
-        .await
     }
 
     async fn due_rotations(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "SELECT account_id, region, key_id FROM keys WHERE {} AND state='Enabled' \
+        run!(self, Mode::Auto, |c| {
+            let d = c.dialect();
+            let sql = sql!(
+                d,
+                "SELECT account_id, region, key_id FROM keys WHERE {} AND state='Enabled' \
                      AND rotation_interval IS NOT NULL AND last_rotation_date IS NOT NULL \
                      AND last_rotation_date + rotation_interval <= $1",
-                    d.is_true("automatic_rotation")
-                );
-                locators(c, sql, now).await
-            })
+                d.is_true("automatic_rotation")
+            );
+            locators(c, sql, now).await
         })
-        .await
     }
 
     async fn due_deletions(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                locators(
-                    c,
-                    "SELECT account_id, region, key_id FROM keys WHERE state='PendingDeletion' \
+        run!(self, Mode::Auto, |c| {
+            locators(
+                c,
+                "SELECT account_id, region, key_id FROM keys WHERE state='PendingDeletion' \
                      AND delete_date IS NOT NULL AND delete_date <= $1",
-                    now,
-                )
-                .await
-            })
+                now,
+            )
+            .await
         })
-        .await
     }
 
     async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                let d = c.dialect();
-                let sql = sql!(
-                    d,
-                    "SELECT account_id, region, key_id FROM keys WHERE {} \
+        run!(self, Mode::Auto, |c| {
+            let d = c.dialect();
+            let sql = sql!(
+                d,
+                "SELECT account_id, region, key_id FROM keys WHERE {} \
                      AND material_expire IS NOT NULL AND material_expire <= $1",
-                    d.is_true("material_present")
-                );
-                locators(c, sql, now).await
-            })
+                d.is_true("material_present")
+            );
+            locators(c, sql, now).await
         })
-        .await
     }
 }

@@ -82,6 +82,17 @@ impl<B: Backend> SqlStore<B> {
     }
 }
 
+/// `run!(store, mode, |c| { … })`: runs the block as a [`Job`] (an `async move` block with
+/// `c: &mut dyn Conn`; the values it uses move in) in a transaction of `mode`, and awaits it.
+macro_rules! run {
+    ($store:expr, $mode:expr, |$c:ident| $body:block) => {
+        $store
+            .run($mode, move |$c| Box::pin(async move $body))
+            .await
+    };
+}
+pub(crate) use run;
+
 /// A statement text built from fixed parts (column lists, [`Dialect`] fragments) once per
 /// call site and dialect: `sql!(d, "SELECT … {}", d.for_update())` with `d` the dialect.
 macro_rules! sql {

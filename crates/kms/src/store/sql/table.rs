@@ -2,7 +2,7 @@
 //! `INSERT`, its parameters in that order, and reading it back from a row selected with the
 //! column list. Declared once per record with [`table!`], so the three can never disagree.
 
-use super::conn::{Param, Row, ToParam};
+use super::conn::{Conn, Param, Row, ToParam};
 use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyRecord,
     KeyVersionRecord, WrappingKeyRecord,
@@ -11,6 +11,8 @@ use crate::store::StoreError;
 
 /// A record stored as one row of a table whose columns are named like its fields.
 pub trait Table: Sized {
+    /// The table.
+    const TABLE: &'static str;
     /// `a, b, c`: the columns, in field order.
     fn columns() -> &'static str;
     /// `INSERT INTO t (a, b, c) VALUES ($1,$2,$3)`.
@@ -46,6 +48,7 @@ fn update_statement(table: &str, columns: &str) -> String {
 macro_rules! table {
     ($record:ty => $table:literal { $first:ident $(, $field:ident)* $(,)? }) => {
         impl Table for $record {
+            const TABLE: &'static str = $table;
             fn columns() -> &'static str {
                 concat!(stringify!($first) $(, ", ", stringify!($field))*)
             }
@@ -89,10 +92,29 @@ table!(ConsoleSessionRecord => "console_sessions" {
     id_hash, account_id, principal, created, last_seen,
 });
 
-/// `SELECT <columns of T> FROM <rest>`, built once per call site and dialect (see
-/// [`super::sql!`]).
-pub fn select<T: Table>(rest: &str) -> String {
-    format!("SELECT {} FROM {rest}", T::columns())
+impl dyn Conn + '_ {
+    /// `SELECT <columns of T> FROM <table of T> <rest>`: the first row, if any.
+    pub async fn select_one<T: Table>(
+        &mut self,
+        rest: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, StoreError> {
+        let sql = format!("SELECT {} FROM {} {rest}", T::columns(), T::TABLE);
+        self.query_opt(&sql, params)
+            .await?
+            .map(|mut r| T::read(&mut r))
+            .transpose()
+    }
+
+    /// `SELECT <columns of T> FROM <table of T> <rest>`: every row.
+    pub async fn select_all<T: Table>(
+        &mut self,
+        rest: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, StoreError> {
+        let sql = format!("SELECT {} FROM {} {rest}", T::columns(), T::TABLE);
+        self.query_all(&sql, params, T::read).await
+    }
 }
 
 #[cfg(test)]
