@@ -301,7 +301,7 @@ async fn open_store(url: &str) -> Result<std::sync::Arc<dyn crate::store::Store>
         DatabaseUrl::Postgres(pg) => {
             let s = crate::store::postgres::PostgresStore::connect(*pg, 4)
                 .await
-                .map_err(|e| format!("postgres: {}", e.message()))?;
+                .map_err(|e| format!("postgres: {e}"))?;
             Ok(std::sync::Arc::new(s))
         }
         DatabaseUrl::Sqlite(file) => {

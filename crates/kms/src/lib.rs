@@ -13,8 +13,11 @@
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
 //!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, the embedded
-//!   default, or PostgreSQL for several nodes sharing one database), with a cache in front.
+//! - [`store`]: persistence, one trait per aggregate bundled as [`store::Store`]; the SQL is
+//!   written once ([`store::sql`]) for SQLite (embedded) and PostgreSQL (several nodes), with
+//!   a read-through cache in front ([`store::cache`]).
+//! - [`model`]: the domain types below service and store: key states, specs, usages,
+//!   origins, protection levels and the records.
 //! - [`action`] (at the bottom; used by protocol, api, service, console and the CLI): one
 //!   table per API product, keyed by `Version`, generating its `enum Action` with every fact
 //!   of an action: wire name, parameters and help, throttle class, audit durability,

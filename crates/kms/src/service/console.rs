@@ -88,7 +88,7 @@ impl<'a> ConsoleSessions<'a> {
 
     /// A console user by name (`None` if there is none).
     pub async fn user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
-        self.kms.store.get_console_user(name).await
+        Ok(self.kms.store.get_console_user(name).await?)
     }
 
     /// The session stored under `id_hash`, if live (see the module comment); a live
@@ -164,7 +164,7 @@ impl<'a> ConsoleSessions<'a> {
 
     /// Ends a session (sign-out).
     pub async fn end(&self, id_hash: &str) -> Result<(), KmsError> {
-        self.kms.store.delete_console_session(id_hash).await
+        Ok(self.kms.store.delete_console_session(id_hash).await?)
     }
 }
 
