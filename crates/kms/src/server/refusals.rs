@@ -2,7 +2,7 @@
 //! protocol (so before any audit line could be written): over a connection cap, too slow,
 //! too large, malformed. One `tracing` warning per reason at most every
 //! [`LOG_INTERVAL`] (the first of a quiet period at once, the rest summed up by
-//! [`Refusals::log_pending`]), and the totals at shutdown. The counters are kept here so that
+//! [`Refusals::log_pending`] once the interval is over), and the totals at shutdown. The counters are kept here so that
 //! a metrics endpoint can export them ([`Refusals::totals`]).
 
 use std::fmt;
@@ -15,6 +15,9 @@ use tokio::time::Instant;
 
 /// At most one warning per reason in this time.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How often [`Refusals::log_forever`] looks for counts not logged yet, so that the end of
+/// a burst is reported at most this long after its reason's interval is over.
+const PENDING_CHECK: Duration = Duration::from_secs(10);
 
 /// Why a connection or request was refused before reaching the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +171,7 @@ impl Refusals {
     }
 
     /// Writes a warning for every reason counted since its last line and not logged for
-    /// [`LOG_INTERVAL`]; run every [`LOG_INTERVAL`] so that the end of a burst is reported.
+    /// [`LOG_INTERVAL`], so that the end of a burst is reported too.
     pub fn log_pending(&self) {
         for line in self.pending_at(Instant::now()) {
             tracing::warn!(
@@ -225,9 +228,9 @@ impl Refusals {
         }
     }
 
-    /// Runs [`Refusals::log_pending`] every [`LOG_INTERVAL`], forever (abort the task).
+    /// Runs [`Refusals::log_pending`] every few seconds, forever (abort the task).
     pub async fn log_forever(self: std::sync::Arc<Self>) {
-        let mut tick = tokio::time::interval_at(Instant::now() + LOG_INTERVAL, LOG_INTERVAL);
+        let mut tick = tokio::time::interval_at(Instant::now() + PENDING_CHECK, PENDING_CHECK);
         loop {
             tick.tick().await;
             self.log_pending();
