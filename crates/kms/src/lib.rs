@@ -24,11 +24,14 @@
 //!   key-state matrix row, RAM action and resource kind.
 //!
 //! [`server`] wires these together with axum (data dir, first-start bootstrap, the app, the
-//! accept loop; [`server::run`] serves on a listener its caller has bound); [`console`] is
-//! the web console; [`admin`] holds the offline admin commands; [`clock`] is the injectable
-//! clock every time-dependent rule goes through; [`client`] signs requests like the SDKs
-//! do, for the command line ([`cli`]), [`bench`](mod@bench) (`kms bench`) and the
-//! integration tests.
+//! accept loop with its HTTP limits; [`server::run`] serves on a listener its caller has
+//! bound, so tests can use `127.0.0.1:0`); [`console`] is the web console (one module per
+//! page, askama templates, a session extractor; its sessions go through
+//! [`service::console`]); [`audit`] is the hash-chained audit trail (fails closed: state
+//! changes are refused while it cannot write); [`admin`] holds the offline admin commands;
+//! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
+//! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
+//! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
 
 pub mod action;
 pub mod admin;

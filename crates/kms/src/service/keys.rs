@@ -432,7 +432,7 @@ impl Kms {
     }
 
     /// Cancels a scheduled deletion: the key returns to Enabled, or to PendingImport if it
-    /// is an EXTERNAL key without material ([inference], reference §3.8).
+    /// is an EXTERNAL key without material (\[inference\], reference §3.8).
     pub async fn cancel_key_deletion(
         &self,
         caller: &Caller,
