@@ -231,8 +231,16 @@ pub enum ConsoleUserCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Delete a console user (their sessions stop working at their next request).
+    /// Delete a console user (their sessions stop working at their next request, on every
+    /// node; so do they if a user of that name is created again).
     Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        name: String,
+    },
+    /// Change a console user's password, read like `create`'s. Every session the user has
+    /// stops working at its next request, on every node.
+    SetPassword {
         #[command(flatten)]
         dir: DataDirArg,
         name: String,
