@@ -66,7 +66,8 @@ pub const DEFAULT_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 pub const GAP_ACTION: &str = "AuditGap";
 pub const RETENTION_ACTION: &str = "AuditRetention";
 /// Web console events recorded besides API actions.
-const CONSOLE_EVENTS: [&str; 2] = ["ConsoleSignIn", "ConsoleSignOut"];
+/// Console events that are not API actions (sign-in, sign-out, a refused session cookie).
+pub const CONSOLE_EVENTS: [&str; 3] = ["ConsoleSignIn", "ConsoleSignOut", "ConsoleSession"];
 
 /// Where and how the trail is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
