@@ -909,3 +909,148 @@ def test_repeated_failed_signins_are_refused_for_a_while(kms_binary, tmp_path):
         assert results.count("Console.InvalidCredentials") == 10
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# layout at 1366 px, counts, the import dialog's expiry field
+# ------------------------------------------------------------------------------------------
+# How many lines the text of an element takes (the most of any of its text nodes), whether
+# its content is clipped (ends in "…"), its text and its title.
+TOKEN_PROBE = """(el) => {
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  let node, lines = 0;
+  while ((node = walk.nextNode())) {
+    if (!node.data.trim()) continue;
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+    lines = Math.max(lines, tops.size);
+  }
+  return {lines, clipped: el.scrollWidth > el.clientWidth + 1, text: el.innerText.trim(),
+          title: el.getAttribute("title")};
+}"""
+
+
+def token_layout(locator) -> list[dict]:
+    return [el.evaluate(TOKEN_PROBE) for el in locator.all()]
+
+
+def assert_whole(items: list[dict], what: str, may_clip: bool = True) -> None:
+    """Each token is on one line; a clipped one carries its whole value in its title."""
+    assert items, f"no {what} on the page"
+    for t in items:
+        assert t["lines"] == 1, f"{what} broken across {t['lines']} lines: {t}"
+        if t["clipped"]:
+            assert may_clip, f"{what} is cut short: {t}"
+            assert t["title"] == t["text"], f"{what} clipped without its value in the title: {t}"
+
+
+def test_token_probe_sees_a_broken_token(csrv, page):
+    """The probe of the layout tests counts the lines of a token broken in the middle."""
+    page.goto(csrv.console + "/console/signin")
+    page.evaluate("""() => { const d = document.createElement('div'); d.id = 'probe';
+        d.style.cssText = 'width: 60px; overflow-wrap: anywhere';
+        d.textContent = '2026-11-30T23:37:38Z'; document.body.append(d); }""")
+    assert page.locator("#probe").evaluate(TOKEN_PROBE)["lines"] > 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_key_list_and_key_page_keep_tokens_whole_at_1366(csrv, browser, lang):
+    api = ClassicApi(csrv)
+    long_alias = "alias/" + "payments-service-production-customer-records-" * 2 + lang.lower()
+    key_id = api.call("CreateKey", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    api.call("CreateAlias", KeyId=key_id, AliasName=long_alias)
+    api.call("CreateAlias", KeyId=key_id, AliasName=f"alias/short-{lang.lower()}")
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    ctx.add_cookies([{"name": "kms_lang", "value": lang, "url": csrv.console + "/console"}])
+    page = ctx.new_page()
+    try:
+        signin_ak(page, csrv)
+        page.wait_for_url(csrv.console + "/console/keys")
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        row = page.locator(f"#keys-table tr[data-key-id='{key_id}']")
+        assert_whole(token_layout(page.locator("#keys-table a.alias-link")), "alias")
+        assert [t["title"] for t in token_layout(row.locator("a.alias-link"))] == \
+            [long_alias, f"alias/short-{lang.lower()}"]
+        assert_whole(token_layout(page.locator("#keys-table a.key-link")), "key id", may_clip=False)
+        created = page.locator("#keys-table td:last-child .tok")
+        assert_whole(token_layout(created), "creation date", may_clip=False)
+        assert_whole(token_layout(page.locator("#keys-table .badge")), "state", may_clip=False)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        wrap = page.locator(".table-wrap").first
+        assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth"), "the key list scrolls sideways"
+
+        row.locator("a.key-link").click()
+        page.wait_for_url(f"{csrv.console}/console/keys/{key_id}")
+        assert_whole(token_layout(page.locator("h1")), "page title")
+        assert page.locator("h1").get_attribute("title") == long_alias
+        for field in ("KeyId", "Arn", "CreationDate", "PrimaryKeyVersion", "LastRotationDate",
+                      "Creator", "KeySpec", "KeyUsage"):
+            dd = page.locator(f"dd[data-field={field}]")
+            assert_whole(token_layout(dd), field, may_clip=False)
+        assert ":key/" + key_id in page.locator("dd[data-field=Arn]").inner_text()
+        assert_whole(token_layout(page.locator("#versions code")), "version id", may_clip=False)
+        assert_whole(token_layout(page.locator("#versions td:last-child .tok")), "version date",
+                     may_clip=False)
+        assert_whole(token_layout(page.locator("#aliases code")), "alias")
+    finally:
+        ctx.close()
+
+
+def test_one_key_is_counted_in_the_singular(csrv, page):
+    other = csrv.new_account()
+    api = ClassicApi(csrv, other["AccessKeyId"], other["AccessKeySecret"])
+    api.call("CreateKey")
+    signin_ak(page, csrv, other["AccessKeyId"], other["AccessKeySecret"])
+    on_keys(page, csrv)
+    assert page.locator("#paging-info").inner_text() == "Page 1/1 · 1 key"
+    page.select_option("#lang-select", "zh-CN")
+    expect(page.locator("#paging-info")).to_have_text("第 1/1 页 · 共 1 个密钥")
+    page.select_option("#lang-select", "en")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    api.call("CreateKey")
+    page.reload()
+    assert page.locator("#paging-info").inner_text() == "Page 1/1 · 2 keys"
+
+
+def test_import_expiry_date_is_disabled_while_never_is_chosen(csrv, page):
+    key_id = ClassicApi(csrv).call("CreateKey", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    signin_ak(page, csrv)
+    on_keys(page, csrv)
+    page.goto(f"{csrv.console}/console/keys/{key_id}")
+    page.click("#btn-import")
+    expect(page.locator("#im-never")).to_be_checked()
+    expect(page.locator("#im-expire")).to_be_disabled()
+    page.check("#im-at")
+    expect(page.locator("#im-expire")).to_be_enabled()
+    page.fill("#im-expire", "2099-03-04T05:06")
+    page.check("#im-never")
+    expect(page.locator("#im-expire")).to_be_disabled()
+    page.check("#im-at")
+    page.click("#dlg-import [data-close]")
+    page.click("#btn-import")  # opened again: the form starts over with "Never"
+    expect(page.locator("#im-never")).to_be_checked()
+    expect(page.locator("#im-expire")).to_be_disabled()
+
+
+def test_key_list_on_a_phone_keeps_tokens_whole_without_scrolling(csrv, browser):
+    api = ClassicApi(csrv)
+    key_id = api.call("CreateKey")["KeyMetadata"]["KeyId"]
+    long_alias = "alias/phone-" + "very-long-alias-name-" * 3 + "end"
+    api.call("CreateAlias", KeyId=key_id, AliasName=long_alias)
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    try:
+        signin_ak(page, csrv)
+        page.wait_for_url(csrv.console + "/console/keys")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        wrap = page.locator(".table-wrap").first
+        assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the key list scrolls sideways"
+        row = page.locator(f"#keys-table tr[data-key-id='{key_id}']")
+        assert_whole(token_layout(row.locator("a.alias-link")), "alias")
+        assert row.locator("a.alias-link").get_attribute("title") == long_alias
+        assert_whole(token_layout(row.locator("a.key-link")), "key id")
+        assert row.locator("a.key-link").get_attribute("title") == key_id
+        assert_whole(token_layout(row.locator("td:last-child .tok")), "creation date", may_clip=False)
+    finally:
+        ctx.close()

@@ -1,6 +1,7 @@
 // KMS web console: a little vanilla JavaScript on top of server-rendered pages.
 // - language and region selectors (remembered in cookies)
 // - dialogs (<dialog>), opened by buttons with data-open="<dialog id>"
+// - fields with data-enabled-by="<radio id>" are enabled only while that radio is chosen
 // - forms with class "act" run one API action through POST /console/api/<Action> with the
 //   session's CSRF token; on success the page content is refreshed without a reload, on
 //   failure the server's code and message are shown.
@@ -24,7 +25,17 @@
     } else if (t.name === "kind" && t.type === "radio") {
       showKind();
     }
+    if (t.type === "radio") syncEnabled(t.form || document);
   });
+
+  // Fields that only mean something with one choice (the import dialog's expiry date,
+  // with "At"): disabled otherwise.
+  function syncEnabled(root) {
+    root.querySelectorAll("[data-enabled-by]").forEach(function (el) {
+      var choice = document.getElementById(el.getAttribute("data-enabled-by"));
+      el.disabled = !(choice && choice.checked);
+    });
+  }
 
   // sign-in: show the fields of the chosen kind of credential
   function showKind() {
@@ -46,6 +57,7 @@
         if (f) f.reset();
         d.querySelectorAll("details").forEach(function (x) { x.open = false; });
         resetForm(f);
+        syncEnabled(d);
         d.showModal();
       }
     } else {

@@ -135,19 +135,32 @@ pub async fn seed_keys(
     Ok(())
 }
 
-/// `kms admin audit verify|query`.
-pub async fn audit(cmd: crate::config::AuditCommand) -> Result<(), String> {
+/// `kms admin audit verify|query`. Verify exits 0 when the chain is intact, 3 when it is
+/// intact but records gaps (lines that could not be written, a damaged end set aside), and
+/// fails otherwise.
+pub async fn audit(cmd: crate::config::AuditCommand) -> Result<(), crate::cli::Failure> {
+    let audit_dir = |dir: &crate::config::DataDirArg, audit_dir: Option<std::path::PathBuf>| {
+        audit_dir.unwrap_or_else(|| dir.data_dir.join("audit"))
+    };
     match cmd {
-        crate::config::AuditCommand::Verify { dir } => {
+        crate::config::AuditCommand::Verify { dir, audit_dir: a } => {
             let keystore = crate::server::open_keystore(&dir.data_dir)?;
-            let v = crate::audit::verify(&dir.data_dir.join("audit"), &keystore)?;
-            println!(
-                "The audit trail is intact: {} lines in {} files.",
-                v.lines, v.files
-            );
+            let v = crate::audit::verify(&audit_dir(&dir, a), &keystore)?;
+            println!("{}", describe_verified(&v));
+            if !v.gaps.is_empty() {
+                return Err(crate::cli::Failure {
+                    status: 3,
+                    message: format!(
+                        "the audit trail records {} gap{}: lines are missing there",
+                        v.gaps.len(),
+                        if v.gaps.len() == 1 { "" } else { "s" }
+                    ),
+                });
+            }
         }
         crate::config::AuditCommand::Query {
             dir,
+            audit_dir: a,
             key_id,
             action,
             since,
@@ -159,7 +172,7 @@ pub async fn audit(cmd: crate::config::AuditCommand) -> Result<(), String> {
                 None => None,
             };
             for line in crate::audit::query(
-                &dir.data_dir.join("audit"),
+                &audit_dir(&dir, a),
                 key_id.as_deref(),
                 action.as_deref(),
                 since,
@@ -169,6 +182,39 @@ pub async fn audit(cmd: crate::config::AuditCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What `kms admin audit verify` prints for an intact chain.
+fn describe_verified(v: &crate::audit::Verified) -> String {
+    let mut out = format!(
+        "The audit trail is intact: {} lines in {} files.",
+        v.lines, v.files
+    );
+    if v.first_seq > 1 {
+        out.push_str(&format!(
+            " Lines 1 to {} were removed by retention.",
+            v.first_seq - 1
+        ));
+    }
+    if !v.gaps.is_empty() {
+        out.push_str(&format!(
+            "\nIt records {} gap{}:",
+            v.gaps.len(),
+            if v.gaps.len() == 1 { "" } else { "s" }
+        ));
+        for g in &v.gaps {
+            out.push_str(&format!(
+                "\n  line {} ({}): {} line{} could not be written from {}: {}",
+                g.seq,
+                g.time,
+                g.lost,
+                if g.lost == 1 { "" } else { "s" },
+                g.since,
+                g.reason
+            ));
+        }
+    }
+    out
 }
 
 /// `kms admin migrate-store --from … --to …`: copies every row of one store into an empty

@@ -8,23 +8,106 @@
 //! the root key. Removing, reordering or editing a line breaks the chain; `kms admin audit
 //! verify` checks it across all files.
 //!
-//! Lines are written off the request path by one task, in batches. Actions that change state
-//! wait until their line is on disk (written and fsynced) before the response is sent; reads
-//! and cryptographic calls do not wait. Files rotate by size: `audit.log` becomes
-//! `audit-<last seq>.log` and the chain continues in a new `audit.log`.
+//! Lines are written off the request path by one thread, in batches. Actions that change
+//! state wait until their line is on disk (written and fsynced) before the response is sent;
+//! reads and cryptographic calls do not wait.
+//!
+//! Defences (issue 14):
+//! - **Bounded lines.** Before authentication a line holds only a known action name (or
+//!   `unknown`) and values cut to 64 printable ASCII characters; after it, values are cut to
+//!   256. A line is under 1 KiB whatever the request ([`AuditRecord::bounded`]).
+//! - **Rotation and retention.** `audit.log` becomes `audit-<last seq>.log` as soon as it
+//!   reaches `max_bytes`, inside a batch; beyond `retain_files` rotated files or
+//!   `retain_bytes` in all, the oldest rotated files are removed, after a chained
+//!   `AuditRetention` line naming the last line removed, so `verify` can tell retention from
+//!   deletion.
+//! - **Fails closed.** The writer keeps `reserve_bytes` allocated past the end of `audit.log`
+//!   (`fallocate`, Linux), so that lines of requests already admitted still fit when the disk
+//!   fills. When the reserve cannot be renewed, or a write fails, the [`AuditGate`] closes:
+//!   state changes are refused with 503 `ServiceUnavailableTemporary` before they are applied;
+//!   reads and cryptographic calls go on. Lines that could not be written are counted, and the
+//!   next line written is a chained `AuditGap` line saying how many were lost, since when and
+//!   why. The gate reopens once the reserve is back (checked every second).
+//! - **Damaged tail.** At start, a last line written in part (a full disk, a crash) is moved
+//!   to `audit.log.damaged-<time>` for inspection, `audit.log` is cut back to its last good
+//!   line, and an `AuditGap` line records it; the server starts.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::error::KmsError;
 use crate::keystore::Keystore;
+use crate::private_fs;
 
 pub const CURRENT: &str = "audit.log";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Lines written in one go at most.
+const MAX_BATCH: usize = 4096;
+/// How often a closed gate checks whether the trail can be written again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Rotate `audit.log` at this size by default.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Rotated files kept by default.
+pub const DEFAULT_RETAIN_FILES: u64 = 64;
+/// Bytes of audit files kept by default (current file included).
+pub const DEFAULT_RETAIN_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Space kept allocated past the end of `audit.log` by default.
+pub const DEFAULT_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Action names of the lines the trail writes about itself.
+pub const GAP_ACTION: &str = "AuditGap";
+pub const RETENTION_ACTION: &str = "AuditRetention";
+/// Web console events recorded besides API actions.
+const CONSOLE_EVENTS: [&str; 2] = ["ConsoleSignIn", "ConsoleSignOut"];
+
+/// Where and how the trail is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub dir: PathBuf,
+    /// Rotate `audit.log` when it reaches this size (0: never).
+    pub max_bytes: u64,
+    /// Most rotated files kept (0: no limit).
+    pub retain_files: u64,
+    /// Most bytes of audit files kept, the current file included (0: no limit).
+    pub retain_bytes: u64,
+    /// Space kept allocated past the end of `audit.log` (0: none).
+    pub reserve_bytes: u64,
+}
+
+impl Settings {
+    /// Default settings for a trail in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            retain_files: DEFAULT_RETAIN_FILES,
+            retain_bytes: DEFAULT_RETAIN_BYTES,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+        }
+    }
+
+    /// The server's settings: `audit_dir`, else `<data dir>/audit`.
+    pub fn of(config: &crate::config::ServerConfig) -> Self {
+        Self {
+            dir: config
+                .audit_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("audit")),
+            max_bytes: config.audit_max_bytes,
+            retain_files: config.audit_retain_files,
+            retain_bytes: config.audit_retain_bytes,
+            reserve_bytes: config.audit_reserve_bytes,
+        }
+    }
+}
 
 /// One audited call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +123,69 @@ pub struct AuditRecord {
     /// `OK` or the error code.
     pub result: String,
     pub status: u16,
+}
+
+/// `s` cut to `max` characters, each outside printable ASCII replaced by `?` (so that
+/// escaping cannot make it longer than twice `max` bytes in JSON).
+fn clip(s: &mut String, max: usize) {
+    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return;
+    }
+    *s = s
+        .chars()
+        .take(max)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect();
+}
+
+/// The canonical name of a known API action or console event.
+fn known_action(name: &str) -> Option<&'static str> {
+    crate::action::kms::Action::from_name(name)
+        .map(|a| a.name())
+        .or_else(|| CONSOLE_EVENTS.iter().copied().find(|e| *e == name))
+}
+
+impl AuditRecord {
+    /// The record with every field bounded. Without an authenticated account the caller is
+    /// unknown, so the action is a known name or `unknown` and the echoed values (access key
+    /// id, key id) are cut to 64 characters; with one, values are cut to 256.
+    pub fn bounded(mut self) -> Self {
+        let authenticated = !self.account_id.is_empty();
+        if authenticated {
+            clip(&mut self.action, 64);
+        } else {
+            self.action = known_action(&self.action).unwrap_or("unknown").to_string();
+        }
+        let echoed = if authenticated { 256 } else { 64 };
+        clip(&mut self.time, 32);
+        clip(&mut self.request_id, 64);
+        clip(&mut self.account_id, 64);
+        clip(&mut self.access_key_id, 128.min(echoed));
+        clip(&mut self.source, 64);
+        clip(&mut self.key_id, echoed);
+        clip(&mut self.key_version_id, 64);
+        clip(&mut self.result, 64);
+        self
+    }
+}
+
+/// What a line the trail writes about itself records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// `lost` lines could not be written (or were damaged) from `since`, for `reason`.
+    Gap {
+        since: String,
+        lost: u64,
+        reason: String,
+    },
+    /// Files up to and including line `through_seq` (mac `through_mac`) were removed.
+    Retention {
+        through_seq: u64,
+        through_mac: String,
+        files: u64,
+        bytes: u64,
+    },
 }
 
 /// A line as stored: the record, its sequence number and the chain. (Fields are listed
@@ -58,6 +204,8 @@ struct Stored {
     key_version_id: String,
     result: String,
     status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<Event>,
     prev: String,
 }
 
@@ -75,42 +223,128 @@ impl Stored {
             key_version_id: r.key_version_id,
             result: r.result,
             status: r.status,
+            event: None,
             prev,
         }
     }
+
+    fn event(seq: u64, event: Event, prev: String) -> Self {
+        let action = match event {
+            Event::Gap { .. } => GAP_ACTION,
+            Event::Retention { .. } => RETENTION_ACTION,
+        };
+        let mut s = Self::new(
+            seq,
+            AuditRecord {
+                time: now_text(),
+                action: action.into(),
+                result: "OK".into(),
+                ..AuditRecord::default()
+            },
+            prev,
+        );
+        s.event = Some(event);
+        s
+    }
 }
 
-type Job = (AuditRecord, Option<oneshot::Sender<()>>);
+fn now_text() -> String {
+    crate::timefmt::format_unix(crate::clock::system_now())
+}
+
+type Job = (AuditRecord, Option<oneshot::Sender<bool>>);
+
+/// Whether state changes may proceed: closed while the trail cannot be written for sure.
+/// Shared by the writer (which opens and closes it) and the request path (which asks it).
+#[derive(Clone, Default)]
+pub struct AuditGate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    closed: AtomicBool,
+    refused: AtomicU64,
+}
+
+impl AuditGate {
+    /// `Ok` unless the request changes state and the trail cannot be written, then
+    /// 503 `ServiceUnavailableTemporary` (and the request must not be applied).
+    pub fn admit(&self, changes_state: bool) -> Result<(), KmsError> {
+        if changes_state && self.0.closed.load(Ordering::Acquire) {
+            self.0.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(KmsError::AuditUnavailable);
+        }
+        Ok(())
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.0.closed.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+    }
+
+    /// Opens the gate; returns how many state changes it refused while closed.
+    fn open(&self) -> u64 {
+        self.0.closed.store(false, Ordering::Release);
+        self.0.refused.swap(0, Ordering::Relaxed)
+    }
+}
 
 /// The handle the request path uses.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: std::sync::mpsc::SyncSender<Job>,
+    gate: AuditGate,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log in `dir` and starts the writer task.
-    pub fn start(dir: &Path, keystore: Arc<Keystore>, max_bytes: u64) -> Result<AuditLog, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let (seq, prev) = last_link(dir)?;
+    /// Opens (or creates) the trail, repairs a damaged tail (see the module doc), and starts
+    /// the writer thread. Errors name the directory or file at fault and what to do.
+    pub fn start(settings: Settings, keystore: Arc<Keystore>) -> Result<AuditLog, String> {
+        let dir = settings.dir.clone();
+        private_fs::create_dir(&dir).map_err(|e| {
+            format!(
+                "cannot use {} as the audit directory: {e}. Make it a directory this user can write, or choose another with --audit-dir (KMS_AUDIT_DIR, audit_dir in the config file)",
+                dir.display()
+            )
+        })?;
+        for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let _ = private_fs::narrow(&f.path(), private_fs::FILE_MODE);
+        }
+        let (seq, prev, repaired) = repair_tail(&dir, &keystore)?;
+        let gate = AuditGate::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
-        let writer = Writer {
-            dir: dir.to_path_buf(),
+        let mut writer = Writer {
+            s: settings,
             keystore,
-            max_bytes,
             seq,
             prev,
+            file: None,
+            gate: gate.clone(),
+            closed_since: None,
+            gap: repaired,
         };
+        writer.open();
+        if writer.gap.is_some() {
+            writer.write_records(Vec::new());
+        }
         std::thread::Builder::new()
             .name("kms-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
-        Ok(AuditLog { tx })
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
+        Ok(AuditLog { tx, gate })
     }
 
-    /// Records a call. With `durable`, returns once the line is on disk.
-    pub async fn record(&self, record: AuditRecord, durable: bool) {
+    /// The gate state changes must pass before they are applied.
+    pub fn gate(&self) -> AuditGate {
+        self.gate.clone()
+    }
+
+    /// Records a call (bounded, see [`AuditRecord::bounded`]). With `durable`, returns once
+    /// the line is on disk; `false` if it could not be written (the gap is recorded later).
+    pub async fn record(&self, record: AuditRecord, durable: bool) -> bool {
+        let record = record.bounded();
         if durable {
             let (done, wait) = oneshot::channel();
             let sent = match self.tx.try_send((record, Some(done))) {
@@ -125,33 +359,54 @@ impl AuditLog {
                 }
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
             };
-            if sent {
-                let _ = wait.await;
+            let written = sent && wait.await.unwrap_or(false);
+            if !written {
+                tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
+            written
         } else if self.tx.try_send((record, None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
+            false
+        } else {
+            true
         }
     }
 }
 
+/// The open `audit.log` and its size.
+struct Current {
+    f: std::fs::File,
+    size: u64,
+}
+
 struct Writer {
-    dir: PathBuf,
+    s: Settings,
     keystore: Arc<Keystore>,
-    max_bytes: u64,
+    /// The last line on disk: its sequence number and mac.
     seq: u64,
     prev: String,
+    file: Option<Current>,
+    gate: AuditGate,
+    /// Since when the gate is closed, and why.
+    closed_since: Option<(String, String)>,
+    /// Lines lost and not yet recorded: (since, count, reason).
+    gap: Option<(String, u64, String)>,
 }
 
 /// The line for `stored`: its JSON with the chained mac appended.
 fn seal_line(key: &hmac::Key, stored: &Stored) -> Result<(String, String), String> {
     let body = serde_json::to_string(stored).map_err(|e| e.to_string())?;
-    let mut ctx = hmac::Context::with_key(key);
-    ctx.update(stored.prev.as_bytes());
-    ctx.update(b"\n");
-    ctx.update(body.as_bytes());
-    let mac = hex::encode(ctx.sign());
+    let mac = mac_of(key, &stored.prev, &body);
     let line = format!("{},\"mac\":\"{mac}\"}}", &body[..body.len() - 1]);
     Ok((line, mac))
+}
+
+fn mac_of(key: &hmac::Key, prev: &str, body: &str) -> String {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(body.as_bytes());
+    hex::encode(ctx.sign())
 }
 
 /// Splits a stored line into (body without mac, mac).
@@ -164,13 +419,35 @@ fn split_line(line: &str) -> Option<(String, String)> {
     Some((format!("{}}}", &line[..idx]), mac.to_string()))
 }
 
+/// A line that parses and whose mac matches its own content: (seq, mac).
+fn sound_line(key: &hmac::Key, line: &[u8]) -> Option<(u64, String)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (body, mac) = split_line(line)?;
+    let stored: Stored = serde_json::from_str(&body).ok()?;
+    (mac_of(key, &stored.prev, &body) == mac).then_some((stored.seq, mac))
+}
+
 /// The files of the trail, oldest first.
 pub fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
+    Ok(rotated(dir)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .chain(Some(dir.join(CURRENT)).filter(|c| c.exists()))
+        .collect())
+}
+
+/// The rotated files `audit-<last seq>.log`, oldest first.
+fn rotated(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
+    let mut out: Vec<(u64, PathBuf)> = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the audit directory {}: {e}",
+                dir.display()
+            ))
+        }
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -179,145 +456,490 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
             .and_then(|n| n.strip_suffix(".log"))
         {
             if let Ok(n) = n.parse() {
-                rotated.push((n, e.path()));
+                out.push((n, e.path()));
             }
         }
     }
-    rotated.sort();
-    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    let current = dir.join(CURRENT);
-    if current.exists() {
-        out.push(current);
-    }
+    out.sort();
     Ok(out)
 }
 
-/// The last sequence number and mac of the trail, to continue the chain.
-fn last_link(dir: &Path) -> Result<(u64, String), String> {
-    let mut last = (0, GENESIS.to_string());
-    for f in files(dir)?.iter().rev() {
-        let text = std::fs::read_to_string(f).map_err(|e| e.to_string())?;
-        if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-            let (body, mac) = split_line(line).ok_or_else(|| {
+/// The last line of a file, if any.
+fn last_line(bytes: &[u8]) -> Option<&[u8]> {
+    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if trimmed.is_empty() {
+        return None;
+    }
+    let start = trimmed
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    Some(&trimmed[start..])
+}
+
+/// Finds where the chain continues: the last sound line of the trail. A damaged end of
+/// `audit.log` (lines written in part, or not audit lines) is moved to
+/// `audit.log.damaged-<time>` and cut off; the gap to record is returned with the link.
+#[allow(clippy::type_complexity)]
+fn repair_tail(
+    dir: &Path,
+    keystore: &Keystore,
+) -> Result<(u64, String, Option<(String, u64, String)>), String> {
+    let key = keystore.audit_key();
+    let current = dir.join(CURRENT);
+    let mut gap = None;
+    if current.exists() {
+        let read_err = |e: std::io::Error| format!("cannot read {}: {e}", current.display());
+        let mut bytes = Vec::new();
+        std::fs::File::open(&current)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(read_err)?;
+        // The end of the last sound line, scanning back from the end.
+        let mut good = bytes.len();
+        let mut link = None;
+        while good > 0 {
+            let before = &bytes[..good];
+            let body = before.strip_suffix(b"\n").unwrap_or(before);
+            let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            if let Some(l) = sound_line(key, &body[start..]) {
+                link = Some(l);
+                break;
+            }
+            good = start;
+        }
+        let complete = link.is_some() && bytes[..good].ends_with(b"\n");
+        if good < bytes.len() || (link.is_some() && !complete) {
+            let mut f = private_fs::options()
+                .read(true)
+                .write(true)
+                .open(&current)
+                .map_err(read_err)?;
+            let repair_err = |e: std::io::Error| {
                 format!(
-                    "{}: the last line is damaged; run kms admin audit verify",
-                    f.display()
+                    "{}: cannot set aside its damaged end: {e}. Free some space (or fix the permissions) in {} and start again",
+                    current.display(),
+                    dir.display()
                 )
-            })?;
-            let stored: Stored = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-            last = (stored.seq, mac);
-            break;
+            };
+            if good < bytes.len() {
+                let damaged = &bytes[good..];
+                let name = format!("{CURRENT}.damaged-{}", now_text().replace([':', '-'], ""));
+                let aside = dir.join(&name);
+                let mut out = private_fs::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&aside)
+                    .map_err(repair_err)?;
+                out.write_all(damaged)
+                    .and_then(|_| out.sync_all())
+                    .map_err(repair_err)?;
+                f.set_len(good as u64).map_err(repair_err)?;
+                let pieces = damaged
+                    .split(|b| *b == b'\n')
+                    .filter(|p| !p.is_empty())
+                    .count() as u64;
+                tracing::warn!(file = %aside.display(), bytes = damaged.len(), "the end of the audit trail was damaged (a write cut short?): kept aside, the chain continues with a gap line");
+                gap = Some((
+                    now_text(),
+                    pieces.max(1),
+                    format!(
+                        "the end of {CURRENT} ({} bytes) was not sound audit lines at start-up (a write cut short, e.g. by a full disk); it was kept in {name}",
+                        damaged.len()
+                    ),
+                ));
+            }
+            if link.is_some() && !complete {
+                f.seek(std::io::SeekFrom::End(0))
+                    .and_then(|_| f.write_all(b"\n"))
+                    .map_err(repair_err)?;
+            }
+            f.sync_all().map_err(repair_err)?;
+        }
+        if let Some((seq, mac)) = link {
+            return Ok((seq, mac, gap));
         }
     }
-    Ok(last)
+    // The current file holds no line: continue from the newest rotated file.
+    for (_, f) in rotated(dir)?.iter().rev() {
+        let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        if let Some(line) = last_line(&bytes) {
+            let (seq, mac) = sound_line(key, line).ok_or_else(|| {
+                format!(
+                    "{}: its last line is not a sound audit line (changed, or written with another root key). Run `kms admin audit verify`, then move the file out of {} to start the server",
+                    f.display(),
+                    dir.display()
+                )
+            })?;
+            return Ok((seq, mac, gap));
+        }
+    }
+    Ok((0, GENESIS.to_string(), gap))
+}
+
+/// Allocates `len` bytes past `offset` without changing the file's size.
+#[cfg(target_os = "linux")]
+fn reserve(f: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    loop {
+        // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Filesystems without fallocate: no reserve, the gate closes on a failed write.
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(()),
+            _ => return Err(e),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reserve(_f: &std::fs::File, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl Writer {
-    /// Opens `audit.log` for appending; returns it with its current size.
-    fn open_current(&self) -> Result<(std::fs::File, u64), String> {
-        let path = self.dir.join(CURRENT);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok((f, size))
+    /// Opens `audit.log` (0600) for appending and renews the reserve; on failure the gate
+    /// closes.
+    fn open(&mut self) {
+        if self.file.is_none() {
+            let path = self.s.dir.join(CURRENT);
+            match private_fs::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|f| Ok((f.metadata()?.len(), f)))
+            {
+                Ok((size, f)) => self.file = Some(Current { f, size }),
+                Err(e) => {
+                    self.close(format!("cannot open {}: {e}", path.display()));
+                    return;
+                }
+            }
+        }
+        self.renew();
+    }
+
+    /// Renews the reserve past the end of the file: opens the gate if it can, closes it if not.
+    fn renew(&mut self) {
+        let Some(cur) = &self.file else { return };
+        match reserve(&cur.f, cur.size, self.s.reserve_bytes) {
+            Ok(()) => {
+                if let Some((since, reason)) = self.closed_since.take() {
+                    let refused = self.gate.open();
+                    tracing::warn!(%since, %reason, refused, "the audit trail can be written again: state changes are accepted");
+                }
+            }
+            Err(e) => self.close(format!(
+                "cannot keep {} bytes free for {}: {e}",
+                self.s.reserve_bytes,
+                self.s.dir.join(CURRENT).display()
+            )),
+        }
+    }
+
+    fn close(&mut self, reason: String) {
+        if self.closed_since.is_none() {
+            tracing::error!(%reason, "the audit trail cannot be written for sure: state changes are refused (503) until it can");
+            self.gate.close();
+            self.closed_since = Some((now_text(), reason));
+        }
+    }
+
+    fn lose(&mut self, n: u64, reason: &str) {
+        if n == 0 {
+            return;
+        }
+        match &mut self.gap {
+            Some((_, lost, _)) => *lost += n,
+            None => self.gap = Some((now_text(), n, reason.to_string())),
+        }
     }
 
     /// The writer thread: collects lines for up to 20 ms (or at once when a state change is
-    /// waiting for its line), writes them in one call, fsyncs when a state change waits.
+    /// waiting for its line), writes them, fsyncs when a state change waits. While the gate
+    /// is closed it checks every second whether the trail can be written again.
     fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
         use std::sync::mpsc::RecvTimeoutError;
-        use std::time::{Duration, Instant};
-        let mut file = match self.open_current() {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::error!(error = %e, "audit log cannot be opened");
-                None
-            }
-        };
         let mut batch: Vec<Job> = Vec::with_capacity(1024);
-        let mut lines = String::new();
         loop {
-            match rx.recv() {
+            match rx.recv_timeout(RETRY) {
                 Ok(job) => batch.push(job),
-                Err(_) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.closed_since.is_some() || self.gap.is_some() {
+                        self.open();
+                        self.write_records(Vec::new());
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.gap.is_some() {
+                        self.open();
+                        self.write_records(Vec::new());
+                    }
+                    return;
+                }
             }
             let deadline = Instant::now() + Duration::from_millis(20);
-            while batch.len() < 4096 && !batch.iter().any(|(_, ack)| ack.is_some()) {
+            while batch.len() < MAX_BATCH && !batch.iter().any(|(_, ack)| ack.is_some()) {
                 match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(job) => batch.push(job),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(_) => break,
                 }
             }
-            while let Ok(job) = rx.try_recv() {
-                batch.push(job);
-                if batch.len() >= 4096 {
-                    break;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
-            lines.clear();
-            let mut acks = Vec::new();
-            let (mut seq, mut prev) = (self.seq, self.prev.clone());
-            for (record, ack) in batch.drain(..) {
-                let stored = Stored::new(seq + 1, record, prev.clone());
-                match seal_line(self.keystore.audit_key(), &stored) {
-                    Ok((line, mac)) => {
-                        lines.push_str(&line);
-                        lines.push('\n');
-                        prev = mac;
-                        seq += 1;
+            if self.closed_since.is_some() || self.file.is_none() {
+                self.open();
+            }
+            self.write_records(std::mem::take(&mut batch));
+        }
+    }
+
+    /// Writes `batch` (after a gap line if lines were lost), rotating as soon as the file
+    /// reaches its limit, then answers the waiting state changes.
+    fn write_records(&mut self, batch: Vec<Job>) {
+        if self.gap.is_some() && self.closed_since.is_some() {
+            // Lines were lost and the reserve is not back: count these too, so that the
+            // episode ends in one gap line rather than lines and gaps interleaved.
+            let reason = self
+                .closed_since
+                .as_ref()
+                .map(|c| c.1.clone())
+                .unwrap_or_default();
+            self.lose(batch.len() as u64, &reason);
+            for (_, ack) in batch {
+                if let Some(a) = ack {
+                    let _ = a.send(false);
+                }
+            }
+            return;
+        }
+        let mut acks: Vec<(oneshot::Sender<bool>, bool)> = Vec::new();
+        let mut chunk = String::new();
+        let mut chunk_acks: Vec<oneshot::Sender<bool>> = Vec::new();
+        let mut chunk_records = 0u64;
+        let mut chunk_gap = false;
+        let (mut seq, mut prev) = (self.seq, self.prev.clone());
+        let mut failed: Option<String> = None;
+        let mut records = batch.into_iter().peekable();
+        loop {
+            if failed.is_none() && chunk.is_empty() {
+                if let Some((since, lost, reason)) = self.gap.clone() {
+                    let event = Event::Gap {
+                        since,
+                        lost,
+                        reason,
+                    };
+                    if let Ok((line, mac)) = seal_line(
+                        self.keystore.audit_key(),
+                        &Stored::event(seq + 1, event, prev.clone()),
+                    ) {
+                        chunk.push_str(&line);
+                        chunk.push('\n');
+                        (seq, prev) = (seq + 1, mac);
+                        chunk_gap = true;
                     }
-                    Err(e) => tracing::error!(error = %e, "audit line not written"),
+                }
+            }
+            let next = records.next();
+            let last = next.is_none();
+            if let Some((record, ack)) = next {
+                if let Some(reason) = &failed {
+                    let reason = reason.clone();
+                    self.lose(1, &reason);
+                    if let Some(a) = ack {
+                        acks.push((a, false));
+                    }
+                    continue;
+                }
+                match seal_line(
+                    self.keystore.audit_key(),
+                    &Stored::new(seq + 1, record, prev.clone()),
+                ) {
+                    Ok((line, mac)) => {
+                        chunk.push_str(&line);
+                        chunk.push('\n');
+                        (seq, prev) = (seq + 1, mac);
+                        chunk_records += 1;
+                    }
+                    Err(e) => tracing::error!(error = %e, "audit line not sealed"),
                 }
                 if let Some(a) = ack {
-                    acks.push(a);
+                    chunk_acks.push(a);
                 }
             }
-            match self.write(&mut file, &lines, !acks.is_empty(), seq) {
+            let size = self.file.as_ref().map_or(0, |c| c.size);
+            let full = self.s.max_bytes > 0 && size + chunk.len() as u64 >= self.s.max_bytes;
+            if chunk.is_empty() || (!last && !full) {
+                if last {
+                    break;
+                }
+                continue;
+            }
+            // Flush the chunk: at the end of the batch, or as soon as the file is full.
+            let durable = !chunk_acks.is_empty() || full || chunk_gap;
+            match self.append(&chunk, durable) {
                 Ok(()) => {
-                    self.seq = seq;
-                    self.prev = prev;
+                    (self.seq, self.prev) = (seq, prev.clone());
+                    if chunk_gap {
+                        self.gap = None;
+                    }
+                    acks.extend(chunk_acks.drain(..).map(|a| (a, true)));
+                    if full {
+                        self.rotate();
+                        (seq, prev) = (self.seq, self.prev.clone());
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "audit write failed");
-                    file = None;
+                    (seq, prev) = (self.seq, self.prev.clone());
+                    self.lose(chunk_records, &e);
+                    acks.extend(chunk_acks.drain(..).map(|a| (a, false)));
+                    self.close(e.clone());
+                    failed = Some(e);
                 }
             }
-            for a in acks {
-                let _ = a.send(());
+            chunk.clear();
+            chunk_records = 0;
+            chunk_gap = false;
+            if last {
+                break;
+            }
+        }
+        if failed.is_none() && self.file.is_some() {
+            self.renew();
+        }
+        for (a, ok) in acks {
+            let _ = a.send(ok);
+        }
+    }
+
+    /// Appends `lines`; on failure cuts the file back so that no line is left in part.
+    fn append(&mut self, lines: &str, durable: bool) -> Result<(), String> {
+        let path = self.s.dir.join(CURRENT);
+        let Some(cur) = self.file.as_mut() else {
+            return Err(format!("{} is not open", path.display()));
+        };
+        let written = cur.f.write_all(lines.as_bytes()).and_then(|_| {
+            if durable {
+                cur.f.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                cur.size += lines.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = cur.f.set_len(cur.size) {
+                    tracing::error!(error = %cut, "cannot cut a partly written audit batch back; the next start sets it aside");
+                    self.file = None;
+                }
+                Err(format!("cannot write {}: {e}", path.display()))
             }
         }
     }
 
-    fn write(
-        &self,
-        file: &mut Option<(std::fs::File, u64)>,
-        lines: &str,
-        durable: bool,
-        seq: u64,
-    ) -> Result<(), String> {
-        if file.is_none() {
-            *file = Some(self.open_current()?);
+    /// `audit.log` becomes `audit-<last seq>.log` (its reserve released first); old files
+    /// beyond the retention limits are removed.
+    fn rotate(&mut self) {
+        let Some(cur) = self.file.take() else { return };
+        let current = self.s.dir.join(CURRENT);
+        let rotated = self.s.dir.join(format!("audit-{:012}.log", self.seq));
+        let done = cur
+            .f
+            .set_len(cur.size)
+            .and_then(|_| cur.f.sync_all())
+            .and_then(|_| std::fs::rename(&current, &rotated));
+        drop(cur);
+        if let Err(e) = done {
+            tracing::error!(error = %e, file = %current.display(), "audit rotation failed");
         }
-        let Some((f, size)) = file.as_mut() else {
-            return Err("audit log not open".into());
-        };
-        f.write_all(lines.as_bytes()).map_err(|e| e.to_string())?;
-        *size += lines.len() as u64;
-        if durable {
-            f.sync_data().map_err(|e| e.to_string())?;
-        }
-        if self.max_bytes > 0 && *size >= self.max_bytes {
-            f.sync_all().map_err(|e| e.to_string())?;
-            let rotated = self.dir.join(format!("audit-{seq:012}.log"));
-            std::fs::rename(self.dir.join(CURRENT), &rotated).map_err(|e| e.to_string())?;
-            *file = Some(self.open_current()?);
-        }
-        Ok(())
+        self.open();
+        self.apply_retention();
     }
+
+    /// Removes the oldest rotated files while more than `retain_files` are kept or all files
+    /// hold more than `retain_bytes`, after a chained line naming the last line removed.
+    fn apply_retention(&mut self) {
+        let (files, bytes) = (self.s.retain_files, self.s.retain_bytes);
+        if files == 0 && bytes == 0 {
+            return;
+        }
+        let Ok(rotated) = rotated(&self.s.dir) else {
+            return;
+        };
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let sizes: Vec<u64> = rotated.iter().map(|(_, p)| size(p)).collect();
+        let mut total: u64 = sizes.iter().sum::<u64>() + self.file.as_ref().map_or(0, |c| c.size);
+        let mut remove = 0;
+        while remove < rotated.len()
+            && ((files > 0 && (rotated.len() - remove) as u64 > files)
+                || (bytes > 0 && total > bytes))
+        {
+            total -= sizes[remove];
+            remove += 1;
+        }
+        if remove == 0 {
+            return;
+        }
+        let (through_seq, through_path) = &rotated[remove - 1];
+        let Some(through_mac) = std::fs::read(through_path)
+            .ok()
+            .and_then(|b| last_line(&b).and_then(|l| sound_line(self.keystore.audit_key(), l)))
+            .filter(|(s, _)| s == through_seq)
+            .map(|(_, mac)| mac)
+        else {
+            tracing::error!(file = %through_path.display(), "audit retention skipped: the file's last line is not sound");
+            return;
+        };
+        let event = Event::Retention {
+            through_seq: *through_seq,
+            through_mac,
+            files: remove as u64,
+            bytes: sizes[..remove].iter().sum(),
+        };
+        let Ok((line, mac)) = seal_line(
+            self.keystore.audit_key(),
+            &Stored::event(self.seq + 1, event, self.prev.clone()),
+        ) else {
+            return;
+        };
+        if self.append(&format!("{line}\n"), true).is_err() {
+            return;
+        }
+        (self.seq, self.prev) = (self.seq + 1, mac);
+        for (_, p) in &rotated[..remove] {
+            if let Err(e) = std::fs::remove_file(p) {
+                tracing::error!(error = %e, file = %p.display(), "audit retention could not remove a file");
+            }
+        }
+    }
+}
+
+/// A gap the trail records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapReport {
+    pub seq: u64,
+    pub time: String,
+    pub since: String,
+    pub lost: u64,
+    pub reason: String,
 }
 
 /// The outcome of a chain check.
@@ -325,24 +947,51 @@ impl Writer {
 pub struct Verified {
     pub files: usize,
     pub lines: u64,
+    /// The first line's sequence number (above 1 when retention removed older files).
+    pub first_seq: u64,
+    pub gaps: Vec<GapReport>,
 }
 
-/// Checks every line of every file of the trail, in order.
+/// Checks every line of every file of the trail, in order. A trail whose oldest files were
+/// removed by retention starts after line 1; a chained retention line must then name exactly
+/// the line before its first.
 pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1u64;
+    let mut prev: Option<String> = None;
+    let mut expected_seq = 0u64;
+    let mut first_seq = 1u64;
+    let mut start_explained = true;
+    let mut start_place = String::new();
+    let mut start_prev = String::new();
+    let mut gaps = Vec::new();
+    let mut lines = 0u64;
     let files = files(dir)?;
     for f in &files {
         let file =
             std::fs::File::open(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| e.to_string())?;
+        for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
             let place = format!("{} line {}", f.display(), n + 1);
+            let line =
+                String::from_utf8(line).map_err(|_| format!("{place}: not an audit line"))?;
             let (body, mac) =
                 split_line(&line).ok_or_else(|| format!("{place}: not an audit line"))?;
             let stored: Stored =
                 serde_json::from_str(&body).map_err(|_| format!("{place}: not an audit line"))?;
-            if stored.prev != prev {
+            let want_prev = match &prev {
+                Some(p) => p.clone(),
+                None => {
+                    // The first line of the trail.
+                    if stored.seq != 1 || stored.prev != GENESIS {
+                        first_seq = stored.seq;
+                        start_explained = false;
+                        start_place = place.clone();
+                        start_prev = stored.prev.clone();
+                    }
+                    expected_seq = stored.seq;
+                    stored.prev.clone()
+                }
+            };
+            if stored.prev != want_prev {
                 return Err(format!("{place}: the chain is broken (a line before it was removed, reordered or changed)"));
             }
             if stored.seq != expected_seq {
@@ -351,23 +1000,47 @@ pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
                     stored.seq
                 ));
             }
-            let mut ctx = hmac::Context::with_key(keystore.audit_key());
-            ctx.update(prev.as_bytes());
-            ctx.update(b"\n");
-            ctx.update(body.as_bytes());
-            let want = hex::encode(ctx.sign());
-            if want != mac {
+            if mac_of(keystore.audit_key(), &want_prev, &body) != mac {
                 return Err(format!(
                     "{place}: the line was changed (its mac does not match)"
                 ));
             }
-            prev = mac;
+            match stored.event {
+                Some(Event::Gap {
+                    since,
+                    lost,
+                    reason,
+                }) => gaps.push(GapReport {
+                    seq: stored.seq,
+                    time: stored.time,
+                    since,
+                    lost,
+                    reason,
+                }),
+                Some(Event::Retention {
+                    through_seq,
+                    through_mac,
+                    ..
+                }) if through_seq + 1 == first_seq && through_mac == start_prev => {
+                    start_explained = true;
+                }
+                _ => {}
+            }
+            prev = Some(mac);
             expected_seq += 1;
+            lines += 1;
         }
+    }
+    if !start_explained {
+        return Err(format!(
+            "{start_place}: the trail starts at line {first_seq}, and no retention line accounts for the lines before it (files were removed or the first one was changed)"
+        ));
     }
     Ok(Verified {
         files: files.len(),
-        lines: expected_seq - 1,
+        lines,
+        first_seq,
+        gaps,
     })
 }
 
@@ -380,9 +1053,13 @@ pub fn query(
 ) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for f in files(dir)? {
-        let file = std::fs::File::open(&f).map_err(|e| e.to_string())?;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|e| e.to_string())?;
+        let file =
+            std::fs::File::open(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let Ok(line) = String::from_utf8(line) else {
+                continue;
+            };
             let Some((body, _)) = split_line(&line) else {
                 continue;
             };
@@ -413,7 +1090,7 @@ mod tests {
             account_id: "1".into(),
             access_key_id: "AK".into(),
             source: "127.0.0.1:1".into(),
-            action: if i % 2 == 0 {
+            action: if i.is_multiple_of(2) {
                 "Encrypt".into()
             } else {
                 "CreateKey".into()
@@ -425,25 +1102,44 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn chain_detects_removal_edit_and_reorder_and_survives_rotation() {
-        let dir = std::env::temp_dir().join(format!(
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!(
             "kms-audit-{}-{}",
             std::process::id(),
-            rand_suffix()
-        ));
-        let ks = Arc::new(Keystore::from_root(&[4u8; 32]).unwrap());
-        let log = AuditLog::start(&dir, ks.clone(), 2_000).unwrap();
-        for i in 0..40 {
-            log.record(rec(i), i % 5 == 0).await;
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    fn settings(dir: &Path, max_bytes: u64) -> Settings {
+        Settings {
+            max_bytes,
+            retain_files: 0,
+            retain_bytes: 0,
+            reserve_bytes: 64 * 1024,
+            ..Settings::new(dir)
         }
-        log.record(rec(40), true).await;
+    }
+
+    fn keystore() -> Arc<Keystore> {
+        Arc::new(Keystore::from_root(&[4u8; 32]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn chain_detects_removal_edit_and_reorder_and_survives_rotation() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let log = AuditLog::start(settings(&dir, 2_000), ks.clone()).unwrap();
+        for i in 0..40 {
+            log.record(rec(i), i.is_multiple_of(5)).await;
+        }
+        assert!(log.record(rec(40), true).await);
         let v = verify(&dir, &ks).unwrap();
         assert_eq!(v.lines, 41);
         assert!(v.files > 1, "rotation by size happened");
+        assert!(v.gaps.is_empty());
         // A restart continues the chain.
         drop(log);
-        let log = AuditLog::start(&dir, ks.clone(), 2_000).unwrap();
+        let log = AuditLog::start(settings(&dir, 2_000), ks.clone()).unwrap();
         log.record(rec(41), true).await;
         assert_eq!(verify(&dir, &ks).unwrap().lines, 42);
         assert_eq!(
@@ -480,17 +1176,15 @@ mod tests {
         swapped.swap(0, 1);
         std::fs::write(&current, swapped.join("\n") + "\n").unwrap();
         assert!(verify(&dir, &ks).is_err());
-        // Remove a whole rotated file.
+        // Remove a whole rotated file: without a retention line, that is detected.
         std::fs::write(&current, &original).unwrap();
         assert!(verify(&dir, &ks).is_ok());
         let first = files(&dir).unwrap()[0].clone();
         std::fs::remove_file(first).unwrap();
-        assert!(verify(&dir, &ks).is_err());
+        assert!(verify(&dir, &ks)
+            .unwrap_err()
+            .contains("no retention line accounts"));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn rand_suffix() -> String {
-        uuid::Uuid::new_v4().simple().to_string()
     }
 
     #[test]
@@ -502,5 +1196,216 @@ mod tests {
         assert_eq!(got, mac);
         assert_eq!(body, serde_json::to_string(&s).unwrap());
         assert!(split_line("{}").is_none());
+        assert_eq!(sound_line(ks.audit_key(), line.as_bytes()), Some((1, mac)));
+        assert_eq!(sound_line(ks.audit_key(), &line.as_bytes()[..50]), None);
+    }
+
+    #[test]
+    fn lines_are_bounded_before_and_after_authentication() {
+        let control: String = (0..64 * 1024)
+            .map(|i| char::from(1 + (i % 31) as u8))
+            .collect();
+        let attack = AuditRecord {
+            action: control.clone(),
+            access_key_id: control.clone(),
+            key_id: control.clone(),
+            ..AuditRecord::default()
+        }
+        .bounded();
+        assert_eq!(attack.action, "unknown");
+        assert_eq!(attack.access_key_id, "?".repeat(64));
+        assert_eq!(attack.key_id.len(), 64);
+        let known = AuditRecord {
+            action: "DescribeKey".into(),
+            ..AuditRecord::default()
+        }
+        .bounded();
+        assert_eq!(known.action, "DescribeKey");
+        let console = AuditRecord {
+            action: "ConsoleSignIn".into(),
+            access_key_id: "console-user:alice".into(),
+            ..AuditRecord::default()
+        }
+        .bounded();
+        assert_eq!(console.action, "ConsoleSignIn");
+        assert_eq!(console.access_key_id, "console-user:alice");
+        // Authenticated: the values are kept, cut to 256.
+        let signed = AuditRecord {
+            account_id: "1234567890123456".into(),
+            action: "DescribeKey".into(),
+            key_id: format!("alias/{}", "a".repeat(300)),
+            ..AuditRecord::default()
+        }
+        .bounded();
+        assert_eq!(signed.key_id.len(), 256);
+        assert!(signed.key_id.starts_with("alias/aaa"));
+        // A whole line stays under 1 KiB.
+        let ks = Keystore::from_root(&[4u8; 32]).unwrap();
+        let big = AuditRecord {
+            time: control.clone(),
+            request_id: control.clone(),
+            account_id: control.clone(),
+            access_key_id: control.clone(),
+            source: control.clone(),
+            action: control.clone(),
+            key_id: control.clone(),
+            key_version_id: control.clone(),
+            result: control.clone(),
+            status: 400,
+        };
+        for r in [
+            big.clone(),
+            AuditRecord {
+                account_id: String::new(),
+                ..big
+            },
+        ] {
+            let (line, _) =
+                seal_line(ks.audit_key(), &Stored::new(1, r.bounded(), GENESIS.into())).unwrap();
+            assert!(line.len() < 1024 + 512, "{}", line.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_happens_inside_a_batch_and_retention_keeps_the_chain_verifiable() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let s = Settings {
+            retain_files: 3,
+            retain_bytes: 0,
+            ..settings(&dir, 4_096)
+        };
+        let log = AuditLog::start(s.clone(), ks.clone()).unwrap();
+        // 600 lines queued at once form batches far larger than a file.
+        for i in 0..600 {
+            log.record(rec(i), false).await;
+        }
+        assert!(log.record(rec(600), true).await);
+        let line_max = 400;
+        for f in files(&dir).unwrap() {
+            let size = std::fs::metadata(&f).unwrap().len();
+            assert!(size < 4_096 + line_max, "{}: {size}", f.display());
+        }
+        assert_eq!(rotated(&dir).unwrap().len(), 3);
+        let v = verify(&dir, &ks).unwrap();
+        assert!(v.first_seq > 1 && v.gaps.is_empty());
+        // The lines removed are accounted for by retention lines in the chain.
+        let retention = query(&dir, None, Some(RETENTION_ACTION), None).unwrap();
+        assert!(!retention.is_empty());
+        // Removing one more file by hand is detected.
+        std::fs::remove_file(&rotated(&dir).unwrap()[0].1).unwrap();
+        assert!(verify(&dir, &ks)
+            .unwrap_err()
+            .contains("no retention line accounts"));
+        drop(log);
+        // By total size.
+        let dir = temp_dir();
+        let s = Settings {
+            retain_files: 0,
+            retain_bytes: 20_000,
+            ..settings(&dir, 4_096)
+        };
+        let log = AuditLog::start(s, ks.clone()).unwrap();
+        for i in 0..600 {
+            log.record(rec(i), false).await;
+        }
+        assert!(log.record(rec(600), true).await);
+        let total: u64 = files(&dir)
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        assert!(total <= 20_000 + 4_096 + line_max, "{total}");
+        assert!(verify(&dir, &ks).unwrap().first_seq > 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_tail_is_set_aside_and_recorded_as_a_gap() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        for i in 0..5 {
+            assert!(log.record(rec(i), true).await);
+        }
+        drop(log);
+        let current = dir.join(CURRENT);
+        let text = std::fs::read(&current).unwrap();
+        // The last line written in part, as when the disk filled up mid-write.
+        let cut = text.len() - 40;
+        std::fs::write(&current, &text[..cut]).unwrap();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        assert!(log.record(rec(9), true).await);
+        let aside: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        let last_start = text[..text.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), &text[last_start..cut]);
+        let v = verify(&dir, &ks).unwrap();
+        assert_eq!(v.lines, 4 + 1 + 1);
+        assert_eq!(v.gaps.len(), 1);
+        assert_eq!(v.gaps[0].lost, 1);
+        assert!(v.gaps[0]
+            .reason
+            .contains(&*aside[0].file_name().unwrap().to_string_lossy()));
+        // A file that is all garbage: the chain continues from genesis, with a gap.
+        drop(log);
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CURRENT), b"{\"seq\":1,\"ti").unwrap();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        assert!(log.record(rec(1), true).await);
+        let v = verify(&dir, &ks).unwrap();
+        assert_eq!((v.lines, v.gaps.len()), (2, 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_gate_closes_when_the_trail_cannot_be_written_and_the_gap_is_recorded() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        assert!(log.record(rec(1), true).await);
+        assert!(log.gate().admit(true).is_ok());
+        // Writes fail: the current file is replaced by a directory the writer cannot append
+        // to once it reopens, and the open file is made read-only underneath.
+        std::fs::remove_file(dir.join(CURRENT)).unwrap();
+        std::fs::create_dir(dir.join(CURRENT)).unwrap();
+        let mut w = Writer {
+            s: settings(&dir, 0),
+            keystore: ks.clone(),
+            seq: 1,
+            prev: GENESIS.into(),
+            file: None,
+            gate: AuditGate::default(),
+            closed_since: None,
+            gap: None,
+        };
+        w.open();
+        assert!(!w.gate.is_open());
+        assert_eq!(w.gate.admit(true).unwrap_err(), KmsError::AuditUnavailable);
+        assert!(w.gate.admit(false).is_ok(), "reads go on");
+        let (tx, rx) = oneshot::channel();
+        w.write_records(vec![(rec(2), Some(tx)), (rec(3), None)]);
+        assert_eq!(rx.await, Ok(false));
+        assert_eq!(w.gap.as_ref().map(|g| g.1), Some(2));
+        // Writable again: the gap line comes first, then the gate opens.
+        std::fs::remove_dir(dir.join(CURRENT)).unwrap();
+        w.open();
+        assert!(w.gate.is_open());
+        w.write_records(vec![(rec(4), None)]);
+        let lines = query(&dir, None, None, None).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("\"action\":\"AuditGap\"") && lines[0].contains("\"lost\":2"));
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

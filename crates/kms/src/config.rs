@@ -17,6 +17,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the server's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the KMS server.
@@ -44,7 +46,8 @@ pub enum Command {
 pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, database_url, database_pool_size,
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
-    /// max_versions_per_key, throttle_*, tls_*, audit_max_bytes, console_listen,
+    /// max_versions_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
+    /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
     /// console_idle_timeout, and the HTTP limits (max_connections, max_header_bytes,
     /// max_headers, header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
@@ -83,10 +86,27 @@ pub struct ServerArgs {
     /// Most versions per key [default: 100].
     #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
     pub max_versions_per_key: Option<i64>,
-    /// Rotate the audit log (<data dir>/audit/audit.log) when it reaches this many bytes
+    /// Directory of the audit trail; put it on its own filesystem to keep a full data disk
+    /// from stopping the audit (or the other way round) [default: <data dir>/audit].
+    #[arg(long, env = "KMS_AUDIT_DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// Rotate the audit log (audit.log) when it reaches this many bytes; 0 = never
     /// [default: 67108864].
     #[arg(long, env = "KMS_AUDIT_MAX_BYTES")]
     pub audit_max_bytes: Option<u64>,
+    /// Keep at most this many rotated audit files, removing the oldest; 0 = no limit
+    /// [default: 64].
+    #[arg(long, env = "KMS_AUDIT_RETAIN_FILES")]
+    pub audit_retain_files: Option<u64>,
+    /// Keep at most this many bytes of audit files (current file included), removing the
+    /// oldest rotated files; 0 = no limit [default: 4294967296].
+    #[arg(long, env = "KMS_AUDIT_RETAIN_BYTES")]
+    pub audit_retain_bytes: Option<u64>,
+    /// Bytes kept allocated past the end of the audit log, so that requests already admitted
+    /// still get their line when the disk fills; when it cannot be renewed, state changes are
+    /// refused (503 ServiceUnavailableTemporary) [default: 4194304].
+    #[arg(long, env = "KMS_AUDIT_RESERVE_BYTES")]
+    pub audit_reserve_bytes: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, env = "KMS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -212,15 +232,23 @@ pub enum ConsoleUserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the keyed hash chain of every audit line; fails at the first broken link.
+    /// Check the keyed hash chain of every audit line; fails at the first broken link. Exit
+    /// status: 0 intact, 3 intact but recording gaps (lines that could not be written), else
+    /// broken.
     Verify {
         #[command(flatten)]
         dir: DataDirArg,
+        /// The server's audit directory, if not <data dir>/audit (as `kms server --audit-dir`).
+        #[arg(long, env = "KMS_AUDIT_DIR")]
+        audit_dir: Option<PathBuf>,
     },
     /// Print the audit lines that match (all filters optional).
     Query {
         #[command(flatten)]
         dir: DataDirArg,
+        /// The server's audit directory, if not <data dir>/audit (as `kms server --audit-dir`).
+        #[arg(long, env = "KMS_AUDIT_DIR")]
+        audit_dir: Option<PathBuf>,
         #[arg(long)]
         key_id: Option<String>,
         #[arg(long)]
@@ -295,7 +323,11 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    audit_dir: Option<PathBuf>,
     audit_max_bytes: Option<u64>,
+    audit_retain_files: Option<u64>,
+    audit_retain_bytes: Option<u64>,
+    audit_reserve_bytes: Option<u64>,
     console_listen: Option<String>,
     console_idle_timeout: Option<i64>,
     max_connections: Option<usize>,
@@ -328,7 +360,15 @@ pub struct ServerConfig {
     pub max_versions_per_key: i64,
     pub throttle: crate::protocol::throttle::Limits,
     pub tls: TlsSetting,
+    /// The audit trail's directory [default: <data dir>/audit].
+    pub audit_dir: Option<PathBuf>,
     pub audit_max_bytes: u64,
+    /// Rotated audit files kept (0: no limit).
+    pub audit_retain_files: u64,
+    /// Bytes of audit files kept (0: no limit).
+    pub audit_retain_bytes: u64,
+    /// Bytes kept allocated past the end of the audit log.
+    pub audit_reserve_bytes: u64,
     pub console: ConsoleSetting,
     /// Seconds without a request before a console session ends.
     pub console_idle_timeout: i64,
@@ -484,10 +524,23 @@ impl ServerArgs {
             console,
             console_idle_timeout,
             tls,
+            audit_dir: self.audit_dir.or(file.audit_dir),
             audit_max_bytes: self
                 .audit_max_bytes
                 .or(file.audit_max_bytes)
-                .unwrap_or(64 * 1024 * 1024),
+                .unwrap_or(crate::audit::DEFAULT_MAX_BYTES),
+            audit_retain_files: self
+                .audit_retain_files
+                .or(file.audit_retain_files)
+                .unwrap_or(crate::audit::DEFAULT_RETAIN_FILES),
+            audit_retain_bytes: self
+                .audit_retain_bytes
+                .or(file.audit_retain_bytes)
+                .unwrap_or(crate::audit::DEFAULT_RETAIN_BYTES),
+            audit_reserve_bytes: self
+                .audit_reserve_bytes
+                .or(file.audit_reserve_bytes)
+                .unwrap_or(crate::audit::DEFAULT_RESERVE_BYTES),
             listen,
             data_dir: self
                 .data_dir
@@ -555,7 +608,11 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            audit_dir: None,
             audit_max_bytes: None,
+            audit_retain_files: None,
+            audit_retain_bytes: None,
+            audit_reserve_bytes: None,
             console_listen: None,
             console_idle_timeout: None,
             max_connections: None,
@@ -578,6 +635,41 @@ mod tests {
         assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:8081".into()));
         assert_eq!(c.console_idle_timeout, 900);
         assert_eq!(c.http, crate::server::HttpLimits::default());
+    }
+
+    #[test]
+    fn audit_settings_from_file_then_flags() {
+        let c = args().resolve().unwrap();
+        assert_eq!(c.audit_dir, None);
+        assert_eq!(
+            crate::audit::Settings::of(&c),
+            crate::audit::Settings::new("./kms-data/audit")
+        );
+        let dir = std::env::temp_dir().join(format!("kms-cfg-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kms.toml");
+        std::fs::write(
+            &f,
+            "audit_dir = \"/var/log/kms\"\naudit_max_bytes = 1000\naudit_retain_files = 2\naudit_retain_bytes = 5000\naudit_reserve_bytes = 0\n",
+        )
+        .unwrap();
+        let c = ServerArgs {
+            config: Some(f),
+            audit_retain_files: Some(7),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            crate::audit::Settings::of(&c),
+            crate::audit::Settings {
+                dir: "/var/log/kms".into(),
+                max_bytes: 1000,
+                retain_files: 7,
+                retain_bytes: 5000,
+                reserve_bytes: 0,
+            }
+        );
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub enum KmsError {
     LimitExceeded(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// The audit trail cannot be written for sure (full or failing disk): state changes are
+    /// refused before they are applied (see [`crate::audit::AuditGate`]).
+    #[error("audit trail unavailable")]
+    AuditUnavailable,
 }
 
 /// The 409 codes of the key-state × action matrix (reference §3.18).
@@ -140,6 +144,7 @@ impl KmsError {
             Throttling => "Rejected.Throttling",
             LimitExceeded(_) => "Rejected.LimitExceeded",
             Internal(_) => "InternalFailure",
+            AuditUnavailable => "ServiceUnavailableTemporary",
         }
     }
 
@@ -154,6 +159,7 @@ impl KmsError {
             Throttling => 429,
             Rejected(_) => 409,
             Internal(_) => 500,
+            AuditUnavailable => 503,
             _ => 400,
         }
     }
@@ -212,6 +218,7 @@ impl KmsError {
             Throttling => "QPS upper limit exceeded.".into(),
             LimitExceeded(what) => format!("Resource limit exceeded: {what}."),
             Internal(_) => "Internal Failure.".into(),
+            AuditUnavailable => "Service Unavailable Temporary. The audit trail cannot be written at the moment (for example its disk is full), so changes are refused until it can; reads and cryptographic calls still work.".into(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod console;
 pub mod error;
 pub mod keystore;
 pub mod model;
+pub mod private_fs;
 pub mod protocol;
 pub mod server;
 pub mod service;

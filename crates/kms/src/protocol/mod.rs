@@ -47,6 +47,8 @@ pub struct Protocol {
     pub kms: Arc<Kms>,
     pub nonces: NonceCache,
     pub throttle: throttle::Throttle,
+    /// Closed while the audit trail cannot be written: state changes are then refused.
+    pub audit_gate: crate::audit::AuditGate,
 }
 
 /// The outcome of one request, for logging and auditing.
@@ -90,7 +92,14 @@ impl Protocol {
             kms,
             nonces: NonceCache::new(),
             throttle: throttle::Throttle::new(limits),
+            audit_gate: crate::audit::AuditGate::default(),
         }
+    }
+
+    /// The same, refusing state changes while `gate` is closed.
+    pub fn with_audit_gate(mut self, gate: crate::audit::AuditGate) -> Self {
+        self.audit_gate = gate;
+        self
     }
 
     pub async fn handle(&self, req: &HttpRequest<'_>) -> Outcome {
@@ -162,15 +171,21 @@ impl Protocol {
         if req.method != "GET" && req.method != "POST" {
             return Err(KmsError::UnsupportedHttpMethod);
         }
+        // The action and version headers count only in V3, which must sign them; a v1
+        // signature covers the parameters alone.
+        let v3 = req
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("ACS3-HMAC-SHA256"));
+        let header = |name: &str| req.header(name).filter(|v| v3 && !v.is_empty());
         let action = params
             .opt("Action")
-            .or_else(|| req.header("x-acs-action").filter(|a| !a.is_empty()))
+            .or_else(|| header("x-acs-action"))
             .ok_or_else(|| KmsError::missing("Action"))?
             .to_string();
         ctx.action = Some(action.clone());
         let version = params
             .opt("Version")
-            .or_else(|| req.header("x-acs-version").filter(|v| !v.is_empty()))
+            .or_else(|| header("x-acs-version"))
             .ok_or_else(|| KmsError::missing("Version"))?;
         let api_action = ApiAction::parse(version, &action)?;
         ctx.api_action = Some(api_action);
@@ -225,6 +240,7 @@ impl Protocol {
         action: ApiAction,
         params: &Params,
     ) -> Result<serde_json::Value, KmsError> {
+        self.audit_gate.admit(action.changes_state())?;
         self.throttle
             .check(&caller.account_id, action.throttle_class())?;
         for p in action.params().iter().filter(|p| p.required) {

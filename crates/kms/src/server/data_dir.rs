@@ -58,11 +58,12 @@ fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 /// creating that file (mode 0600, 32 random bytes) on first start.
 fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(path) = std::env::var_os("KMS_ROOT_KEY_FILE") {
-        let bytes = Zeroizing::new(
-            std::fs::read(&path).map_err(|e| format!("cannot read KMS_ROOT_KEY_FILE: {e}"))?,
-        );
+        let shown = Path::new(&path).display().to_string();
+        let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| {
+            format!("cannot read the root key file {shown} named by KMS_ROOT_KEY_FILE: {e}. Point KMS_ROOT_KEY_FILE at the file that holds this deployment's root key")
+        })?);
         return parse_root_key(&bytes).ok_or_else(|| {
-            "KMS_ROOT_KEY_FILE must hold 32 bytes (raw, 64 hex characters or base64)".to_string()
+            format!("{shown} (named by KMS_ROOT_KEY_FILE) is not a root key: it must hold 32 bytes (raw, 64 hex characters or base64)")
         });
     }
     let path = dir.join("root.key");
@@ -75,10 +76,10 @@ fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot create the root key file {}: {e}. Make the data dir writable, or set KMS_ROOT_KEY_FILE", path.display()))?;
         f.write_all(&key)
             .and_then(|_| f.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot write the root key file {}: {e}. Free some space and remove the file before starting again", path.display()))?;
         tracing::info!(path = %path.display(), "created a new root key");
     }
     if let Ok(meta) = std::fs::metadata(&path) {
@@ -86,10 +87,12 @@ fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
             tracing::warn!(path = %path.display(), "the root key file is readable by others; chmod 600 it");
         }
     }
-    let bytes = Zeroizing::new(
-        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-    );
-    parse_root_key(&bytes).ok_or_else(|| format!("{} is not a 32-byte root key", path.display()))
+    let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        format!("cannot read the root key file {}: {e}. Check its permissions, or set KMS_ROOT_KEY_FILE to the file that holds the root key", path.display())
+    })?);
+    parse_root_key(&bytes).ok_or_else(|| {
+        format!("{} is not a root key: it must hold 32 bytes (raw, 64 hex characters or base64). Restore this data dir's root key there, or set KMS_ROOT_KEY_FILE to the file that holds it", path.display())
+    })
 }
 
 /// The keystore of a data dir's root key alone (no database), e.g. to check the audit trail.
@@ -112,7 +115,7 @@ impl DataDir {
         pool_size: usize,
     ) -> Result<Self, String> {
         std::fs::create_dir_all(path)
-            .map_err(|e| format!("cannot create data dir {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot create the data dir {}: {e} (choose another with --data-dir or KMS_DATA_DIR)", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         let root = load_root_key(path)?;
         let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
@@ -124,7 +127,7 @@ impl DataDir {
             DatabaseUrl::Postgres(pg) => {
                 let store = PostgresStore::connect((*pg).clone(), pool_size)
                     .await
-                    .map_err(|e| format!("database: {}", e.message()))?;
+                    .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {}", e.message()))?;
                 (
                     Arc::new(store),
                     Some(*pg),
@@ -132,7 +135,10 @@ impl DataDir {
                 )
             }
             DatabaseUrl::Sqlite(file) => (
-                Arc::new(SqliteStore::open(&file).map_err(|e| format!("database: {e}"))?),
+                Arc::new({
+                    crate::private_fs::prepare_sqlite(&file)?;
+                    SqliteStore::open(&file).map_err(|e| format!("cannot open the SQLite database {}: {e} (--database-url, or <data dir>/kms.db)", file.display()))?
+                }),
                 None,
                 CACHE_TTL,
             ),

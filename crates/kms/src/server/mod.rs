@@ -140,12 +140,9 @@ where
     );
     let _ = std::io::stdout().flush();
 
-    let audit = AuditLog::start(
-        &dir.path.join("audit"),
-        dir.keystore.clone(),
-        config.audit_max_bytes,
-    )?;
-    let protocol = Arc::new(Protocol::with_limits(kms, config.throttle));
+    let audit = AuditLog::start(crate::audit::Settings::of(config), dir.keystore.clone())?;
+    let protocol =
+        Arc::new(Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate()));
     // Both accept loops stop on the one shutdown.
     let shutdown = shutdown.boxed().shared();
     let mut console_url = None;

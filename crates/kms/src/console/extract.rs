@@ -1,0 +1,178 @@
+//! The session extractor: what every signed-in handler starts from.
+//!
+//! [`Signed`] (pages) and [`ApiSigned`] (the JSON API) read the session cookie, ask the
+//! console-sessions service whether it is live (which resets its idle timer), and carry the
+//! session with the browser's language, region and address. Without a live session a page
+//! request is sent to the sign-in page (`?expired=1`, clearing the cookie, when it timed
+//! out) and an API request gets 401 `Console.SessionExpired`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use zeroize::Zeroizing;
+
+use super::audit::AuditEvent;
+use super::i18n::{Lang, LANG_COOKIE};
+use super::session::{self, SESSION_COOKIE};
+use super::view::Frame;
+use super::{internal, redirect, set_cookie, ConsoleState};
+use crate::error::KmsError;
+use crate::protocol::new_request_id;
+use crate::service::console::SessionLookup;
+use crate::service::{Caller, Kms};
+use crate::store::ConsoleSessionRecord;
+
+const REGION_COOKIE: &str = "kms_region";
+
+/// The request's cookies (all `Cookie` headers).
+pub struct Cookies(String);
+
+impl Cookies {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Cookies(
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        session::cookie_value(&self.0, name)
+    }
+
+    /// The session token, if it looks like one.
+    pub fn session_token(&self) -> Option<&str> {
+        self.get(SESSION_COOKIE)
+            .filter(|t| !t.is_empty() && t.len() <= 128)
+    }
+}
+
+/// The region chosen in the selector (cookie), if this server serves it; else the first.
+fn region_of(kms: &Kms, cookies: &Cookies) -> String {
+    let wanted = cookies.get(REGION_COOKIE);
+    kms.regions()
+        .iter()
+        .find(|r| Some(r.as_str()) == wanted)
+        .or_else(|| kms.regions().first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A request from a browser with a live session.
+pub struct Signed {
+    pub record: ConsoleSessionRecord,
+    token: Zeroizing<String>,
+    pub lang: Lang,
+    pub region: String,
+    pub peer: SocketAddr,
+}
+
+impl Signed {
+    /// The session's CSRF token.
+    pub fn csrf(&self) -> String {
+        session::csrf_token(&self.token)
+    }
+
+    /// The signed-in account, in the chosen region.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            account_id: self.record.account_id.clone(),
+            region: self.region.clone(),
+            access_key_id: self.record.principal.clone(),
+        }
+    }
+
+    /// An audit event of this session (with a new request id).
+    pub fn event(&self, action: &str) -> AuditEvent {
+        AuditEvent::new(self.peer, action).by(&self.record.account_id, &self.record.principal)
+    }
+
+    /// What the page frame shows.
+    pub fn frame(&self, st: &ConsoleState) -> Frame {
+        Frame {
+            lang: self.lang,
+            csrf: self.csrf(),
+            regions: st.kms().regions().to_vec(),
+            region: self.region.clone(),
+            principal: self.record.principal.clone(),
+            account: self.record.account_id.clone(),
+        }
+    }
+}
+
+/// Why a request has no session.
+enum NoSession {
+    Missing,
+    Expired,
+    Failed(KmsError),
+}
+
+async fn signed(parts: &mut Parts, st: &ConsoleState) -> Result<Signed, NoSession> {
+    let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, st)
+        .await
+        .map_err(|e| NoSession::Failed(KmsError::internal(e)))?
+        .0;
+    let cookies = Cookies::from_headers(&parts.headers);
+    let token = cookies.session_token().ok_or(NoSession::Missing)?;
+    let record = match st.sessions().check(&session::id_hash(token)).await {
+        Ok(SessionLookup::Live(r)) => r,
+        Ok(SessionLookup::Expired) => return Err(NoSession::Expired),
+        Ok(SessionLookup::Unknown) => return Err(NoSession::Missing),
+        Err(e) => return Err(NoSession::Failed(e)),
+    };
+    Ok(Signed {
+        record,
+        token: Zeroizing::new(token.to_string()),
+        lang: Lang::from_cookie(cookies.get(LANG_COOKIE)),
+        region: region_of(st.kms(), &cookies),
+        peer,
+    })
+}
+
+impl FromRequestParts<ConsoleState> for Signed {
+    /// The sign-in page (or an error page).
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ConsoleState) -> Result<Self, Response> {
+        signed(parts, st).await.map_err(|why| match why {
+            NoSession::Missing => redirect("/console/signin"),
+            NoSession::Expired => {
+                let mut r = redirect("/console/signin?expired=1");
+                clear_session_cookie(&mut r, st.secure);
+                r
+            }
+            NoSession::Failed(e) => internal(&e),
+        })
+    }
+}
+
+/// [`Signed`] for the JSON API: without a session, 401 `Console.SessionExpired`.
+pub struct ApiSigned(pub Signed);
+
+impl FromRequestParts<ConsoleState> for ApiSigned {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ConsoleState) -> Result<Self, Response> {
+        match signed(parts, st).await {
+            Ok(s) => Ok(ApiSigned(s)),
+            Err(NoSession::Failed(e)) => Err(internal(&e)),
+            Err(NoSession::Missing | NoSession::Expired) => Err(super::api::json_error(
+                401,
+                "Console.SessionExpired",
+                "Sign in to the console again.",
+                &new_request_id(),
+            )
+            .into_response()),
+        }
+    }
+}
+
+pub fn clear_session_cookie(r: &mut Response, secure: bool) {
+    set_cookie(r, SESSION_COOKIE, "", secure, Some(0));
+}

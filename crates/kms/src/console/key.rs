@@ -1,0 +1,237 @@
+//! The key page (`GET /console/keys/<KeyId>`): state and the actions it allows, metadata,
+//! description, key material and its import dialogs (EXTERNAL keys) or the rotation policy
+//! (the others), deletion protection, versions, aliases and tags (`key.html`,
+//! `material_dialogs.html`; `key_not_found.html` when the key cannot be shown).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::extract::Signed;
+use super::i18n::Text as T;
+use super::view::{Badge, Frame};
+use super::{html, internal, ConsoleState};
+use crate::api::keys::KeyMetadata;
+use crate::error::KmsError;
+use crate::model::KeyState;
+use crate::service::{Caller, Kms};
+use crate::store::{AliasRecord, KeyRecord, KeyVersionRecord};
+use crate::timefmt::format_unix;
+
+/// Metadata fields shown as written, wrapping between words; every other field is one
+/// token (id, ARN, date, enum) that is never broken across lines.
+const FREE_TEXT_FIELDS: [&str; 2] = ["Description", "DeletionProtectionDescription"];
+/// Metadata fields given a whole row of the grid (long tokens).
+const WIDE_FIELDS: [&str; 1] = ["Arn"];
+
+/// Whether the key's material is imported by its owner (EXTERNAL origin).
+fn is_external(key: &KeyRecord) -> bool {
+    key.origin == crate::service::ORIGIN_EXTERNAL
+}
+
+/// The state changes the page offers in a key state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Actions {
+    enable: bool,
+    disable: bool,
+    /// Cancel deletion (else: schedule deletion).
+    cancel_deletion: bool,
+}
+
+impl Actions {
+    fn for_state(state: KeyState) -> Self {
+        Actions {
+            enable: state == KeyState::Disabled,
+            disable: state == KeyState::Enabled,
+            cancel_deletion: state == KeyState::PendingDeletion,
+        }
+    }
+}
+
+/// A metadata field (`KeyMetadata` as DescribeKey answers it).
+struct Field {
+    name: String,
+    value: String,
+    token: bool,
+    wide: bool,
+}
+
+struct Material {
+    present: bool,
+    /// When the material expires (`None`: never).
+    expire: Option<String>,
+}
+
+struct Rotation {
+    enabled: bool,
+    days: i64,
+}
+
+struct Protection {
+    enabled: bool,
+    description: String,
+}
+
+struct Version {
+    id: String,
+    primary: bool,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/key.html")]
+struct KeyPage {
+    frame: Frame,
+    /// The first alias, else the key id.
+    title: String,
+    key_id: String,
+    badge: Badge,
+    actions: Actions,
+    fields: Vec<Field>,
+    description: String,
+    material: Option<Material>,
+    rotation: Option<Rotation>,
+    arn: String,
+    protection: Protection,
+    versions: Vec<Version>,
+    aliases: Vec<String>,
+    tags: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/key_not_found.html")]
+struct KeyNotFound {
+    frame: Frame,
+    title: &'static str,
+    code: &'static str,
+    message: String,
+}
+
+/// What the page shows, read through the service as the signed-in caller.
+struct Loaded {
+    key: KeyRecord,
+    versions: Vec<KeyVersionRecord>,
+    aliases: Vec<AliasRecord>,
+    tags: Vec<(String, String)>,
+}
+
+async fn load(kms: &Kms, caller: &Caller, key_id: &str) -> Result<Loaded, KmsError> {
+    let key = kms.describe_key(caller, key_id).await?;
+    let versions = kms.list_key_versions(caller, &key.key_id).await?;
+    let aliases = kms.list_aliases(caller, Some(&key.key_id)).await?;
+    let (_, tags) = kms.list_tags(caller, &key.key_id).await?;
+    let tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
+    Ok(Loaded {
+        key,
+        versions,
+        aliases,
+        tags,
+    })
+}
+
+pub async fn key_page(
+    State(st): State<ConsoleState>,
+    s: Signed,
+    Path(key_id): Path<String>,
+) -> Response {
+    let loaded = load(st.kms(), &s.caller(), &key_id).await;
+    let event = s.event("DescribeKey").key(&key_id);
+    match loaded {
+        Ok(l) => {
+            st.audit_ok(&event).await;
+            html(StatusCode::OK, &KeyPage::new(s.frame(&st), l))
+        }
+        Err(e) => {
+            st.audit_error(&event, &e).await;
+            if let KmsError::Internal(_) = e {
+                return internal(&e);
+            }
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::NOT_FOUND);
+            let page = KeyNotFound {
+                title: s.lang.t(T::NotFound),
+                code: e.code(),
+                message: e.message(),
+                frame: s.frame(&st),
+            };
+            html(status, &page)
+        }
+    }
+}
+
+impl KeyPage {
+    fn new(frame: Frame, l: Loaded) -> Self {
+        let key = &l.key;
+        let md = KeyMetadata::from_record(key);
+        let external = is_external(key);
+        KeyPage {
+            title: l
+                .aliases
+                .first()
+                .map(|a| a.alias_name.clone())
+                .unwrap_or_else(|| key.key_id.clone()),
+            badge: Badge::new(key.state),
+            actions: Actions::for_state(key.state),
+            fields: fields(&md),
+            material: external.then(|| Material {
+                present: key.material_present,
+                expire: key.material_expire.map(format_unix),
+            }),
+            rotation: (!external).then(|| Rotation {
+                enabled: key.automatic_rotation,
+                days: key.rotation_interval.map(|s| s / 86_400).unwrap_or(365),
+            }),
+            protection: Protection {
+                enabled: key.deletion_protection,
+                description: key.deletion_protection_description.clone(),
+            },
+            versions: l
+                .versions
+                .iter()
+                .map(|v| Version {
+                    id: v.version_id.clone(),
+                    primary: v.version_id == key.primary_version,
+                    created: format_unix(v.creation_date),
+                })
+                .collect(),
+            aliases: l.aliases.into_iter().map(|a| a.alias_name).collect(),
+            tags: l.tags,
+            key_id: key.key_id.clone(),
+            description: key.description.clone(),
+            arn: md.arn,
+            frame,
+        }
+    }
+}
+
+/// The metadata fields in DescribeKey's order.
+fn fields(md: &KeyMetadata) -> Vec<Field> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(md) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(name, v)| Field {
+            value: v.as_str().unwrap_or_default().to_string(),
+            token: !FREE_TEXT_FIELDS.contains(&name.as_str()),
+            wide: WIDE_FIELDS.contains(&name.as_str()),
+            name,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_state() {
+        let a = Actions::for_state(KeyState::Enabled);
+        assert!(a.disable && !a.enable && !a.cancel_deletion);
+        let a = Actions::for_state(KeyState::Disabled);
+        assert!(a.enable && !a.disable && !a.cancel_deletion);
+        let a = Actions::for_state(KeyState::PendingDeletion);
+        assert!(a.cancel_deletion && !a.enable && !a.disable);
+        let a = Actions::for_state(KeyState::PendingImport);
+        assert!(!a.enable && !a.disable && !a.cancel_deletion);
+    }
+}

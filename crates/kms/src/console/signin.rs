@@ -1,0 +1,327 @@
+//! Sign-in and sign-out (`signin.html`).
+//!
+//! The sign-in form is protected by a double-submit cookie (there is no session yet); a
+//! principal or address with too many failures is refused for a while without checking the
+//! credentials ([`super::guard`]). A successful sign-in starts a new session (the browser's
+//! previous one ends) through the console-sessions service.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::audit::AuditEvent;
+use super::extract::{clear_session_cookie, Cookies, Signed};
+use super::i18n::{Lang, Text as T};
+use super::session::{self, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
+use super::view::CsrfRefused;
+use super::{html, internal, redirect, set_cookie, ConsoleState};
+use crate::error::KmsError;
+use crate::service::console::ConsolePrincipal;
+
+const SIGNIN: &str = "ConsoleSignIn";
+const SIGNOUT: &str = "ConsoleSignOut";
+/// Largest sign-in or sign-out form body read.
+const MAX_FORM: usize = 64 * 1024;
+
+/// A line above the sign-in form.
+struct Message {
+    text: &'static str,
+    is_error: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/signin.html")]
+struct SigninPage {
+    lang: Lang,
+    title: &'static str,
+    csrf: String,
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+pub struct SigninQuery {
+    expired: Option<String>,
+    out: Option<String>,
+}
+
+pub async fn signin_get(
+    State(st): State<ConsoleState>,
+    lang: Lang,
+    Query(q): Query<SigninQuery>,
+) -> Response {
+    let message = if q.expired.is_some() {
+        Some(error(lang, T::SessionExpired))
+    } else if q.out.is_some() {
+        Some(Message {
+            text: lang.t(T::SignedOut),
+            is_error: false,
+        })
+    } else {
+        None
+    };
+    signin_form(&st, lang, message, StatusCode::OK)
+}
+
+fn error(lang: Lang, text: T) -> Message {
+    Message {
+        text: lang.t(text),
+        is_error: true,
+    }
+}
+
+/// The sign-in page with a fresh double-submit token (cookie and form field).
+fn signin_form(
+    st: &ConsoleState,
+    lang: Lang,
+    message: Option<Message>,
+    status: StatusCode,
+) -> Response {
+    let csrf = match session::new_signin_csrf() {
+        Ok(c) => c,
+        Err(e) => return internal(&KmsError::internal(e)),
+    };
+    let page = SigninPage {
+        lang,
+        title: lang.t(T::Signin),
+        csrf,
+        message,
+    };
+    let mut r = html(status, &page);
+    set_cookie(
+        &mut r,
+        SIGNIN_CSRF_COOKIE,
+        &page.csrf,
+        st.secure,
+        Some(3600),
+    );
+    r
+}
+
+fn csrf_refused(lang: Lang) -> Response {
+    html(StatusCode::FORBIDDEN, &CsrfRefused { lang })
+}
+
+/// The credentials of a sign-in form.
+#[derive(Default)]
+struct SigninForm {
+    csrf: String,
+    kind: String,
+    user_name: String,
+    password: Zeroizing<String>,
+    access_key_id: String,
+    access_key_secret: Zeroizing<String>,
+}
+
+impl SigninForm {
+    fn parse(body: &[u8]) -> Option<Self> {
+        if body.len() > MAX_FORM {
+            return None;
+        }
+        let mut f = SigninForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            let v = Zeroizing::new(v.into_owned());
+            match k.as_ref() {
+                "csrf" => f.csrf = v.to_string(),
+                "kind" => f.kind = v.to_string(),
+                "user_name" => f.user_name = v.to_string(),
+                "password" => f.password = v,
+                "access_key_id" => f.access_key_id = v.to_string(),
+                "access_key_secret" => f.access_key_secret = v,
+                _ => {}
+            }
+        }
+        Some(f)
+    }
+
+    fn is_access_key(&self) -> bool {
+        self.kind == "ak"
+    }
+
+    /// Who the form claims to be (bounded), for the guard and the audit trail.
+    fn claimed(&self) -> ConsolePrincipal {
+        if self.is_access_key() {
+            ConsolePrincipal::AccessKey(self.access_key_id.chars().take(128).collect())
+        } else {
+            ConsolePrincipal::User(self.user_name.chars().take(64).collect())
+        }
+    }
+}
+
+pub async fn signin_post(
+    State(st): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    lang: Lang,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = SigninForm::parse(&body) else {
+        return signin_form(&st, lang, None, StatusCode::BAD_REQUEST);
+    };
+    let cookies = Cookies::from_headers(&headers);
+    let mut event = AuditEvent::new(peer, SIGNIN);
+    let expected = cookies.get(SIGNIN_CSRF_COOKIE).unwrap_or_default();
+    if !session::tokens_equal(expected, &form.csrf) {
+        st.audit(&event, "Console.InvalidCsrfToken", 403).await;
+        return csrf_refused(lang);
+    }
+    let claimed = form.claimed().to_string();
+    event.principal.clone_from(&claimed);
+    let now = st.kms().now();
+    let source = peer.ip().to_string();
+    if st.guard.blocked(&claimed, &source, now) {
+        st.audit(&event, "Console.TooManyAttempts", 429).await;
+        let message = Some(error(lang, T::TooManyAttempts));
+        return signin_form(&st, lang, message, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let verified = if form.is_access_key() {
+        verify_access_key(&st, &form.access_key_id, &form.access_key_secret).await
+    } else {
+        verify_user(&st, &form.user_name, &form.password).await
+    };
+    let (account, principal) = match verified {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            st.guard.failed(&claimed, &source, now);
+            st.audit(&event, "Console.InvalidCredentials", 401).await;
+            let message = Some(error(lang, T::BadCredentials));
+            return signin_form(&st, lang, message, StatusCode::UNAUTHORIZED);
+        }
+        Err(e) => return internal(&e),
+    };
+    st.guard.succeeded(&claimed);
+    let event = event.by(&account, &principal.to_string());
+    start_session(&st, &cookies, &event, &account, &principal).await
+}
+
+/// Starts the session of a verified principal and sends the browser to the key list.
+async fn start_session(
+    st: &ConsoleState,
+    cookies: &Cookies,
+    event: &AuditEvent,
+    account: &str,
+    principal: &ConsolePrincipal,
+) -> Response {
+    let (token, id) = match session::new_session_token() {
+        Ok(v) => v,
+        Err(e) => return internal(&KmsError::internal(e)),
+    };
+    let replaces = cookies.session_token().map(session::id_hash);
+    let started = st
+        .sessions()
+        .start(id, account, principal, replaces.as_deref())
+        .await;
+    if let Err(e) = started {
+        return internal(&e);
+    }
+    st.audit_ok(event).await;
+    let mut r = redirect("/console/keys");
+    set_cookie(&mut r, SESSION_COOKIE, &token, st.secure, None);
+    set_cookie(&mut r, SIGNIN_CSRF_COOKIE, "", st.secure, Some(0));
+    r
+}
+
+/// A console user's name and password: `(account, principal)` if right.
+async fn verify_user(
+    st: &ConsoleState,
+    name: &str,
+    password: &str,
+) -> Result<Option<(String, ConsolePrincipal)>, KmsError> {
+    let user = if session::validate_user_name(name).is_ok() {
+        st.sessions().user(name).await?
+    } else {
+        None
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let password = Zeroizing::new(password.to_string());
+    // PBKDF2 (600,000 iterations) off the async workers; an unknown name costs the same.
+    let ok =
+        tokio::task::spawn_blocking(move || session::verify_password(stored.as_deref(), &password))
+            .await
+            .map_err(KmsError::internal)?;
+    Ok(match (ok, user) {
+        (true, Some(u)) => Some((u.account_id, ConsolePrincipal::User(u.user_name))),
+        _ => None,
+    })
+}
+
+/// An access key id and secret: `(account, principal)` if right and enabled.
+async fn verify_access_key(
+    st: &ConsoleState,
+    id: &str,
+    secret: &str,
+) -> Result<Option<(String, ConsolePrincipal)>, KmsError> {
+    if id.is_empty() || id.len() > 128 {
+        return Ok(None);
+    }
+    match st.kms().access_key_secret(id).await {
+        Ok((account, stored)) => {
+            let ok = aws_lc_rs::constant_time::verify_slices_are_equal(
+                stored.as_slice(),
+                secret.as_bytes(),
+            )
+            .is_ok();
+            Ok(ok.then(|| (account, ConsolePrincipal::AccessKey(id.to_string()))))
+        }
+        Err(KmsError::AccessKeyNotFound) | Err(KmsError::AccessKeyInactive) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn signout(State(st): State<ConsoleState>, s: Signed, body: Bytes) -> Response {
+    let event = s.event(SIGNOUT);
+    let sent = if body.len() > MAX_FORM {
+        None
+    } else {
+        form_urlencoded::parse(&body).find_map(|(k, v)| (k == "csrf").then(|| v.into_owned()))
+    };
+    if !session::tokens_equal(&s.csrf(), sent.as_deref().unwrap_or_default()) {
+        st.audit(&event, "Console.InvalidCsrfToken", 403).await;
+        return csrf_refused(s.lang);
+    }
+    if let Err(e) = st.sessions().end(&s.record.id_hash).await {
+        return internal(&e);
+    }
+    st.audit_ok(&event).await;
+    let mut r = redirect("/console/signin?out=1");
+    clear_session_cookie(&mut r, st.secure);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_in_page_escapes_and_carries_the_token() {
+        let page = SigninPage {
+            lang: Lang::En,
+            title: "Sign in",
+            csrf: "tok\"en".into(),
+            message: Some(error(Lang::En, T::BadCredentials)),
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("name=\"csrf\" value=\"tok&#34;en\""),
+            "{html}"
+        );
+        assert!(html.contains(
+            "<p class=\"error\" role=\"alert\" id=\"signin-message\">The sign-in details are not correct.</p>"
+        ));
+    }
+
+    #[test]
+    fn claimed_principal_is_bounded() {
+        let f = SigninForm::parse(format!("kind=ak&access_key_id={}", "A".repeat(300)).as_bytes())
+            .unwrap();
+        assert_eq!(f.claimed().to_string().len(), "console:".len() + 128);
+        let f = SigninForm::parse(b"user_name=alice&password=x").unwrap();
+        assert_eq!(f.claimed(), ConsolePrincipal::User("alice".into()));
+        assert!(SigninForm::parse(&vec![b'a'; MAX_FORM + 1]).is_none());
+    }
+}
