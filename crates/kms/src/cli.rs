@@ -34,8 +34,6 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 pub struct Failure {
     pub status: u8,
     pub message: String,
-    /// The server's error `Code`, when the server answered one.
-    pub code: Option<String>,
 }
 
 impl Failure {
@@ -44,7 +42,6 @@ impl Failure {
         Self {
             status: 2,
             message: message.into(),
-            code: None,
         }
     }
     /// The server answered an error: exit 1.
@@ -52,7 +49,6 @@ impl Failure {
         Self {
             status: 1,
             message: message.into(),
-            code: None,
         }
     }
     /// Adds hint lines under the message (the server's answer stays the first line).
@@ -62,6 +58,20 @@ impl Failure {
             self.message.push_str(&h);
         }
         self
+    }
+}
+
+/// A failed call: the failure to report, and the server's error `Code` if it answered one
+/// (so a caller can add what it knows).
+#[derive(Debug)]
+struct CallError {
+    failure: Failure,
+    code: Option<String>,
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        e.failure
     }
 }
 
@@ -315,7 +325,7 @@ fn call_failure(endpoint: &str, e: String) -> Failure {
     Failure::usage(format!("cannot reach {endpoint}: {e}"))
 }
 
-fn api_error(r: &ApiResponse) -> Failure {
+fn api_error(r: &ApiResponse) -> CallError {
     let field = |n: &str| {
         r.body
             .get(n)
@@ -324,19 +334,23 @@ fn api_error(r: &ApiResponse) -> Failure {
             .to_string()
     };
     if r.body.is_null() {
-        return Failure::api(format!(
-            "HTTP {}: the server's answer is not JSON",
-            r.status
-        ));
+        return CallError {
+            failure: Failure::api(format!(
+                "HTTP {}: the server's answer is not JSON",
+                r.status
+            )),
+            code: None,
+        };
     }
-    let mut f = Failure::api(format!(
-        "{}: {} ({})",
-        field("Code"),
-        field("Message"),
-        field("RequestId")
-    ));
-    f.code = r.code().map(str::to_string);
-    f
+    CallError {
+        failure: Failure::api(format!(
+            "{}: {} ({})",
+            field("Code"),
+            field("Message"),
+            field("RequestId")
+        )),
+        code: r.code().map(str::to_string),
+    }
 }
 
 /// One call; a server error comes back with the hint lines this side can add.
@@ -345,18 +359,21 @@ async fn call(
     endpoint: &str,
     action: &str,
     params: &[(String, String)],
-) -> Result<Value, Failure> {
-    let r = client
-        .call(action, params)
-        .await
-        .map_err(|e| call_failure(endpoint, e))?;
+) -> Result<Value, CallError> {
+    let r = client.call(action, params).await.map_err(|e| CallError {
+        failure: call_failure(endpoint, e),
+        code: None,
+    })?;
     if !r.is_ok() {
-        let f = api_error(&r);
-        let hints = match &f.code {
+        let e = api_error(&r);
+        let hints = match &e.code {
             Some(code) => hints::for_error(client, action, params, code).await,
             None => Vec::new(),
         };
-        return Err(f.with_hints(hints));
+        return Err(CallError {
+            failure: e.failure.with_hints(hints),
+            code: e.code,
+        });
     }
     Ok(r.body)
 }
@@ -755,7 +772,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("the public key: {e}")))?,
     );
     let expire_s = expire.to_string();
-    if let Err(f) = call(
+    if let Err(e) = call(
         &client,
         &endpoint,
         "ImportKeyMaterial",
@@ -768,19 +785,15 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
     )
     .await
     {
-        if f.code.as_deref() == Some("InvalidKeyMaterial") {
+        if e.code.as_deref() == Some("InvalidKeyMaterial") {
             // Key ids may be ARNs: the record is under the bare id DescribeKey gives.
             let id = key_id_of(&client, &a.key_id).await;
             let verdict = fingerprint::compare(&id, &material);
             // This side knows more than the generic checklist: say that instead.
-            let first = f.message.lines().next().unwrap_or("").to_string();
-            return Err(Failure {
-                message: first,
-                ..f
-            }
-            .with_hints(material_hint(&id, verdict)));
+            let first = e.failure.message.lines().next().unwrap_or("").to_string();
+            return Err(Failure::api(first).with_hints(material_hint(&id, verdict)));
         }
-        return Err(f);
+        return Err(e.into());
     }
     let d = call(
         &client,
