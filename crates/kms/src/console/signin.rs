@@ -42,6 +42,54 @@ struct SigninPage {
     title: &'static str,
     csrf: String,
     message: Option<Message>,
+    /// A second line under the message (a hint), if any.
+    hint: Option<&'static str>,
+    form: Shown,
+}
+
+/// What the form shows: the kind of credential chosen, and (after a failed attempt) what
+/// was tried, never the secret or password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    /// `"ak"` or `"user"`.
+    kind: &'static str,
+    /// The server chose the kind from a failed attempt: the page keeps it (the browser's
+    /// remembered kind does not override it).
+    kept: bool,
+    user_name: String,
+    access_key_id: String,
+}
+
+impl Shown {
+    /// A fresh form: a console user first if any exists, else an access key (the only
+    /// credential a new data dir has).
+    fn fresh(has_users: bool) -> Self {
+        Shown {
+            kind: if has_users { "user" } else { "ak" },
+            kept: false,
+            user_name: String::new(),
+            access_key_id: String::new(),
+        }
+    }
+
+    /// The form again after a failed attempt: the same kind and name or id.
+    fn again(form: &SigninForm) -> Self {
+        let ak = form.is_access_key();
+        Shown {
+            kind: if ak { "ak" } else { "user" },
+            kept: true,
+            user_name: if ak {
+                String::new()
+            } else {
+                form.user_name.chars().take(64).collect()
+            },
+            access_key_id: if ak {
+                form.access_key_id.chars().take(128).collect()
+            } else {
+                String::new()
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,7 +113,9 @@ pub async fn signin_get(
     } else {
         None
     };
-    signin_form(&st, lang, message, StatusCode::OK)
+    // A store error only loses the default: show the console-user form as before.
+    let has_users = st.sessions().has_users().await.unwrap_or(true);
+    signin_form(&st, lang, message, Shown::fresh(has_users), StatusCode::OK)
 }
 
 fn error(lang: Lang, text: T) -> Message {
@@ -80,17 +130,24 @@ fn signin_form(
     st: &ConsoleState,
     lang: Lang,
     message: Option<Message>,
+    form: Shown,
     status: StatusCode,
 ) -> Response {
     let csrf = match session::new_signin_csrf() {
         Ok(c) => c,
         Err(e) => return internal(&KmsError::internal(e)),
     };
+    // An AccessKey ID typed as a user name: say so (a fact about the text typed, not
+    // about any account).
+    let hint =
+        (form.kind == "user" && form.user_name.starts_with("LTAI")).then(|| lang.t(T::LooksLikeAk));
     let page = SigninPage {
         lang,
         title: lang.t(T::Signin),
         csrf,
         message,
+        hint,
+        form,
     };
     let mut r = html(status, &page);
     set_cookie(
@@ -161,7 +218,7 @@ pub async fn signin_post(
     body: Bytes,
 ) -> Response {
     let Some(form) = SigninForm::parse(&body) else {
-        return signin_form(&st, lang, None, StatusCode::BAD_REQUEST);
+        return signin_form(&st, lang, None, Shown::fresh(true), StatusCode::BAD_REQUEST);
     };
     let cookies = Cookies::from_headers(&headers);
     let mut event = AuditEvent::new(peer, SIGNIN);
@@ -177,7 +234,8 @@ pub async fn signin_post(
     if st.guard.blocked(&claimed, &source, now) {
         st.audit(&event, "Console.TooManyAttempts", 429).await;
         let message = Some(error(lang, T::TooManyAttempts));
-        return signin_form(&st, lang, message, StatusCode::TOO_MANY_REQUESTS);
+        let shown = Shown::again(&form);
+        return signin_form(&st, lang, message, shown, StatusCode::TOO_MANY_REQUESTS);
     }
     let verified = if form.is_access_key() {
         verify_access_key(&st, &form.access_key_id, &form.access_key_secret).await
@@ -190,7 +248,8 @@ pub async fn signin_post(
             st.guard.failed(&claimed, &source, now);
             st.audit(&event, "Console.InvalidCredentials", 401).await;
             let message = Some(error(lang, T::BadCredentials));
-            return signin_form(&st, lang, message, StatusCode::UNAUTHORIZED);
+            let shown = Shown::again(&form);
+            return signin_form(&st, lang, message, shown, StatusCode::UNAUTHORIZED);
         }
         Err(e) => return internal(&e),
     };
@@ -304,6 +363,8 @@ mod tests {
             title: "Sign in",
             csrf: "tok\"en".into(),
             message: Some(error(Lang::En, T::BadCredentials)),
+            hint: None,
+            form: Shown::fresh(true),
         };
         let html = page.render().unwrap();
         assert!(
@@ -313,6 +374,50 @@ mod tests {
         assert!(html.contains(
             "<p class=\"error\" role=\"alert\" id=\"signin-message\">The sign-in details are not correct.</p>"
         ));
+    }
+
+    #[test]
+    fn the_form_defaults_to_access_key_without_users_and_keeps_a_failed_attempt() {
+        let render = |form: Shown| {
+            SigninPage {
+                lang: Lang::En,
+                title: "Sign in",
+                csrf: "t".into(),
+                message: None,
+                hint: None,
+                form,
+            }
+            .render()
+            .unwrap()
+        };
+        let html = render(Shown::fresh(false));
+        assert!(
+            html.contains("value=\"ak\" id=\"kind-ak\" checked"),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"kind-user\" checked"), "{html}");
+        assert!(!html.contains("data-kept"), "{html}");
+        let html = render(Shown::fresh(true));
+        assert!(
+            html.contains("value=\"user\" id=\"kind-user\" checked"),
+            "{html}"
+        );
+        // A failed access-key attempt: same kind, same id (escaped), never the secret.
+        let f = SigninForm::parse(b"kind=ak&access_key_id=LTAI%3Cb%3E&access_key_secret=s3cret")
+            .unwrap();
+        let html = render(Shown::again(&f));
+        assert!(html.contains("id=\"kind-ak\" checked"), "{html}");
+        assert!(html.contains("data-kept"), "{html}");
+        assert!(
+            html.contains("id=\"access_key_id\" name=\"access_key_id\" value=\"LTAI&#60;b&#62;\""),
+            "{html}"
+        );
+        assert!(!html.contains("s3cret"));
+        let f = SigninForm::parse(b"kind=user&user_name=alice&password=pw").unwrap();
+        let html = render(Shown::again(&f));
+        assert!(html.contains("id=\"kind-user\" checked"), "{html}");
+        assert!(html.contains("value=\"alice\""), "{html}");
+        assert!(!html.contains("value=\"pw\""));
     }
 
     #[test]
