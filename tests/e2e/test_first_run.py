@@ -39,6 +39,8 @@ def fresh(kms_binary, tmp_path):
     KMS_ACCESS_KEY_* given), as `cargo run --release -- server` does on a fresh clone."""
     srv = KmsServer(tmp_path / "kms-data", tmp_path / "logs",
                     extra_env={"KMS_ACCESS_KEY_ID": "", "KMS_ACCESS_KEY_SECRET": ""})
+    srv.console_port = free_port()  # API port + 1 may be taken on a busy machine
+    srv.extra_args += ["--console-listen", f"127.0.0.1:{srv.console_port}"]
     srv.start()
     yield srv
     if srv.proc is not None:
@@ -69,7 +71,7 @@ def test_first_start_banner_then_quickstart_as_written_then_pointer(fresh, tmp_p
                for ln in lines), log
     assert (f"  # or keep them in a profile: kms configure --access-key-id {ak} "
             f"--endpoint http://127.0.0.1:{port}   (asks for the secret)") in lines, log
-    assert (f'  Web console: open http://127.0.0.1:{port + 1}/console and sign in with "Access key" '
+    assert (f'  Web console: open http://127.0.0.1:{fresh.console_port}/console and sign in with "Access key" '
             f"(the AccessKeyId and AccessKeySecret above).") in lines, log
     data_dir = fresh.data_dir.resolve()
     assert (f"  The credentials stay in {data_dir / 'initial-access-key.json'} (mode 0600); "
@@ -109,7 +111,7 @@ def test_first_start_banner_then_quickstart_as_written_then_pointer(fresh, tmp_p
 def test_a_given_access_key_gets_exports_without_its_secret(kms_binary, tmp_path):
     srv = KmsServer(tmp_path / "data", tmp_path / "logs").start()
     try:
-        log = wait_for(srv, "Web console: open")
+        log = wait_for(srv, "  kms DescribeRegions ")
         assert (f'  export ALIBABA_CLOUD_ACCESS_KEY_ID={srv.ak} '
                 f'ALIBABA_CLOUD_ACCESS_KEY_SECRET="$KMS_ACCESS_KEY_SECRET"') in log.splitlines(), log
         assert srv.sk not in log
@@ -173,3 +175,28 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(kms_binary, tmp_path)
     no_color = _run_on_a_terminal(tmp_path, {"NO_COLOR": "1"})
     assert "later starts point there" in no_color, no_color
     assert ANSI not in no_color, repr(no_color[:400])
+
+
+def test_test_sh_prints_each_step_s_time_and_a_summary(tmp_path):
+    """scripts/test.sh's timing wrapper, run on stand-in steps (its set-up up to the first
+    real step, then three quick steps, the last failing when asked)."""
+    text = (REPO_ROOT / "scripts" / "test.sh").read_text()
+    first = re.search(r'^step "', text, re.M)
+    assert first, "scripts/test.sh has no step"
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "test.sh"
+    script.write_text(text[:first.start()] + 'step "one"\nsleep 1\nstep "two"\nstep "three"\n${FAIL:+false}\necho done\n')
+    script.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "KMS_TEST_STEPS"}
+    ok = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    out = ok.stdout.splitlines()
+    assert "---- one: 0m 01s" in out and "---- two: 0m 00s" in out, ok.stdout
+    i = out.index("==== summary")
+    assert out[i + 1:i + 4] == ["    0m 01s  one", "    0m 00s  two", "    0m 00s  three"], ok.stdout
+    assert re.fullmatch(r"test\.sh: PASSED: 3 steps in 0m 0[12]s", out[-1]), ok.stdout
+    bad = subprocess.run([str(script)], env=dict(env, FAIL="1"), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "done" not in bad.stdout.splitlines()
+    assert re.fullmatch(r'test\.sh: FAILED \(exit 1\) in step "three" after 0m 0[12]s \(3 steps started\)',
+                        bad.stdout.splitlines()[-1]), bad.stdout
