@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project: Rust unit and integration tests, a short run of every
+# Runs every test of the project: Rust unit and integration tests (the store suite on SQLite
+# and on a throwaway PostgreSQL started first, scripts/postgres.sh), a short run of every
 # cargo-fuzz target (scripts/fuzz.sh, installs cargo-fuzz into .cargo-tools/ if absent), then the end-to-end
 # suites that start the real `kms server` binary and drive it through the real Alibaba
 # Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
@@ -58,8 +59,13 @@ step "build"
 cargo build --locked --bins
 export KMS_BIN="$PWD/target/debug/kms"
 
-step "cargo test"
-cargo test --locked --workspace --all-targets   # benches run once each (criterion test mode)
+step "PostgreSQL (for the Rust store suite and the second end-to-end pass)"
+PG_URL="$(./scripts/postgres.sh)"
+trap './scripts/postgres.sh stop' EXIT
+
+step "cargo test (the store suite runs on SQLite and on PostgreSQL)"
+# benches run once each (criterion test mode)
+KMS_TEST_DATABASE_URL="$PG_URL" cargo test --locked --workspace --all-targets
 cargo test --locked --workspace --doc
 
 step "fuzz: every target for 20 s from the committed corpus"
@@ -69,8 +75,6 @@ step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl, on SQLite"
 .venv/bin/python -m pytest tests/e2e -q
 
 step "end-to-end again, on PostgreSQL (every server on its own database), plus multi-node tests"
-PG_URL="$(./scripts/postgres.sh)"
-trap './scripts/postgres.sh stop' EXIT
 KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest tests/e2e -q
 
 step "end-to-end: Node SDK"

@@ -629,7 +629,7 @@ def test_csrf_is_required(csrv, page):
     assert r.status == 403
     page.goto(csrv.console + "/console/keys")
     on_keys(page, csrv)
-    # sign-in form without the double-submit token
+    # sign-in form without its token
     r = page.request.post(csrv.console + "/console/signin",
                           form={"kind": "ak", "access_key_id": csrv.ak, "access_key_secret": csrv.sk})
     assert r.status == 403
@@ -712,6 +712,7 @@ def test_console_actions_are_audited(csrv, page):
 
 def test_cookies_are_secure_over_tls(kms_binary, tmp_path):
     import http.client
+    import re
     import ssl
 
     srv = ConsoleServer(tmp_path, "--tls-self-signed")
@@ -724,21 +725,19 @@ def test_cookies_are_secure_over_tls(kms_binary, tmp_path):
         r = conn.getresponse()
         html = r.read().decode()
         assert r.status == 200
-        pre = r.getheader("Set-Cookie")
-        assert "Secure" in pre and "HttpOnly" in pre and "SameSite=Strict" in pre
-        csrf = pre.split(";")[0].split("=", 1)[1]
-        assert f'value="{csrf}"' in html
+        assert r.getheader("Set-Cookie") is None  # the sign-in token is in the form only
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
         body = urllib.parse.urlencode({"csrf": csrf, "kind": "ak", "access_key_id": srv.ak,
                                        "access_key_secret": srv.sk})
         conn.request("POST", "/console/signin", body=body,
-                     headers={"Content-Type": "application/x-www-form-urlencoded",
-                              "Cookie": f"kms_signin_csrf={csrf}"})
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
         r = conn.getresponse()
         r.read()
         assert r.status == 303 and r.getheader("Location") == "/console/keys"
         cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
-        session = next(c for c in cookies if c.startswith("kms_session="))
+        session = next(c for c in cookies if c.startswith("__Host-kms_session="))
         assert "; Secure" in session and "HttpOnly" in session and "SameSite=Strict" in session
+        assert "; Path=/;" in session
     finally:
         srv.stop()
 
@@ -870,19 +869,18 @@ def test_console_port_taken(kms_binary, tmp_path):
 
 
 def _raw_signin(srv, **fields) -> tuple[int, str]:
-    """Signs in with a plain HTTP form post (after fetching the sign-in CSRF cookie)."""
+    """Signs in with a plain HTTP form post (after fetching the sign-in form's token)."""
     import http.client
+    import re
 
     conn = http.client.HTTPConnection("127.0.0.1", srv.console_port, timeout=30)
     try:
         conn.request("GET", "/console/signin")
         r = conn.getresponse()
-        r.read()
-        csrf = r.getheader("Set-Cookie").split(";")[0].split("=", 1)[1]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', r.read().decode()).group(1)
         body = urllib.parse.urlencode({"csrf": csrf, **fields})
         conn.request("POST", "/console/signin", body=body,
-                     headers={"Content-Type": "application/x-www-form-urlencoded",
-                              "Cookie": f"kms_signin_csrf={csrf}"})
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
         r = conn.getresponse()
         return r.status, r.read().decode()
     finally:

@@ -522,13 +522,12 @@ def test_console_sessions_are_shared_by_the_nodes(tmp_path):
             conn.close()
             return r, data
 
-        r, _ = request(ports[0], "GET", "/console/signin")
-        csrf = r.getheader("Set-Cookie").split(";")[0].split("=", 1)[1]
+        r, form = request(ports[0], "GET", "/console/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
         r, _ = request(ports[0], "POST", "/console/signin",
                        urllib.parse.urlencode({"csrf": csrf, "kind": "ak",
                                                "access_key_id": srvs[0].ak,
-                                               "access_key_secret": srvs[0].sk}),
-                       cookie=f"kms_signin_csrf={csrf}")
+                                               "access_key_secret": srvs[0].sk}))
         assert r.status == 303, r.status
         session = next(v for k, v in r.getheaders()
                        if k.lower() == "set-cookie" and v.startswith("kms_session="))

@@ -301,7 +301,7 @@ async fn open_store(url: &str) -> Result<std::sync::Arc<dyn crate::store::Store>
         DatabaseUrl::Postgres(pg) => {
             let s = crate::store::postgres::PostgresStore::connect(*pg, 4)
                 .await
-                .map_err(|e| format!("postgres: {}", e.message()))?;
+                .map_err(|e| format!("postgres: {e}"))?;
             Ok(std::sync::Arc::new(s))
         }
         DatabaseUrl::Sqlite(file) => {
@@ -325,17 +325,7 @@ pub async fn console_user(cmd: crate::config::ConsoleUserCommand) -> Result<(), 
             account_id,
         } => {
             crate::console::session::validate_user_name(&name)?;
-            let password = match std::env::var("KMS_CONSOLE_PASSWORD") {
-                Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
-                _ => {
-                    let mut line = zeroize::Zeroizing::new(String::new());
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .map_err(|e| format!("cannot read the password: {e}"))?;
-                    zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
-                }
-            };
-            crate::console::session::validate_password(&password)?;
+            let password = read_console_password()?;
             let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
             let account = match account_id {
                 Some(a) => {
@@ -394,6 +384,35 @@ pub async fn console_user(cmd: crate::config::ConsoleUserCommand) -> Result<(), 
             }
             println!("Deleted console user {name}.");
         }
+        ConsoleUserCommand::SetPassword { dir, name } => {
+            let password = read_console_password()?;
+            let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
+            let hash = crate::console::session::hash_password(&password)?;
+            if !crate::service::console::set_console_user_password(d.store.as_ref(), &name, hash)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no console user {name}"));
+            }
+            println!("Changed the password of console user {name}; its sessions have ended.");
+        }
     }
     Ok(())
+}
+
+/// A new console password: from KMS_CONSOLE_PASSWORD, else the first line of standard input;
+/// at least 10 characters.
+fn read_console_password() -> Result<zeroize::Zeroizing<String>, String> {
+    let password = match std::env::var("KMS_CONSOLE_PASSWORD") {
+        Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+        _ => {
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+    };
+    crate::console::session::validate_password(&password)?;
+    Ok(password)
 }

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{params, Client, Credentials, SignatureVersion};
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::model::Origin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "verbatim")]
@@ -111,11 +112,11 @@ fn ok_str(r: &crate::client::ApiResponse, field: &str) -> Result<String, String>
         .ok_or_else(|| format!("setup: no {field} in {}", r.body))
 }
 
-async fn create_key(client: &Client, origin: &str) -> Result<String, String> {
+async fn create_key(client: &Client, origin: Origin) -> Result<String, String> {
     let r = client
         .call(
             "CreateKey",
-            &params(&[("Origin", origin), ("Description", "kms bench")]),
+            &params(&[("Origin", origin.as_str()), ("Description", "kms bench")]),
         )
         .await?;
     if !r.is_ok() {
@@ -184,21 +185,21 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             }
         }
         BenchAction::DescribeKey => {
-            let k = create_key(client, "Aliyun_KMS").await?;
+            let k = create_key(client, Origin::AliyunKms).await?;
             Plan {
                 action: "DescribeKey",
                 params: params(&[("KeyId", &k)]),
             }
         }
         BenchAction::Encrypt => {
-            let k = create_key(client, "Aliyun_KMS").await?;
+            let k = create_key(client, Origin::AliyunKms).await?;
             Plan {
                 action: "Encrypt",
                 params: params(&[("KeyId", &k), ("Plaintext", &payload)]),
             }
         }
         BenchAction::Decrypt => {
-            let k = create_key(client, "Aliyun_KMS").await?;
+            let k = create_key(client, Origin::AliyunKms).await?;
             let r = client
                 .call(
                     "Encrypt",
@@ -212,14 +213,14 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             }
         }
         BenchAction::GenerateDataKey => {
-            let k = create_key(client, "Aliyun_KMS").await?;
+            let k = create_key(client, Origin::AliyunKms).await?;
             Plan {
                 action: "GenerateDataKey",
                 params: params(&[("KeyId", &k)]),
             }
         }
         BenchAction::GetParametersForImport => {
-            let k = create_key(client, "EXTERNAL").await?;
+            let k = create_key(client, Origin::External).await?;
             Plan {
                 action: "GetParametersForImport",
                 params: params(&[
@@ -233,7 +234,7 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             // One token and one wrapped material, imported again and again (re-importing
             // the same material is allowed): each request unwraps, checks the commitment
             // and writes the key.
-            let k = create_key(client, "EXTERNAL").await?;
+            let k = create_key(client, Origin::External).await?;
             let r = client
                 .call(
                     "GetParametersForImport",

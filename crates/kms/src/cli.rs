@@ -842,7 +842,7 @@ pub struct CreateExternalKeyArgs {
 
 pub async fn create_external_key(a: CreateExternalKeyArgs) -> Result<(), Failure> {
     let (client, endpoint) = a.client.client()?;
-    let mut params = crate::client::params(&[("Origin", "EXTERNAL")]);
+    let mut params = crate::client::params(&[("Origin", crate::model::Origin::External.as_str())]);
     if let Some(d) = a.description {
         params.push(("Description".into(), d));
     }

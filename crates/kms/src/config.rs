@@ -48,8 +48,9 @@ pub struct ServerArgs {
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
     /// max_versions_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
     /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
-    /// console_idle_timeout, and the HTTP limits (max_connections, max_header_bytes,
-    /// max_headers, header_read_timeout, body_read_timeout).
+    /// console_idle_timeout, and the HTTP limits (max_connections,
+    /// max_connections_per_address, first_request_timeout, max_header_bytes, max_headers,
+    /// header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -140,6 +141,14 @@ pub struct ServerArgs {
     /// in the listen backlog until one closes [default: 1024].
     #[arg(long, env = "KMS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections open at once from one client IP address (per listener); a further
+    /// one is closed as soon as it is accepted [default: 128].
+    #[arg(long, env = "KMS_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds allowed from accepting a connection (TLS handshake included) to its first
+    /// complete request head; then it is closed [default: 10].
+    #[arg(long, env = "KMS_FIRST_REQUEST_TIMEOUT")]
+    pub first_request_timeout: Option<u64>,
     /// Largest request head (request line + headers) in bytes; larger is answered 431
     /// [default: 16384].
     #[arg(long, env = "KMS_MAX_HEADER_BYTES")]
@@ -222,8 +231,16 @@ pub enum ConsoleUserCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Delete a console user (their sessions stop working at their next request).
+    /// Delete a console user (their sessions stop working at their next request, on every
+    /// node; so do they if a user of that name is created again).
     Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        name: String,
+    },
+    /// Change a console user's password, read like `create`'s. Every session the user has
+    /// stops working at its next request, on every node.
+    SetPassword {
         #[command(flatten)]
         dir: DataDirArg,
         name: String,
@@ -331,6 +348,8 @@ struct FileConfig {
     console_listen: Option<String>,
     console_idle_timeout: Option<i64>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    first_request_timeout: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     header_read_timeout: Option<u64>,
@@ -490,6 +509,20 @@ impl ServerArgs {
                     .unwrap_or(defaults.max_connections),
                 1,
             )?,
+            max_connections_per_address: at_least(
+                "max_connections_per_address",
+                self.max_connections_per_address
+                    .or(file.max_connections_per_address)
+                    .unwrap_or(defaults.max_connections_per_address),
+                1,
+            )?,
+            first_request_timeout: std::time::Duration::from_secs(at_least(
+                "first_request_timeout",
+                self.first_request_timeout
+                    .or(file.first_request_timeout)
+                    .unwrap_or(defaults.first_request_timeout.as_secs()),
+                1,
+            )?),
             max_header_bytes: at_least(
                 "max_header_bytes",
                 self.max_header_bytes
@@ -616,6 +649,8 @@ mod tests {
             console_listen: None,
             console_idle_timeout: None,
             max_connections: None,
+            max_connections_per_address: None,
+            first_request_timeout: None,
             max_header_bytes: None,
             max_headers: None,
             header_read_timeout: None,
@@ -745,7 +780,7 @@ mod tests {
         let f = dir.join("kms.toml");
         std::fs::write(
             &f,
-            "max_connections = 7\nmax_header_bytes = 4096\nmax_headers = 20\nheader_read_timeout = 5\nbody_read_timeout = 6\n",
+            "max_connections = 7\nmax_connections_per_address = 3\nfirst_request_timeout = 2\nmax_header_bytes = 4096\nmax_headers = 20\nheader_read_timeout = 5\nbody_read_timeout = 6\n",
         )
         .unwrap();
         let c = ServerArgs {
@@ -756,6 +791,11 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(c.http.max_connections, 7);
+        assert_eq!(c.http.max_connections_per_address, 3);
+        assert_eq!(
+            c.http.first_request_timeout,
+            std::time::Duration::from_secs(2)
+        );
         assert_eq!(c.http.max_header_bytes, 4096);
         assert_eq!(c.http.max_headers, 30);
         assert_eq!(
@@ -763,9 +803,31 @@ mod tests {
             std::time::Duration::from_secs(5)
         );
         assert_eq!(c.http.body_read_timeout, std::time::Duration::from_secs(6));
+        // Flags over the file.
+        let c = ServerArgs {
+            config: Some(f.clone()),
+            max_connections_per_address: Some(9),
+            first_request_timeout: Some(4),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http.max_connections_per_address, 9);
+        assert_eq!(
+            c.http.first_request_timeout,
+            std::time::Duration::from_secs(4)
+        );
         for bad in [
             ServerArgs {
                 max_connections: Some(0),
+                ..args()
+            },
+            ServerArgs {
+                max_connections_per_address: Some(0),
+                ..args()
+            },
+            ServerArgs {
+                first_request_timeout: Some(0),
                 ..args()
             },
             ServerArgs {

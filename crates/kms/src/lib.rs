@@ -13,19 +13,25 @@
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
 //!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, the embedded
-//!   default, or PostgreSQL for several nodes sharing one database), with a cache in front.
+//! - [`store`]: persistence, one trait per aggregate bundled as [`store::Store`]; the SQL is
+//!   written once ([`store::sql`]) for SQLite (embedded) and PostgreSQL (several nodes), with
+//!   a read-through cache in front ([`store::cache`]).
+//! - [`model`]: the domain types below service and store: key states, specs, usages,
+//!   origins, protection levels and the records.
 //! - [`action`] (at the bottom; used by protocol, api, service, console and the CLI): one
 //!   table per API product, keyed by `Version`, generating its `enum Action` with every fact
 //!   of an action: wire name, parameters and help, throttle class, audit durability,
 //!   key-state matrix row, RAM action and resource kind.
 //!
 //! [`server`] wires these together with axum (data dir, first-start bootstrap, the app, the
-//! accept loop; [`server::run`] serves on a listener its caller has bound); [`console`] is
-//! the web console; [`admin`] holds the offline admin commands; [`clock`] is the injectable
-//! clock every time-dependent rule goes through; [`client`] signs requests like the SDKs
-//! do, for the command line ([`cli`]), [`bench`](mod@bench) (`kms bench`) and the
-//! integration tests.
+//! accept loop with its HTTP limits; [`server::run`] serves on a listener its caller has
+//! bound, so tests can use `127.0.0.1:0`); [`console`] is the web console (one module per
+//! page, askama templates, a session extractor; its sessions go through
+//! [`service::console`]); [`audit`] is the hash-chained audit trail (fails closed: state
+//! changes are refused while it cannot write); [`admin`] holds the offline admin commands;
+//! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
+//! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
+//! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
 
 pub mod action;
 pub mod admin;

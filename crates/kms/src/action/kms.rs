@@ -228,7 +228,7 @@ actions! {
         ram: [Key],
     },
     /// Not in the matrix: the Encrypt/Decrypt rule applies to both the source and the
-    /// destination key ([inference], reference §3.18). RAM: kms:ReEncryptFrom on the source
+    /// destination key (\[inference\], reference §3.18). RAM: kms:ReEncryptFrom on the source
     /// key (named inside the blob) and kms:ReEncryptTo on DestinationKeyId.
     ReEncrypt {
         help: "Decrypt a blob and encrypt it again under another key or context.",
@@ -308,7 +308,7 @@ actions! {
         state: [OK, OK, PDEL, OK],
         ram: [Key],
     },
-    /// Not in the matrix: TagResource's rule for each key ([inference]). RAM: name doc, K per
+    /// Not in the matrix: TagResource's rule for each key (\[inference\]). RAM: name doc, K per
     /// ResourceId.N.
     TagResources {
         help: "Add or replace tags on several keys.",
@@ -323,7 +323,7 @@ actions! {
         state: [OK, OK, PDEL, OK],
         ram: [Key],
     },
-    /// Not in the matrix: UntagResource's rule for each key ([inference]). RAM: name doc, K
+    /// Not in the matrix: UntagResource's rule for each key (\[inference\]). RAM: name doc, K
     /// per ResourceId.N.
     UntagResources {
         help: "Remove tags from several keys.",
@@ -339,8 +339,8 @@ actions! {
         state: [OK, OK, PDEL, OK],
         ram: [Key],
     },
-    /// Not in the matrix: a read, allowed in every state like ListResourceTags ([inference]).
-    /// RAM: K per ResourceId.N ([inference] in the reference, covered by kms:List*); the
+    /// Not in the matrix: a read, allowed in every state like ListResourceTags (\[inference\]).
+    /// RAM: K per ResourceId.N (\[inference\] in the reference, covered by kms:List*); the
     /// reference is silent on a call without ResourceId (all the caller's keys).
     ListTagResources {
         help: "List the tags of keys, 200 rows a page.",

@@ -61,10 +61,10 @@ impl KeyMetadata {
             creator: k.creator.clone(),
             description: k.description.clone(),
             key_state: k.state.as_str().to_string(),
-            key_usage: k.key_usage.clone(),
-            key_spec: k.key_spec.clone(),
-            origin: k.origin.clone(),
-            protection_level: k.protection_level.clone(),
+            key_usage: k.key_usage.as_str().to_string(),
+            key_spec: k.key_spec.as_str().to_string(),
+            origin: k.origin.as_str().to_string(),
+            protection_level: k.protection_level.as_str().to_string(),
             primary_key_version: k.primary_version.clone(),
             automatic_rotation: rotation.to_string(),
             rotation_interval: interval.map(|s| format!("{s}s")).unwrap_or_default(),
@@ -385,7 +385,14 @@ mod tests {
 
     #[test]
     fn metadata_has_every_field_as_a_string() {
-        let k = crate::service::keys::new_key_record("k", "1", "cn-hangzhou", "Aliyun_KMS", "v", 0);
+        let k = crate::service::keys::new_key_record(
+            "k",
+            "1",
+            "cn-hangzhou",
+            crate::model::Origin::AliyunKms,
+            "v",
+            0,
+        );
         let v = serde_json::to_value(KeyMetadata::from_record(&k)).unwrap();
         let obj = v.as_object().unwrap();
         assert_eq!(obj.len(), 20);

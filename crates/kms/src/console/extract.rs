@@ -5,6 +5,11 @@
 //! session with the browser's language, region and address. Without a live session a page
 //! request is sent to the sign-in page (`?expired=1`, clearing the cookie, when it timed
 //! out) and an API request gets 401 `Console.SessionExpired`.
+//!
+//! A request with more than one session cookie (another service on the same host name can
+//! set cookies for it, whatever its port) is refused whichever of them is valid: a page is
+//! sent to the sign-in page (`?dup=1`, which says what to do), an API request gets 401
+//! `Console.DuplicateSessionCookie`, and the refusal is audited (`ConsoleSession`).
 
 use std::net::SocketAddr;
 
@@ -16,9 +21,9 @@ use zeroize::Zeroizing;
 
 use super::audit::AuditEvent;
 use super::i18n::{Lang, LANG_COOKIE};
-use super::session::{self, SESSION_COOKIE};
+use super::session;
 use super::view::Frame;
-use super::{internal, redirect, set_cookie, ConsoleState};
+use super::{internal, redirect, set_session_cookie, ConsoleState};
 use crate::error::KmsError;
 use crate::protocol::new_request_id;
 use crate::service::console::SessionLookup;
@@ -26,6 +31,14 @@ use crate::service::{Caller, Kms};
 use crate::store::ConsoleSessionRecord;
 
 const REGION_COOKIE: &str = "kms_region";
+/// The audit action of a request refused for its session cookies.
+const SESSION: &str = "ConsoleSession";
+/// The result of a request with more than one session cookie.
+pub const DUPLICATE_SESSION_COOKIE: &str = "Console.DuplicateSessionCookie";
+
+/// The browser sent the session cookie more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuplicateSessionCookie;
 
 /// The request's cookies (all `Cookie` headers).
 pub struct Cookies(String);
@@ -46,10 +59,15 @@ impl Cookies {
         session::cookie_value(&self.0, name)
     }
 
-    /// The session token, if it looks like one.
-    pub fn session_token(&self) -> Option<&str> {
-        self.get(SESSION_COOKIE)
-            .filter(|t| !t.is_empty() && t.len() <= 128)
+    /// The session token (`__Host-kms_session` over HTTPS, else `kms_session`), if it looks
+    /// like one; an error if the cookie was sent more than once.
+    pub fn session_token(&self, secure: bool) -> Result<Option<&str>, DuplicateSessionCookie> {
+        let mut values = session::cookie_values(&self.0, session::session_cookie_name(secure));
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(DuplicateSessionCookie);
+        }
+        Ok(first.filter(|t| !t.is_empty() && t.len() <= 128))
     }
 }
 
@@ -110,6 +128,7 @@ impl Signed {
 enum NoSession {
     Missing,
     Expired,
+    Duplicate,
     Failed(KmsError),
 }
 
@@ -119,8 +138,17 @@ async fn signed(parts: &mut Parts, st: &ConsoleState) -> Result<Signed, NoSessio
         .map_err(|e| NoSession::Failed(KmsError::internal(e)))?
         .0;
     let cookies = Cookies::from_headers(&parts.headers);
-    let token = cookies.session_token().ok_or(NoSession::Missing)?;
-    let record = match st.sessions().check(&session::id_hash(token)).await {
+    let token = match cookies.session_token(st.secure) {
+        Ok(t) => t.ok_or(NoSession::Missing)?,
+        Err(DuplicateSessionCookie) => {
+            let event = AuditEvent::new(peer, SESSION);
+            st.audit(&event, DUPLICATE_SESSION_COOKIE, 401).await;
+            return Err(NoSession::Duplicate);
+        }
+    };
+    let id = session::id_hash(token);
+    let tag = session::credential_tag_of(token);
+    let record = match st.sessions().check(&id, tag).await {
         Ok(SessionLookup::Live(r)) => r,
         Ok(SessionLookup::Expired) => return Err(NoSession::Expired),
         Ok(SessionLookup::Unknown) => return Err(NoSession::Missing),
@@ -142,6 +170,8 @@ impl FromRequestParts<ConsoleState> for Signed {
     async fn from_request_parts(parts: &mut Parts, st: &ConsoleState) -> Result<Self, Response> {
         signed(parts, st).await.map_err(|why| match why {
             NoSession::Missing => redirect("/console/signin"),
+            // Nothing is cleared: deleting our cookie would leave the other one alone.
+            NoSession::Duplicate => redirect("/console/signin?dup=1"),
             NoSession::Expired => {
                 let mut r = redirect("/console/signin?expired=1");
                 clear_session_cookie(&mut r, st.secure);
@@ -162,6 +192,13 @@ impl FromRequestParts<ConsoleState> for ApiSigned {
         match signed(parts, st).await {
             Ok(s) => Ok(ApiSigned(s)),
             Err(NoSession::Failed(e)) => Err(internal(&e)),
+            Err(NoSession::Duplicate) => Err(super::api::json_error(
+                401,
+                DUPLICATE_SESSION_COOKIE,
+                "The browser sent more than one session cookie. Delete this site's cookies and sign in again.",
+                &new_request_id(),
+            )
+            .into_response()),
             Err(NoSession::Missing | NoSession::Expired) => Err(super::api::json_error(
                 401,
                 "Console.SessionExpired",
@@ -174,5 +211,5 @@ impl FromRequestParts<ConsoleState> for ApiSigned {
 }
 
 pub fn clear_session_cookie(r: &mut Response, secure: bool) {
-    set_cookie(r, SESSION_COOKIE, "", secure, Some(0));
+    set_session_cookie(r, "", secure, Some(0));
 }

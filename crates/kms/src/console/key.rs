@@ -28,7 +28,7 @@ const WIDE_FIELDS: [&str; 1] = ["Arn"];
 
 /// Whether the key's material is imported by its owner (EXTERNAL origin).
 fn is_external(key: &KeyRecord) -> bool {
-    key.origin == crate::service::ORIGIN_EXTERNAL
+    key.origin == crate::model::Origin::External
 }
 
 /// The state changes the page offers in a key state.

@@ -14,15 +14,16 @@ use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::error::KmsError;
 use crate::model::KeyState;
+use crate::model::Origin;
 use crate::service::keys::{FilterField, KeyFilter};
-use crate::service::{Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
+use crate::service::{Caller, Kms};
 use crate::store::KeyRecord;
 use crate::timefmt::format_unix;
 
 const PAGE_SIZE: usize = 20;
 
 /// The origins the filter offers.
-const ORIGINS: [&str; 2] = [ORIGIN_KMS, ORIGIN_EXTERNAL];
+const ORIGINS: [&str; 2] = [Origin::AliyunKms.as_str(), Origin::External.as_str()];
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
@@ -112,9 +113,9 @@ impl Row {
             created: format_unix(k.creation_date),
             key_id: k.key_id,
             aliases,
-            spec: k.key_spec,
-            origin: k.origin,
-            protection: k.protection_level,
+            spec: k.key_spec.to_string(),
+            origin: k.origin.to_string(),
+            protection: k.protection_level.to_string(),
         }
     }
 }
@@ -320,7 +321,7 @@ mod tests {
     fn filters_keep_only_known_values() {
         let f = Filters::from_query(&query("PendingImport", "EXTERNAL", "  a b  "));
         assert_eq!(f.state, Some(KeyState::PendingImport));
-        assert_eq!(f.origin, Some(ORIGIN_EXTERNAL));
+        assert_eq!(f.origin, Some(Origin::External.as_str()));
         assert_eq!(f.search, "a b");
         assert_eq!(f.key_filters().len(), 2);
         assert_eq!(

@@ -17,8 +17,9 @@
 //!   create-key dialog), [`key`] (key page and the import dialogs), [`api`] (JSON API);
 //! - [`view`]: what every page template shares; the templates themselves are askama files
 //!   in `crates/kms/templates/console/`, compiled into the binary and escaped by default;
-//! - [`audit`]: console events in the audit trail; [`session`]: passwords, tokens, CSRF;
-//!   [`guard`]: sign-in brute-force protection; [`i18n`]: the two languages.
+//! - [`audit`]: console events in the audit trail; [`session`]: passwords, session tokens
+//!   and cookies, CSRF; [`guard`]: sign-in brute-force protection (attempts counted before
+//!   the check, password checks bounded); [`i18n`]: the two languages.
 //!
 //! Every console action (sign-in, sign-out, page views, changes) is written to the audit
 //! trail with the principal (`console-user:<name>` or `console:<access key id>`), never
@@ -56,7 +57,7 @@ const JS: &str = include_str!("../../console/console.js");
 pub struct ConsoleState {
     pub protocol: Arc<Protocol>,
     pub audit: Option<AuditLog>,
-    /// Served over TLS: cookies get `Secure`.
+    /// Served over TLS: the session cookie is `__Host-kms_session` (Secure, Path=/).
     pub secure: bool,
     /// Seconds without a request before a session ends.
     pub idle_timeout: i64,
@@ -169,9 +170,9 @@ fn internal(e: &KmsError) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
 }
 
-/// Adds a `Set-Cookie` header (console cookie attributes, see [`session::cookie`]).
-fn set_cookie(r: &mut Response, name: &str, value: &str, secure: bool, max_age: Option<i64>) {
-    if let Ok(v) = HeaderValue::from_str(&session::cookie(name, value, secure, max_age)) {
+/// Adds a `Set-Cookie` header for the session cookie (see [`session::session_cookie`]).
+fn set_session_cookie(r: &mut Response, value: &str, secure: bool, max_age: Option<i64>) {
+    if let Ok(v) = HeaderValue::from_str(&session::session_cookie(value, secure, max_age)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }

@@ -4,13 +4,19 @@
 //!   iterations, 16-byte random salt: `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>`.
 //!   Verification is constant time (`pbkdf2::verify`); an unknown user name costs the same
 //!   as a wrong password.
-//! - A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie (Secure
-//!   over TLS). The database holds only SHA-256(token), with the account, principal and
-//!   last-request time, so every server node sharing the database sees the same sessions
-//!   and sign-out or idle expiry applies everywhere at once.
+//! - A session token is `<random 256 bits>.<credential tag>` (base64url; the tag binds the
+//!   session to the password hash or access key secret it signed in with, see
+//!   [`crate::service::console`]), in an HttpOnly, SameSite=Strict cookie: over HTTPS
+//!   `__Host-kms_session` (Secure, Path=/, no Domain: only this origin's secure responses can
+//!   set it), over HTTP `kms_session` (Path=/console). The database holds only
+//!   SHA-256(token), with the account, principal and last-request time, so every server node
+//!   sharing the database sees the same sessions and sign-out or idle expiry applies
+//!   everywhere at once. A request with more than one session cookie is refused.
 //! - The CSRF token of a session is HMAC-SHA256(token, "kms-console-csrf"): nothing to
 //!   store, and only someone who holds the session cookie can compute it. Every
 //!   state-changing request must carry it (form field `csrf` or header `X-CSRF-Token`).
+//!   The sign-in form's token is issued and checked by the console-sessions service, with no
+//!   cookie.
 
 use std::num::NonZeroU32;
 
@@ -19,9 +25,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use zeroize::Zeroizing;
 
+/// The session cookie over HTTP.
 pub const SESSION_COOKIE: &str = "kms_session";
-/// Double-submit cookie protecting the sign-in form (there is no session yet).
-pub const SIGNIN_CSRF_COOKIE: &str = "kms_signin_csrf";
+/// The session cookie over HTTPS (`__Host-`: Secure, Path=/, no Domain).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-kms_session";
 
 const ITERATIONS: u32 = 600_000;
 const SCHEME: &str = "pbkdf2-sha256";
@@ -116,12 +123,20 @@ pub fn verify_password(stored: Option<&str>, password: &str) -> bool {
     ok && known
 }
 
-/// A new session token (for the cookie) and its stored id hash.
-pub fn new_session_token() -> Result<(Zeroizing<String>, String), String> {
+/// A new session token carrying `credential_tag` (for the cookie) and its stored id hash.
+pub fn new_session_token(credential_tag: &str) -> Result<(Zeroizing<String>, String), String> {
     let raw = random(32)?;
-    let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(&raw[..]));
+    let token = Zeroizing::new(format!(
+        "{}.{credential_tag}",
+        URL_SAFE_NO_PAD.encode(&raw[..])
+    ));
     let id = id_hash(&token);
     Ok((token, id))
+}
+
+/// The credential tag a session token carries (empty if none).
+pub fn credential_tag_of(token: &str) -> &str {
+    token.split_once('.').map_or("", |(_, tag)| tag)
 }
 
 /// The stored id of a session token: hex SHA-256.
@@ -141,30 +156,46 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
         && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-/// A random token for the sign-in form's double-submit cookie.
-pub fn new_signin_csrf() -> Result<String, String> {
-    Ok(URL_SAFE_NO_PAD.encode(&random(24)?[..]))
+/// The name of the session cookie: `__Host-kms_session` over HTTPS, else `kms_session`.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
 }
 
-/// A `Set-Cookie` value for the console's cookies: path /console, HttpOnly, SameSite=Strict,
-/// Secure over TLS; `max_age` None = session cookie, Some(0) = delete.
-pub fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> String {
-    let mut c = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict");
-    if secure {
-        c.push_str("; Secure");
-    }
+/// A `Set-Cookie` value for the session cookie: HttpOnly, SameSite=Strict; over HTTPS
+/// `__Host-kms_session` with Secure and Path=/ (what the prefix requires), over HTTP
+/// `kms_session` with Path=/console. Never a Domain. `max_age` None = a browser-session
+/// cookie, Some(0) = delete.
+pub fn session_cookie(value: &str, secure: bool, max_age: Option<i64>) -> String {
+    let name = session_cookie_name(secure);
+    let mut c = if secure {
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Secure")
+    } else {
+        format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict")
+    };
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
     }
     c
 }
 
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|kv| {
+/// The values of cookie `name` in a `Cookie` header, in order.
+pub fn cookie_values<'a, 'n>(
+    header: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    header.split(';').filter_map(move |kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then_some(v)
     })
+}
+
+/// The value of cookie `name` in a `Cookie` header (the first, if there are several).
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    cookie_values(header, name).next()
 }
 
 #[cfg(test)]
@@ -185,9 +216,12 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let (t, id) = new_session_token().unwrap();
+        let (t, id) = new_session_token("TAG").unwrap();
         assert_eq!(id, id_hash(&t));
         assert_eq!(id.len(), 64);
+        assert_eq!(t.len(), 43 + 4);
+        assert_eq!(credential_tag_of(&t), "TAG");
+        assert_eq!(credential_tag_of("no-tag"), "");
         assert_eq!(csrf_token(&t), csrf_token(&t));
         assert_ne!(csrf_token(&t), csrf_token("other"));
         assert!(tokens_equal("abc", "abc"));
@@ -198,9 +232,24 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(cookie_value("a=1", "kms_session"), None);
-        assert!(cookie("n", "v", true, Some(0)).contains("Secure"));
+        assert_eq!(
+            cookie_values("kms_session=1; a=2;kms_session=3", "kms_session").collect::<Vec<_>>(),
+            ["1", "3"]
+        );
         assert!(validate_user_name("alice@example.com").is_ok());
         assert!(validate_user_name("a b").is_err());
         assert!(validate_password("short").is_err());
+    }
+
+    #[test]
+    fn session_cookie_attributes() {
+        assert_eq!(
+            session_cookie("v", true, None),
+            "__Host-kms_session=v; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            session_cookie("", false, Some(0)),
+            "kms_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
     }
 }

@@ -1,33 +1,43 @@
 //! Sign-in and sign-out (`signin.html`).
 //!
-//! The sign-in form is protected by a double-submit cookie (there is no session yet); a
-//! principal or address with too many failures is refused for a while without checking the
-//! credentials ([`super::guard`]). A successful sign-in starts a new session (the browser's
-//! previous one ends) through the console-sessions service.
+//! The sign-in form carries a token from the console-sessions service
+//! ([`crate::service::console::ConsoleSessions::signin_token`]: an HMAC under a root-derived
+//! key over an expiry ten minutes ahead, a nonce and the browser's address), checked without
+//! any cookie, so a cookie set by another service on the same host cannot stand in for it. A
+//! form posted from another site or another origin of the same site (`Sec-Fetch-Site`
+//! `cross-site` or `same-site`) is refused too.
+//!
+//! Brute force ([`super::guard`]): the attempt is counted before the credentials are checked,
+//! so a principal or address with too many attempts is refused without a check however many
+//! arrive at once, and password checks run in a few slots, an attempt finding them all busy
+//! being refused at once. A successful sign-in starts a new session (the browser's previous
+//! one ends) through the console-sessions service, bound to the credential it used.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::audit::AuditEvent;
 use super::extract::{clear_session_cookie, Cookies, Signed};
+use super::guard::Refusal;
 use super::i18n::{Lang, Text as T};
-use super::session::{self, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
+use super::session;
 use super::view::CsrfRefused;
-use super::{html, internal, redirect, set_cookie, ConsoleState};
+use super::{html, internal, redirect, set_session_cookie, ConsoleState};
 use crate::error::KmsError;
-use crate::service::console::ConsolePrincipal;
+use crate::service::console::{ConsolePrincipal, SigninTokenCheck};
 
 const SIGNIN: &str = "ConsoleSignIn";
 const SIGNOUT: &str = "ConsoleSignOut";
 /// Largest sign-in or sign-out form body read.
 const MAX_FORM: usize = 64 * 1024;
+const INVALID_CSRF: &str = "Console.InvalidCsrfToken";
 
 /// A line above the sign-in form.
 struct Message {
@@ -96,14 +106,18 @@ impl Shown {
 pub struct SigninQuery {
     expired: Option<String>,
     out: Option<String>,
+    dup: Option<String>,
 }
 
 pub async fn signin_get(
     State(st): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     lang: Lang,
     Query(q): Query<SigninQuery>,
 ) -> Response {
-    let message = if q.expired.is_some() {
+    let message = if q.dup.is_some() {
+        Some(error(lang, T::DuplicateSessionCookie))
+    } else if q.expired.is_some() {
         Some(error(lang, T::SessionExpired))
     } else if q.out.is_some() {
         Some(Message {
@@ -115,7 +129,8 @@ pub async fn signin_get(
     };
     // A store error only loses the default: show the console-user form as before.
     let has_users = st.sessions().has_users().await.unwrap_or(true);
-    signin_form(&st, lang, message, Shown::fresh(has_users), StatusCode::OK)
+    let form = Shown::fresh(has_users);
+    signin_form(&st, lang, peer.ip(), message, form, StatusCode::OK)
 }
 
 fn error(lang: Lang, text: T) -> Message {
@@ -125,17 +140,18 @@ fn error(lang: Lang, text: T) -> Message {
     }
 }
 
-/// The sign-in page with a fresh double-submit token (cookie and form field).
+/// The sign-in page with a fresh sign-in token for `client` in the form.
 fn signin_form(
     st: &ConsoleState,
     lang: Lang,
+    client: IpAddr,
     message: Option<Message>,
     form: Shown,
     status: StatusCode,
 ) -> Response {
-    let csrf = match session::new_signin_csrf() {
+    let csrf = match st.sessions().signin_token(client) {
         Ok(c) => c,
-        Err(e) => return internal(&KmsError::internal(e)),
+        Err(e) => return internal(&e),
     };
     // An AccessKey ID typed as a user name: say so (a fact about the text typed, not
     // about any account).
@@ -149,19 +165,20 @@ fn signin_form(
         hint,
         form,
     };
-    let mut r = html(status, &page);
-    set_cookie(
-        &mut r,
-        SIGNIN_CSRF_COOKIE,
-        &page.csrf,
-        st.secure,
-        Some(3600),
-    );
-    r
+    html(status, &page)
 }
 
 fn csrf_refused(lang: Lang) -> Response {
     html(StatusCode::FORBIDDEN, &CsrfRefused { lang })
+}
+
+/// Whether the browser says the form was posted from another site, or from another origin
+/// of this site (another port of the same host). Browsers that send no `Sec-Fetch-Site`
+/// (and non-browser clients) rely on the token alone.
+fn posted_from_elsewhere(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
 }
 
 /// The credentials of a sign-in form.
@@ -210,6 +227,14 @@ impl SigninForm {
     }
 }
 
+/// A principal whose credentials were right.
+struct Verified {
+    account: String,
+    principal: ConsolePrincipal,
+    /// The credential tag of the credential checked (see `service::console`).
+    credential_tag: String,
+}
+
 pub async fn signin_post(
     State(st): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -217,45 +242,99 @@ pub async fn signin_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let client = peer.ip();
     let Some(form) = SigninForm::parse(&body) else {
-        return signin_form(&st, lang, None, Shown::fresh(true), StatusCode::BAD_REQUEST);
+        return signin_form(
+            &st,
+            lang,
+            client,
+            None,
+            Shown::fresh(true),
+            StatusCode::BAD_REQUEST,
+        );
     };
     let cookies = Cookies::from_headers(&headers);
     let mut event = AuditEvent::new(peer, SIGNIN);
-    let expected = cookies.get(SIGNIN_CSRF_COOKIE).unwrap_or_default();
-    if !session::tokens_equal(expected, &form.csrf) {
-        st.audit(&event, "Console.InvalidCsrfToken", 403).await;
+    if posted_from_elsewhere(&headers) {
+        st.audit(&event, INVALID_CSRF, 403).await;
         return csrf_refused(lang);
+    }
+    match st.sessions().check_signin_token(&form.csrf, client) {
+        SigninTokenCheck::Valid => {}
+        SigninTokenCheck::Expired => {
+            st.audit(&event, INVALID_CSRF, 403).await;
+            let message = Some(error(lang, T::SigninFormExpired));
+            let shown = Shown::again(&form);
+            return signin_form(&st, lang, client, message, shown, StatusCode::FORBIDDEN);
+        }
+        SigninTokenCheck::Invalid => {
+            st.audit(&event, INVALID_CSRF, 403).await;
+            return csrf_refused(lang);
+        }
     }
     let claimed = form.claimed().to_string();
     event.principal.clone_from(&claimed);
     let now = st.kms().now();
-    let source = peer.ip().to_string();
-    if st.guard.blocked(&claimed, &source, now) {
-        st.audit(&event, "Console.TooManyAttempts", 429).await;
-        let message = Some(error(lang, T::TooManyAttempts));
-        let shown = Shown::again(&form);
-        return signin_form(&st, lang, message, shown, StatusCode::TOO_MANY_REQUESTS);
-    }
+    let source = client.to_string();
+    // Counted now, before any check: racing attempts cannot pass the limit together.
+    let attempt = match st.guard.reserve(&claimed, &source, now) {
+        Ok(a) => a,
+        Err(_) => {
+            st.audit(&event, "Console.TooManyAttempts", 429).await;
+            let message = Some(error(lang, T::TooManyAttempts));
+            let shown = Shown::again(&form);
+            return signin_form(
+                &st,
+                lang,
+                client,
+                message,
+                shown,
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+    };
     let verified = if form.is_access_key() {
         verify_access_key(&st, &form.access_key_id, &form.access_key_secret).await
     } else {
-        verify_user(&st, &form.user_name, &form.password).await
+        match st.guard.check_permit() {
+            Ok(permit) => verify_user(&st, &form.user_name, &form.password, permit).await,
+            Err(Refusal::Busy | Refusal::TooManyAttempts) => {
+                attempt.not_checked();
+                st.audit_error(&event, &KmsError::Throttling).await;
+                return busy(&st, lang, client, Shown::again(&form));
+            }
+        }
     };
-    let (account, principal) = match verified {
+    let verified = match verified {
         Ok(Some(v)) => v,
         Ok(None) => {
-            st.guard.failed(&claimed, &source, now);
+            // the attempt stays counted
             st.audit(&event, "Console.InvalidCredentials", 401).await;
             let message = Some(error(lang, T::BadCredentials));
             let shown = Shown::again(&form);
-            return signin_form(&st, lang, message, shown, StatusCode::UNAUTHORIZED);
+            return signin_form(&st, lang, client, message, shown, StatusCode::UNAUTHORIZED);
         }
         Err(e) => return internal(&e),
     };
-    st.guard.succeeded(&claimed);
-    let event = event.by(&account, &principal.to_string());
-    start_session(&st, &cookies, &event, &account, &principal).await
+    attempt.succeeded();
+    let event = event.by(&verified.account, &verified.principal.to_string());
+    start_session(&st, &cookies, &event, &verified).await
+}
+
+/// Every password-check slot is in use: 429 at once, with the form to try again.
+fn busy(st: &ConsoleState, lang: Lang, client: IpAddr, form: Shown) -> Response {
+    let message = Some(error(lang, T::SigninBusy));
+    let mut r = signin_form(
+        st,
+        lang,
+        client,
+        message,
+        form,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Starts the session of a verified principal and sends the browser to the key list.
@@ -263,34 +342,44 @@ async fn start_session(
     st: &ConsoleState,
     cookies: &Cookies,
     event: &AuditEvent,
-    account: &str,
-    principal: &ConsolePrincipal,
+    verified: &Verified,
 ) -> Response {
-    let (token, id) = match session::new_session_token() {
+    let (token, id) = match session::new_session_token(&verified.credential_tag) {
         Ok(v) => v,
         Err(e) => return internal(&KmsError::internal(e)),
     };
-    let replaces = cookies.session_token().map(session::id_hash);
+    // With duplicate session cookies there is no one previous session to end.
+    let replaces = cookies
+        .session_token(st.secure)
+        .ok()
+        .flatten()
+        .map(session::id_hash);
     let started = st
         .sessions()
-        .start(id, account, principal, replaces.as_deref())
+        .start(
+            id,
+            &verified.account,
+            &verified.principal,
+            replaces.as_deref(),
+        )
         .await;
     if let Err(e) = started {
         return internal(&e);
     }
     st.audit_ok(event).await;
     let mut r = redirect("/console/keys");
-    set_cookie(&mut r, SESSION_COOKIE, &token, st.secure, None);
-    set_cookie(&mut r, SIGNIN_CSRF_COOKIE, "", st.secure, Some(0));
+    set_session_cookie(&mut r, &token, st.secure, None);
     r
 }
 
-/// A console user's name and password: `(account, principal)` if right.
+/// A console user's name and password (checked while holding `permit`, one of the guard's
+/// password-check slots): the verified principal if right.
 async fn verify_user(
     st: &ConsoleState,
     name: &str,
     password: &str,
-) -> Result<Option<(String, ConsolePrincipal)>, KmsError> {
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Option<Verified>, KmsError> {
     let user = if session::validate_user_name(name).is_ok() {
         st.sessions().user(name).await?
     } else {
@@ -298,23 +387,38 @@ async fn verify_user(
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let password = Zeroizing::new(password.to_string());
-    // PBKDF2 (600,000 iterations) off the async workers; an unknown name costs the same.
-    let ok =
-        tokio::task::spawn_blocking(move || session::verify_password(stored.as_deref(), &password))
-            .await
-            .map_err(KmsError::internal)?;
+    // PBKDF2 (600,000 iterations) off the async workers; an unknown name costs the same. The
+    // permit moves into the task, so the slot is busy until the check ends even if this
+    // request is dropped meanwhile.
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = session::verify_password(stored.as_deref(), &password);
+        drop(permit);
+        ok
+    })
+    .await
+    .map_err(KmsError::internal)?;
     Ok(match (ok, user) {
-        (true, Some(u)) => Some((u.account_id, ConsolePrincipal::User(u.user_name))),
+        (true, Some(u)) => {
+            let principal = ConsolePrincipal::User(u.user_name);
+            let credential_tag = st
+                .sessions()
+                .credential_tag(&principal, u.password_hash.as_bytes());
+            Some(Verified {
+                account: u.account_id,
+                principal,
+                credential_tag,
+            })
+        }
         _ => None,
     })
 }
 
-/// An access key id and secret: `(account, principal)` if right and enabled.
+/// An access key id and secret: the verified principal if right and enabled.
 async fn verify_access_key(
     st: &ConsoleState,
     id: &str,
     secret: &str,
-) -> Result<Option<(String, ConsolePrincipal)>, KmsError> {
+) -> Result<Option<Verified>, KmsError> {
     if id.is_empty() || id.len() > 128 {
         return Ok(None);
     }
@@ -325,7 +429,15 @@ async fn verify_access_key(
                 secret.as_bytes(),
             )
             .is_ok();
-            Ok(ok.then(|| (account, ConsolePrincipal::AccessKey(id.to_string()))))
+            Ok(ok.then(|| {
+                let principal = ConsolePrincipal::AccessKey(id.to_string());
+                let credential_tag = st.sessions().credential_tag(&principal, &stored);
+                Verified {
+                    account,
+                    principal,
+                    credential_tag,
+                }
+            }))
         }
         Err(KmsError::AccessKeyNotFound) | Err(KmsError::AccessKeyInactive) => Ok(None),
         Err(e) => Err(e),

@@ -2,7 +2,8 @@
 //!
 //! - A 32-byte **root key** (a 0600 file in the data dir, or `KMS_ROOT_KEY_FILE`) never
 //!   encrypts data itself: HKDF-SHA256 derives one key per purpose from it
-//!   ([`Keystore::from_root`]): sealing at rest, import tokens, material commitments.
+//!   ([`Keystore::from_root`]): sealing at rest, import tokens, material commitments, the
+//!   audit chain and the web console's tokens.
 //! - [`Keystore::seal`] / [`Keystore::open`]: AES-256-GCM with a random 96-bit nonce and
 //!   caller-supplied associated data naming what is sealed (key id and version for key
 //!   material, access key id for secrets, wrapping key id for RSA private keys), so a sealed
@@ -32,6 +33,7 @@ pub struct Keystore {
     token_key: LessSafeKey,
     commit_key: hmac::Key,
     audit_key: hmac::Key,
+    console_key: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -69,11 +71,17 @@ impl Keystore {
             .and_then(|okm| okm.fill(audit.as_mut()))
             .map_err(|_| KmsError::internal("hkdf expand"))?;
         let audit_key = hmac::Key::new(hmac::HMAC_SHA256, audit.as_ref());
+        let mut console = Zeroizing::new([0u8; 32]);
+        prk.expand(&[b"web console v1"], Len(32))
+            .and_then(|okm| okm.fill(console.as_mut()))
+            .map_err(|_| KmsError::internal("hkdf expand"))?;
+        let console_key = hmac::Key::new(hmac::HMAC_SHA256, console.as_ref());
         Ok(Self {
             seal_key,
             token_key,
             commit_key,
             audit_key,
+            console_key,
             rng: SystemRandom::new(),
         })
     }
@@ -134,6 +142,12 @@ impl Keystore {
 
     pub fn audit_key(&self) -> &hmac::Key {
         &self.audit_key
+    }
+
+    /// The key of the web console's tokens (HMAC-SHA256): sign-in form tokens and the
+    /// credential tags that bind sessions to a password (see `service::console`).
+    pub fn console_key(&self) -> &hmac::Key {
+        &self.console_key
     }
 
     pub(crate) fn token_key(&self) -> &LessSafeKey {

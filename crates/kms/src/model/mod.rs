@@ -2,6 +2,14 @@
 //! origins, protection levels and the records the store keeps. They depend on nothing else in
 //! the crate, so service, store, console and protocol can all use them without circles.
 
+pub mod key;
+pub mod records;
+pub mod spec;
 pub mod state;
 
+pub use key::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
+pub use records::{
+    AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, WrappingKeyRecord,
+};
+pub use spec::{KeySpec, KeyUsage, Origin, ProtectionLevel};
 pub use state::KeyState;

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 
+use super::refusals::Refusal;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::{Clock, ManualClock, OffsetClock};
 use crate::error::KmsError;
@@ -52,31 +53,37 @@ struct AppState {
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`] within `timeout`. A larger body is
 /// `RequestTooLarge` (413, refused from its Content-Length before reading when it has one);
-/// a body that ends early, is malformed chunked encoding, or is too slow is a 400.
+/// a body that ends early, is malformed chunked encoding, or is too slow is a 400. An error
+/// comes with the reason the accept loop counts it under.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     timeout: Duration,
-) -> Result<bytes::Bytes, KmsError> {
+) -> Result<bytes::Bytes, (Refusal, KmsError)> {
     use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(KmsError::RequestTooLarge);
+        return Err((Refusal::BodyTooLarge, KmsError::RequestTooLarge));
     }
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(KmsError::RequestTooLarge),
-        Ok(Err(_)) => Err(KmsError::invalid_because(
-            "Body",
-            "The request body ended early or is not valid chunked encoding.",
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err((Refusal::BodyTooLarge, KmsError::RequestTooLarge))
+        }
+        Ok(Err(_)) => Err((
+            Refusal::BadBody,
+            KmsError::invalid_because(
+                "Body",
+                "The request body ended early or is not valid chunked encoding.",
+            ),
         )),
-        Err(_) => Err(KmsError::invalid_because(
-            "Body",
-            "The request body was not received in time.",
+        Err(_) => Err((
+            Refusal::BodyTimeout,
+            KmsError::invalid_because("Body", "The request body was not received in time."),
         )),
     }
 }
@@ -93,7 +100,12 @@ async fn api_handler(
 ) -> Response {
     let body = match read_body(&headers, body, state.body_read_timeout).await {
         Ok(b) => b,
-        Err(e) => return error_response(&e),
+        Err((reason, e)) => {
+            // Counted by the accept loop (it never reaches the protocol or the audit trail).
+            let mut response = error_response(&e);
+            response.extensions_mut().insert(reason);
+            return response;
+        }
     };
     let headers: Vec<(String, String)> = headers
         .iter()

@@ -236,9 +236,11 @@ pub fn banner(first_key: &FirstKey, at: &Addresses) -> String {
         }
         s
     };
-    let console = |what: &str| match at.console {
+    let console = |what: &str| {
+        match at.console {
         Some(url) => format!("  Web console: open {url} and sign in with \"Access key\" ({what})."),
         None => "  Web console: not running (--console-listen off, or its default port was taken: see the warning above; --console-listen HOST:PORT moves it).".to_string(),
+    }
     };
     match first_key {
         FirstKey::Generated { id, secret } => {

@@ -127,7 +127,7 @@ impl DataDir {
             DatabaseUrl::Postgres(pg) => {
                 let store = PostgresStore::connect((*pg).clone(), pool_size)
                     .await
-                    .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {}", e.message()))?;
+                    .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {e}"))?;
                 (
                     Arc::new(store),
                     Some(*pg),

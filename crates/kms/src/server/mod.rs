@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod data_dir;
+pub mod refusals;
 pub mod serve;
 
 use std::future::Future;
@@ -143,9 +144,11 @@ where
     let audit = AuditLog::start(crate::audit::Settings::of(config), dir.keystore.clone())?;
     let protocol =
         Arc::new(Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate()));
-    // Both accept loops stop on the one shutdown.
+    // Both accept loops stop on the one shutdown, and count their refusals together.
     let shutdown = shutdown.boxed().shared();
     let mut console_url = None;
+    let refusals = Arc::new(refusals::Refusals::default());
+    let refusal_log = tokio::spawn(refusals.clone().log_forever());
     let console = match serve::console_listener(&config.console).await? {
         Some(listener) => {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -164,6 +167,7 @@ where
                 app,
                 tls.clone(),
                 config.http,
+                refusals.clone(),
                 shutdown.clone(),
             )))
         }
@@ -195,9 +199,11 @@ where
         config.enable_test_clock,
         config.http.body_read_timeout,
     );
-    serve::serve(listener, app, tls, config.http, shutdown).await;
+    serve::serve(listener, app, tls, config.http, refusals.clone(), shutdown).await;
     if let Some(console) = console {
         let _ = console.await;
     }
+    refusal_log.abort();
+    tracing::info!("refused before the API since start: {}", refusals.summary());
     Ok(())
 }

@@ -40,7 +40,8 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         check(row::CreateAlias, key.state)?;
-        self.store
+        Ok(self
+            .store
             .create_alias(
                 AliasRecord {
                     account_id: key.account_id,
@@ -51,7 +52,7 @@ impl Kms {
                 },
                 self.config.max_aliases_per_key,
             )
-            .await
+            .await?)
     }
 
     pub async fn update_alias(

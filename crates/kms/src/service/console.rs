@@ -8,15 +8,41 @@
 //! A session is live while all of these hold:
 //! - it was used within the idle timeout ([`SessionPolicy::idle_timeout`]),
 //! - it is younger than [`SessionPolicy::MAX_LIFETIME`] however active it is,
-//! - its principal still exists in the session's account and (for an access key) is enabled.
+//! - its principal still exists in the session's account and (for an access key) is enabled,
+//! - its principal's credential is the one it signed in with: the browser's token carries a
+//!   *credential tag* ([`ConsoleSessions::credential_tag`], an HMAC under a root-derived key
+//!   of the principal and its stored password hash or access key secret), which must match
+//!   the tag of the credential stored now. A console user's password hash has a fresh random
+//!   salt whenever the user is created or its password changed, so deleting and re-creating
+//!   a user, or changing its password, ends every session it had, on every node, at the
+//!   session's next request (the tag is part of the token, and the token's SHA-256 is the
+//!   session id, so it cannot be edited).
 //!
 //! Otherwise it is deleted at the first request that finds it so.
+//!
+//! The sign-in form carries a token this service issues and checks without any cookie
+//! ([`ConsoleSessions::signin_token`]): an expiry, a random nonce and an HMAC under the
+//! root-derived console key over both and the browser's address.
 
 use std::fmt;
+use std::net::IpAddr;
+
+use aws_lc_rs::hmac;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 use super::Kms;
 use crate::error::KmsError;
-use crate::store::{ConsoleSessionRecord, ConsoleUserRecord};
+use crate::store::{ConsoleSessionRecord, ConsoleUserRecord, Store};
+
+/// How long a sign-in form's token is accepted (key-lifecycle clock).
+pub const SIGNIN_TOKEN_LIFETIME: i64 = 10 * 60;
+/// Expiry (8 bytes, big-endian Unix seconds) and nonce (16 bytes): what a sign-in token's
+/// HMAC-SHA256 (32 bytes) covers, with the browser's address.
+const SIGNIN_BODY_LEN: usize = 8 + 16;
+const SIGNIN_TOKEN_LEN: usize = SIGNIN_BODY_LEN + 32;
+/// Bytes of HMAC-SHA256 kept in a credential tag.
+const CREDENTIAL_TAG_LEN: usize = 16;
 
 /// Who signed in to the console. Stored (and audited) as `console-user:<name>` or
 /// `console:<access key id>`.
@@ -63,6 +89,18 @@ impl SessionPolicy {
     pub const MAX_LIFETIME: i64 = 12 * 3600;
 }
 
+/// What a sign-in form's token is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigninTokenCheck {
+    /// Issued by a server with this root key, for this address, and not expired.
+    Valid,
+    /// Authentic but older than [`SIGNIN_TOKEN_LIFETIME`].
+    Expired,
+    /// Missing, malformed, forged, for another address or from a server with another root
+    /// key.
+    Invalid,
+}
+
 /// What a session id stands for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionLookup {
@@ -94,12 +132,16 @@ impl<'a> ConsoleSessions<'a> {
 
     /// A console user by name (`None` if there is none).
     pub async fn user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
-        self.kms.store.get_console_user(name).await
+        Ok(self.kms.store.get_console_user(name).await?)
     }
 
-    /// The session stored under `id_hash`, if live (see the module comment); a live
-    /// session's idle timer is reset, a dead one is deleted.
-    pub async fn check(&self, id_hash: &str) -> Result<SessionLookup, KmsError> {
+    /// The session stored under `id_hash`, if live (see the module comment) for a token that
+    /// carries `credential_tag`; a live session's idle timer is reset, a dead one is deleted.
+    pub async fn check(
+        &self,
+        id_hash: &str,
+        credential_tag: &str,
+    ) -> Result<SessionLookup, KmsError> {
         let store = &self.kms.store;
         let Some(rec) = store.get_console_session(id_hash).await? else {
             return Ok(SessionLookup::Unknown);
@@ -111,7 +153,7 @@ impl<'a> ConsoleSessions<'a> {
             store.delete_console_session(id_hash).await?;
             return Ok(SessionLookup::Expired);
         }
-        if !self.principal_is_valid(&rec).await? {
+        if !self.principal_is_valid(&rec, credential_tag).await? {
             store.delete_console_session(id_hash).await?;
             return Ok(SessionLookup::Unknown);
         }
@@ -120,20 +162,91 @@ impl<'a> ConsoleSessions<'a> {
     }
 
     /// Whether the session's principal still exists in its account (and, for an access
-    /// key, is enabled).
-    async fn principal_is_valid(&self, rec: &ConsoleSessionRecord) -> Result<bool, KmsError> {
-        Ok(match ConsolePrincipal::parse(&rec.principal) {
-            Some(ConsolePrincipal::User(name)) => self
-                .user(&name)
+    /// key, is enabled) with the credential it signed in with (`credential_tag`).
+    async fn principal_is_valid(
+        &self,
+        rec: &ConsoleSessionRecord,
+        credential_tag: &str,
+    ) -> Result<bool, KmsError> {
+        let Some(principal) = ConsolePrincipal::parse(&rec.principal) else {
+            return Ok(false);
+        };
+        let current = match &principal {
+            ConsolePrincipal::User(name) => self
+                .user(name)
                 .await?
-                .is_some_and(|u| u.account_id == rec.account_id),
-            Some(ConsolePrincipal::AccessKey(id)) => self
-                .kms
-                .access_key_secret(&id)
-                .await
-                .is_ok_and(|(account, _)| account == rec.account_id),
-            None => false,
-        })
+                .filter(|u| u.account_id == rec.account_id)
+                .map(|u| self.credential_tag(&principal, u.password_hash.as_bytes())),
+            ConsolePrincipal::AccessKey(id) => match self.kms.access_key_secret(id).await {
+                Ok((account, secret)) if account == rec.account_id => {
+                    Some(self.credential_tag(&principal, &secret))
+                }
+                _ => None,
+            },
+        };
+        Ok(current.is_some_and(|tag| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                tag.as_bytes(),
+                credential_tag.as_bytes(),
+            )
+            .is_ok()
+        }))
+    }
+
+    /// The credential tag of a session of `principal` signed in with `credential` (the
+    /// stored password hash of a console user, the secret of an access key): 16 bytes of
+    /// HMAC-SHA256 under the root-derived console key, base64url. The browser's session
+    /// token carries it; it reveals nothing about the credential.
+    pub fn credential_tag(&self, principal: &ConsolePrincipal, credential: &[u8]) -> String {
+        let mut ctx = hmac::Context::with_key(self.kms.keystore.console_key());
+        ctx.update(b"kms console credential v1\0");
+        let p = principal.to_string();
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p.as_bytes());
+        ctx.update(credential);
+        URL_SAFE_NO_PAD.encode(&ctx.sign().as_ref()[..CREDENTIAL_TAG_LEN])
+    }
+
+    /// A token for the sign-in form shown to `client`: expiry ‖ nonce ‖ HMAC, base64url.
+    /// Any node with the same root key accepts it ([`Self::check_signin_token`]) until
+    /// [`SIGNIN_TOKEN_LIFETIME`] has passed; nothing is stored.
+    pub fn signin_token(&self, client: IpAddr) -> Result<String, KmsError> {
+        let expiry = self.kms.now().saturating_add(SIGNIN_TOKEN_LIFETIME);
+        let nonce = self.kms.keystore.random(16)?;
+        let mut token = Vec::with_capacity(SIGNIN_TOKEN_LEN);
+        token.extend_from_slice(&expiry.to_be_bytes());
+        token.extend_from_slice(&nonce);
+        let tag = hmac::sign(
+            self.kms.keystore.console_key(),
+            &signin_message(&token, client),
+        );
+        token.extend_from_slice(tag.as_ref());
+        Ok(URL_SAFE_NO_PAD.encode(token))
+    }
+
+    /// Checks a sign-in form's token sent by `client`.
+    pub fn check_signin_token(&self, token: &str, client: IpAddr) -> SigninTokenCheck {
+        if token.len() > 2 * SIGNIN_TOKEN_LEN {
+            return SigninTokenCheck::Invalid;
+        }
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(token) else {
+            return SigninTokenCheck::Invalid;
+        };
+        if raw.len() != SIGNIN_TOKEN_LEN {
+            return SigninTokenCheck::Invalid;
+        }
+        let (body, tag) = raw.split_at(SIGNIN_BODY_LEN);
+        let key = self.kms.keystore.console_key();
+        if hmac::verify(key, &signin_message(body, client), tag).is_err() {
+            return SigninTokenCheck::Invalid;
+        }
+        let mut expiry = [0u8; 8];
+        expiry.copy_from_slice(&body[..8]);
+        if self.kms.now() >= i64::from_be_bytes(expiry) {
+            SigninTokenCheck::Expired
+        } else {
+            SigninTokenCheck::Valid
+        }
     }
 
     /// Starts a session (stored under `id_hash`) for a principal whose credentials have
@@ -170,31 +283,86 @@ impl<'a> ConsoleSessions<'a> {
 
     /// Ends a session (sign-out).
     pub async fn end(&self, id_hash: &str) -> Result<(), KmsError> {
-        self.kms.store.delete_console_session(id_hash).await
+        Ok(self.kms.store.delete_console_session(id_hash).await?)
     }
+}
+
+/// What a sign-in token's HMAC covers: a label, expiry ‖ nonce, and the client's address
+/// (an IPv4 address seen as IPv4-mapped IPv6 counts as the IPv4 one).
+fn signin_message(body: &[u8], client: IpAddr) -> Vec<u8> {
+    let client = client.to_canonical().to_string();
+    let mut m = Vec::with_capacity(32 + body.len() + client.len());
+    m.extend_from_slice(b"kms console sign-in v1\0");
+    m.extend_from_slice(body);
+    m.extend_from_slice(client.as_bytes());
+    m
+}
+
+/// Replaces a console user's password hash (`kms admin console-user set-password`); false
+/// if there is no such user. The new hash has a new random salt, so every session of the
+/// user ends at its next request, on every node (see the module comment).
+///
+/// The store has no update of a console user, so this deletes the user and inserts it again
+/// with the same account and creation date (two statements: if the second fails, the user
+/// is gone and the error says so; run the command again with `create`).
+pub async fn set_console_user_password(
+    store: &dyn Store,
+    name: &str,
+    password_hash: String,
+) -> Result<bool, KmsError> {
+    let Some(user) = store.get_console_user(name).await? else {
+        return Ok(false);
+    };
+    if !store.delete_console_user(name).await? {
+        return Ok(false);
+    }
+    let replaced = ConsoleUserRecord {
+        password_hash,
+        ..user
+    };
+    if !store.insert_console_user(replaced).await? {
+        return Err(KmsError::internal(format!(
+            "console user {name} was created again while its password was being changed"
+        )));
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::keystore::Keystore;
     use crate::service::testing::{kms, T0};
 
     const ACCOUNT: &str = "1234567890123456";
+    const HASH: &str = "pbkdf2-sha256$1$AA==$AA==";
 
     fn policy() -> SessionPolicy {
         SessionPolicy { idle_timeout: 600 }
     }
 
+    fn user(name: &str, account: &str, hash: &str) -> ConsoleUserRecord {
+        ConsoleUserRecord {
+            user_name: name.into(),
+            account_id: account.into(),
+            password_hash: hash.into(),
+            creation_date: T0,
+        }
+    }
+
     async fn add_user(kms: &Kms, name: &str, account: &str) {
         kms.store
-            .insert_console_user(ConsoleUserRecord {
-                user_name: name.into(),
-                account_id: account.into(),
-                password_hash: "pbkdf2-sha256$1$AA==$AA==".into(),
-                creation_date: T0,
-            })
+            .insert_console_user(user(name, account, HASH))
             .await
             .unwrap();
+    }
+
+    /// The credential tag of a console user signed in with [`HASH`].
+    fn tag(s: &ConsoleSessions<'_>, name: &str) -> String {
+        s.credential_tag(&ConsolePrincipal::User(name.into()), HASH.as_bytes())
     }
 
     #[test]
@@ -222,21 +390,22 @@ mod tests {
         add_user(&kms, "alice", ACCOUNT).await;
         let s = ConsoleSessions::new(&kms, policy());
         let alice = ConsolePrincipal::User("alice".into());
+        let t = tag(&s, "alice");
         s.start("h1".into(), ACCOUNT, &alice, None).await.unwrap();
         clock.advance(599);
         assert!(matches!(
-            s.check("h1").await.unwrap(),
+            s.check("h1", &t).await.unwrap(),
             SessionLookup::Live(_)
         ));
         // the check reset the idle timer
         clock.advance(599);
         assert!(matches!(
-            s.check("h1").await.unwrap(),
+            s.check("h1", &t).await.unwrap(),
             SessionLookup::Live(_)
         ));
         clock.advance(600);
-        assert_eq!(s.check("h1").await.unwrap(), SessionLookup::Expired);
-        assert_eq!(s.check("h1").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("h1", &t).await.unwrap(), SessionLookup::Expired);
+        assert_eq!(s.check("h1", &t).await.unwrap(), SessionLookup::Unknown);
 
         // never idle, but older than the maximum lifetime
         s.start("h2".into(), ACCOUNT, &alice, None).await.unwrap();
@@ -245,12 +414,12 @@ mod tests {
             clock.advance(500);
             age += 500;
             assert!(matches!(
-                s.check("h2").await.unwrap(),
+                s.check("h2", &t).await.unwrap(),
                 SessionLookup::Live(_)
             ));
         }
         clock.advance(SessionPolicy::MAX_LIFETIME - age);
-        assert_eq!(s.check("h2").await.unwrap(), SessionLookup::Expired);
+        assert_eq!(s.check("h2", &t).await.unwrap(), SessionLookup::Expired);
     }
 
     #[tokio::test]
@@ -259,30 +428,85 @@ mod tests {
         add_user(&kms, "bob", ACCOUNT).await;
         let s = ConsoleSessions::new(&kms, policy());
         let bob = ConsolePrincipal::User("bob".into());
+        let t = tag(&s, "bob");
         s.start("u".into(), ACCOUNT, &bob, None).await.unwrap();
         // a session naming another account than the user's is not honoured
         s.start("x".into(), "6543210987654321", &bob, None)
             .await
             .unwrap();
-        assert_eq!(s.check("x").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("x", &t).await.unwrap(), SessionLookup::Unknown);
         kms.store.delete_console_user("bob").await.unwrap();
-        assert_eq!(s.check("u").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("u", &t).await.unwrap(), SessionLookup::Unknown);
 
         let ak = kms.create_access_key(ACCOUNT, None).await.unwrap();
         let p = ConsolePrincipal::AccessKey(ak.access_key_id.clone());
+        let (_, secret) = kms.access_key_secret(&ak.access_key_id).await.unwrap();
+        let t = s.credential_tag(&p, &secret);
         s.start("k".into(), ACCOUNT, &p, None).await.unwrap();
         assert!(matches!(
-            s.check("k").await.unwrap(),
+            s.check("k", &t).await.unwrap(),
             SessionLookup::Live(_)
         ));
         kms.store
             .set_access_key_enabled(&ak.access_key_id, false)
             .await
             .unwrap();
-        assert_eq!(s.check("k").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("k", &t).await.unwrap(), SessionLookup::Unknown);
         let unknown = ConsolePrincipal::AccessKey("LTAInope".into());
         s.start("n".into(), ACCOUNT, &unknown, None).await.unwrap();
-        assert_eq!(s.check("n").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("n", &t).await.unwrap(), SessionLookup::Unknown);
+    }
+
+    /// Issue 14 item 8: a session is bound to the credential it signed in with.
+    #[tokio::test]
+    async fn a_new_password_or_a_re_created_user_ends_the_old_sessions() {
+        let (kms, _, _) = kms();
+        add_user(&kms, "ops", ACCOUNT).await;
+        let s = ConsoleSessions::new(&kms, policy());
+        let ops = ConsolePrincipal::User("ops".into());
+        let t = tag(&s, "ops");
+        s.start("a".into(), ACCOUNT, &ops, None).await.unwrap();
+        s.start("b".into(), ACCOUNT, &ops, None).await.unwrap();
+        assert!(matches!(
+            s.check("a", &t).await.unwrap(),
+            SessionLookup::Live(_)
+        ));
+        // a token without the tag, or with another principal's, is not honoured
+        assert_eq!(s.check("b", "").await.unwrap(), SessionLookup::Unknown);
+        s.start("b".into(), ACCOUNT, &ops, None).await.unwrap();
+        assert_eq!(
+            s.check("b", &tag(&s, "other")).await.unwrap(),
+            SessionLookup::Unknown
+        );
+
+        // deleted and created again with the same name and account, another hash
+        kms.store.delete_console_user("ops").await.unwrap();
+        kms.store
+            .insert_console_user(user("ops", ACCOUNT, "pbkdf2-sha256$1$AQ==$AA=="))
+            .await
+            .unwrap();
+        assert_eq!(s.check("a", &t).await.unwrap(), SessionLookup::Unknown);
+
+        // the password changed
+        let t2 = s.credential_tag(&ops, b"pbkdf2-sha256$1$AQ==$AA==");
+        s.start("c".into(), ACCOUNT, &ops, None).await.unwrap();
+        assert!(matches!(
+            s.check("c", &t2).await.unwrap(),
+            SessionLookup::Live(_)
+        ));
+        let store = kms.store.as_ref();
+        assert!(
+            set_console_user_password(store, "ops", "pbkdf2-sha256$1$Ag==$AA==".into())
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.check("c", &t2).await.unwrap(), SessionLookup::Unknown);
+        let now = store.get_console_user("ops").await.unwrap().unwrap();
+        assert_eq!(now.password_hash, "pbkdf2-sha256$1$Ag==$AA==");
+        assert_eq!((now.account_id.as_str(), now.creation_date), (ACCOUNT, T0));
+        assert!(!set_console_user_password(store, "nobody", HASH.into())
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -291,17 +515,68 @@ mod tests {
         add_user(&kms, "carol", ACCOUNT).await;
         let s = ConsoleSessions::new(&kms, policy());
         let carol = ConsolePrincipal::User("carol".into());
+        let t = tag(&s, "carol");
         let rec = s.start("a".into(), ACCOUNT, &carol, None).await.unwrap();
         assert_eq!(rec.principal, "console-user:carol");
         s.start("b".into(), ACCOUNT, &carol, Some("a"))
             .await
             .unwrap();
-        assert_eq!(s.check("a").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("a", &t).await.unwrap(), SessionLookup::Unknown);
         assert!(matches!(
-            s.check("b").await.unwrap(),
+            s.check("b", &t).await.unwrap(),
             SessionLookup::Live(_)
         ));
         s.end("b").await.unwrap();
-        assert_eq!(s.check("b").await.unwrap(), SessionLookup::Unknown);
+        assert_eq!(s.check("b", &t).await.unwrap(), SessionLookup::Unknown);
+    }
+
+    /// Issue 14 item 9: the sign-in token is bound to the root key, the address and time.
+    #[tokio::test]
+    async fn sign_in_tokens() {
+        let (kms, clock, _) = kms();
+        let s = ConsoleSessions::new(&kms, policy());
+        let me: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = s.signin_token(me).unwrap();
+        assert_ne!(t, s.signin_token(me).unwrap()); // a fresh nonce each time
+        assert_eq!(s.check_signin_token(&t, me), SigninTokenCheck::Valid);
+        // the same address seen as IPv4-mapped IPv6
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(s.check_signin_token(&t, mapped), SigninTokenCheck::Valid);
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(s.check_signin_token(&t, other), SigninTokenCheck::Invalid);
+        // any altered byte
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 1;
+            let bad = URL_SAFE_NO_PAD.encode(bad);
+            assert_eq!(s.check_signin_token(&bad, me), SigninTokenCheck::Invalid);
+        }
+        for bad in [
+            "",
+            "x",
+            &t[..t.len() - 2],
+            &format!("{t}AA"),
+            &"A".repeat(500),
+        ] {
+            assert_eq!(s.check_signin_token(bad, me), SigninTokenCheck::Invalid);
+        }
+        // another root key
+        let other_kms = Kms::new(
+            kms.store.clone(),
+            Arc::new(Keystore::from_root(&[4u8; 32]).unwrap()),
+            Arc::new(ManualClock::new(T0)),
+            crate::keystore::wrapping::Pool::new(0),
+            crate::service::ServiceConfig::default(),
+        );
+        let o = ConsoleSessions::new(&other_kms, policy());
+        assert_eq!(o.check_signin_token(&t, me), SigninTokenCheck::Invalid);
+        let x = ConsolePrincipal::User("x".into());
+        assert_ne!(o.credential_tag(&x, b"h"), s.credential_tag(&x, b"h"));
+        // expiry
+        clock.advance(SIGNIN_TOKEN_LIFETIME - 1);
+        assert_eq!(s.check_signin_token(&t, me), SigninTokenCheck::Valid);
+        clock.advance(1);
+        assert_eq!(s.check_signin_token(&t, me), SigninTokenCheck::Expired);
     }
 }

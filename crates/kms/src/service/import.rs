@@ -23,10 +23,11 @@ use std::sync::Arc;
 use base64::Engine;
 
 use super::state::{check, row, KeyState};
-use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
+use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::token::TokenClaims;
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::model::Origin;
 use crate::store::{KeyLocator, KeyRecord, VersionChange, WrappingKeyRecord};
 
 pub const WRAPPING_KEY_SPEC: &str = "RSA_2048";
@@ -47,7 +48,7 @@ fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
 }
 
 fn require_external(key: &KeyRecord) -> Result<(), KmsError> {
-    if key.origin != ORIGIN_EXTERNAL {
+    if key.origin != Origin::External {
         return Err(KmsError::UnsupportedOrigin);
     }
     Ok(())
@@ -56,11 +57,7 @@ fn require_external(key: &KeyRecord) -> Result<(), KmsError> {
 /// Removes the material of a key (DeleteKeyMaterial and expiry): PendingImport, unless the
 /// key is PendingDeletion, which keeps its state and DeleteDate.
 fn drop_material(k: &mut KeyRecord) -> Vec<VersionChange> {
-    k.material_present = false;
-    k.material_expire = None;
-    if k.state != KeyState::PendingDeletion {
-        k.state = KeyState::PendingImport;
-    }
+    k.remove_material();
     vec![VersionChange::SetMaterial {
         version_id: k.primary_version.clone(),
         sealed_material: None,
@@ -252,7 +249,7 @@ impl Kms {
             .update_key(
                 loc,
                 Box::new(move |k| {
-                    if k.material_present && k.material_expire.is_some_and(|e| e <= now) {
+                    if k.material_expired(now) {
                         Ok(drop_material(k))
                     } else {
                         Ok(Vec::new())

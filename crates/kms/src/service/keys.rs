@@ -3,13 +3,11 @@
 //! and the tags given at creation.
 
 use super::state::{check, row, KeyState, StateRow};
-use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
+use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
+use crate::model::{KeySpec, KeyUsage, Origin, ProtectionLevel};
 use crate::store::{KeyField, KeyLocator, KeyRecord, KeyVersionRecord, Tag};
 
-pub const KEY_SPEC_AES_256: &str = "Aliyun_AES_256";
-pub const USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT/DECRYPT";
-pub const PROTECTION_SOFTWARE: &str = "SOFTWARE";
 pub const MAX_DESCRIPTION: usize = 8192;
 
 #[derive(Debug, Clone, Default)]
@@ -94,20 +92,20 @@ pub fn new_key_record(
     key_id: &str,
     account_id: &str,
     region: &str,
-    origin: &str,
+    origin: Origin,
     version_id: &str,
     now: i64,
 ) -> KeyRecord {
-    let external = origin == ORIGIN_EXTERNAL;
+    let external = origin == Origin::External;
     KeyRecord {
         key_id: key_id.to_string(),
         account_id: account_id.to_string(),
         region: region.to_string(),
         description: String::new(),
-        key_spec: KEY_SPEC_AES_256.into(),
-        key_usage: USAGE_ENCRYPT_DECRYPT.into(),
-        origin: origin.to_string(),
-        protection_level: PROTECTION_SOFTWARE.into(),
+        key_spec: KeySpec::Aes256,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin,
+        protection_level: ProtectionLevel::Software,
         state: if external {
             KeyState::PendingImport
         } else {
@@ -129,44 +127,55 @@ pub fn new_key_record(
     }
 }
 
+/// A CreateKey parameter: `default` if absent, else its value if this server supports it,
+/// else `InvalidParameter` with `why`.
+fn param_or<T>(
+    given: Option<String>,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    name: &str,
+    why: &str,
+) -> Result<T, KmsError> {
+    match given {
+        None => Ok(default),
+        Some(v) => parse(&v).ok_or_else(|| KmsError::invalid_because(name, why)),
+    }
+}
+
 impl Kms {
     pub async fn create_key(
         &self,
         caller: &Caller,
         input: CreateKeyInput,
     ) -> Result<KeyRecord, KmsError> {
-        let key_spec = input.key_spec.unwrap_or_else(|| KEY_SPEC_AES_256.into());
-        if key_spec != KEY_SPEC_AES_256 {
-            return Err(KmsError::invalid_because(
-                "KeySpec",
-                "This server supports Aliyun_AES_256 keys.",
-            ));
-        }
-        let key_usage = input
-            .key_usage
-            .unwrap_or_else(|| USAGE_ENCRYPT_DECRYPT.into());
-        if key_usage != USAGE_ENCRYPT_DECRYPT {
-            return Err(KmsError::invalid_because(
-                "KeyUsage",
-                "A symmetric key's usage is ENCRYPT/DECRYPT.",
-            ));
-        }
-        let origin = input.origin.unwrap_or_else(|| ORIGIN_KMS.into());
-        if origin != ORIGIN_KMS && origin != ORIGIN_EXTERNAL {
-            return Err(KmsError::invalid_because(
-                "Origin",
-                "Origin is Aliyun_KMS or EXTERNAL.",
-            ));
-        }
-        let protection_level = input
-            .protection_level
-            .unwrap_or_else(|| PROTECTION_SOFTWARE.into());
-        if protection_level != PROTECTION_SOFTWARE {
-            return Err(KmsError::invalid_because(
-                "ProtectionLevel",
-                "This server offers the SOFTWARE protection level.",
-            ));
-        }
+        let key_spec = param_or(
+            input.key_spec,
+            KeySpec::Aes256,
+            KeySpec::parse,
+            "KeySpec",
+            "This server supports Aliyun_AES_256 keys.",
+        )?;
+        let key_usage = param_or(
+            input.key_usage,
+            KeyUsage::EncryptDecrypt,
+            KeyUsage::parse,
+            "KeyUsage",
+            "A symmetric key's usage is ENCRYPT/DECRYPT.",
+        )?;
+        let origin = param_or(
+            input.origin,
+            Origin::AliyunKms,
+            Origin::parse,
+            "Origin",
+            "Origin is Aliyun_KMS or EXTERNAL.",
+        )?;
+        let protection_level = param_or(
+            input.protection_level,
+            ProtectionLevel::Software,
+            ProtectionLevel::parse,
+            "ProtectionLevel",
+            "This server offers the SOFTWARE protection level.",
+        )?;
         let description = input.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::invalid("Description"));
@@ -180,7 +189,7 @@ impl Kms {
             super::versions::parse_rotation_interval(text)?;
         }
         let rotation_interval = if input.enable_automatic_rotation {
-            if origin == ORIGIN_EXTERNAL {
+            if origin == Origin::External {
                 // Imported keys are never rotated (reference §3.16).
                 return Err(KmsError::UnsupportedOrigin);
             }
@@ -208,7 +217,7 @@ impl Kms {
 
         let now = self.now();
         let key_id = new_id();
-        let first = if origin == ORIGIN_EXTERNAL {
+        let first = if origin == Origin::External {
             KeyVersionRecord {
                 key_id: key_id.clone(),
                 version_id: new_id(),
@@ -229,7 +238,7 @@ impl Kms {
                 &key_id,
                 &caller.account_id,
                 &caller.region,
-                &origin,
+                origin,
                 &first.version_id,
                 now,
             )
@@ -258,7 +267,7 @@ impl Kms {
                 &key_id,
                 account_id,
                 region,
-                ORIGIN_KMS,
+                Origin::AliyunKms,
                 &first.version_id,
                 now,
             );
@@ -315,7 +324,9 @@ impl Kms {
             store_filters.push((field, f.values.clone()));
         }
         let offset = page_number.saturating_sub(1).saturating_mul(page_size);
-        let (mut page, total) = self
+        // The store leaves out keys past their deletion date and shows expired material as
+        // PendingImport whether or not the sweeper has run (`KeyRecord::as_of`).
+        Ok(self
             .store
             .list_keys_page(
                 &caller.account_id,
@@ -325,19 +336,7 @@ impl Kms {
                 offset,
                 page_size,
             )
-            .await?;
-        // Keys past their deletion date are left out by the store; expired material shows
-        // as PendingImport whether or not the sweeper has run.
-        for k in &mut page {
-            if k.material_present && k.material_expire.is_some_and(|e| e <= now) {
-                k.material_present = false;
-                k.material_expire = None;
-                if k.state != KeyState::PendingDeletion {
-                    k.state = KeyState::PendingImport;
-                }
-            }
-        }
-        Ok((page, total))
+            .await?)
     }
 
     /// Applies `f` to the key under the store's lock, after the state matrix check with
@@ -433,7 +432,7 @@ impl Kms {
     }
 
     /// Cancels a scheduled deletion: the key returns to Enabled, or to PendingImport if it
-    /// is an EXTERNAL key without material ([inference], reference §3.8).
+    /// is an EXTERNAL key without material (\[inference\], reference §3.8).
     pub async fn cancel_key_deletion(
         &self,
         caller: &Caller,
@@ -500,7 +499,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(k.state, KeyState::Enabled);
-        assert_eq!(k.origin, ORIGIN_KMS);
+        assert_eq!(k.origin, Origin::AliyunKms);
         let arn = key_arn(&k);
         assert_eq!(kms.describe_key(&caller, &arn).await.unwrap(), k);
         kms.disable_key(&caller, &k.key_id).await.unwrap();
@@ -752,7 +751,7 @@ mod migration {
     use super::*;
     use crate::service::testing::kms;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::Store;
+    use crate::store::DumpStore;
 
     #[tokio::test]
     async fn export_import_round_trip() {

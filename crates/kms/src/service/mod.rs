@@ -25,9 +25,6 @@ use crate::keystore::wrapping::Pool;
 use crate::keystore::{Keystore, Secret};
 use crate::store::{AccessKeyRecord, KeyLocator, KeyRecord, Store};
 
-pub const ORIGIN_KMS: &str = "Aliyun_KMS";
-pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
-
 /// Settings of the service layer.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -245,7 +242,7 @@ impl Kms {
             self.store.delete_key_if_due(loc, now).await?;
             return Err(KmsError::KeyNotFound);
         }
-        if key.material_present && key.material_expire.is_some_and(|e| e <= now) {
+        if key.material_expired(now) {
             return self.expire_material(loc).await;
         }
         Ok(key)

@@ -7,8 +7,9 @@
 //! due rotation happens exactly once.
 
 use super::state::{check, row, KeyState};
-use super::{new_id, Caller, Kms, ORIGIN_EXTERNAL};
+use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
+use crate::model::Origin;
 use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange};
 
 pub const MIN_ROTATION_SECONDS: i64 = 7 * 86_400;
@@ -65,7 +66,7 @@ impl Kms {
     ) -> Result<KeyVersionRecord, KmsError> {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
-        if key.origin == ORIGIN_EXTERNAL {
+        if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
         let v = self.new_version(&key.key_id)?;
@@ -108,7 +109,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<Vec<KeyVersionRecord>, KmsError> {
         let key = self.load(&self.locate(caller, key_ref)?).await?;
-        self.store.list_versions(&key.key_id).await
+        Ok(self.store.list_versions(&key.key_id).await?)
     }
 
     /// UpdateRotationPolicy. Shortening the interval so that a rotation is already due
@@ -122,7 +123,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
-        if key.origin == ORIGIN_EXTERNAL {
+        if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
         let interval = match (enable, interval) {
@@ -186,7 +187,7 @@ impl Kms {
 fn is_due(k: &KeyRecord, now: i64) -> bool {
     k.automatic_rotation
         && k.state == KeyState::Enabled
-        && k.origin != ORIGIN_EXTERNAL
+        && k.origin != Origin::External
         && matches!((k.last_rotation_date, k.rotation_interval), (Some(l), Some(i)) if l + i <= now)
 }
 

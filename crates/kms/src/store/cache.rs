@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::*;
-use crate::error::KmsError;
 
 /// Entries are dropped wholesale past this many, to bound memory.
 const MAX_ENTRIES: usize = 200_000;
@@ -114,17 +113,14 @@ impl CachedStore {
         }
     }
 
-    /// Applies a change notification from another node (see
-    /// [`super::postgres::key_payload`]); `None` or an unknown payload forgets everything.
+    /// Applies a change notification from another node ([`Change::parse`]); `None` (the
+    /// connection was lost) or an unknown payload forgets everything.
     pub fn apply_remote(&self, payload: Option<&str>) {
-        let mut parts = payload.unwrap_or("*").split('\n');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("k"), Some(key_id), None, None) => self.invalidate_key(key_id, true),
-            (Some("ak"), Some(id), None, None) => self.invalidate_access_key(id),
-            (Some("a"), Some(account), Some(region), Some(name)) => {
-                self.invalidate_alias(account, region, name)
-            }
-            _ => self.invalidate_all(),
+        match payload.map_or(Change::All, Change::parse) {
+            Change::Key(key_id) => self.invalidate_key(key_id, true),
+            Change::AccessKey(id) => self.invalidate_access_key(id),
+            Change::Alias(account, region, name) => self.invalidate_alias(account, region, name),
+            Change::All => self.invalidate_all(),
         }
     }
 
@@ -153,41 +149,15 @@ impl CachedStore {
     }
 }
 
+impl Delegate for CachedStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+}
+
 #[async_trait]
-impl Store for CachedStore {
-    async fn get_meta(&self, name: &str) -> Result<Option<String>, KmsError> {
-        self.inner.get_meta(name).await
-    }
-    async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError> {
-        self.inner.set_meta(name, value).await
-    }
-    async fn init_meta(&self, name: &str, value: &str) -> Result<String, KmsError> {
-        self.inner.init_meta(name, value).await
-    }
-    async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError> {
-        self.inner.ensure_account(account_id, now).await
-    }
-    fn shares_nonces(&self) -> bool {
-        self.inner.shares_nonces()
-    }
-    async fn claim_nonce(&self, digest: &[u8], until: i64) -> Result<bool, KmsError> {
-        self.inner.claim_nonce(digest, until).await
-    }
-    async fn purge_nonces(&self, now: i64) -> Result<u64, KmsError> {
-        self.inner.purge_nonces(now).await
-    }
-    async fn export(&self) -> Result<Dump, KmsError> {
-        self.inner.export().await
-    }
-    async fn import(&self, dump: Dump) -> Result<(), KmsError> {
-        let r = self.inner.import(dump).await;
-        self.invalidate_all();
-        r
-    }
-    async fn insert_access_key(&self, ak: AccessKeyRecord) -> Result<(), KmsError> {
-        self.inner.insert_access_key(ak).await
-    }
-    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, KmsError> {
+impl AccountStore for CachedStore {
+    async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>> {
         let ttl = self.ttl.min(ACCESS_KEY_TTL);
         if let Some(ak) = get_fresh(&self.access_keys, &id.to_string(), ttl) {
             return Ok(Some(ak));
@@ -199,71 +169,31 @@ impl Store for CachedStore {
         }
         Ok(found)
     }
-    async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, KmsError> {
-        self.inner.list_access_keys().await
-    }
-    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError> {
+    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> StoreResult<bool> {
         let r = self.inner.set_access_key_enabled(id, enabled).await;
         self.invalidate_access_key(id);
         r
     }
-    async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError> {
+    async fn delete_access_key(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_access_key(id).await;
         self.invalidate_access_key(id);
         r
     }
+    // Not cached:
+    async fn ensure_account(&self, account_id: &str, now: i64) -> StoreResult<()> {
+        self.inner.ensure_account(account_id, now).await
+    }
+    async fn insert_access_key(&self, ak: AccessKeyRecord) -> StoreResult<()> {
+        self.inner.insert_access_key(ak).await
+    }
+    async fn list_access_keys(&self) -> StoreResult<Vec<AccessKeyRecord>> {
+        self.inner.list_access_keys().await
+    }
+}
 
-    async fn insert_key(
-        &self,
-        key: KeyRecord,
-        first: KeyVersionRecord,
-        tags: Vec<Tag>,
-        max_keys: i64,
-    ) -> Result<(), KmsError> {
-        self.inner.insert_key(key, first, tags, max_keys).await
-    }
-
-    async fn insert_keys_bulk(
-        &self,
-        keys: Vec<(KeyRecord, KeyVersionRecord)>,
-    ) -> Result<(), KmsError> {
-        self.inner.insert_keys_bulk(keys).await
-    }
-    async fn list_keys_page(
-        &self,
-        account_id: &str,
-        region: &str,
-        now: i64,
-        filters: &[(KeyField, Vec<String>)],
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<KeyRecord>, usize), KmsError> {
-        self.inner
-            .list_keys_page(account_id, region, now, filters, offset, limit)
-            .await
-    }
-    async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError> {
-        self.inner.list_tags(key_id).await
-    }
-    async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> Result<(), KmsError> {
-        self.inner.put_tags(key_id, tags, max).await
-    }
-    async fn remove_tags(
-        &self,
-        key_id: &str,
-        tag_keys: Option<Vec<String>>,
-    ) -> Result<(), KmsError> {
-        self.inner.remove_tags(key_id, tag_keys).await
-    }
-    async fn list_account_tags(
-        &self,
-        account_id: &str,
-        region: &str,
-    ) -> Result<Vec<(String, Tag)>, KmsError> {
-        self.inner.list_account_tags(account_id, region).await
-    }
-
-    async fn get_key(&self, loc: &KeyLocator) -> Result<Option<KeyRecord>, KmsError> {
+#[async_trait]
+impl KeyStore for CachedStore {
+    async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>> {
         if let Some(k) = get_fresh(&self.keys, &loc.key_id, self.ttl) {
             if k.account_id == loc.account_id && k.region == loc.region {
                 return Ok(Some(k));
@@ -277,32 +207,25 @@ impl Store for CachedStore {
         }
         Ok(found)
     }
-
-    async fn list_keys(&self, account_id: &str, region: &str) -> Result<Vec<KeyRecord>, KmsError> {
-        self.inner.list_keys(account_id, region).await
-    }
-
     async fn update_key(
         &self,
         loc: &KeyLocator,
         mutation: KeyMutation,
-    ) -> Result<Option<KeyRecord>, KmsError> {
+    ) -> StoreResult<Option<KeyRecord>> {
         let result = self.inner.update_key(loc, mutation).await;
         self.invalidate_key(&loc.key_id, false);
         result
     }
-
-    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> Result<bool, KmsError> {
+    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> StoreResult<bool> {
         let result = self.inner.delete_key_if_due(loc, now).await;
         self.invalidate_key(&loc.key_id, true);
         result
     }
-
     async fn get_version(
         &self,
         key_id: &str,
         version_id: &str,
-    ) -> Result<Option<KeyVersionRecord>, KmsError> {
+    ) -> StoreResult<Option<KeyVersionRecord>> {
         let k = (key_id.to_string(), version_id.to_string());
         if let Some(v) = get_fresh(&self.versions, &k, self.ttl) {
             return Ok(Some(v));
@@ -314,60 +237,69 @@ impl Store for CachedStore {
         }
         Ok(found)
     }
-
-    async fn list_versions(&self, key_id: &str) -> Result<Vec<KeyVersionRecord>, KmsError> {
+    // Not cached:
+    async fn insert_key(
+        &self,
+        key: KeyRecord,
+        first: KeyVersionRecord,
+        tags: Vec<Tag>,
+        max_keys: i64,
+    ) -> StoreResult<()> {
+        self.inner.insert_key(key, first, tags, max_keys).await
+    }
+    async fn insert_keys_bulk(&self, keys: Vec<(KeyRecord, KeyVersionRecord)>) -> StoreResult<()> {
+        self.inner.insert_keys_bulk(keys).await
+    }
+    async fn list_keys_page(
+        &self,
+        account_id: &str,
+        region: &str,
+        now: i64,
+        filters: &[(KeyField, Vec<String>)],
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<KeyRecord>, usize)> {
+        self.inner
+            .list_keys_page(account_id, region, now, filters, offset, limit)
+            .await
+    }
+    async fn list_keys(&self, account_id: &str, region: &str) -> StoreResult<Vec<KeyRecord>> {
+        self.inner.list_keys(account_id, region).await
+    }
+    async fn list_versions(&self, key_id: &str) -> StoreResult<Vec<KeyVersionRecord>> {
         self.inner.list_versions(key_id).await
     }
-    async fn due_deletions(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+    async fn due_rotations(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
+        self.inner.due_rotations(now).await
+    }
+    async fn due_deletions(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
         self.inner.due_deletions(now).await
     }
-    async fn due_material_expiry(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
+    async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
         self.inner.due_material_expiry(now).await
     }
-    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> Result<(), KmsError> {
-        self.inner.insert_wrapping_key(wk).await
-    }
-    async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError> {
-        self.inner.get_wrapping_key(id).await
-    }
-    async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError> {
-        self.inner.record_unwrap_failure(id, max).await
-    }
-    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError> {
-        self.inner.insert_console_user(user).await
-    }
-    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
-        self.inner.get_console_user(name).await
-    }
-    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError> {
-        self.inner.list_console_users().await
-    }
-    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError> {
-        self.inner.delete_console_user(name).await
-    }
-    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError> {
-        self.inner.insert_console_session(s).await
-    }
-    async fn get_console_session(
-        &self,
-        id_hash: &str,
-    ) -> Result<Option<ConsoleSessionRecord>, KmsError> {
-        self.inner.get_console_session(id_hash).await
-    }
-    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError> {
-        self.inner.touch_console_session(id_hash, now).await
-    }
-    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError> {
-        self.inner.delete_console_session(id_hash).await
-    }
-    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError> {
-        self.inner.purge_console_sessions(idle_before).await
-    }
-    async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError> {
-        self.inner.purge_wrapping_keys(now).await
-    }
+}
 
-    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> Result<(), KmsError> {
+#[async_trait]
+impl AliasStore for CachedStore {
+    async fn get_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<AliasRecord>> {
+        let k = (account_id.to_string(), region.to_string(), name.to_string());
+        if let Some(a) = get_fresh(&self.aliases, &k, self.ttl) {
+            return Ok(Some(a));
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.get_alias(account_id, region, name).await?;
+        if let Some(a) = &found {
+            self.fill(&self.aliases, gen, k, a.clone());
+        }
+        Ok(found)
+    }
+    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> StoreResult<()> {
         let (a, r, n) = (
             alias.account_id.clone(),
             alias.region.clone(),
@@ -384,7 +316,7 @@ impl Store for CachedStore {
         name: &str,
         key_id: &str,
         max_per_key: i64,
-    ) -> Result<bool, KmsError> {
+    ) -> StoreResult<bool> {
         let result = self
             .inner
             .update_alias(account_id, region, name, key_id, max_per_key)
@@ -392,43 +324,73 @@ impl Store for CachedStore {
         self.invalidate_alias(account_id, region, name);
         result
     }
-    async fn delete_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<bool, KmsError> {
+    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> StoreResult<bool> {
         let result = self.inner.delete_alias(account_id, region, name).await;
         self.invalidate_alias(account_id, region, name);
         result
     }
-    async fn get_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<AliasRecord>, KmsError> {
-        let k = (account_id.to_string(), region.to_string(), name.to_string());
-        if let Some(a) = get_fresh(&self.aliases, &k, self.ttl) {
-            return Ok(Some(a));
-        }
-        let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_alias(account_id, region, name).await?;
-        if let Some(a) = &found {
-            self.fill(&self.aliases, gen, k, a.clone());
-        }
-        Ok(found)
-    }
+    // Not cached:
     async fn list_aliases(
         &self,
         account_id: &str,
         region: &str,
         key_id: Option<&str>,
-    ) -> Result<Vec<AliasRecord>, KmsError> {
+    ) -> StoreResult<Vec<AliasRecord>> {
         self.inner.list_aliases(account_id, region, key_id).await
     }
-    async fn due_rotations(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError> {
-        self.inner.due_rotations(now).await
+}
+
+#[async_trait]
+impl DumpStore for CachedStore {
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        let r = self.inner.import(dump).await;
+        self.invalidate_all();
+        r
+    }
+    async fn export(&self) -> StoreResult<Dump> {
+        self.inner.export().await
+    }
+}
+
+/// What a write changed, as the caches of other nodes need to hear it: the payload of a
+/// PostgreSQL notification (`k\n<key id>`: a key, its versions and the aliases pointing at
+/// it; `ak\n<access key id>`; `a\n<account>\n<region>\n<alias name>`: one alias; `*`:
+/// everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Key(&'a str),
+    AccessKey(&'a str),
+    Alias(&'a str, &'a str, &'a str),
+    All,
+}
+
+impl<'a> Change<'a> {
+    pub fn payload(&self) -> String {
+        match self {
+            Change::Key(id) => format!("k\n{id}"),
+            Change::AccessKey(id) => format!("ak\n{id}"),
+            Change::Alias(account, region, name) => format!("a\n{account}\n{region}\n{name}"),
+            Change::All => "*".to_string(),
+        }
+    }
+
+    /// Reads a payload; anything unknown means everything.
+    pub fn parse(payload: &'a str) -> Self {
+        let mut parts = payload.split('\n');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("k"), Some(id), None, None, None) => Change::Key(id),
+            (Some("ak"), Some(id), None, None, None) => Change::AccessKey(id),
+            (Some("a"), Some(account), Some(region), Some(name), None) => {
+                Change::Alias(account, region, name)
+            }
+            _ => Change::All,
+        }
     }
 }
 
@@ -438,7 +400,7 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
 
     fn key(id: &str) -> KeyRecord {
-        crate::service::keys::new_key_record(id, "1", "r", "Aliyun_KMS", "v", 0)
+        crate::service::keys::new_key_record(id, "1", "r", crate::model::Origin::AliyunKms, "v", 0)
     }
 
     #[tokio::test]
@@ -498,6 +460,22 @@ mod tests {
             cache.get_key(&loc).await.unwrap().unwrap().description,
             "through"
         );
+    }
+
+    #[test]
+    fn change_payloads_round_trip() {
+        for c in [
+            Change::Key("k"),
+            Change::AccessKey("LTAI"),
+            Change::Alias("1", "cn-hangzhou", "alias/x"),
+            Change::All,
+        ] {
+            assert_eq!(Change::parse(&c.payload()), c);
+        }
+        // Anything unknown or malformed forgets everything.
+        for p in ["", "k", "x\ny", "a\n1\nr", "k\na\nb", "a\n1\nr\nn\nextra"] {
+            assert_eq!(Change::parse(p), Change::All, "{p:?}");
+        }
     }
 
     #[tokio::test]

@@ -1,63 +1,44 @@
-//! Persistence behind one trait. The service never sees SQL; an adapter per engine
-//! implements [`Store`]: SQLite in [`sqlite`] (the embedded default), PostgreSQL in
-//! [`postgres`] (several nodes on one database); [`cache`] sits in front of either.
+//! Persistence, one trait per aggregate. The service never sees SQL.
 //!
-//! State changes go through [`Store::update_key`]: the adapter loads the key row under a
+//! - The aggregates: [`MetaStore`], [`AccountStore`] (accounts and access keys),
+//!   [`KeyStore`] (keys and their versions), [`TagStore`], [`AliasStore`], [`ImportStore`]
+//!   (BYOK wrapping keys), [`ConsoleStore`] (web console users and sessions), [`NonceStore`]
+//!   (signature nonces shared by several nodes) and [`DumpStore`] (every row, for
+//!   `kms admin migrate-store`). [`Store`] bundles them; callers hold an `Arc<dyn Store>`.
+//! - [`sql`] implements every aggregate once, over a small connection abstraction and a
+//!   [`sql::Dialect`]; the engines ([`sqlite`], the embedded default, and [`postgres`], for
+//!   several nodes on one database) supply only connections, transactions, change
+//!   notifications and (PostgreSQL) the nonce-claim batching.
+//! - [`cache::CachedStore`] puts a read-through cache in front of the hot reads.
+//! - Failures are [`StoreError`], converted once into the API's error.
+//!
+//! State changes go through [`KeyStore::update_key`]: the store loads the key row under a
 //! write lock inside a transaction, hands it to the service's closure (which applies the
 //! state-machine rules and may return changes to key versions), and commits only if the
 //! closure succeeds. Two racing changes therefore see each other's result.
 
 pub mod cache;
+mod delegate;
+mod error;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 
+pub use crate::model::{
+    AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyLocator, KeyRecord,
+    KeyVersionRecord, Tag, WrappingKeyRecord,
+};
+pub use delegate::Delegate;
+pub use error::StoreError;
+
 use crate::error::KmsError;
-use crate::model::KeyState;
 
-/// One customer master key (without its versions).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
-    pub key_id: String,
-    pub account_id: String,
-    pub region: String,
-    pub description: String,
-    pub key_spec: String,
-    pub key_usage: String,
-    pub origin: String,
-    pub protection_level: String,
-    pub state: KeyState,
-    pub creation_date: i64,
-    pub creator: String,
-    pub primary_version: String,
-    /// When a PendingDeletion key is deleted for good.
-    pub delete_date: Option<i64>,
-    /// EXTERNAL keys: whether material is currently imported.
-    pub material_present: bool,
-    /// EXTERNAL keys: when the imported material expires (None = never / no material).
-    pub material_expire: Option<i64>,
-    /// EXTERNAL keys: keyed commitment to the first imported material (never the material).
-    pub material_commitment: Option<Vec<u8>>,
-    pub deletion_protection: bool,
-    pub deletion_protection_description: String,
-    pub automatic_rotation: bool,
-    /// Rotation interval in seconds.
-    pub rotation_interval: Option<i64>,
-    pub last_rotation_date: Option<i64>,
-    /// How many versions the key has (for the per-key limit).
-    pub version_count: i64,
-}
-
-/// One key version. `sealed_material` is the version's 256-bit material sealed under the
-/// root key (`None` for an EXTERNAL key without material).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyVersionRecord {
-    pub key_id: String,
-    pub version_id: String,
-    pub creation_date: i64,
-    pub sealed_material: Option<Vec<u8>>,
-}
+/// A store operation's result.
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A change to key versions made together with a key update.
 #[derive(Debug, Clone)]
@@ -69,31 +50,10 @@ pub enum VersionChange {
     Insert(KeyVersionRecord),
 }
 
-/// The service's read-modify-write step inside [`Store::update_key`].
+/// The service's read-modify-write step inside [`KeyStore::update_key`]. Its error refuses
+/// the change (nothing is written) and comes back as [`StoreError::Refused`].
 pub type KeyMutation =
     Box<dyn FnOnce(&mut KeyRecord) -> Result<Vec<VersionChange>, KmsError> + Send>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessKeyRecord {
-    pub access_key_id: String,
-    pub account_id: String,
-    /// The secret sealed under the root key.
-    pub sealed_secret: Vec<u8>,
-    pub enabled: bool,
-    pub creation_date: i64,
-}
-
-/// A BYOK wrapping key pair, issued by GetParametersForImport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrappingKeyRecord {
-    pub wrapping_key_id: String,
-    pub key_id: String,
-    pub account_id: String,
-    pub algorithm: String,
-    /// PKCS#8 DER of the private key, sealed under the root key.
-    pub sealed_private_key: Vec<u8>,
-    pub expires: i64,
-}
 
 /// A key column ListKeys can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,54 +64,6 @@ pub enum KeyField {
     Usage,
     ProtectionLevel,
     Origin,
-}
-
-/// A resource tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tag {
-    pub key: String,
-    pub value: String,
-}
-
-/// An alias: `alias/<name>` → key, unique per account and region.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AliasRecord {
-    pub account_id: String,
-    pub region: String,
-    pub alias_name: String,
-    pub key_id: String,
-    pub creation_date: i64,
-}
-
-/// A web console user: signs in with a name and password, acts in its account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleUserRecord {
-    pub user_name: String,
-    pub account_id: String,
-    /// `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>` (never the password).
-    pub password_hash: String,
-    pub creation_date: i64,
-}
-
-/// A signed-in web console session. The browser holds a random token; only its SHA-256
-/// (hex) is stored, so a copy of the database does not yield usable sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleSessionRecord {
-    pub id_hash: String,
-    pub account_id: String,
-    /// `console-user:<name>` or the access key id used to sign in.
-    pub principal: String,
-    pub created: i64,
-    /// Last request (key-lifecycle clock); the session ends after the idle timeout.
-    pub last_seen: i64,
-}
-
-/// Identifies a key within the account and region that own it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyLocator {
-    pub account_id: String,
-    pub region: String,
-    pub key_id: String,
 }
 
 /// A `--database-url`: `postgres://…` (or `postgresql://…`) or `sqlite:<file>`.
@@ -218,41 +130,48 @@ impl Dump {
     }
 }
 
+/// Named values of the installation (root key check value, default account).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn get_meta(&self, name: &str) -> Result<Option<String>, KmsError>;
-    async fn set_meta(&self, name: &str, value: &str) -> Result<(), KmsError>;
+pub trait MetaStore: Send + Sync {
+    async fn get_meta(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()>;
     /// Sets `name` to `value` unless it is already set; returns the value in force (so
     /// several nodes starting at once agree on one).
-    async fn init_meta(&self, name: &str, value: &str) -> Result<String, KmsError>;
+    async fn init_meta(&self, name: &str, value: &str) -> StoreResult<String>;
+}
 
-    async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), KmsError>;
-
-    async fn insert_access_key(&self, ak: AccessKeyRecord) -> Result<(), KmsError>;
-    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, KmsError>;
-    async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>, KmsError>;
+/// Accounts and their access keys.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn ensure_account(&self, account_id: &str, now: i64) -> StoreResult<()>;
+    async fn insert_access_key(&self, ak: AccessKeyRecord) -> StoreResult<()>;
+    async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+    /// By creation date, then id.
+    async fn list_access_keys(&self) -> StoreResult<Vec<AccessKeyRecord>>;
     /// Returns false if there is no such access key.
-    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> Result<bool, KmsError>;
-    async fn delete_access_key(&self, id: &str) -> Result<bool, KmsError>;
+    async fn set_access_key_enabled(&self, id: &str, enabled: bool) -> StoreResult<bool>;
+    async fn delete_access_key(&self, id: &str) -> StoreResult<bool>;
+}
 
+/// Keys and their versions.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Inserts a key with its first version and tags, unless the account already has
-    /// `max_keys` keys in the region (`Rejected.LimitExceeded`).
+    /// `max_keys` keys in the region ([`StoreError::LimitExceeded`]).
     async fn insert_key(
         &self,
         key: KeyRecord,
         first: KeyVersionRecord,
         tags: Vec<Tag>,
         max_keys: i64,
-    ) -> Result<(), KmsError>;
+    ) -> StoreResult<()>;
     /// Inserts many keys at once (bulk seeding for benchmarks), in as few transactions as
     /// the engine likes. No limit check.
-    async fn insert_keys_bulk(
-        &self,
-        keys: Vec<(KeyRecord, KeyVersionRecord)>,
-    ) -> Result<(), KmsError>;
+    async fn insert_keys_bulk(&self, keys: Vec<(KeyRecord, KeyVersionRecord)>) -> StoreResult<()>;
     /// One page of an account's keys in a region, in creation order, as ListKeys shows them
-    /// at `now` (keys past their deletion date left out, expired material as PendingImport),
-    /// filtered by `filters` (field, accepted values), and the total that match.
+    /// at `now` (keys past their deletion date left out, expired material as PendingImport:
+    /// [`KeyRecord::as_of`]), filtered by `filters` (field, accepted wire values), and the
+    /// total that match.
     async fn list_keys_page(
         &self,
         account_id: &str,
@@ -261,27 +180,61 @@ pub trait Store: Send + Sync + 'static {
         filters: &[(KeyField, Vec<String>)],
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<KeyRecord>, usize), KmsError>;
-    async fn list_tags(&self, key_id: &str) -> Result<Vec<Tag>, KmsError>;
-    /// Adds or replaces tags on a key, unless it would then have more than `max` tags.
-    async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> Result<(), KmsError>;
-    /// Removes the named tags (all tags with `None`).
-    async fn remove_tags(
+    ) -> StoreResult<(Vec<KeyRecord>, usize)>;
+    async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>>;
+    /// By creation date, then id.
+    async fn list_keys(&self, account_id: &str, region: &str) -> StoreResult<Vec<KeyRecord>>;
+    /// Read-modify-write of one key in a transaction; `Ok(None)` if the key does not exist.
+    async fn update_key(
+        &self,
+        loc: &KeyLocator,
+        mutation: KeyMutation,
+    ) -> StoreResult<Option<KeyRecord>>;
+    /// Deletes a key, its versions, tags, aliases and wrapping keys for good, but only if it
+    /// is still PendingDeletion with a DeleteDate at or before `now` (so a CancelKeyDeletion
+    /// that won the race is never undone). Returns whether it deleted.
+    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> StoreResult<bool>;
+    async fn get_version(
         &self,
         key_id: &str,
-        tag_keys: Option<Vec<String>>,
-    ) -> Result<(), KmsError>;
+        version_id: &str,
+    ) -> StoreResult<Option<KeyVersionRecord>>;
+    /// In creation order.
+    async fn list_versions(&self, key_id: &str) -> StoreResult<Vec<KeyVersionRecord>>;
+    /// Enabled keys with automatic rotation whose next rotation is at or before `now`.
+    async fn due_rotations(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
+    /// Keys in PendingDeletion whose DeleteDate is at or before `now`.
+    async fn due_deletions(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
+    /// Keys whose imported material expires at or before `now`.
+    async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
+}
+
+/// Tags on keys.
+#[async_trait]
+pub trait TagStore: Send + Sync {
+    /// By tag key.
+    async fn list_tags(&self, key_id: &str) -> StoreResult<Vec<Tag>>;
+    /// Adds or replaces tags on a key, unless it would then have more than `max` tags (then
+    /// nothing changes).
+    async fn put_tags(&self, key_id: &str, tags: Vec<Tag>, max: usize) -> StoreResult<()>;
+    /// Removes the named tags (all tags with `None`).
+    async fn remove_tags(&self, key_id: &str, tag_keys: Option<Vec<String>>) -> StoreResult<()>;
     /// Every (key id, tag) of an account's keys in a region, by key id then tag key.
     async fn list_account_tags(
         &self,
         account_id: &str,
         region: &str,
-    ) -> Result<Vec<(String, Tag)>, KmsError>;
+    ) -> StoreResult<Vec<(String, Tag)>>;
+}
 
-    /// Creates an alias: `AliasAlreadyExists` if the name is taken, `Rejected.LimitExceeded`
-    /// if the key already has `max_per_key` aliases.
-    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> Result<(), KmsError>;
-    /// Re-points an alias; false if there is no such alias.
+/// Aliases: `alias/<name>` → key, unique per account and region.
+#[async_trait]
+pub trait AliasStore: Send + Sync {
+    /// Creates an alias: [`StoreError::AliasExists`] if the name is taken,
+    /// [`StoreError::LimitExceeded`] if the key already has `max_per_key` aliases.
+    async fn create_alias(&self, alias: AliasRecord, max_per_key: i64) -> StoreResult<()>;
+    /// Re-points an alias (the limit applies to the new key); false if there is no such
+    /// alias.
     async fn update_alias(
         &self,
         account_id: &str,
@@ -289,97 +242,115 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         key_id: &str,
         max_per_key: i64,
-    ) -> Result<bool, KmsError>;
-    async fn delete_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<bool, KmsError>;
+    ) -> StoreResult<bool>;
+    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> StoreResult<bool>;
     async fn get_alias(
         &self,
         account_id: &str,
         region: &str,
         name: &str,
-    ) -> Result<Option<AliasRecord>, KmsError>;
+    ) -> StoreResult<Option<AliasRecord>>;
     /// The aliases of an account and region (of one key with `key_id`), by name.
     async fn list_aliases(
         &self,
         account_id: &str,
         region: &str,
         key_id: Option<&str>,
-    ) -> Result<Vec<AliasRecord>, KmsError>;
+    ) -> StoreResult<Vec<AliasRecord>>;
+}
 
-    /// Enabled keys with automatic rotation whose next rotation is at or before `now`.
-    async fn due_rotations(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
-    async fn get_key(&self, loc: &KeyLocator) -> Result<Option<KeyRecord>, KmsError>;
-    async fn list_keys(&self, account_id: &str, region: &str) -> Result<Vec<KeyRecord>, KmsError>;
-    /// Read-modify-write of one key in a transaction; `Ok(None)` if the key does not exist.
-    async fn update_key(
-        &self,
-        loc: &KeyLocator,
-        mutation: KeyMutation,
-    ) -> Result<Option<KeyRecord>, KmsError>;
-    /// Deletes a key, its versions, tags and wrapping keys for good, but only if it is
-    /// still PendingDeletion with a DeleteDate at or before `now` (so a CancelKeyDeletion
-    /// that won the race is never undone). Returns whether it deleted.
-    async fn delete_key_if_due(&self, loc: &KeyLocator, now: i64) -> Result<bool, KmsError>;
-    async fn get_version(
-        &self,
-        key_id: &str,
-        version_id: &str,
-    ) -> Result<Option<KeyVersionRecord>, KmsError>;
-    async fn list_versions(&self, key_id: &str) -> Result<Vec<KeyVersionRecord>, KmsError>;
-    /// Keys in PendingDeletion whose DeleteDate is at or before `now`.
-    async fn due_deletions(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
-    /// Keys whose imported material expires at or before `now`.
-    async fn due_material_expiry(&self, now: i64) -> Result<Vec<KeyLocator>, KmsError>;
-
-    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> Result<(), KmsError>;
-    async fn get_wrapping_key(&self, id: &str) -> Result<Option<WrappingKeyRecord>, KmsError>;
+/// BYOK wrapping keys (one per import token).
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> StoreResult<()>;
+    async fn get_wrapping_key(&self, id: &str) -> StoreResult<Option<WrappingKeyRecord>>;
     /// Counts a failed unwrap with a wrapping key and withdraws the key (its tokens stop
     /// working) once it has `max` failures; returns whether it was withdrawn.
-    async fn record_unwrap_failure(&self, id: &str, max: i64) -> Result<bool, KmsError>;
+    async fn record_unwrap_failure(&self, id: &str, max: i64) -> StoreResult<bool>;
     /// Removes wrapping keys whose tokens expired before `now`; returns how many.
-    async fn purge_wrapping_keys(&self, now: i64) -> Result<u64, KmsError>;
+    async fn purge_wrapping_keys(&self, now: i64) -> StoreResult<u64>;
+}
 
-    /// Claims a signature nonce (its digest) until `until` for every node sharing this
-    /// store: false if another request already holds it. A store serving a single process
-    /// (SQLite) leaves this to the in-memory nonce cache and always says yes.
+/// Web console users and sessions.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Adds a console user; false (and no change) if the name is taken.
+    async fn insert_console_user(&self, user: ConsoleUserRecord) -> StoreResult<bool>;
+    async fn get_console_user(&self, name: &str) -> StoreResult<Option<ConsoleUserRecord>>;
+    /// All console users, by name.
+    async fn list_console_users(&self) -> StoreResult<Vec<ConsoleUserRecord>>;
+    /// Returns false if there is no such user.
+    async fn delete_console_user(&self, name: &str) -> StoreResult<bool>;
+    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> StoreResult<()>;
+    async fn get_console_session(&self, id_hash: &str)
+        -> StoreResult<Option<ConsoleSessionRecord>>;
+    /// Sets `last_seen` to `now` (never moves it back). No error if the session is gone.
+    async fn touch_console_session(&self, id_hash: &str, now: i64) -> StoreResult<()>;
+    /// Ends a session (sign-out). No error if it is already gone.
+    async fn delete_console_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Removes sessions whose `last_seen` is before `idle_before`; returns how many.
+    async fn purge_console_sessions(&self, idle_before: i64) -> StoreResult<u64>;
+}
+
+/// Signature nonces shared by every node on one database.
+#[async_trait]
+pub trait NonceStore: Send + Sync {
+    /// Whether this store shares nonces between processes. A store serving a single process
+    /// (SQLite) leaves replay protection to the in-memory nonce cache.
     fn shares_nonces(&self) -> bool {
         false
     }
-    async fn claim_nonce(&self, _digest: &[u8], _until: i64) -> Result<bool, KmsError> {
+    /// Claims a signature nonce (its digest) until `until` for every node sharing this
+    /// store: false if another request already holds it. Always yes where nothing is shared.
+    async fn claim_nonce(&self, _digest: &[u8], _until: i64) -> StoreResult<bool> {
         Ok(true)
     }
     /// Forgets nonces whose time has passed; returns how many.
-    async fn purge_nonces(&self, _now: i64) -> Result<u64, KmsError> {
+    async fn purge_nonces(&self, _now: i64) -> StoreResult<u64> {
         Ok(0)
     }
+}
 
-    /// Reads every row (for migration and its verification).
-    async fn export(&self) -> Result<Dump, KmsError>;
+/// Every row at once, for `kms admin migrate-store`.
+#[async_trait]
+pub trait DumpStore: Send + Sync {
+    /// Reads every row (for migration and its verification), from one snapshot.
+    async fn export(&self) -> StoreResult<Dump>;
     /// Writes every row of `dump` in one transaction into a store that holds no keys and no
-    /// access keys yet.
-    async fn import(&self, dump: Dump) -> Result<(), KmsError>;
+    /// access keys yet ([`StoreError::NotEmpty`] otherwise).
+    async fn import(&self, dump: Dump) -> StoreResult<()>;
+}
 
-    // ---- web console (console users and sessions) ----
-    /// Adds a console user; false (and no change) if the name is taken.
-    async fn insert_console_user(&self, user: ConsoleUserRecord) -> Result<bool, KmsError>;
-    async fn get_console_user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError>;
-    /// All console users, by name.
-    async fn list_console_users(&self) -> Result<Vec<ConsoleUserRecord>, KmsError>;
-    /// Returns false if there is no such user.
-    async fn delete_console_user(&self, name: &str) -> Result<bool, KmsError>;
-    async fn insert_console_session(&self, s: ConsoleSessionRecord) -> Result<(), KmsError>;
-    async fn get_console_session(
-        &self,
-        id_hash: &str,
-    ) -> Result<Option<ConsoleSessionRecord>, KmsError>;
-    /// Sets `last_seen` to `now` (never moves it back). No error if the session is gone.
-    async fn touch_console_session(&self, id_hash: &str, now: i64) -> Result<(), KmsError>;
-    /// Ends a session (sign-out). No error if it is already gone.
-    async fn delete_console_session(&self, id_hash: &str) -> Result<(), KmsError>;
-    /// Removes sessions whose `last_seen` is before `idle_before`; returns how many.
-    async fn purge_console_sessions(&self, idle_before: i64) -> Result<u64, KmsError>;
+/// All the aggregates: what the service, console, server and admin commands hold (as
+/// `Arc<dyn Store>`). Implemented for every type that implements each aggregate.
+pub trait Store:
+    MetaStore
+    + AccountStore
+    + KeyStore
+    + TagStore
+    + AliasStore
+    + ImportStore
+    + ConsoleStore
+    + NonceStore
+    + DumpStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: MetaStore
+        + AccountStore
+        + KeyStore
+        + TagStore
+        + AliasStore
+        + ImportStore
+        + ConsoleStore
+        + NonceStore
+        + DumpStore
+        + Send
+        + Sync
+        + 'static
+{
 }

@@ -1,0 +1,1065 @@
+//! One suite for every store: each case runs on SQLite (in memory) always, and on PostgreSQL
+//! (a fresh database per case) whenever `KMS_TEST_DATABASE_URL` names a server
+//! (`postgres://user@host:port`, as `scripts/postgres.sh` prints; `scripts/test.sh` sets it).
+//! Cases go through `dyn Store`, so they test exactly what the service sees.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::*;
+use crate::error::Rejection;
+use crate::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
+
+const ACCOUNT: &str = "1234567890123456";
+const REGION: &str = "cn-hangzhou";
+
+// ---- engines ----
+
+fn sqlite() -> Arc<dyn Store> {
+    Arc::new(sqlite::SqliteStore::in_memory().expect("in-memory SQLite"))
+}
+
+/// A fresh PostgreSQL database on the server `KMS_TEST_DATABASE_URL` names, dropped when the
+/// case passes (a failed case leaves it for inspection).
+struct TestDatabase {
+    admin: tokio_postgres::Client,
+    name: String,
+    store: Arc<dyn Store>,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<Self> {
+        let url = std::env::var("KMS_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let mut config = postgres::parse_url(&url).expect("KMS_TEST_DATABASE_URL");
+        config.dbname("postgres");
+        let (admin, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to KMS_TEST_DATABASE_URL");
+        tokio::spawn(connection);
+        let name = format!("kms_store_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        config.dbname(&name);
+        let store = postgres::PostgresStore::connect(config, 8)
+            .await
+            .expect("connect the store");
+        Some(Self {
+            admin,
+            name,
+            store: Arc::new(store),
+        })
+    }
+
+    async fn drop(self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await;
+    }
+}
+
+/// `async fn case(store: Arc<dyn Store>)` runs as `sqlite::case` and `postgres::case`.
+macro_rules! on_both_engines {
+    ($($case:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::sqlite()).await;
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(db) = super::TestDatabase::create().await {
+                        super::$case(db.store.clone()).await;
+                        db.drop().await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+on_both_engines!(
+    meta,
+    accounts_and_access_keys,
+    keys_round_trip_every_field,
+    key_limit_per_account_and_region,
+    update_key_commits_or_changes_nothing,
+    deletion_only_when_still_due,
+    sweeper_queries,
+    list_keys_pages_and_filters,
+    shown_state_agrees_with_the_model,
+    tags,
+    aliases,
+    wrapping_keys,
+    console_users_and_sessions,
+    nonces,
+    export_import_round_trip,
+    concurrent_inserts_respect_the_key_limit,
+    concurrent_updates_serialise,
+    concurrent_aliases_respect_the_limits,
+);
+
+// ---- records ----
+
+fn key(id: &str, created: i64) -> KeyRecord {
+    KeyRecord {
+        key_id: id.into(),
+        account_id: ACCOUNT.into(),
+        region: REGION.into(),
+        description: String::new(),
+        key_spec: KeySpec::Aes256,
+        key_usage: KeyUsage::EncryptDecrypt,
+        origin: Origin::AliyunKms,
+        protection_level: ProtectionLevel::Software,
+        state: KeyState::Enabled,
+        creation_date: created,
+        creator: ACCOUNT.into(),
+        primary_version: format!("{id}-v1"),
+        delete_date: None,
+        material_present: true,
+        material_expire: None,
+        material_commitment: None,
+        deletion_protection: false,
+        deletion_protection_description: String::new(),
+        automatic_rotation: false,
+        rotation_interval: None,
+        last_rotation_date: Some(created),
+        version_count: 1,
+    }
+}
+
+fn first_version(k: &KeyRecord) -> KeyVersionRecord {
+    KeyVersionRecord {
+        key_id: k.key_id.clone(),
+        version_id: k.primary_version.clone(),
+        creation_date: k.creation_date,
+        sealed_material: Some(vec![1, 2, 3]),
+    }
+}
+
+fn loc(k: &KeyRecord) -> KeyLocator {
+    KeyLocator {
+        account_id: k.account_id.clone(),
+        region: k.region.clone(),
+        key_id: k.key_id.clone(),
+    }
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+async fn add(s: &dyn Store, k: &KeyRecord) {
+    s.ensure_account(&k.account_id, 0).await.unwrap();
+    s.insert_key(k.clone(), first_version(k), vec![], 1000)
+        .await
+        .unwrap();
+}
+
+fn alias(name: &str, key_id: &str) -> AliasRecord {
+    AliasRecord {
+        account_id: ACCOUNT.into(),
+        region: REGION.into(),
+        alias_name: name.into(),
+        key_id: key_id.into(),
+        creation_date: 5,
+    }
+}
+
+fn ids(keys: &[KeyRecord]) -> Vec<&str> {
+    keys.iter().map(|k| k.key_id.as_str()).collect()
+}
+
+// ---- cases ----
+
+async fn meta(s: Arc<dyn Store>) {
+    assert_eq!(s.get_meta("m").await.unwrap(), None);
+    assert_eq!(s.init_meta("m", "first").await.unwrap(), "first");
+    assert_eq!(s.init_meta("m", "second").await.unwrap(), "first");
+    s.set_meta("m", "third").await.unwrap();
+    assert_eq!(s.get_meta("m").await.unwrap().as_deref(), Some("third"));
+}
+
+async fn accounts_and_access_keys(s: Arc<dyn Store>) {
+    s.ensure_account(ACCOUNT, 1).await.unwrap();
+    s.ensure_account(ACCOUNT, 2).await.unwrap();
+    let ak = |id: &str, created| AccessKeyRecord {
+        access_key_id: id.into(),
+        account_id: ACCOUNT.into(),
+        sealed_secret: vec![0, 255, 7],
+        enabled: true,
+        creation_date: created,
+    };
+    s.insert_access_key(ak("B", 10)).await.unwrap();
+    s.insert_access_key(ak("A", 20)).await.unwrap();
+    s.insert_access_key(ak("C", 10)).await.unwrap();
+    assert!(matches!(
+        s.insert_access_key(ak("A", 30)).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(s.get_access_key("A").await.unwrap(), Some(ak("A", 20)));
+    assert_eq!(s.get_access_key("Z").await.unwrap(), None);
+    let listed: Vec<String> = s
+        .list_access_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.access_key_id)
+        .collect();
+    assert_eq!(listed, ["B", "C", "A"]);
+    assert!(s.set_access_key_enabled("A", false).await.unwrap());
+    assert!(!s.get_access_key("A").await.unwrap().unwrap().enabled);
+    assert!(s.set_access_key_enabled("A", true).await.unwrap());
+    assert!(s.get_access_key("A").await.unwrap().unwrap().enabled);
+    assert!(!s.set_access_key_enabled("Z", true).await.unwrap());
+    assert!(s.delete_access_key("A").await.unwrap());
+    assert!(!s.delete_access_key("A").await.unwrap());
+    assert_eq!(s.get_access_key("A").await.unwrap(), None);
+}
+
+async fn keys_round_trip_every_field(s: Arc<dyn Store>) {
+    let mut k = key("k1", 100);
+    k.description = "multi\nline — ünïcode".into();
+    k.origin = Origin::External;
+    k.state = KeyState::PendingDeletion;
+    k.delete_date = Some(999);
+    k.material_expire = Some(5000);
+    k.material_commitment = Some(vec![0; 32]);
+    k.deletion_protection = true;
+    k.deletion_protection_description = "keep".into();
+    k.automatic_rotation = true;
+    k.rotation_interval = Some(604_800);
+    k.last_rotation_date = None;
+    let mut v = first_version(&k);
+    v.sealed_material = None;
+    s.ensure_account(ACCOUNT, 0).await.unwrap();
+    s.insert_key(k.clone(), v.clone(), vec![tag("t", "v")], 10)
+        .await
+        .unwrap();
+    assert_eq!(s.get_key(&loc(&k)).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.list_keys(ACCOUNT, REGION).await.unwrap(), vec![k.clone()]);
+    assert_eq!(
+        s.get_version(&k.key_id, &v.version_id).await.unwrap(),
+        Some(v.clone())
+    );
+    assert_eq!(s.get_version(&k.key_id, "nope").await.unwrap(), None);
+    assert_eq!(s.list_tags(&k.key_id).await.unwrap(), vec![tag("t", "v")]);
+    // Only the owner's account and region find it.
+    for other in [
+        KeyLocator {
+            account_id: "9999999999999999".into(),
+            ..loc(&k)
+        },
+        KeyLocator {
+            region: "cn-shanghai".into(),
+            ..loc(&k)
+        },
+    ] {
+        assert_eq!(s.get_key(&other).await.unwrap(), None);
+    }
+    assert!(s
+        .list_keys(ACCOUNT, "cn-shanghai")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn key_limit_per_account_and_region(s: Arc<dyn Store>) {
+    s.ensure_account(ACCOUNT, 0).await.unwrap();
+    for i in 0..2 {
+        let k = key(&format!("k{i}"), i);
+        s.insert_key(k.clone(), first_version(&k), vec![], 2)
+            .await
+            .unwrap();
+    }
+    let third = key("k2", 2);
+    let refused = s
+        .insert_key(third.clone(), first_version(&third), vec![tag("a", "b")], 2)
+        .await;
+    assert_eq!(
+        refused,
+        Err(StoreError::LimitExceeded(
+            "at most 2 keys per account and region".into()
+        ))
+    );
+    assert_eq!(s.get_key(&loc(&third)).await.unwrap(), None);
+    assert!(s.list_tags("k2").await.unwrap().is_empty());
+    // Another region has its own count.
+    let elsewhere = KeyRecord {
+        region: "cn-shanghai".into(),
+        ..third
+    };
+    s.insert_key(elsewhere.clone(), first_version(&elsewhere), vec![], 2)
+        .await
+        .unwrap();
+}
+
+async fn update_key_commits_or_changes_nothing(s: Arc<dyn Store>) {
+    let k = key("k", 1);
+    add(s.as_ref(), &k).await;
+    // A change with a new version and new material on the first.
+    let updated = s
+        .update_key(
+            &loc(&k),
+            Box::new(|k| {
+                k.description = "changed".into();
+                k.version_count = 2;
+                k.primary_version = "k-v2".into();
+                Ok(vec![
+                    VersionChange::Insert(KeyVersionRecord {
+                        key_id: "k".into(),
+                        version_id: "k-v2".into(),
+                        creation_date: 1,
+                        sealed_material: Some(vec![9]),
+                    }),
+                    VersionChange::SetMaterial {
+                        version_id: "k-v1".into(),
+                        sealed_material: None,
+                    },
+                ])
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.description, "changed");
+    assert_eq!(s.get_key(&loc(&k)).await.unwrap(), Some(updated.clone()));
+    let versions = s.list_versions("k").await.unwrap();
+    // Same creation second: insertion order.
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version_id.as_str(), v.sealed_material.clone()))
+            .collect::<Vec<_>>(),
+        [("k-v1", None), ("k-v2", Some(vec![9]))]
+    );
+    // A refused change writes nothing, not even what the closure did before refusing.
+    let refused = s
+        .update_key(
+            &loc(&k),
+            Box::new(|k| {
+                k.description = "never".into();
+                Err(KmsError::Rejected(Rejection::Disabled))
+            }),
+        )
+        .await;
+    assert_eq!(
+        refused,
+        Err(StoreError::Refused(KmsError::Rejected(Rejection::Disabled)))
+    );
+    assert_eq!(s.get_key(&loc(&k)).await.unwrap(), Some(updated));
+    // A failing version change rolls back the key row too (the version exists already).
+    let failed = s
+        .update_key(
+            &loc(&k),
+            Box::new(|k| {
+                k.description = "never".into();
+                Ok(vec![VersionChange::Insert(KeyVersionRecord {
+                    key_id: "k".into(),
+                    version_id: "k-v2".into(),
+                    creation_date: 2,
+                    sealed_material: None,
+                })])
+            }),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::Duplicate(_))),
+        "{failed:?}"
+    );
+    assert_eq!(
+        s.get_key(&loc(&k)).await.unwrap().unwrap().description,
+        "changed"
+    );
+    // No such key: no call.
+    let missing = KeyLocator {
+        key_id: "nope".into(),
+        ..loc(&k)
+    };
+    let called = s
+        .update_key(&missing, Box::new(|_| panic!("called for a missing key")))
+        .await;
+    assert_eq!(called, Ok(None));
+}
+
+async fn deletion_only_when_still_due(s: Arc<dyn Store>) {
+    let mut k = key("k", 1);
+    k.state = KeyState::PendingDeletion;
+    k.delete_date = Some(100);
+    add(s.as_ref(), &k).await;
+    s.put_tags("k", vec![tag("a", "b")], 10).await.unwrap();
+    s.create_alias(alias("alias/k", "k"), 10).await.unwrap();
+    s.insert_wrapping_key(WrappingKeyRecord {
+        wrapping_key_id: "w".into(),
+        key_id: "k".into(),
+        account_id: ACCOUNT.into(),
+        algorithm: "RSAES_OAEP_SHA_256".into(),
+        sealed_private_key: vec![1],
+        expires: 1000,
+    })
+    .await
+    .unwrap();
+    assert!(s.due_deletions(99).await.unwrap().is_empty());
+    assert!(!s.delete_key_if_due(&loc(&k), 99).await.unwrap());
+    assert_eq!(s.due_deletions(100).await.unwrap(), vec![loc(&k)]);
+    // A cancellation that wins the race is never undone.
+    s.update_key(
+        &loc(&k),
+        Box::new(|k| {
+            k.state = KeyState::Enabled;
+            k.delete_date = None;
+            Ok(vec![])
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(!s.delete_key_if_due(&loc(&k), 200).await.unwrap());
+    assert!(s.due_deletions(200).await.unwrap().is_empty());
+    s.update_key(
+        &loc(&k),
+        Box::new(|k| {
+            k.state = KeyState::PendingDeletion;
+            k.delete_date = Some(150);
+            Ok(vec![])
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(s.delete_key_if_due(&loc(&k), 200).await.unwrap());
+    assert!(!s.delete_key_if_due(&loc(&k), 200).await.unwrap());
+    // Versions, tags, aliases and wrapping keys go with it, and the count drops.
+    assert_eq!(s.get_key(&loc(&k)).await.unwrap(), None);
+    assert!(s.list_versions("k").await.unwrap().is_empty());
+    assert!(s.list_tags("k").await.unwrap().is_empty());
+    assert_eq!(s.get_alias(ACCOUNT, REGION, "alias/k").await.unwrap(), None);
+    assert_eq!(s.get_wrapping_key("w").await.unwrap(), None);
+    let again = key("k2", 2);
+    s.insert_key(again.clone(), first_version(&again), vec![], 1)
+        .await
+        .unwrap();
+}
+
+async fn sweeper_queries(s: Arc<dyn Store>) {
+    let mut rotating = key("rot", 0);
+    rotating.automatic_rotation = true;
+    rotating.rotation_interval = Some(100);
+    rotating.last_rotation_date = Some(50);
+    let disabled = KeyRecord {
+        key_id: "rot-disabled".into(),
+        state: KeyState::Disabled,
+        ..rotating.clone()
+    };
+    let mut expiring = key("ext", 0);
+    expiring.origin = Origin::External;
+    expiring.material_expire = Some(300);
+    let mut removed = expiring.clone();
+    removed.key_id = "ext-removed".into();
+    removed.material_present = false;
+    for k in [&rotating, &disabled, &expiring, &removed, &key("plain", 0)] {
+        add(s.as_ref(), k).await;
+    }
+    assert!(s.due_rotations(149).await.unwrap().is_empty());
+    assert_eq!(s.due_rotations(150).await.unwrap(), vec![loc(&rotating)]);
+    assert!(s.due_material_expiry(299).await.unwrap().is_empty());
+    assert_eq!(
+        s.due_material_expiry(300).await.unwrap(),
+        vec![loc(&expiring)]
+    );
+}
+
+async fn list_keys_pages_and_filters(s: Arc<dyn Store>) {
+    // k0..k8 created in that order; k4 is past its deletion date at `NOW`, k6 is EXTERNAL.
+    const NOW: i64 = 1000;
+    for i in 0..9 {
+        let mut k = key(&format!("k{i}"), i);
+        if i == 4 {
+            k.state = KeyState::PendingDeletion;
+            k.delete_date = Some(NOW);
+        }
+        if i == 6 {
+            k.origin = Origin::External;
+        }
+        add(s.as_ref(), &k).await;
+    }
+    let listed = ["k0", "k1", "k2", "k3", "k5", "k6", "k7", "k8"];
+    let page = |offset, limit| {
+        let s = s.clone();
+        async move {
+            let (keys, total) = s
+                .list_keys_page(ACCOUNT, REGION, NOW, &[], offset, limit)
+                .await
+                .unwrap();
+            (
+                keys.into_iter().map(|k| k.key_id).collect::<Vec<_>>(),
+                total,
+            )
+        }
+    };
+    // Every page of every size, from the front and (second half) from the back.
+    for size in 1..=9 {
+        for offset in (0..10).step_by(size) {
+            let (got, total) = page(offset, size).await;
+            assert_eq!(total, listed.len());
+            let want: Vec<&str> = listed.iter().skip(offset).take(size).copied().collect();
+            assert_eq!(got, want, "offset {offset} size {size}");
+        }
+    }
+    // One second earlier k4 is still listed.
+    let (keys, total) = s
+        .list_keys_page(ACCOUNT, REGION, NOW - 1, &[], 0, 100)
+        .await
+        .unwrap();
+    assert_eq!((keys.len(), total), (9, 9));
+    // Filters: OR within, AND across.
+    let filtered = |filters: Vec<(KeyField, Vec<&'static str>)>| {
+        let s = s.clone();
+        let filters: Vec<(KeyField, Vec<String>)> = filters
+            .into_iter()
+            .map(|(f, v)| (f, v.into_iter().map(str::to_string).collect()))
+            .collect();
+        async move {
+            let (keys, total) = s
+                .list_keys_page(ACCOUNT, REGION, NOW, &filters, 0, 100)
+                .await
+                .unwrap();
+            assert_eq!(keys.len(), total);
+            keys.into_iter().map(|k| k.key_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        filtered(vec![(KeyField::Origin, vec!["EXTERNAL"])]).await,
+        ["k6"]
+    );
+    assert_eq!(
+        filtered(vec![(KeyField::Origin, vec!["EXTERNAL", "Aliyun_KMS"])])
+            .await
+            .len(),
+        8
+    );
+    assert_eq!(
+        filtered(vec![
+            (KeyField::Spec, vec!["Aliyun_AES_256"]),
+            (KeyField::Usage, vec!["ENCRYPT/DECRYPT"]),
+            (KeyField::ProtectionLevel, vec!["SOFTWARE"]),
+            (KeyField::Origin, vec!["Aliyun_KMS"]),
+        ])
+        .await,
+        ["k0", "k1", "k2", "k3", "k5", "k7", "k8"]
+    );
+    assert!(filtered(vec![(KeyField::ProtectionLevel, vec!["HSM"])])
+        .await
+        .is_empty());
+    // A value that looks like SQL is just a value.
+    assert!(filtered(vec![(KeyField::Spec, vec!["x') OR ('1'='1"])])
+        .await
+        .is_empty());
+    // With a filter, past-due keys are left out too.
+    assert!(filtered(vec![(KeyField::State, vec!["PendingDeletion"])])
+        .await
+        .is_empty());
+    // Filtered paging.
+    let filters = vec![(KeyField::Origin, vec!["Aliyun_KMS".to_string()])];
+    let (keys, total) = s
+        .list_keys_page(ACCOUNT, REGION, NOW, &filters, 5, 3)
+        .await
+        .unwrap();
+    assert_eq!((ids(&keys), total), (vec!["k7", "k8"], 7));
+}
+
+async fn shown_state_agrees_with_the_model(s: Arc<dyn Store>) {
+    // Every combination of state, material presence and expiry (none, past, exactly now,
+    // future): filtering by each state in SQL finds exactly the keys whose state reads so
+    // by KeyRecord::as_of, and the rows come back as they read.
+    const NOW: i64 = 500;
+    let mut all = Vec::new();
+    for (si, state) in KeyState::ALL.into_iter().enumerate() {
+        for present in [false, true] {
+            for (ei, expire) in [None, Some(NOW - 1), Some(NOW), Some(NOW + 1)]
+                .into_iter()
+                .enumerate()
+            {
+                let mut k = key(&format!("k{si}{}{ei}", u8::from(present)), all.len() as i64);
+                k.origin = Origin::External;
+                k.state = state;
+                k.material_present = present;
+                k.material_expire = expire;
+                if state == KeyState::PendingDeletion {
+                    k.delete_date = Some(NOW + 100);
+                }
+                add(s.as_ref(), &k).await;
+                all.push(k);
+            }
+        }
+    }
+    for state in KeyState::ALL {
+        let want: BTreeSet<String> = all
+            .iter()
+            .cloned()
+            .filter_map(|mut k| {
+                k.as_of(NOW);
+                (k.state == state).then_some(k.key_id)
+            })
+            .collect();
+        let (keys, total) = s
+            .list_keys_page(
+                ACCOUNT,
+                REGION,
+                NOW,
+                &[(KeyField::State, vec![state.as_str().to_string()])],
+                0,
+                1000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(total, want.len(), "{state:?}");
+        for k in &keys {
+            assert_eq!(k.state, state, "{} as {state:?}", k.key_id);
+            assert!(!k.material_expired(NOW), "{}", k.key_id);
+        }
+        assert_eq!(
+            keys.into_iter().map(|k| k.key_id).collect::<BTreeSet<_>>(),
+            want,
+            "{state:?}"
+        );
+    }
+    // Unfiltered rows read the same way.
+    let (keys, _) = s
+        .list_keys_page(ACCOUNT, REGION, NOW, &[], 0, 1000)
+        .await
+        .unwrap();
+    let expected: Vec<KeyRecord> = all
+        .into_iter()
+        .map(|mut k| {
+            k.as_of(NOW);
+            k
+        })
+        .collect();
+    assert_eq!(keys, expected);
+}
+
+async fn tags(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k1", 1)).await;
+    add(s.as_ref(), &key("k2", 2)).await;
+    let mut other = key("k3", 3);
+    other.region = "cn-shanghai".into();
+    add(s.as_ref(), &other).await;
+    s.put_tags("k1", vec![tag("b", "1"), tag("a", "1")], 3)
+        .await
+        .unwrap();
+    s.put_tags("k1", vec![tag("a", "2")], 3).await.unwrap();
+    assert_eq!(
+        s.list_tags("k1").await.unwrap(),
+        [tag("a", "2"), tag("b", "1")]
+    );
+    // Over the limit: refused, and none of the batch is written.
+    assert_eq!(
+        s.put_tags("k1", vec![tag("a", "3"), tag("c", "1"), tag("d", "1")], 3)
+            .await,
+        Err(StoreError::LimitExceeded("at most 3 tags per key".into()))
+    );
+    assert_eq!(
+        s.list_tags("k1").await.unwrap(),
+        [tag("a", "2"), tag("b", "1")]
+    );
+    s.put_tags("k2", vec![tag("z", "")], 3).await.unwrap();
+    s.put_tags("k3", vec![tag("elsewhere", "x")], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_account_tags(ACCOUNT, REGION).await.unwrap(),
+        [
+            ("k1".to_string(), tag("a", "2")),
+            ("k1".to_string(), tag("b", "1")),
+            ("k2".to_string(), tag("z", "")),
+        ]
+    );
+    s.remove_tags("k1", Some(vec!["a".into(), "missing".into()]))
+        .await
+        .unwrap();
+    assert_eq!(s.list_tags("k1").await.unwrap(), [tag("b", "1")]);
+    s.remove_tags("k1", None).await.unwrap();
+    assert!(s.list_tags("k1").await.unwrap().is_empty());
+    assert_eq!(s.list_tags("k2").await.unwrap(), [tag("z", "")]);
+}
+
+async fn aliases(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k1", 1)).await;
+    add(s.as_ref(), &key("k2", 2)).await;
+    s.create_alias(alias("alias/b", "k1"), 2).await.unwrap();
+    s.create_alias(alias("alias/a", "k1"), 2).await.unwrap();
+    // The name is checked before the limit.
+    assert_eq!(
+        s.create_alias(alias("alias/a", "k1"), 2).await,
+        Err(StoreError::AliasExists)
+    );
+    assert_eq!(
+        s.create_alias(alias("alias/c", "k1"), 2).await,
+        Err(StoreError::LimitExceeded(
+            "at most 2 aliases per key".into()
+        ))
+    );
+    assert_eq!(
+        s.get_alias(ACCOUNT, REGION, "alias/a").await.unwrap(),
+        Some(alias("alias/a", "k1"))
+    );
+    assert_eq!(
+        s.get_alias(ACCOUNT, "cn-shanghai", "alias/a")
+            .await
+            .unwrap(),
+        None
+    );
+    // The same name in another region is another alias.
+    s.create_alias(
+        AliasRecord {
+            region: "cn-shanghai".into(),
+            ..alias("alias/a", "k1")
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    // Re-pointing: the limit counts on the new key only.
+    assert!(s
+        .update_alias(ACCOUNT, REGION, "alias/a", "k1", 2)
+        .await
+        .unwrap());
+    assert!(s
+        .update_alias(ACCOUNT, REGION, "alias/a", "k2", 1)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.update_alias(ACCOUNT, REGION, "alias/b", "k2", 1).await,
+        Err(StoreError::LimitExceeded(
+            "at most 1 aliases per key".into()
+        ))
+    );
+    assert!(!s
+        .update_alias(ACCOUNT, REGION, "alias/none", "k2", 10)
+        .await
+        .unwrap());
+    let names = |v: Vec<AliasRecord>| v.into_iter().map(|a| a.alias_name).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.list_aliases(ACCOUNT, REGION, None).await.unwrap()),
+        ["alias/a", "alias/b"]
+    );
+    assert_eq!(
+        names(s.list_aliases(ACCOUNT, REGION, Some("k2")).await.unwrap()),
+        ["alias/a"]
+    );
+    assert!(s
+        .list_aliases(ACCOUNT, REGION, Some("k3"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.delete_alias(ACCOUNT, REGION, "alias/a").await.unwrap());
+    assert!(!s.delete_alias(ACCOUNT, REGION, "alias/a").await.unwrap());
+    assert_eq!(
+        names(s.list_aliases(ACCOUNT, REGION, None).await.unwrap()),
+        ["alias/b"]
+    );
+}
+
+async fn wrapping_keys(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k", 1)).await;
+    let wk = |id: &str, expires| WrappingKeyRecord {
+        wrapping_key_id: id.into(),
+        key_id: "k".into(),
+        account_id: ACCOUNT.into(),
+        algorithm: "RSAES_OAEP_SHA_256".into(),
+        sealed_private_key: vec![7; 64],
+        expires,
+    };
+    for (id, expires) in [("w1", 100), ("w2", 200), ("w3", 300)] {
+        s.insert_wrapping_key(wk(id, expires)).await.unwrap();
+    }
+    assert_eq!(s.get_wrapping_key("w1").await.unwrap(), Some(wk("w1", 100)));
+    assert_eq!(s.get_wrapping_key("none").await.unwrap(), None);
+    // Withdrawn at the third failure.
+    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
+    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
+    assert!(s.record_unwrap_failure("w1", 3).await.unwrap());
+    assert_eq!(s.get_wrapping_key("w1").await.unwrap(), None);
+    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
+    // Expired before `now`: purged; expiring at `now`: kept.
+    assert_eq!(s.purge_wrapping_keys(200).await.unwrap(), 0);
+    assert_eq!(s.purge_wrapping_keys(201).await.unwrap(), 1);
+    assert_eq!(s.get_wrapping_key("w3").await.unwrap(), Some(wk("w3", 300)));
+}
+
+async fn console_users_and_sessions(s: Arc<dyn Store>) {
+    let user = ConsoleUserRecord {
+        user_name: "alice".into(),
+        account_id: ACCOUNT.into(),
+        password_hash: "pbkdf2-sha256$1$AA==$AA==".into(),
+        creation_date: 10,
+    };
+    assert!(s.insert_console_user(user.clone()).await.unwrap());
+    assert!(!s
+        .insert_console_user(ConsoleUserRecord {
+            password_hash: "other".into(),
+            ..user.clone()
+        })
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_console_user("alice").await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(s.list_console_users().await.unwrap(), vec![user]);
+    assert!(s.delete_console_user("alice").await.unwrap());
+    assert!(!s.delete_console_user("alice").await.unwrap());
+    assert_eq!(s.get_console_user("alice").await.unwrap(), None);
+
+    let sess = |id: &str, last_seen| ConsoleSessionRecord {
+        id_hash: id.into(),
+        account_id: ACCOUNT.into(),
+        principal: "console-user:alice".into(),
+        created: 100,
+        last_seen,
+    };
+    s.insert_console_session(sess("a", 100)).await.unwrap();
+    s.insert_console_session(sess("b", 200)).await.unwrap();
+    s.touch_console_session("a", 150).await.unwrap();
+    s.touch_console_session("a", 120).await.unwrap(); // never moves back
+    s.touch_console_session("gone", 120).await.unwrap();
+    assert_eq!(
+        s.get_console_session("a").await.unwrap(),
+        Some(sess("a", 150))
+    );
+    assert_eq!(s.purge_console_sessions(160).await.unwrap(), 1);
+    assert_eq!(s.get_console_session("a").await.unwrap(), None);
+    s.delete_console_session("b").await.unwrap();
+    s.delete_console_session("b").await.unwrap();
+    assert_eq!(s.get_console_session("b").await.unwrap(), None);
+}
+
+async fn nonces(s: Arc<dyn Store>) {
+    let now = crate::clock::system_now();
+    if !s.shares_nonces() {
+        // One process: the in-memory cache decides; the store always says yes.
+        assert!(s.claim_nonce(b"n", now + 60).await.unwrap());
+        assert!(s.claim_nonce(b"n", now + 60).await.unwrap());
+        assert_eq!(s.purge_nonces(now).await.unwrap(), 0);
+        return;
+    }
+    assert!(s.claim_nonce(b"n1", now + 60).await.unwrap());
+    assert!(!s.claim_nonce(b"n1", now + 60).await.unwrap());
+    // Many claims at once (batched): each digest is granted exactly once.
+    let claims = (0..200).map(|i| {
+        let s = s.clone();
+        async move { s.claim_nonce(&[(i % 50) as u8, 0xAA], now + 60).await }
+    });
+    let granted = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(granted, 50);
+    // A claim whose time has passed can be taken again, and is purged.
+    assert!(s.claim_nonce(b"old", now - 10).await.unwrap());
+    assert!(s.claim_nonce(b"old", now + 60).await.unwrap());
+    assert!(s.claim_nonce(b"older", now - 10).await.unwrap());
+    assert_eq!(s.purge_nonces(now).await.unwrap(), 1);
+}
+
+/// Fills a store through its operations, with every kind of row.
+async fn fill(s: &dyn Store) {
+    s.set_meta("root_key_check", "abc").await.unwrap();
+    s.ensure_account(ACCOUNT, 7).await.unwrap();
+    s.insert_access_key(AccessKeyRecord {
+        access_key_id: "LTAI1".into(),
+        account_id: ACCOUNT.into(),
+        sealed_secret: vec![1, 2],
+        enabled: false,
+        creation_date: 8,
+    })
+    .await
+    .unwrap();
+    let mut ext = key("k-ext", 2);
+    ext.origin = Origin::External;
+    ext.material_present = false;
+    ext.state = KeyState::PendingImport;
+    let mut v = first_version(&ext);
+    v.sealed_material = None;
+    s.insert_key(ext.clone(), v, vec![tag("env", "prod")], 10)
+        .await
+        .unwrap();
+    let k = key("k-kms", 1);
+    s.insert_key(k.clone(), first_version(&k), vec![], 10)
+        .await
+        .unwrap();
+    s.update_key(
+        &loc(&k),
+        Box::new(|k| {
+            k.version_count = 2;
+            Ok(vec![VersionChange::Insert(KeyVersionRecord {
+                key_id: "k-kms".into(),
+                version_id: "k-kms-v2".into(),
+                creation_date: 1,
+                sealed_material: Some(vec![4]),
+            })])
+        }),
+    )
+    .await
+    .unwrap();
+    s.create_alias(alias("alias/x", "k-kms"), 10).await.unwrap();
+    s.insert_wrapping_key(WrappingKeyRecord {
+        wrapping_key_id: "w".into(),
+        key_id: "k-ext".into(),
+        account_id: ACCOUNT.into(),
+        algorithm: "RSAES_PKCS1_V1_5".into(),
+        sealed_private_key: vec![3; 10],
+        expires: 99,
+    })
+    .await
+    .unwrap();
+    s.record_unwrap_failure("w", 10).await.unwrap();
+    s.insert_console_user(ConsoleUserRecord {
+        user_name: "bob".into(),
+        account_id: ACCOUNT.into(),
+        password_hash: "h".into(),
+        creation_date: 3,
+    })
+    .await
+    .unwrap();
+}
+
+async fn export_import_round_trip(s: Arc<dyn Store>) {
+    fill(s.as_ref()).await;
+    let dump = s.export().await.unwrap();
+    assert_eq!(
+        dump.summary(),
+        "1 accounts, 1 access keys, 2 keys, 3 key versions, 1 aliases, 1 tags, 1 wrapping keys (import tokens), 1 console users, 1 metadata entries"
+    );
+    assert_eq!(dump.wrapping_keys[0].1, 1);
+    assert_eq!(
+        dump.versions
+            .iter()
+            .map(|v| v.version_id.as_str())
+            .collect::<Vec<_>>(),
+        ["k-ext-v1", "k-kms-v1", "k-kms-v2"]
+    );
+    // Into an empty SQLite store, and (when the suite runs on PostgreSQL) an empty
+    // PostgreSQL database: both read back exactly the same rows.
+    let mut targets = vec![sqlite()];
+    let db = TestDatabase::create().await;
+    if let Some(db) = &db {
+        targets.push(db.store.clone());
+    }
+    for target in targets {
+        target.import(dump.clone()).await.unwrap();
+        assert_eq!(target.export().await.unwrap(), dump);
+        // A second copy is refused and changes nothing.
+        assert_eq!(target.import(dump.clone()).await, Err(StoreError::NotEmpty));
+        assert_eq!(target.export().await.unwrap(), dump);
+    }
+    if let Some(db) = db {
+        db.drop().await;
+    }
+}
+
+async fn concurrent_inserts_respect_the_key_limit(s: Arc<dyn Store>) {
+    s.ensure_account(ACCOUNT, 0).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let k = key(&format!("k{i:02}"), i);
+                s.insert_key(k.clone(), first_version(&k), vec![], 5).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert!(matches!(e, StoreError::LimitExceeded(_)), "{e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    let (keys, total) = s
+        .list_keys_page(ACCOUNT, REGION, 0, &[], 0, 100)
+        .await
+        .unwrap();
+    assert_eq!((keys.len(), total), (5, 5));
+}
+
+async fn concurrent_updates_serialise(s: Arc<dyn Store>) {
+    let k = key("k", 0);
+    add(s.as_ref(), &k).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, l) = (s.clone(), loc(&k));
+            tokio::spawn(async move {
+                s.update_key(
+                    &l,
+                    Box::new(|k| {
+                        k.version_count += 1;
+                        Ok(vec![])
+                    }),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        s.get_key(&loc(&k)).await.unwrap().unwrap().version_count,
+        21
+    );
+}
+
+async fn concurrent_aliases_respect_the_limits(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k", 0)).await;
+    let outcomes = |names: Vec<String>| {
+        let s = s.clone();
+        async move {
+            let tasks: Vec<_> = names
+                .into_iter()
+                .map(|n| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.create_alias(alias(&n, "k"), 3).await })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.unwrap());
+            }
+            results
+        }
+    };
+    // One name, many creators: one wins, the rest find it taken.
+    let same = outcomes(vec!["alias/same".to_string(); 10]).await;
+    assert_eq!(same.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(same
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(StoreError::AliasExists))));
+    // Many names for one key: two more places under the limit of three.
+    let many = outcomes((0..10).map(|i| format!("alias/n{i}")).collect()).await;
+    assert_eq!(many.iter().filter(|r| r.is_ok()).count(), 2);
+    assert!(many
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(StoreError::LimitExceeded(_)))));
+    assert_eq!(
+        s.list_aliases(ACCOUNT, REGION, Some("k"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
