@@ -20,8 +20,12 @@ seconds="${1:-20}"
 shift || true
 export RUSTC_BOOTSTRAP=1
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-  cargo install --locked cargo-fuzz --version 0.13.2
+# cargo-fuzz lives in the checkout (.cargo-tools/bin, git-ignored), not in ~/.cargo/bin:
+# installed there on first use, found there by `cargo fuzz` through PATH.
+tools="$(cd .. && pwd)/.cargo-tools"
+export PATH="$tools/bin:$PATH"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked --root "$tools" cargo-fuzz --version 0.13.2
 fi
 td=()
 [ -n "${FUZZ_TARGET_DIR:-}" ] && td=(--target-dir "$FUZZ_TARGET_DIR")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust unit and integration tests (the store suite on SQLite
 # and on a throwaway PostgreSQL started first, scripts/postgres.sh), a short run of every
-# cargo-fuzz target (scripts/fuzz.sh, installs cargo-fuzz if absent), then the end-to-end
+# cargo-fuzz target (scripts/fuzz.sh, installs cargo-fuzz into .cargo-tools/ if absent), then the end-to-end
 # suites that start the real `kms server` binary and drive it through the real Alibaba
 # Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
 # Installs what it needs on first use: Debian packages (scripts/install-deps.sh), a Python
@@ -9,7 +9,41 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==== %s\n' "$*"; }
+# Wall time of each step and a closing summary: the script runs itself as a child that notes
+# when each step starts (in $KMS_TEST_STEPS); this parent then prints every step's time and
+# whether the run passed, even when a step fails.
+if [ -z "${KMS_TEST_STEPS:-}" ]; then
+  KMS_TEST_STEPS="$(mktemp)"
+  export KMS_TEST_STEPS
+  status=0
+  ./scripts/test.sh "$@" || status=$?
+  end=$(date +%s)
+  hms() { printf '%dm %02ds' $(($1 / 60)) $(($1 % 60)); }
+  printf '\n==== summary\n'
+  first="" prev="" name="" n=0
+  while IFS=$'\t' read -r t s; do
+    [ -n "$prev" ] && printf '  %8s  %s\n' "$(hms $((t - prev)))" "$name"
+    first=${first:-$t} prev=$t name=$s n=$((n + 1))
+  done < "$KMS_TEST_STEPS"
+  [ -n "$prev" ] && printf '  %8s  %s\n' "$(hms $((end - prev)))" "$name"
+  rm -f "$KMS_TEST_STEPS"
+  if [ "$status" -eq 0 ]; then
+    echo "test.sh: PASSED: $n steps in $(hms $((end - ${first:-$end})))"
+  else
+    echo "test.sh: FAILED (exit $status) in step \"$name\" after $(hms $((end - ${first:-$end}))) ($n steps started)"
+  fi
+  exit "$status"
+fi
+step() {
+  local now
+  now=$(date +%s)
+  if [ -n "${step_name:-}" ]; then
+    printf -- '---- %s: %dm %02ds\n' "$step_name" $(((now - step_start) / 60)) $(((now - step_start) % 60))
+  fi
+  step_name="$*" step_start=$now
+  printf '%s\t%s\n' "$now" "$*" >> "$KMS_TEST_STEPS"
+  printf '\n==== %s\n' "$*"
+}
 
 step "dependencies"
 ./scripts/install-deps.sh

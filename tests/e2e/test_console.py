@@ -121,6 +121,9 @@ def on_keys(page, srv):
 
 
 def create_key_in_page(page, alias, external=False, description="", rotation_days=""):
+    """Creates a key through the dialog; the new key's page opens (issue 15); then back to
+    the list the key was created from, and its row there."""
+    list_url = page.url
     page.click("#create-key")
     page.fill("#ck-alias", alias)
     page.fill("#ck-desc", description)
@@ -131,7 +134,9 @@ def create_key_in_page(page, alias, external=False, description="", rotation_day
         page.check("#ck-origin-external")
         page.check("#ck-ack")
     page.click("#ck-confirm")
-    page.locator("#dlg-create").wait_for(state="hidden")
+    page.wait_for_url("**/console/keys/*")
+    expect(page.locator("h1")).to_have_text(alias)
+    page.goto(list_url)
     row = page.locator("#keys-table tr", has=page.locator(f"text={alias}"))
     row.wait_for()
     return row

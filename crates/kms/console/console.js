@@ -3,8 +3,13 @@
 // - dialogs (<dialog>), opened by buttons with data-open="<dialog id>"
 // - fields with data-enabled-by="<radio id>" are enabled only while that radio is chosen
 // - forms with class "act" run one API action through POST /console/api/<Action> with the
-//   session's CSRF token; on success the page content is refreshed without a reload, on
-//   failure the server's code and message are shown.
+//   session's CSRF token; on success the page content is refreshed without a reload (a
+//   created key opens its page), on failure the server's code and message are shown, and
+//   for an import the checklist and the hints this side can give.
+// - sign-in remembers the kind of credential last used (localStorage), unless the server
+//   re-rendered a failed attempt (data-kept), which keeps what was tried.
+// - the import-parameters dialog shows the openssl commands of the chosen algorithm, with
+//   a copy button.
 "use strict";
 
 (function () {
@@ -24,6 +29,8 @@
       location.assign("/console/keys");
     } else if (t.name === "kind" && t.type === "radio") {
       showKind();
+    } else if (t.id === "wrap-alg") {
+      showCommands();
     }
     if (t.type === "radio") syncEnabled(t.form || document);
   });
@@ -45,9 +52,59 @@
       el.hidden = el.getAttribute("data-kind") !== checked.value;
     });
   }
-  document.addEventListener("DOMContentLoaded", showKind);
+  var KIND_KEY = "kms_signin_kind";
+  function restoreKind() {
+    var form = document.getElementById("signin-form");
+    if (!form || form.hasAttribute("data-kept")) return;
+    var last = null;
+    try { last = window.localStorage.getItem(KIND_KEY); } catch (e) { /* storage off */ }
+    var radio = (last === "ak" || last === "user") && document.getElementById("kind-" + last);
+    if (radio) radio.checked = true;
+  }
+  document.addEventListener("DOMContentLoaded", function () { restoreKind(); showKind(); });
+  document.addEventListener("submit", function (ev) {
+    if (ev.target.id !== "signin-form") return;
+    var checked = ev.target.querySelector("input[name=kind]:checked");
+    try { if (checked) window.localStorage.setItem(KIND_KEY, checked.value); } catch (e) { /* storage off */ }
+  });
+
+  // import parameters: the openssl commands of the chosen algorithm
+  function showCommands() {
+    var sel = document.getElementById("wrap-alg");
+    if (!sel) return;
+    document.querySelectorAll("pre.cmd[data-alg]").forEach(function (pre) {
+      pre.hidden = pre.getAttribute("data-alg") !== sel.value;
+    });
+    var copy = document.getElementById("copy-cmd");
+    if (copy && copy.getAttribute("data-label")) copy.textContent = copy.getAttribute("data-label");
+  }
+
+  function copyCommands(button) {
+    var pre = document.querySelector("pre.cmd[data-alg]:not([hidden])");
+    if (!pre) return;
+    var text = pre.textContent;
+    var done = function () {
+      if (!button.getAttribute("data-label")) button.setAttribute("data-label", button.textContent);
+      button.textContent = button.getAttribute("data-copied");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { selectText(pre); });
+    } else {
+      selectText(pre);
+      try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: copy by hand */ }
+    }
+  }
+
+  function selectText(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+  }
 
   document.addEventListener("click", function (ev) {
+    if (ev.target.id === "copy-cmd") { copyCommands(ev.target); return; }
     var t = ev.target.closest ? ev.target.closest("[data-open],[data-close]") : null;
     if (!t) return;
     if (t.hasAttribute("data-open")) {
@@ -58,6 +115,7 @@
         d.querySelectorAll("details").forEach(function (x) { x.open = false; });
         resetForm(f);
         syncEnabled(d);
+        showCommands();
         d.showModal();
       }
     } else {
@@ -72,6 +130,21 @@
     if (err) { err.hidden = true; err.textContent = ""; }
     var res = form.getAttribute("data-result") && document.getElementById(form.getAttribute("data-result"));
     if (res) res.hidden = true;
+    form.querySelectorAll("[data-on-error], [data-hint]").forEach(function (el) { el.hidden = true; });
+  }
+
+  // An import refused: the checklist, and the hints for what this side can see (the
+  // server's one answer stays as it is, so the import is no oracle).
+  function showImportHelp(form, code, params) {
+    var help = form.querySelector("[data-on-error]");
+    if (!help) return;
+    var material = params.EncryptedKeyMaterial || "";
+    var lines = /[\r\n]/.test(material);
+    help.querySelectorAll("[data-hint]").forEach(function (el) {
+      var h = el.getAttribute("data-hint");
+      el.hidden = !((h === "lines" && lines) || (h === code && !lines));
+    });
+    help.hidden = false;
   }
 
   function showError(form, text) {
@@ -221,6 +294,10 @@
         return res;
       });
     }).then(function (res) {
+      if (action === "CreateKey" && res && res.KeyMetadata && res.KeyMetadata.KeyId) {
+        location.assign("/console/keys/" + encodeURIComponent(res.KeyMetadata.KeyId));
+        return;
+      }
       var resultId = form.getAttribute("data-result");
       if (action === "GetParametersForImport" && resultId) {
         textLink("dl-public-key", "PublicKey_base64.txt", res.PublicKey);
@@ -234,6 +311,7 @@
       return refresh();
     }).catch(function (e) {
       showError(form, (document.body.getAttribute("data-error") || "Error") + " — " + e.message);
+      if (action === "ImportKeyMaterial") showImportHelp(form, e.code, p);
     }).then(function () {
       buttons.forEach(function (b) { b.disabled = false; });
     });

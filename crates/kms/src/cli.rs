@@ -24,6 +24,9 @@ use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
 
+pub mod fingerprint;
+pub mod hints;
+
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
 /// How a command ended: exit status and what to print on stderr.
@@ -47,6 +50,28 @@ impl Failure {
             status: 1,
             message: message.into(),
         }
+    }
+    /// Adds hint lines under the message (the server's answer stays the first line).
+    fn with_hints(mut self, hints: impl IntoIterator<Item = String>) -> Self {
+        for h in hints {
+            self.message.push('\n');
+            self.message.push_str(&h);
+        }
+        self
+    }
+}
+
+/// A failed call: the failure to report, and the server's error `Code` if it answered one
+/// (so a caller can add what it knows).
+#[derive(Debug)]
+struct CallError {
+    failure: Failure,
+    code: Option<String>,
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        e.failure
     }
 }
 
@@ -228,9 +253,9 @@ fn output_arg() -> Arg {
 }
 
 fn action_command(action: Action) -> clap::Command {
-    let mut c = clap::Command::new(action.name())
-        .about(action.help())
-        .after_help("Prints the response JSON. Errors print as `Code: Message (RequestId)` and exit with status 1.");
+    let mut c = clap::Command::new(action.name()).after_help(
+        "Prints the response JSON. Errors print as `Code: Message (RequestId)` and exit with status 1.",
+    );
     for p in action.params() {
         let help = if p.required {
             format!("{} (required)", p.help)
@@ -247,7 +272,32 @@ fn action_command(action: Action) -> clap::Command {
             ParamKind::TagList => arg.value_name("KEY=VALUE").action(clap::ArgAction::Append),
         });
     }
-    ClientArgs::augment_args(c.arg(output_arg()))
+    // The about line last: `augment_args` would put ClientArgs' own doc line there.
+    ClientArgs::augment_args(c.arg(output_arg())).about(action.help())
+}
+
+/// A usage line that names the required arguments and shows everything else, credentials
+/// included, as `[OPTIONS]`. clap's own usage line lists the arguments it found, so with
+/// credentials in the environment an error's usage line showed `--access-key-id <ID>
+/// --access-key-secret <SECRET>` as if they had to be typed.
+fn usage_line(cmd: &clap::Command) -> String {
+    let mut usage = format!("kms {} [OPTIONS]", cmd.get_name());
+    let credential = |a: &Arg| matches!(a.get_id().as_str(), "access_key_id" | "access_key_secret");
+    for arg in cmd
+        .get_arguments()
+        .filter(|a| a.is_required_set() && !credential(a))
+    {
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        match arg.get_long() {
+            Some(long) => usage.push_str(&format!(" --{long} <{value}>")),
+            None => usage.push_str(&format!(" <{value}>")),
+        }
+    }
+    usage
 }
 
 /// The whole command line: the fixed commands plus one per API action.
@@ -256,6 +306,18 @@ pub fn command() -> clap::Command {
     for action in Action::ALL {
         cmd = cmd.subcommand(action_command(*action));
     }
+    // Every command that takes credentials gets the usage line above.
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|c| c.get_arguments().any(|a| a.get_id() == "access_key_id"))
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |c| {
+            let usage = usage_line(&c);
+            c.override_usage(usage)
+        });
+    }
     cmd
 }
 
@@ -263,7 +325,7 @@ fn call_failure(endpoint: &str, e: String) -> Failure {
     Failure::usage(format!("cannot reach {endpoint}: {e}"))
 }
 
-fn api_error(r: &ApiResponse) -> Failure {
+fn api_error(r: &ApiResponse) -> CallError {
     let field = |n: &str| {
         r.body
             .get(n)
@@ -272,31 +334,46 @@ fn api_error(r: &ApiResponse) -> Failure {
             .to_string()
     };
     if r.body.is_null() {
-        return Failure::api(format!(
-            "HTTP {}: the server's answer is not JSON",
-            r.status
-        ));
+        return CallError {
+            failure: Failure::api(format!(
+                "HTTP {}: the server's answer is not JSON",
+                r.status
+            )),
+            code: None,
+        };
     }
-    Failure::api(format!(
-        "{}: {} ({})",
-        field("Code"),
-        field("Message"),
-        field("RequestId")
-    ))
+    CallError {
+        failure: Failure::api(format!(
+            "{}: {} ({})",
+            field("Code"),
+            field("Message"),
+            field("RequestId")
+        )),
+        code: r.code().map(str::to_string),
+    }
 }
 
+/// One call; a server error comes back with the hint lines this side can add.
 async fn call(
     client: &Client,
     endpoint: &str,
     action: &str,
     params: &[(String, String)],
-) -> Result<Value, Failure> {
-    let r = client
-        .call(action, params)
-        .await
-        .map_err(|e| call_failure(endpoint, e))?;
+) -> Result<Value, CallError> {
+    let r = client.call(action, params).await.map_err(|e| CallError {
+        failure: call_failure(endpoint, e),
+        code: None,
+    })?;
     if !r.is_ok() {
-        return Err(api_error(&r));
+        let e = api_error(&r);
+        let hints = match &e.code {
+            Some(code) => hints::for_error(client, action, params, code).await,
+            None => Vec::new(),
+        };
+        return Err(CallError {
+            failure: e.failure.with_hints(hints),
+            code: e.code,
+        });
     }
     Ok(r.body)
 }
@@ -527,6 +604,7 @@ fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
 #[derive(Debug, Clone, Args)]
 pub struct WrapArgs {
     /// The PublicKey from GetParametersForImport: a file with its base64 text
+    /// (PublicKey_base64.txt), or the DER file openssl makes of it (PublicKey.bin), or PEM
     #[arg(long)]
     pub public_key: PathBuf,
     /// The WrappingAlgorithm named in GetParametersForImport
@@ -540,24 +618,43 @@ pub struct WrapArgs {
     pub out: Option<PathBuf>,
 }
 
-fn read_public_key(path: &PathBuf) -> Result<Vec<u8>, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+/// A public key file as the import guide leaves it: the base64 text of the PublicKey field
+/// (line breaks allowed), the DER that `openssl enc -d -base64` makes of it, or PEM.
+pub fn parse_public_key(bytes: &[u8]) -> Option<Vec<u8>> {
+    // DER: a SEQUENCE with a long-form length (an RSA SubjectPublicKeyInfo is > 127 bytes).
+    if bytes.first() == Some(&0x30) && bytes.get(1).is_some_and(|b| b & 0x80 != 0) {
+        return Some(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|_| {
-            Failure::usage(format!(
-                "{} is not base64 (the PublicKey field as returned)",
-                path.display()
-            ))
-        })
+        .decode(body)
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
+fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    parse_public_key(&bytes).ok_or_else(|| {
+        Failure::usage(format!(
+            "{} is neither the PublicKey's base64 text (PublicKey_base64.txt) nor its DER (PublicKey.bin)",
+            path.display()
+        ))
+    })
 }
 
 pub fn wrap(a: WrapArgs) -> Result<(), Failure> {
     let alg = algorithm(&a.algorithm)?;
     let public = read_public_key(&a.public_key)?;
     let material = read_material(&a.input)?;
-    let wrapped = wrapping::wrap(&public, alg, &material)?;
+    let wrapped = wrapping::wrap(&public, alg, &material)
+        .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key.display())))?;
     let text = base64::engine::general_purpose::STANDARD.encode(wrapped);
     match a.out {
         Some(p) => std::fs::write(&p, &text)
@@ -575,8 +672,16 @@ pub struct ImportMaterialArgs {
     /// The 32-byte key material (`-` for standard input)
     #[arg(long)]
     pub material_file: String,
+    /// The wrapping algorithm (with --import-token: the one its GetParametersForImport named)
     #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
     pub algorithm: String,
+    /// Use import parameters you already have (e.g. downloaded from the console) instead of
+    /// asking for new ones: the PublicKey file (base64 text or DER), with --import-token
+    #[arg(long, requires = "import_token")]
+    pub public_key: Option<PathBuf>,
+    /// The file holding the ImportToken that goes with --public-key
+    #[arg(long, requires = "public_key")]
+    pub import_token: Option<PathBuf>,
     /// When the material expires, e.g. 2027-01-01T00:00:00Z [default: never]
     #[arg(long, conflicts_with = "expire_unix")]
     pub expire: Option<String>,
@@ -595,6 +700,31 @@ fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     cur.as_str().unwrap_or("")
 }
 
+/// The hint `kms import-material` adds to `InvalidKeyMaterial`: it knows what it wrapped,
+/// and (from [`fingerprint`]) what it imported into this key before.
+fn material_hint(key_id: &str, verdict: fingerprint::Verdict) -> Vec<String> {
+    let file = fingerprint::path();
+    match verdict {
+        fingerprint::Verdict::Different => vec![format!(
+            "hint: this is different material than the first import into key {key_id} from this machine \
+             (kms import-material keeps a salted fingerprint of what it imported in {}): a key takes only \
+             the material of its first import; import that material again.",
+            file.display()
+        )],
+        fingerprint::Verdict::Same => vec![format!(
+            "hint: this is the material kms import-material imported into key {key_id} before; \
+             with --public-key and --import-token, check that both come from one GetParametersForImport \
+             call and that --algorithm is the WrappingAlgorithm it named."
+        )],
+        fingerprint::Verdict::Unknown => vec![format!(
+            "hint: kms import-material wrapped these 32 bytes itself; if key {key_id} had material before \
+             (expired or deleted), this must be the same material: a key takes only the material of its \
+             first import. (No import into this key from this machine is on record in {}.)",
+            file.display()
+        )],
+    }
+}
+
 pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
     let alg = algorithm(&a.algorithm)?;
     let expire = match (&a.expire, a.expire_unix) {
@@ -607,37 +737,64 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         (None, None) => 0,
     };
     let material = read_material(&a.material_file)?;
+    let given = match (&a.public_key, &a.import_token) {
+        (Some(public), Some(token)) => {
+            let token = std::fs::read_to_string(token)
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", token.display())))?;
+            Some((read_public_key(public)?, token.trim().to_string()))
+        }
+        _ => None,
+    };
     let (client, endpoint) = a.client.client()?;
     let p = |pairs: &[(&str, &str)]| crate::client::params(pairs);
-    let params = call(
-        &client,
-        &endpoint,
-        "GetParametersForImport",
-        &p(&[
-            ("KeyId", &a.key_id),
-            ("WrappingAlgorithm", alg.as_str()),
-            ("WrappingKeySpec", "RSA_2048"),
-        ]),
-    )
-    .await?;
-    let public = base64::engine::general_purpose::STANDARD
-        .decode(str_of(&params, &["PublicKey"]))
-        .map_err(|_| Failure::api("the server's PublicKey is not base64"))?;
-    let wrapped =
-        base64::engine::general_purpose::STANDARD.encode(wrapping::wrap(&public, alg, &material)?);
+    let (public, token) = match given {
+        Some(g) => g,
+        None => {
+            let params = call(
+                &client,
+                &endpoint,
+                "GetParametersForImport",
+                &p(&[
+                    ("KeyId", &a.key_id),
+                    ("WrappingAlgorithm", alg.as_str()),
+                    ("WrappingKeySpec", "RSA_2048"),
+                ]),
+            )
+            .await?;
+            let public = base64::engine::general_purpose::STANDARD
+                .decode(str_of(&params, &["PublicKey"]))
+                .map_err(|_| Failure::api("the server's PublicKey is not base64"))?;
+            (public, str_of(&params, &["ImportToken"]).to_string())
+        }
+    };
+    let wrapped = base64::engine::general_purpose::STANDARD.encode(
+        wrapping::wrap(&public, alg, &material)
+            .map_err(|e| Failure::usage(format!("the public key: {e}")))?,
+    );
     let expire_s = expire.to_string();
-    call(
+    if let Err(e) = call(
         &client,
         &endpoint,
         "ImportKeyMaterial",
         &p(&[
             ("KeyId", &a.key_id),
-            ("ImportToken", str_of(&params, &["ImportToken"])),
+            ("ImportToken", &token),
             ("EncryptedKeyMaterial", &wrapped),
             ("KeyMaterialExpireUnix", &expire_s),
         ]),
     )
-    .await?;
+    .await
+    {
+        if e.code.as_deref() == Some("InvalidKeyMaterial") {
+            // Key ids may be ARNs: the record is under the bare id DescribeKey gives.
+            let id = key_id_of(&client, &a.key_id).await;
+            let verdict = fingerprint::compare(&id, &material);
+            // This side knows more than the generic checklist: say that instead.
+            let first = e.failure.message.lines().next().unwrap_or("").to_string();
+            return Err(Failure::api(first).with_hints(material_hint(&id, verdict)));
+        }
+        return Err(e.into());
+    }
     let d = call(
         &client,
         &endpoint,
@@ -645,8 +802,12 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         &p(&[("KeyId", &a.key_id)]),
     )
     .await?;
+    let id = str_of(&d, &["KeyMetadata", "KeyId"]);
+    if let Err(e) = fingerprint::record(id, &material) {
+        tracing::debug!(error = %e, "material fingerprint not recorded");
+    }
     let out = serde_json::json!({
-        "KeyId": str_of(&d, &["KeyMetadata", "KeyId"]),
+        "KeyId": id,
         "KeyState": str_of(&d, &["KeyMetadata", "KeyState"]),
         "MaterialExpireTime": str_of(&d, &["KeyMetadata", "MaterialExpireTime"]),
     });
@@ -655,6 +816,17 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// The bare key id of `key` (an id or an ARN), from DescribeKey; `key` itself if that fails.
+async fn key_id_of(client: &Client, key: &str) -> String {
+    match client
+        .call("DescribeKey", &crate::client::params(&[("KeyId", key)]))
+        .await
+    {
+        Ok(r) if r.is_ok() => str_of(&r.body, &["KeyMetadata", "KeyId"]).to_string(),
+        _ => key.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -765,5 +937,78 @@ mod tests {
             Some("2")
         );
         assert!(table(&body, &["value=Nope".into()]).is_err());
+    }
+
+    #[test]
+    fn every_action_help_line_is_its_own_and_credentials_are_options() {
+        let cmd = command();
+        for action in Action::ALL {
+            let sub = cmd.find_subcommand(action.name()).unwrap();
+            assert_eq!(
+                sub.get_about().map(|a| a.to_string()),
+                Some(action.help().to_string()),
+                "{action}"
+            );
+        }
+        let usage = command()
+            .find_subcommand_mut("Encrypt")
+            .unwrap()
+            .render_usage()
+            .to_string();
+        assert_eq!(
+            usage,
+            "Usage: kms Encrypt [OPTIONS] --KeyId <VALUE> --Plaintext <VALUE>"
+        );
+        // Credentials given on the line still show as options in an error's usage line.
+        let err = command()
+            .try_get_matches_from([
+                "kms",
+                "DescribeKey",
+                "--access-key-id",
+                "LTAIx",
+                "--access-key-secret",
+                "y",
+            ])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Usage: kms DescribeKey [OPTIONS] --KeyId <VALUE>\n"),
+            "{err}"
+        );
+        assert!(!err.contains("<ACCESS_KEY_ID>"), "{err}");
+        for name in ["import-material", "create-external-key", "bench"] {
+            let usage = command()
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_usage()
+                .to_string();
+            assert!(!usage.contains("access-key"), "{usage}");
+        }
+    }
+
+    #[test]
+    fn public_key_as_base64_der_or_pem() {
+        let pair = wrapping::generate().unwrap();
+        let der = pair.public_der.clone();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert_eq!(parse_public_key(&der), Some(der.clone()));
+        assert_eq!(parse_public_key(b64.as_bytes()), Some(der.clone()));
+        assert_eq!(
+            parse_public_key(format!("{b64}\n").as_bytes()),
+            Some(der.clone())
+        );
+        // Wrapped at 64 columns (openssl base64 without -A), and PEM.
+        let wrapped: Vec<String> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        let lines = wrapped.join("\n");
+        assert_eq!(parse_public_key(lines.as_bytes()), Some(der.clone()));
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n");
+        assert_eq!(parse_public_key(pem.as_bytes()), Some(der.clone()));
+        assert_eq!(parse_public_key(b"not a key at all!"), None);
+        assert_eq!(parse_public_key(&[0xff, 0xfe, 0x00]), None);
+        assert_eq!(parse_public_key(b""), None);
     }
 }

@@ -10,9 +10,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kms::cli::{self, Failure};
 use kms::config::{AdminCommand, Cli, Command};
 
+/// Colour in the logs only for a person at a terminal: not when stderr is a file or a pipe,
+/// nor when `NO_COLOR` is set to anything non-empty (<https://no-color.org>).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 fn main() -> std::process::ExitCode {
     let matches = cli::command().get_matches();
     tracing_subscriber::fmt()
+        .with_ansi(colour_logs())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),

@@ -182,6 +182,18 @@ texts! {
     Primary => ("primary", "主版本"),
     DeletionProtection => ("Deletion protection", "删除保护"),
     DeletionProtectionOn => ("Protect this key from deletion", "开启删除保护"),
+    LooksLikeAk => ("That user name looks like an AccessKey ID: to sign in with an access key, choose \"Access key\".", "该用户名看起来是 AccessKey ID：如需使用访问密钥登录，请选择“访问密钥”。"),
+    WrapWithOpenssl => ("Then wrap 32 bytes with openssl, in the folder where you saved PublicKey_base64.txt (the commands for the algorithm chosen above):", "然后在保存 PublicKey_base64.txt 的目录中，用 openssl 加密 32 字节的密钥材料（以下为上面所选算法对应的命令）："),
+    Copy => ("Copy", "复制"),
+    Copied => ("Copied", "已复制"),
+    ImportChecklist => ("The server does not say which check failed (so the import is no padding oracle). Check that:", "服务端不会说明哪一项检查失败（以免导入成为填充预言机）。请确认："),
+    CheckAlgorithm => ("the material was wrapped with the algorithm chosen for this token, and with the public key downloaded with it;", "密钥材料使用了获取此导入令牌时所选的算法，以及与令牌一同下载的公钥进行加密；"),
+    Check32 => ("the key material is exactly 32 bytes before wrapping;", "加密前的密钥材料恰好为 32 字节；"),
+    CheckSame => ("if this key had material before, it is the same material: a key takes only the material of its first import;", "如果该密钥之前导入过材料，本次必须是相同的材料：密钥只接受首次导入的材料；"),
+    CheckToken => ("the token is not withdrawn (after 10 failed imports) or expired (after 24 hours): if in doubt, get new import parameters.", "导入令牌未被撤销（导入失败 10 次后）或过期（24 小时后）：如有疑问，请重新获取导入参数。"),
+    HintToken => ("This token cannot be used: it was withdrawn after 10 failed imports, is another key's, or the token and public key files are swapped. Get new import parameters and wrap the material with the new public key.", "此导入令牌不可用：导入失败 10 次后已被撤销、属于其他密钥，或令牌文件与公钥文件互换了。请重新获取导入参数，并用新公钥加密密钥材料。"),
+    HintExpired => ("Import tokens last 24 hours: get new import parameters and wrap the material with the new public key.", "导入令牌有效期为 24 小时：请重新获取导入参数，并用新公钥加密密钥材料。"),
+    HintLineBreaks => ("The encrypted key material file has line breaks: openssl wraps base64 every 64 characters unless given -A. Make it again with: openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt", "加密后的密钥材料文件含有换行：openssl 不加 -A 时每 64 个字符换行。请重新生成：openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt"),
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::api::keys::KeyMetadata;
 use crate::error::KmsError;
+use crate::keystore::wrapping::WrappingAlgorithm;
 use crate::model::KeyState;
 use crate::service::{Caller, Kms};
 use crate::store::{AliasRecord, KeyRecord, KeyVersionRecord};
@@ -61,6 +62,35 @@ struct Material {
     present: bool,
     /// When the material expires (`None`: never).
     expire: Option<String>,
+    /// The openssl commands that wrap material for each algorithm: `(algorithm, commands)`.
+    commands: Vec<(&'static str, String)>,
+    /// The algorithm chosen when the dialog opens.
+    default_alg: &'static str,
+}
+
+/// The algorithm the import dialog offers first: the one of the README and of Alibaba
+/// Cloud's import guide (`openssl rsautl -oaep`).
+pub const DEFAULT_WRAPPING_ALGORITHM: WrappingAlgorithm = WrappingAlgorithm::RsaesOaepSha1;
+
+/// The openssl commands (OpenSSL 3 `pkeyutl` forms) that turn 32 random bytes into
+/// `EncryptedKeyMaterial_base64.txt` for `algorithm`, from the dialog's
+/// `PublicKey_base64.txt`, ready to paste into a shell.
+pub fn openssl_commands(algorithm: WrappingAlgorithm) -> String {
+    let padding = match algorithm {
+        WrappingAlgorithm::RsaesOaepSha1 => {
+            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1"
+        }
+        WrappingAlgorithm::RsaesOaepSha256 => {
+            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
+        }
+        WrappingAlgorithm::RsaesPkcs1V15 => "-pkeyopt rsa_padding_mode:pkcs1",
+    };
+    format!(
+        "openssl rand -out KeyMaterial.bin 32    # new material; to import again, skip this line and keep KeyMaterial.bin\n\
+         openssl enc -d -base64 -A -in PublicKey_base64.txt -out PublicKey.bin\n\
+         openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in KeyMaterial.bin -out EncryptedKeyMaterial.bin {padding}\n\
+         openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt\n"
+    )
 }
 
 struct Rotation {
@@ -176,6 +206,11 @@ impl KeyPage {
             material: external.then(|| Material {
                 present: key.material_present,
                 expire: key.material_expire.map(format_unix),
+                commands: WrappingAlgorithm::ALL
+                    .into_iter()
+                    .map(|a| (a.as_str(), openssl_commands(a)))
+                    .collect(),
+                default_alg: DEFAULT_WRAPPING_ALGORITHM.as_str(),
             }),
             rotation: (!external).then(|| Rotation {
                 enabled: key.automatic_rotation,
@@ -222,6 +257,20 @@ fn fields(md: &KeyMetadata) -> Vec<Field> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openssl_commands_name_the_algorithm_s_padding() {
+        let c = openssl_commands(WrappingAlgorithm::RsaesOaepSha1);
+        assert!(c.contains("-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1"));
+        assert!(c.ends_with(
+            "openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt\n"
+        ));
+        assert_eq!(c.lines().count(), 4);
+        assert!(openssl_commands(WrappingAlgorithm::RsaesOaepSha256).contains("rsa_mgf1_md:sha256"));
+        assert!(openssl_commands(WrappingAlgorithm::RsaesPkcs1V15)
+            .contains("-pkeyopt rsa_padding_mode:pkcs1\n"));
+        assert_eq!(DEFAULT_WRAPPING_ALGORITHM.as_str(), "RSAES_OAEP_SHA_1");
+    }
 
     #[test]
     fn actions_follow_the_state() {

@@ -52,6 +52,54 @@ struct SigninPage {
     title: &'static str,
     csrf: String,
     message: Option<Message>,
+    /// A second line under the message (a hint), if any.
+    hint: Option<&'static str>,
+    form: Shown,
+}
+
+/// What the form shows: the kind of credential chosen, and (after a failed attempt) what
+/// was tried, never the secret or password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    /// `"ak"` or `"user"`.
+    kind: &'static str,
+    /// The server chose the kind from a failed attempt: the page keeps it (the browser's
+    /// remembered kind does not override it).
+    kept: bool,
+    user_name: String,
+    access_key_id: String,
+}
+
+impl Shown {
+    /// A fresh form: a console user first if any exists, else an access key (the only
+    /// credential a new data dir has).
+    fn fresh(has_users: bool) -> Self {
+        Shown {
+            kind: if has_users { "user" } else { "ak" },
+            kept: false,
+            user_name: String::new(),
+            access_key_id: String::new(),
+        }
+    }
+
+    /// The form again after a failed attempt: the same kind and name or id.
+    fn again(form: &SigninForm) -> Self {
+        let ak = form.is_access_key();
+        Shown {
+            kind: if ak { "ak" } else { "user" },
+            kept: true,
+            user_name: if ak {
+                String::new()
+            } else {
+                form.user_name.chars().take(64).collect()
+            },
+            access_key_id: if ak {
+                form.access_key_id.chars().take(128).collect()
+            } else {
+                String::new()
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,7 +127,10 @@ pub async fn signin_get(
     } else {
         None
     };
-    signin_form(&st, lang, peer.ip(), message, StatusCode::OK)
+    // A store error only loses the default: show the console-user form as before.
+    let has_users = st.sessions().has_users().await.unwrap_or(true);
+    let form = Shown::fresh(has_users);
+    signin_form(&st, lang, peer.ip(), message, form, StatusCode::OK)
 }
 
 fn error(lang: Lang, text: T) -> Message {
@@ -95,17 +146,24 @@ fn signin_form(
     lang: Lang,
     client: IpAddr,
     message: Option<Message>,
+    form: Shown,
     status: StatusCode,
 ) -> Response {
     let csrf = match st.sessions().signin_token(client) {
         Ok(c) => c,
         Err(e) => return internal(&e),
     };
+    // An AccessKey ID typed as a user name: say so (a fact about the text typed, not
+    // about any account).
+    let hint =
+        (form.kind == "user" && form.user_name.starts_with("LTAI")).then(|| lang.t(T::LooksLikeAk));
     let page = SigninPage {
         lang,
         title: lang.t(T::Signin),
         csrf,
         message,
+        hint,
+        form,
     };
     html(status, &page)
 }
@@ -186,7 +244,14 @@ pub async fn signin_post(
 ) -> Response {
     let client = peer.ip();
     let Some(form) = SigninForm::parse(&body) else {
-        return signin_form(&st, lang, client, None, StatusCode::BAD_REQUEST);
+        return signin_form(
+            &st,
+            lang,
+            client,
+            None,
+            Shown::fresh(true),
+            StatusCode::BAD_REQUEST,
+        );
     };
     let cookies = Cookies::from_headers(&headers);
     let mut event = AuditEvent::new(peer, SIGNIN);
@@ -199,7 +264,8 @@ pub async fn signin_post(
         SigninTokenCheck::Expired => {
             st.audit(&event, INVALID_CSRF, 403).await;
             let message = Some(error(lang, T::SigninFormExpired));
-            return signin_form(&st, lang, client, message, StatusCode::FORBIDDEN);
+            let shown = Shown::again(&form);
+            return signin_form(&st, lang, client, message, shown, StatusCode::FORBIDDEN);
         }
         SigninTokenCheck::Invalid => {
             st.audit(&event, INVALID_CSRF, 403).await;
@@ -216,7 +282,15 @@ pub async fn signin_post(
         Err(_) => {
             st.audit(&event, "Console.TooManyAttempts", 429).await;
             let message = Some(error(lang, T::TooManyAttempts));
-            return signin_form(&st, lang, client, message, StatusCode::TOO_MANY_REQUESTS);
+            let shown = Shown::again(&form);
+            return signin_form(
+                &st,
+                lang,
+                client,
+                message,
+                shown,
+                StatusCode::TOO_MANY_REQUESTS,
+            );
         }
     };
     let verified = if form.is_access_key() {
@@ -227,7 +301,7 @@ pub async fn signin_post(
             Err(Refusal::Busy | Refusal::TooManyAttempts) => {
                 attempt.not_checked();
                 st.audit_error(&event, &KmsError::Throttling).await;
-                return busy(&st, lang, client);
+                return busy(&st, lang, client, Shown::again(&form));
             }
         }
     };
@@ -237,7 +311,8 @@ pub async fn signin_post(
             // the attempt stays counted
             st.audit(&event, "Console.InvalidCredentials", 401).await;
             let message = Some(error(lang, T::BadCredentials));
-            return signin_form(&st, lang, client, message, StatusCode::UNAUTHORIZED);
+            let shown = Shown::again(&form);
+            return signin_form(&st, lang, client, message, shown, StatusCode::UNAUTHORIZED);
         }
         Err(e) => return internal(&e),
     };
@@ -247,9 +322,16 @@ pub async fn signin_post(
 }
 
 /// Every password-check slot is in use: 429 at once, with the form to try again.
-fn busy(st: &ConsoleState, lang: Lang, client: IpAddr) -> Response {
+fn busy(st: &ConsoleState, lang: Lang, client: IpAddr, form: Shown) -> Response {
     let message = Some(error(lang, T::SigninBusy));
-    let mut r = signin_form(st, lang, client, message, StatusCode::TOO_MANY_REQUESTS);
+    let mut r = signin_form(
+        st,
+        lang,
+        client,
+        message,
+        form,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
@@ -393,6 +475,8 @@ mod tests {
             title: "Sign in",
             csrf: "tok\"en".into(),
             message: Some(error(Lang::En, T::BadCredentials)),
+            hint: None,
+            form: Shown::fresh(true),
         };
         let html = page.render().unwrap();
         assert!(
@@ -402,6 +486,50 @@ mod tests {
         assert!(html.contains(
             "<p class=\"error\" role=\"alert\" id=\"signin-message\">The sign-in details are not correct.</p>"
         ));
+    }
+
+    #[test]
+    fn the_form_defaults_to_access_key_without_users_and_keeps_a_failed_attempt() {
+        let render = |form: Shown| {
+            SigninPage {
+                lang: Lang::En,
+                title: "Sign in",
+                csrf: "t".into(),
+                message: None,
+                hint: None,
+                form,
+            }
+            .render()
+            .unwrap()
+        };
+        let html = render(Shown::fresh(false));
+        assert!(
+            html.contains("value=\"ak\" id=\"kind-ak\" checked"),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"kind-user\" checked"), "{html}");
+        assert!(!html.contains("data-kept"), "{html}");
+        let html = render(Shown::fresh(true));
+        assert!(
+            html.contains("value=\"user\" id=\"kind-user\" checked"),
+            "{html}"
+        );
+        // A failed access-key attempt: same kind, same id (escaped), never the secret.
+        let f = SigninForm::parse(b"kind=ak&access_key_id=LTAI%3Cb%3E&access_key_secret=s3cret")
+            .unwrap();
+        let html = render(Shown::again(&f));
+        assert!(html.contains("id=\"kind-ak\" checked"), "{html}");
+        assert!(html.contains("data-kept"), "{html}");
+        assert!(
+            html.contains("id=\"access_key_id\" name=\"access_key_id\" value=\"LTAI&#60;b&#62;\""),
+            "{html}"
+        );
+        assert!(!html.contains("s3cret"));
+        let f = SigninForm::parse(b"kind=user&user_name=alice&password=pw").unwrap();
+        let html = render(Shown::again(&f));
+        assert!(html.contains("id=\"kind-user\" checked"), "{html}");
+        assert!(html.contains("value=\"alice\""), "{html}");
+        assert!(!html.contains("value=\"pw\""));
     }
 
     #[test]

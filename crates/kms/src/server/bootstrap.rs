@@ -11,7 +11,29 @@ use crate::store::Store;
 use super::DataDir;
 
 const DEFAULT_ACCOUNT_META: &str = "default_account_id";
-const INITIAL_KEY_FILE: &str = "initial-access-key.json";
+pub const INITIAL_KEY_FILE: &str = "initial-access-key.json";
+
+/// What this start did about the first access key, for the banner's next steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstKey {
+    /// Generated now: shown once and saved in the data dir's `initial-access-key.json`.
+    Generated {
+        id: String,
+        secret: zeroize::Zeroizing<String>,
+    },
+    /// Created now from `KMS_ACCESS_KEY_ID` / `KMS_ACCESS_KEY_SECRET`.
+    FromEnv { id: String },
+    /// A later start (or another node made it): the access keys are already there.
+    Existing,
+}
+
+/// The outcome of [`bootstrap`].
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The data dir's default account.
+    pub account: String,
+    pub first_key: FirstKey,
+}
 
 /// The data dir's default account: the one recorded on first start, else `configured`,
 /// else a new random 16-digit id.
@@ -56,8 +78,11 @@ fn access_key_from_env() -> (Option<String>, Option<String>) {
 
 /// First start: the account and one access key (from `KMS_ACCESS_KEY_ID`/`_SECRET`, or
 /// generated, printed once and written to a 0600 file). Later starts reuse what is there.
-/// Returns the default account.
-pub async fn bootstrap(dir: &DataDir, kms: &Kms, config: &ServerConfig) -> Result<String, String> {
+pub async fn bootstrap(
+    dir: &DataDir,
+    kms: &Kms,
+    config: &ServerConfig,
+) -> Result<Bootstrap, String> {
     bootstrap_with(
         dir,
         kms,
@@ -74,7 +99,7 @@ async fn bootstrap_with(
     kms: &Kms,
     account_id: Option<&str>,
     given: (Option<String>, Option<String>),
-) -> Result<String, String> {
+) -> Result<Bootstrap, String> {
     let account = match account_id {
         Some(a) => {
             validate_account_id(a).map_err(|e| e.message())?;
@@ -87,6 +112,7 @@ async fn bootstrap_with(
         .ensure_account(&account, kms.now())
         .await
         .map_err(|e| e.to_string())?;
+    let mut first_key = FirstKey::Existing;
     match given {
         (Some(id), Some(secret)) => {
             match dir
@@ -108,9 +134,12 @@ async fn bootstrap_with(
                     .create_access_key(&account, Some((id.clone(), secret)))
                     .await
                 {
-                    Ok(_) => println!(
-                        "Access key {id} (from KMS_ACCESS_KEY_ID) created for account {account}."
-                    ),
+                    Ok(_) => {
+                        println!(
+                            "Access key {id} (from KMS_ACCESS_KEY_ID) created for account {account}."
+                        );
+                        first_key = FirstKey::FromEnv { id: id.clone() };
+                    }
                     // Another node sharing the database created it at the same moment.
                     Err(e) => {
                         if dir
@@ -169,10 +198,105 @@ async fn bootstrap_with(
                 );
                 println!("  AccessKeyId:     {}", ak.access_key_id);
                 println!("  AccessKeySecret: {}", ak.access_key_secret);
+                first_key = FirstKey::Generated {
+                    id: ak.access_key_id.clone(),
+                    secret: zeroize::Zeroizing::new(ak.access_key_secret.to_string()),
+                };
             }
         }
     }
-    Ok(account)
+    Ok(Bootstrap { account, first_key })
+}
+
+/// Where the server can be reached, for the banner.
+pub struct Addresses<'a> {
+    /// The API's URL as a client on this machine uses it (`http://127.0.0.1:8080`).
+    pub api: &'a str,
+    /// The console's URL, when it is on.
+    pub console: Option<&'a str>,
+    /// The certificate clients should trust, with HTTPS.
+    pub ca_cert: Option<&'a std::path::Path>,
+    pub data_dir: &'a std::path::Path,
+}
+
+/// The lines printed once the server listens: on the first start, ready-to-copy next steps
+/// (credentials for the command line, the console and what it signs in with); on later
+/// starts, where the credentials are.
+pub fn banner(first_key: &FirstKey, at: &Addresses) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let data_dir = at.data_dir.display();
+    let endpoint = || {
+        let mut s = format!("  export KMS_ENDPOINT={}", at.api);
+        if let Some(ca) = at.ca_cert {
+            s.push_str(&format!(" KMS_CA_CERT={}", ca.display()));
+        }
+        s
+    };
+    let console = |what: &str| {
+        match at.console {
+        Some(url) => format!("  Web console: open {url} and sign in with \"Access key\" ({what})."),
+        None => "  Web console: not running (--console-listen off, or its default port was taken: see the warning above; --console-listen HOST:PORT moves it).".to_string(),
+    }
+    };
+    match first_key {
+        FirstKey::Generated { id, secret } => {
+            line(String::new());
+            line("Next steps (copy and paste):".into());
+            line(format!(
+                "  export ALIBABA_CLOUD_ACCESS_KEY_ID={id} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
+                secret.as_str()
+            ));
+            line(endpoint());
+            line(
+                "  kms DescribeRegions          # kms not found? cargo install --path crates/kms"
+                    .into(),
+            );
+            line(format!(
+                "  # or keep them in a profile: kms configure --access-key-id {id} --endpoint {}   (asks for the secret)",
+                at.api
+            ));
+            line(console("the AccessKeyId and AccessKeySecret above"));
+            line(format!(
+                "  The credentials stay in {} (mode 0600); later starts point there.",
+                at.data_dir.join(INITIAL_KEY_FILE).display()
+            ));
+        }
+        FirstKey::FromEnv { id } => {
+            line(String::new());
+            line("Next steps (copy and paste):".into());
+            line(format!(
+                "  export ALIBABA_CLOUD_ACCESS_KEY_ID={id} ALIBABA_CLOUD_ACCESS_KEY_SECRET=\"$KMS_ACCESS_KEY_SECRET\""
+            ));
+            line(endpoint());
+            line(
+                "  kms DescribeRegions          # kms not found? cargo install --path crates/kms"
+                    .into(),
+            );
+            line(console(
+                "the KMS_ACCESS_KEY_ID and KMS_ACCESS_KEY_SECRET this server started with",
+            ));
+        }
+        FirstKey::Existing => {
+            let file = at.data_dir.join(INITIAL_KEY_FILE);
+            if file.exists() {
+                line(format!(
+                    "Credentials: the first access key (AccessKeyId, AccessKeySecret) is in {}; \
+                     use it with ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET, kms configure, or the web console's \"Access key\" sign-in.",
+                    file.display()
+                ));
+            } else {
+                line(format!(
+                    "Credentials: kms admin access-key list --data-dir {data_dir} shows the access keys; \
+                     kms admin access-key create --data-dir {data_dir} makes one (its secret is shown once)."
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -221,9 +345,10 @@ mod tests {
     async fn first_start_stamps_account_and_generated_key_with_the_clock() {
         let path = temp_dir("generated");
         let (dir, kms) = open(&path).await;
-        let account = bootstrap_with(&dir, &kms, Some("1234567890123456"), (None, None))
+        let first = bootstrap_with(&dir, &kms, Some("1234567890123456"), (None, None))
             .await
             .unwrap();
+        let account = first.account.clone();
         assert_eq!(account, "1234567890123456");
         assert_eq!(account_created(&path, &account), FIXED);
         let keys = dir.store.list_access_keys().await.unwrap();
@@ -246,10 +371,16 @@ mod tests {
             saved["AccessKeySecret"].as_str()
         );
         // A second start creates nothing more and keeps the account.
+        let FirstKey::Generated { id, secret } = &first.first_key else {
+            panic!("{:?}", first.first_key);
+        };
+        assert_eq!(id, &keys[0].access_key_id);
+        assert_eq!(Some(secret.as_str()), saved["AccessKeySecret"].as_str());
         let again = bootstrap_with(&dir, &kms, None, (None, None))
             .await
             .unwrap();
-        assert_eq!(again, account);
+        assert_eq!(again.account, account);
+        assert_eq!(again.first_key, FirstKey::Existing);
         assert_eq!(dir.store.list_access_keys().await.unwrap().len(), 1);
         drop(dir);
         let _ = std::fs::remove_dir_all(&path);
@@ -263,10 +394,19 @@ mod tests {
             Some("LTAIgivenkey000001".to_string()),
             Some("given-secret".to_string()),
         );
-        let account = bootstrap_with(&dir, &kms, Some("1234567890123456"), given)
+        let first = bootstrap_with(&dir, &kms, Some("1234567890123456"), given.clone())
             .await
             .unwrap();
+        let account = first.account;
+        assert_eq!(
+            first.first_key,
+            FirstKey::FromEnv {
+                id: "LTAIgivenkey000001".into()
+            }
+        );
         assert_eq!(account_created(&path, &account), FIXED);
+        let again = bootstrap_with(&dir, &kms, None, given).await.unwrap();
+        assert_eq!(again.first_key, FirstKey::Existing);
         let key = dir
             .store
             .get_access_key("LTAIgivenkey000001")
@@ -295,6 +435,71 @@ mod tests {
         }
         assert!(dir.store.list_access_keys().await.unwrap().is_empty());
         drop(dir);
+        let _ = std::fs::remove_dir_all(&path);
+    }
+
+    #[test]
+    fn banner_gives_next_steps_once_and_a_pointer_later() {
+        let path = temp_dir("banner");
+        std::fs::create_dir_all(&path).unwrap();
+        let at = Addresses {
+            api: "http://127.0.0.1:8080",
+            console: Some("http://127.0.0.1:8081/console"),
+            ca_cert: None,
+            data_dir: &path,
+        };
+        let first = banner(
+            &FirstKey::Generated {
+                id: "LTAIabc".into(),
+                secret: zeroize::Zeroizing::new("s3cret".into()),
+            },
+            &at,
+        );
+        let lines: Vec<&str> = first.lines().collect();
+        assert!(lines.contains(
+            &"  export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIabc ALIBABA_CLOUD_ACCESS_KEY_SECRET=s3cret"
+        ));
+        assert!(lines.contains(&"  export KMS_ENDPOINT=http://127.0.0.1:8080"));
+        assert!(first
+            .contains("kms configure --access-key-id LTAIabc --endpoint http://127.0.0.1:8080"));
+        assert!(
+            first.contains("open http://127.0.0.1:8081/console and sign in with \"Access key\"")
+        );
+        // Given in the environment: the secret is referred to, never printed.
+        let env = banner(
+            &FirstKey::FromEnv {
+                id: "LTAIenv".into(),
+            },
+            &at,
+        );
+        assert!(env.contains(
+            "export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIenv ALIBABA_CLOUD_ACCESS_KEY_SECRET=\"$KMS_ACCESS_KEY_SECRET\""
+        ));
+        // Later starts: where the credentials are, and no secret.
+        let later = banner(&FirstKey::Existing, &at);
+        assert!(
+            later.contains("kms admin access-key list --data-dir"),
+            "{later}"
+        );
+        std::fs::write(path.join(INITIAL_KEY_FILE), "{}").unwrap();
+        let later = banner(&FirstKey::Existing, &at);
+        assert!(
+            later.contains(&format!("is in {}", path.join(INITIAL_KEY_FILE).display())),
+            "{later}"
+        );
+        // With HTTPS, the certificate to trust goes with the endpoint.
+        let cert = path.join("tls/cert.pem");
+        let tls = Addresses {
+            api: "https://127.0.0.1:8080",
+            ca_cert: Some(&cert),
+            ..at
+        };
+        assert!(
+            banner(&FirstKey::FromEnv { id: "x".into() }, &tls).contains(&format!(
+                "export KMS_ENDPOINT=https://127.0.0.1:8080 KMS_CA_CERT={}",
+                cert.display()
+            ))
+        );
         let _ = std::fs::remove_dir_all(&path);
     }
 }

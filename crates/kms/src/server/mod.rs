@@ -72,7 +72,7 @@ where
             ..ServiceConfig::default()
         },
     ));
-    let account = bootstrap::bootstrap(&dir, &kms, &config).await?;
+    let first = bootstrap::bootstrap(&dir, &kms, &config).await?;
 
     background.push(tokio::spawn(pool.refill_forever()));
     let sweeper = kms.clone();
@@ -86,7 +86,7 @@ where
         }
     }));
     // From here on, an early return must not leave the background tasks running.
-    let result = serve_api(listener, &config, &dir, clock, kms, &account, shutdown).await;
+    let result = serve_api(listener, &config, &dir, clock, kms, &first, shutdown).await;
     for task in background {
         task.abort();
     }
@@ -94,6 +94,19 @@ where
         tracing::info!("stopped");
     }
     result
+}
+
+/// `addr` as a client on this machine reaches it: a wildcard address becomes loopback.
+fn local(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
 }
 
 /// TLS, the audit trail, the console's listener and app, then both accept loops until
@@ -104,7 +117,7 @@ async fn serve_api<C, F>(
     dir: &DataDir,
     clock: Arc<C>,
     kms: Arc<crate::service::Kms>,
-    account: &str,
+    first: &bootstrap::Bootstrap,
     shutdown: F,
 ) -> Result<(), String>
 where
@@ -123,7 +136,8 @@ where
     println!(
         "KMS listening on {scheme}://{addr} (regions: {}; default account {account}; data dir {})",
         config.regions.join(","),
-        dir.path.display()
+        dir.path.display(),
+        account = first.account,
     );
     let _ = std::io::stdout().flush();
 
@@ -132,12 +146,14 @@ where
         Arc::new(Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate()));
     // Both accept loops stop on the one shutdown, and count their refusals together.
     let shutdown = shutdown.boxed().shared();
+    let mut console_url = None;
     let refusals = Arc::new(refusals::Refusals::default());
     let refusal_log = tokio::spawn(refusals.clone().log_forever());
     let console = match serve::console_listener(&config.console).await? {
         Some(listener) => {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             println!("Web console on {scheme}://{addr}/console");
+            console_url = Some(format!("{scheme}://{}/console", local(addr)));
             let _ = std::io::stdout().flush();
             let app = crate::console::router(crate::console::ConsoleState {
                 protocol: protocol.clone(),
@@ -157,6 +173,25 @@ where
         }
         None => None,
     };
+    let data_dir = std::fs::canonicalize(&dir.path).unwrap_or_else(|_| dir.path.clone());
+    let ca_cert = match &config.tls {
+        crate::config::TlsSetting::Off => None,
+        crate::config::TlsSetting::Files { cert, .. } => Some(cert.clone()),
+        crate::config::TlsSetting::SelfSigned => Some(data_dir.join("tls").join("cert.pem")),
+    };
+    print!(
+        "{}",
+        bootstrap::banner(
+            &first.first_key,
+            &bootstrap::Addresses {
+                api: &format!("{scheme}://{}", local(addr)),
+                console: console_url.as_deref(),
+                ca_cert: ca_cert.as_deref(),
+                data_dir: &data_dir,
+            },
+        )
+    );
+    let _ = std::io::stdout().flush();
     let app = router(
         protocol,
         clock,

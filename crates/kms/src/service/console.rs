@@ -124,6 +124,12 @@ impl<'a> ConsoleSessions<'a> {
         Self { kms, policy }
     }
 
+    /// Whether any console user exists (the sign-in page then offers that kind first;
+    /// while there is none, only access keys can sign in).
+    pub async fn has_users(&self) -> Result<bool, KmsError> {
+        Ok(!self.kms.store.list_console_users().await?.is_empty())
+    }
+
     /// A console user by name (`None` if there is none).
     pub async fn user(&self, name: &str) -> Result<Option<ConsoleUserRecord>, KmsError> {
         Ok(self.kms.store.get_console_user(name).await?)
