@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::pattern::Pattern;
 
@@ -149,13 +149,21 @@ impl Condition {
             StringLike | StringNotLike => {
                 Values::Patterns(raw.iter().map(|v| Pattern::exact(&text(v))).collect())
             }
-            NumericEquals | NumericNotEquals | NumericLessThan | NumericLessThanEquals
-            | NumericGreaterThan | NumericGreaterThanEquals => Values::Numbers(
+            NumericEquals
+            | NumericNotEquals
+            | NumericLessThan
+            | NumericLessThanEquals
+            | NumericGreaterThan
+            | NumericGreaterThanEquals => Values::Numbers(
                 raw.iter()
                     .map(|v| parse_number(&text(v)).ok_or_else(|| BadValue(text(v))))
                     .collect::<Result<_, _>>()?,
             ),
-            DateEquals | DateNotEquals | DateLessThan | DateLessThanEquals | DateGreaterThan
+            DateEquals
+            | DateNotEquals
+            | DateLessThan
+            | DateLessThanEquals
+            | DateGreaterThan
             | DateGreaterThanEquals => Values::Dates(
                 raw.iter()
                     .map(|v| parse_date(&text(v)).ok_or_else(|| BadValue(text(v))))
@@ -188,7 +196,11 @@ impl Condition {
             Some(any) => any,
             None => return false, // request value unparseable for the operator's type
         };
-        if self.operator.negated() { !any } else { any }
+        if self.operator.negated() {
+            !any
+        } else {
+            any
+        }
     }
 
     /// Whether the request value matches some policy value under the positive form of the
@@ -198,11 +210,11 @@ impl Condition {
         Some(match (&self.values, self.operator) {
             (Values::Strings(ps), StringEqualsIgnoreCase | StringNotEqualsIgnoreCase) => {
                 let v = v.text().to_lowercase();
-                ps.iter().any(|p| *p == v)
+                ps.contains(&v)
             }
             (Values::Strings(ps), _) => {
                 let v = v.text();
-                ps.iter().any(|p| *p == v)
+                ps.contains(&v)
             }
             (Values::Patterns(ps), _) => {
                 let v = v.text();
@@ -307,11 +319,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,

@@ -90,32 +90,83 @@ pub enum Malformed {
     UnsupportedVersion(String),
     MissingStatement,
     EmptyStatement,
-    StatementNotObject { statement: usize },
-    UnknownStatementKey { statement: usize, key: String },
+    StatementNotObject {
+        statement: usize,
+    },
+    UnknownStatementKey {
+        statement: usize,
+        key: String,
+    },
     /// `Sid` present but not a string.
-    BadSid { statement: usize },
-    MissingEffect { statement: usize },
-    BadEffect { statement: usize, value: String },
-    ActionAndNotAction { statement: usize },
-    MissingAction { statement: usize },
+    BadSid {
+        statement: usize,
+    },
+    MissingEffect {
+        statement: usize,
+    },
+    BadEffect {
+        statement: usize,
+        value: String,
+    },
+    ActionAndNotAction {
+        statement: usize,
+    },
+    MissingAction {
+        statement: usize,
+    },
     /// A field that takes a string or an array of strings holds something else.
-    NotStringOrArray { statement: usize, field: &'static str },
-    EmptyArray { statement: usize, field: &'static str },
+    NotStringOrArray {
+        statement: usize,
+        field: &'static str,
+    },
+    EmptyArray {
+        statement: usize,
+        field: &'static str,
+    },
     /// An action that is neither `*` nor `<service>:<name>`.
-    BadAction { statement: usize, value: String },
+    BadAction {
+        statement: usize,
+        value: String,
+    },
     /// `NotResource` is not in Alibaba's grammar (§4.1).
-    NotResource { statement: usize },
-    MissingResource { statement: usize },
+    NotResource {
+        statement: usize,
+    },
+    MissingResource {
+        statement: usize,
+    },
     /// `Resource` in a trust policy (its resource is the role itself).
-    ResourceInTrust { statement: usize },
-    MissingPrincipal { statement: usize },
+    ResourceInTrust {
+        statement: usize,
+    },
+    MissingPrincipal {
+        statement: usize,
+    },
     /// `Principal` outside a trust policy.
-    UnexpectedPrincipal { statement: usize },
-    BadPrincipal { statement: usize, detail: String },
-    ConditionNotObject { statement: usize },
-    UnknownOperator { statement: usize, operator: String },
-    OperatorNotObject { statement: usize, operator: String },
-    BadConditionValue { statement: usize, operator: String, key: String, value: String },
+    UnexpectedPrincipal {
+        statement: usize,
+    },
+    BadPrincipal {
+        statement: usize,
+        detail: String,
+    },
+    ConditionNotObject {
+        statement: usize,
+    },
+    UnknownOperator {
+        statement: usize,
+        operator: String,
+    },
+    OperatorNotObject {
+        statement: usize,
+        operator: String,
+    },
+    BadConditionValue {
+        statement: usize,
+        operator: String,
+        key: String,
+        value: String,
+    },
 }
 
 impl fmt::Display for Malformed {
@@ -387,10 +438,16 @@ fn statement(i: usize, value: &Value, kind: PolicyKind) -> Result<Statement, Mal
 /// A string or a non-empty array of strings (§4.1: a single value and a one-element array
 /// are equivalent).
 fn strings(i: usize, field: &'static str, v: &Value) -> Result<Vec<String>, Malformed> {
-    let bad = Malformed::NotStringOrArray { statement: i, field };
+    let bad = Malformed::NotStringOrArray {
+        statement: i,
+        field,
+    };
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(a) if a.is_empty() => Err(Malformed::EmptyArray { statement: i, field }),
+        Value::Array(a) if a.is_empty() => Err(Malformed::EmptyArray {
+            statement: i,
+            field,
+        }),
         Value::Array(a) => a
             .iter()
             .map(|x| x.as_str().map(str::to_string).ok_or(bad.clone()))
@@ -400,7 +457,10 @@ fn strings(i: usize, field: &'static str, v: &Value) -> Result<Vec<String>, Malf
 }
 
 fn principals(i: usize, v: &Value) -> Result<Vec<(PrincipalKind, Pattern)>, Malformed> {
-    let bad = |detail: String| Malformed::BadPrincipal { statement: i, detail };
+    let bad = |detail: String| Malformed::BadPrincipal {
+        statement: i,
+        detail,
+    };
     let obj = v
         .as_object()
         .ok_or_else(|| bad("must be an object such as {\"RAM\": [...]}".into()))?;

@@ -146,7 +146,10 @@ impl Caller {
         Caller {
             principals: vec![
                 (PrincipalKind::Ram, format!("acs:ram::{account}:root")),
-                (PrincipalKind::Ram, format!("acs:ram::{account}:user/{name}")),
+                (
+                    PrincipalKind::Ram,
+                    format!("acs:ram::{account}:user/{name}"),
+                ),
             ],
         }
     }
@@ -156,7 +159,10 @@ impl Caller {
         Caller {
             principals: vec![
                 (PrincipalKind::Ram, format!("acs:ram::{account}:root")),
-                (PrincipalKind::Ram, format!("acs:ram::{account}:role/{name}")),
+                (
+                    PrincipalKind::Ram,
+                    format!("acs:ram::{account}:role/{name}"),
+                ),
             ],
         }
     }
@@ -174,8 +180,7 @@ pub fn trust(trust: &Policy, caller: &Caller, ctx: &Context) -> Decision {
                 .iter()
                 .any(|(k, arn)| k == kind && pat.matches(arn))
         });
-        if principal && action_matches(st, action) && st.conditions.iter().all(|c| c.holds(ctx))
-        {
+        if principal && action_matches(st, action) && st.conditions.iter().all(|c| c.holds(ctx)) {
             match st.effect {
                 Effect::Deny => return Decision::ExplicitDeny,
                 Effect::Allow => allowed = true,

@@ -1,8 +1,8 @@
 //! KMS resource ARNs and the checks of a KMS action (reference §5.1, §5.2), built from the
 //! `ram` column of the action table ([`crate::action::kms`]). Not used on the wire yet.
 
-use crate::action::Resource;
 use crate::action::kms::Action;
+use crate::action::Resource;
 
 use super::eval::Check;
 
