@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::condition::{Condition, Operator, RawValue};
 use super::pattern::Pattern;
@@ -310,7 +311,7 @@ impl Policy {
         if chars > kind.max_chars() {
             return Err(PolicyError::TooLong { kind, chars });
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| PolicyError::Malformed {
+        let Strict(value) = serde_json::from_str(text).map_err(|e| PolicyError::Malformed {
             kind,
             reason: Malformed::InvalidJson(e.to_string()),
         })?;
@@ -526,5 +527,81 @@ fn raw_value(v: &Value) -> Option<RawValue> {
         Value::Number(n) => Some(RawValue(n.to_string())),
         Value::Bool(b) => Some(RawValue(b.to_string())),
         _ => None,
+    }
+}
+
+/// A JSON value that refuses duplicate object keys. `serde_json::Value` keeps the last of
+/// two equal keys silently, so `{"Effect":"Deny","Effect":"Allow"}` would read as an Allow
+/// that a reviewer reads as a Deny; a policy document with a duplicate key is malformed
+/// instead **[inference: RAM's behaviour on duplicates is undocumented]**.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }

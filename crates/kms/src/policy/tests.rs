@@ -816,6 +816,36 @@ fn malformed_documents_each_with_its_reason() {
 }
 
 #[test]
+fn duplicate_keys_are_refused_not_last_wins() {
+    let text = r#"{"Version":"1","Statement":[{"Effect":"Deny","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    match malformed(text) {
+        M::InvalidJson(m) => assert!(m.contains("duplicate key \"Effect\""), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let nested = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"Bool":{"k":"true","k":"false"}}}]}"#;
+    assert!(matches!(malformed(nested), M::InvalidJson(_)));
+}
+
+#[test]
+fn hostile_documents_are_refused_or_cheap() {
+    // Deep nesting stops at serde_json's recursion limit, as invalid JSON.
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    assert!(matches!(malformed(&deep), M::InvalidJson(_)));
+    // A many-star pattern against a long resource is matched without blowing up.
+    let pattern = format!("{}b", "*a".repeat(40));
+    let p = policy(
+        json!({"Version":"1","Statement":[{"Effect":"Allow","Action":"*","Resource":pattern}]}),
+    );
+    let resource = "a".repeat(5000);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        decide(&[p], "kms:Encrypt", &resource, &Context::new()),
+        Decision::ImplicitDeny
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
 fn messages_name_the_statement_and_field() {
     let e = refused(
         PolicyKind::Identity,
