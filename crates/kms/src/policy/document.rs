@@ -57,6 +57,30 @@ impl PolicyError {
         }
     }
 
+    /// The wire message of §3.9: RAM's `MalformedPolicyDocument` carries the reason; STS's
+    /// grammar and size errors and RAM's length errors have fixed texts.
+    pub fn message(&self) -> String {
+        match self {
+            PolicyError::TooLong { kind, .. } => match kind {
+                PolicyKind::Identity => {
+                    "The parameter - \"PolicyDocument\" beyond the length limit.".to_string()
+                }
+                PolicyKind::Session => {
+                    "The size of Policy must be smaller than 1024 bytes.".to_string()
+                }
+                PolicyKind::Trust => {
+                    "The parameter - \"AssumeRolePolicyDocument\" beyond the length limit."
+                        .to_string()
+                }
+            },
+            PolicyError::Malformed {
+                kind: PolicyKind::Session,
+                ..
+            } => "The parameter Policy has not passed grammar check.".to_string(),
+            PolicyError::Malformed { reason, .. } => reason.to_string(),
+        }
+    }
+
     /// The reason, when malformed.
     pub fn reason(&self) -> Option<&Malformed> {
         match self {

@@ -852,6 +852,16 @@ fn messages_name_the_statement_and_field() {
         r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"*"}]}"#,
     );
     assert_eq!(e.to_string(), "Statement[0].Resource is missing");
+    assert_eq!(e.message(), "Statement[0].Resource is missing");
+    let s = refused(
+        PolicyKind::Session,
+        r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"*"}]}"#,
+    );
+    assert_eq!(
+        s.message(),
+        "The parameter Policy has not passed grammar check."
+    );
+    assert_eq!(s.to_string(), "Statement[0].Resource is missing");
 }
 
 #[test]
@@ -891,6 +901,10 @@ fn length_limits_per_kind() {
     let text = format!(r#"{{"Version":"1","Statement":[{{{ST}}}]}}{pad}"#);
     let s = refused(PolicyKind::Session, &text);
     assert_eq!(s.code(), "InvalidParameter.PolicySize");
+    assert_eq!(
+        s.message(),
+        "The size of Policy must be smaller than 1024 bytes."
+    );
     assert!(matches!(s, PolicyError::TooLong { chars, .. } if chars == text.chars().count()));
     assert!(Policy::parse(&text, PolicyKind::Identity).is_ok());
     let long = format!(
