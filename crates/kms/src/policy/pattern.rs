@@ -3,7 +3,7 @@
 //! whole string must match. Written by hand (a dozen lines, no crate matches these exact
 //! rules without pulling in path semantics).
 
-/// A compiled pattern. Actions are compiled case-folded ([`Pattern::action`]), resources and
+/// A compiled pattern. Actions are compiled case-folded ([`Pattern::folded`]), resources and
 /// `StringLike` values as written ([`Pattern::exact`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
