@@ -71,7 +71,7 @@ impl<'a> PolicySet<'a> {
     }
 
     /// Decides a request made of several checks: allowed only if every check is (§4.5,
-    /// **[inference]** for several resources); an explicit deny on any check wins.
+    /// \[inference\] for several resources); an explicit deny on any check wins.
     pub fn decide(&self, checks: &[Check], ctx: &Context) -> Decision {
         let mut all = Decision::Allow;
         for c in checks {
