@@ -32,6 +32,7 @@
 //! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
 //! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
 //! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
+//! [`policy`] is the RAM policy language (parse, compile, evaluate; pure, not yet enforced).
 
 pub mod action;
 pub mod admin;
@@ -46,6 +47,7 @@ pub mod console;
 pub mod error;
 pub mod keystore;
 pub mod model;
+pub mod policy;
 pub mod private_fs;
 pub mod protocol;
 pub mod server;
