@@ -48,7 +48,7 @@ pub struct ServerArgs {
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
     /// max_versions_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
     /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
-    /// console_idle_timeout, and the HTTP limits (max_connections,
+    /// console_idle_timeout, metrics_allow_remote, and the HTTP limits (max_connections,
     /// max_connections_per_address, first_request_timeout, max_header_bytes, max_headers,
     /// header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
@@ -910,6 +910,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.console, ConsoleSetting::Off);
         assert_eq!(c.console_idle_timeout, 60);
+        assert!(
+            !c.metrics_allow_remote,
+            "metrics are loopback-only by default"
+        );
+        let g = f.with_extension("metrics.toml");
+        std::fs::write(&g, "metrics_allow_remote = true\n").unwrap();
+        let c = ServerArgs {
+            config: Some(g),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.metrics_allow_remote);
         let c = ServerArgs {
             config: Some(f.clone()),
             console_listen: Some("127.0.0.1:7000".into()),
