@@ -87,7 +87,16 @@ where
         }
     }));
     // From here on, an early return must not leave the background tasks running.
-    let result = serve_api(listener, &config, &dir, clock, kms, pool, &first, shutdown).await;
+    let result = serve_api(
+        listener,
+        &config,
+        &dir,
+        clock,
+        (kms, pool),
+        &first,
+        shutdown,
+    )
+    .await;
     for task in background {
         task.abort();
     }
@@ -117,8 +126,8 @@ async fn serve_api<C, F>(
     config: &ServerConfig,
     dir: &DataDir,
     clock: Arc<C>,
-    kms: Arc<crate::service::Kms>,
-    pool: Arc<Pool>,
+    // The service and its wrapping-key pool (whose level the metrics report).
+    (kms, pool): (Arc<crate::service::Kms>, Arc<Pool>),
     first: &bootstrap::Bootstrap,
     shutdown: F,
 ) -> Result<(), String>
