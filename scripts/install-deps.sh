@@ -3,8 +3,9 @@
 # BYOK openssl commands), a JDK (the Java wrapping sample), Go (the Go wrapping sample),
 # python3-venv, PostgreSQL (server and psql, for the PostgreSQL pass of the end-to-end
 # suite and the multi-node tests), chromium and chromium-driver (the web console tests drive
-# /usr/bin/chromium headless), a C++ compiler (libFuzzer, for scripts/fuzz.sh). Uses apt-get
-# as root, or through sudo.
+# /usr/bin/chromium headless), a C++ compiler (libFuzzer, for scripts/fuzz.sh), Prometheus
+# (tests/e2e/test_metrics.py runs /usr/bin/prometheus itself; the package's system service is
+# not needed and may be left stopped). Uses apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -17,6 +18,7 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v c++ >/dev/null || missing+=(g++)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

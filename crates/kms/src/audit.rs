@@ -264,6 +264,11 @@ pub struct AuditGate(Arc<GateState>);
 struct GateState {
     closed: AtomicBool,
     refused: AtomicU64,
+    /// Lines handed to the writer and not yet taken by it (for the metrics).
+    queued: AtomicU64,
+    /// Lines never written since start: lost to a write failure, or dropped from a full
+    /// queue (for the metrics).
+    lost: AtomicU64,
 }
 
 impl AuditGate {
@@ -279,6 +284,16 @@ impl AuditGate {
 
     pub fn is_open(&self) -> bool {
         !self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Lines waiting for the writer thread.
+    pub fn queued(&self) -> u64 {
+        self.0.queued.load(Ordering::Relaxed)
+    }
+
+    /// Lines that could not be written (or were dropped from a full queue) since start.
+    pub fn lost(&self) -> u64 {
+        self.0.lost.load(Ordering::Relaxed)
     }
 
     fn close(&self) {
@@ -346,6 +361,19 @@ impl AuditLog {
     /// the line is on disk; `false` if it could not be written (the gap is recorded later).
     pub async fn record(&self, record: AuditRecord, durable: bool) -> bool {
         let record = record.bounded();
+        let state = &self.gate.0;
+        state.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.send(record, durable).await;
+        if !sent.0 {
+            // Never reached the writer (which counts the lines it loses itself).
+            state.queued.fetch_sub(1, Ordering::Relaxed);
+            state.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        sent.1
+    }
+
+    /// (whether the line reached the writer's queue, what [`Self::record`] returns).
+    async fn send(&self, record: AuditRecord, durable: bool) -> (bool, bool) {
         if durable {
             let (done, wait) = oneshot::channel();
             let sent = match self.tx.try_send((record, Some(done))) {
@@ -364,12 +392,12 @@ impl AuditLog {
             if !written {
                 tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
-            written
+            (sent, written)
         } else if self.tx.try_send((record, None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
-            false
+            (false, false)
         } else {
-            true
+            (true, true)
         }
     }
 }
@@ -660,6 +688,7 @@ impl Writer {
         if n == 0 {
             return;
         }
+        self.gate.0.lost.fetch_add(n, Ordering::Relaxed);
         match &mut self.gap {
             Some((_, lost, _)) => *lost += n,
             None => self.gap = Some((now_text(), n, reason.to_string())),
@@ -713,6 +742,10 @@ impl Writer {
     /// Writes `batch` (after a gap line if lines were lost), rotating as soon as the file
     /// reaches its limit, then answers the waiting state changes.
     fn write_records(&mut self, batch: Vec<Job>) {
+        self.gate
+            .0
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         if self.gap.is_some() && self.closed_since.is_some() {
             // Lines were lost and the reserve is not back: count these too, so that the
             // episode ends in one gap line rather than lines and gaps interleaved.

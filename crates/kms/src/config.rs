@@ -48,7 +48,7 @@ pub struct ServerArgs {
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
     /// max_versions_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
     /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
-    /// console_idle_timeout, and the HTTP limits (max_connections,
+    /// console_idle_timeout, metrics_allow_remote, and the HTTP limits (max_connections,
     /// max_connections_per_address, first_request_timeout, max_header_bytes, max_headers,
     /// header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
@@ -168,6 +168,23 @@ pub struct ServerArgs {
     /// moves the key-lifecycle clock forward.
     #[arg(long, env = "KMS_ENABLE_TEST_CLOCK")]
     pub enable_test_clock: bool,
+    /// Answer GET /metrics (Prometheus text format) from any peer, not only from 127.0.0.1
+    /// and ::1. Metrics name actions and counts, never keys or secrets, but a KMS should not
+    /// publish its load by default.
+    #[arg(long, env = "KMS_METRICS_ALLOW_REMOTE")]
+    pub metrics_allow_remote: bool,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log shippers).
+    /// Read before the configuration file, so it is a flag or KMS_LOG_FORMAT only.
+    #[arg(long, env = "KMS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +364,7 @@ struct FileConfig {
     audit_reserve_bytes: Option<u64>,
     console_listen: Option<String>,
     console_idle_timeout: Option<i64>,
+    metrics_allow_remote: Option<bool>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     first_request_timeout: Option<u64>,
@@ -374,6 +392,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     pub database_pool_size: usize,
     pub enable_test_clock: bool,
+    /// Serve /metrics to every peer, not only loopback ones.
+    pub metrics_allow_remote: bool,
     pub max_keys: i64,
     pub max_aliases_per_key: i64,
     pub max_versions_per_key: i64,
@@ -592,6 +612,8 @@ impl ServerArgs {
                 .unwrap_or(crate::server::DEFAULT_DATABASE_POOL)
                 .max(2),
             enable_test_clock: self.enable_test_clock,
+            metrics_allow_remote: self.metrics_allow_remote
+                || file.metrics_allow_remote.unwrap_or(false),
             max_keys: positive("max_keys", self.max_keys.or(file.max_keys).unwrap_or(1000))?,
             max_aliases_per_key: positive(
                 "max_aliases_per_key",
@@ -632,6 +654,8 @@ mod tests {
             database_url: None,
             database_pool_size: None,
             enable_test_clock: false,
+            metrics_allow_remote: false,
+            log_format: LogFormat::Text,
             max_keys: None,
             max_aliases_per_key: None,
             max_versions_per_key: None,
@@ -886,6 +910,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.console, ConsoleSetting::Off);
         assert_eq!(c.console_idle_timeout, 60);
+        assert!(
+            !c.metrics_allow_remote,
+            "metrics are loopback-only by default"
+        );
+        let g = f.with_extension("metrics.toml");
+        std::fs::write(&g, "metrics_allow_remote = true\n").unwrap();
+        let c = ServerArgs {
+            config: Some(g),
+            ..args()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.metrics_allow_remote);
         let c = ServerArgs {
             config: Some(f.clone()),
             console_listen: Some("127.0.0.1:7000".into()),

@@ -20,14 +20,21 @@ fn colour_logs() -> bool {
 
 fn main() -> std::process::ExitCode {
     let matches = cli::command().get_matches();
-    tracing_subscriber::fmt()
-        .with_ansi(colour_logs())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    let json = matches
+        .subcommand_matches("server")
+        .and_then(|m| m.get_one::<kms::config::LogFormat>("log_format"))
+        == Some(&kms::config::LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        // One JSON object per line (fields flattened beside "message") for log shippers.
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(colour_logs()).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

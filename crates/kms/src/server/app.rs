@@ -49,6 +49,7 @@ struct AppState {
     clock: Arc<dyn TestClock>,
     audit: Option<AuditLog>,
     body_read_timeout: Duration,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`] within `timeout`. A larger body is
@@ -98,6 +99,7 @@ async fn api_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let body = match read_body(&headers, body, state.body_read_timeout).await {
         Ok(b) => b,
         Err((reason, e)) => {
@@ -154,6 +156,13 @@ async fn api_handler(
         code = out.code.unwrap_or("OK"),
         "request"
     );
+    if let Some(metrics) = &state.metrics {
+        metrics.observe(
+            out.api_action.map(|a| a.name()),
+            out.code,
+            started.elapsed(),
+        );
+    }
     let status =
         StatusCode::from_u16(out.rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
@@ -182,6 +191,80 @@ async fn healthz() -> Response {
         .into_response()
 }
 
+/// `GET /metrics`: the exposition to loopback peers (or any, with
+/// `--metrics-allow-remote`); others get 403 and the JSON error of a refused request.
+async fn metrics_handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(metrics) = &state.metrics else {
+        return not_found(Uri::from_static("/metrics")).await;
+    };
+    if !metrics.allows(peer) {
+        let body = serde_json::json!({
+            "Code": "Forbidden.Metrics",
+            "Message": "GET /metrics is answered only to 127.0.0.1 and ::1; start the server with --metrics-allow-remote to serve it to other peers.",
+        });
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, render::JSON)],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    match metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be rendered",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /readyz`: 200 `{"Status":"READY",...}` when the store answers a read, the audit
+/// trail can be written and the root key is loaded; otherwise 503 `{"Status":"NOT_READY"}`
+/// with the failed checks. (`/healthz` says only that the process answers.)
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.protocol.kms.store().get_meta("readyz"),
+    )
+    .await;
+    let store_ok = matches!(store, Ok(Ok(_)));
+    let audit_ok = state.audit.as_ref().is_none_or(|a| a.gate().is_open());
+    // The server does not start without its root key, so a running one has it loaded.
+    let root_key_ok = true;
+    let mut failed = Vec::new();
+    if !store_ok {
+        failed.push("Store");
+    }
+    if !audit_ok {
+        failed.push("Audit");
+    }
+    let ready = failed.is_empty();
+    let body = serde_json::json!({
+        "Status": if ready { "READY" } else { "NOT_READY" },
+        "Checks": {
+            "Store": if store_ok { "OK" } else { "FAILED" },
+            "Audit": if audit_ok { "OK" } else { "FAILED" },
+            "RootKey": if root_key_ok { "OK" } else { "FAILED" },
+        },
+        "Failed": failed,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, render::JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 #[derive(serde::Deserialize)]
 struct AdvanceQuery {
     advance: i64,
@@ -201,23 +284,27 @@ async fn test_clock(State(state): State<AppState>, Query(q): Query<AdvanceQuery>
     ([(header::CONTENT_TYPE, render::JSON)], body.to_string()).into_response()
 }
 
-/// The API's routes: `/` (every action), `/healthz`, and `/__test/clock` when enabled.
+/// The API's routes: `/` (every action), `/healthz`, `/readyz`, `/metrics`, and `/__test/clock` when enabled.
 pub fn router(
     protocol: Arc<Protocol>,
     clock: Arc<dyn TestClock>,
     audit: Option<AuditLog>,
     enable_test_clock: bool,
     body_read_timeout: Duration,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 ) -> Router {
     let state = AppState {
         protocol,
         clock,
         audit,
         body_read_timeout,
+        metrics,
     };
     let mut app = Router::new()
         .route("/", any(api_handler))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler));
     if enable_test_clock {
         app = app.route("/__test/clock", post(test_clock));
     }

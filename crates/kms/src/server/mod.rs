@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod data_dir;
+pub mod metrics;
 pub mod refusals;
 pub mod serve;
 
@@ -74,7 +75,7 @@ where
     ));
     let first = bootstrap::bootstrap(&dir, &kms, &config).await?;
 
-    background.push(tokio::spawn(pool.refill_forever()));
+    background.push(tokio::spawn(pool.clone().refill_forever()));
     let sweeper = kms.clone();
     background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -86,7 +87,16 @@ where
         }
     }));
     // From here on, an early return must not leave the background tasks running.
-    let result = serve_api(listener, &config, &dir, clock, kms, &first, shutdown).await;
+    let result = serve_api(
+        listener,
+        &config,
+        &dir,
+        clock,
+        (kms, pool),
+        &first,
+        shutdown,
+    )
+    .await;
     for task in background {
         task.abort();
     }
@@ -116,7 +126,8 @@ async fn serve_api<C, F>(
     config: &ServerConfig,
     dir: &DataDir,
     clock: Arc<C>,
-    kms: Arc<crate::service::Kms>,
+    // The service and its wrapping-key pool (whose level the metrics report).
+    (kms, pool): (Arc<crate::service::Kms>, Arc<Pool>),
     first: &bootstrap::Bootstrap,
     shutdown: F,
 ) -> Result<(), String>
@@ -192,12 +203,22 @@ where
         )
     );
     let _ = std::io::stdout().flush();
+    let metrics = Arc::new(metrics::Metrics::new(
+        metrics::Sources {
+            protocol: protocol.clone(),
+            pool: pool.clone(),
+            audit: Some(audit.gate()),
+            refusals: refusals.clone(),
+        },
+        config.metrics_allow_remote,
+    ));
     let app = router(
         protocol,
         clock,
         Some(audit),
         config.enable_test_clock,
         config.http.body_read_timeout,
+        Some(metrics),
     );
     serve::serve(listener, app, tls, config.http, refusals.clone(), shutdown).await;
     if let Some(console) = console {

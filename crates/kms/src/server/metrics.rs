@@ -1,0 +1,240 @@
+//! `GET /metrics`: the Prometheus exposition (OpenMetrics text) of the server's counters.
+//!
+//! Built on `prometheus-client` (the Prometheus project's own Rust client): typed metric
+//! families, histograms with explicit buckets, no global recorder and no HTTP listener of
+//! its own, so the endpoint is one more route on the API listener. Label values come from
+//! closed sets only: the action enum's names (`unknown` when the request named no known
+//! action), the `&'static` error codes the protocol answers with, and the refusal reasons,
+//! so no request can grow the label space.
+//!
+//! The request path pays one read-locked map lookup for the counter and one for the
+//! histogram (the handles per label set are created on first use). Everything else (pool
+//! level, audit queue, nonce cache, refusals) is read when Prometheus scrapes.
+//!
+//! Answered only to loopback peers (127.0.0.1, ::1) unless `--metrics-allow-remote`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::refusals::Refusals;
+use crate::audit::AuditGate;
+use crate::keystore::wrapping::Pool;
+use crate::protocol::Protocol;
+
+/// Latency buckets, in seconds: symmetric crypto answers in well under a millisecond,
+/// RSA signing and key creation take milliseconds, a durable audited change waits for an
+/// fsync (1–25 ms on most disks).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    action: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// What is read at scrape time.
+pub struct Sources {
+    pub protocol: Arc<Protocol>,
+    pub pool: Arc<Pool>,
+    pub audit: Option<AuditGate>,
+    pub refusals: Arc<Refusals>,
+}
+
+/// The server's metrics: the request counters (updated on the request path) and the
+/// gauges read from [`Sources`] on each scrape.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<ActionLabel, Histogram, fn() -> Histogram>,
+    pool_level: Gauge,
+    audit_queue: Gauge,
+    audit_lost: Counter,
+    audit_writable: Gauge,
+    nonces: Gauge,
+    refused: Family<ReasonLabel, Counter>,
+    sources: Sources,
+    /// One scrape at a time (the counters copied from elsewhere are advanced by deltas).
+    scrape: Mutex<()>,
+    allow_remote: bool,
+}
+
+impl Metrics {
+    pub fn new(sources: Sources, allow_remote: bool) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "kms_requests",
+            "API requests answered, by action (unknown when none was recognised) and result code (OK or the error code)",
+            requests.clone(),
+        );
+        let latency = Family::<ActionLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "kms_request_duration_seconds",
+            "Time from the request body read to the response, audit line included, by action",
+            latency.clone(),
+        );
+        let pool_level = Gauge::default();
+        registry.register(
+            "kms_wrapping_key_pool_keys",
+            "RSA wrapping keys generated ahead for GetParametersForImport",
+            pool_level.clone(),
+        );
+        let audit_queue = Gauge::default();
+        registry.register(
+            "kms_audit_queue_lines",
+            "Audit lines waiting for the writer thread",
+            audit_queue.clone(),
+        );
+        let audit_lost = Counter::default();
+        registry.register(
+            "kms_audit_lost_lines",
+            "Audit lines not written since start (write failure, or dropped from a full queue); recorded as gaps in the trail",
+            audit_lost.clone(),
+        );
+        let audit_writable = Gauge::default();
+        registry.register(
+            "kms_audit_writable",
+            "1 while the audit trail can be written; 0 while state changes are refused for it",
+            audit_writable.clone(),
+        );
+        let nonces = Gauge::default();
+        registry.register(
+            "kms_nonce_cache_entries",
+            "Signature nonces remembered against replay",
+            nonces.clone(),
+        );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "kms_http_refused",
+            "Connections and requests refused by the HTTP layer before the protocol, by reason",
+            refused.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_level,
+            audit_queue,
+            audit_lost,
+            audit_writable,
+            nonces,
+            refused,
+            sources,
+            scrape: Mutex::new(()),
+            allow_remote,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(
+        &self,
+        action: Option<&'static str>,
+        code: Option<&'static str>,
+        took: Duration,
+    ) {
+        let action = action.unwrap_or("unknown");
+        self.requests
+            .get_or_create(&RequestLabels {
+                action,
+                code: code.unwrap_or("OK"),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ActionLabel { action })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Whether `peer` may read the metrics.
+    pub fn allows(&self, peer: SocketAddr) -> bool {
+        self.allow_remote || is_local_peer(peer)
+    }
+
+    /// The exposition, after reading the gauges.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &self.sources;
+        self.pool_level.set(s.pool.len() as i64);
+        self.nonces.set(s.protocol.nonces.len() as i64);
+        if let Some(audit) = &s.audit {
+            self.audit_queue.set(audit.queued() as i64);
+            self.audit_writable.set(i64::from(audit.is_open()));
+            advance(&self.audit_lost, audit.lost());
+        }
+        for (reason, total) in s.refusals.totals() {
+            advance(
+                &self.refused.get_or_create(&ReasonLabel {
+                    reason: reason.as_str(),
+                }),
+                total,
+            );
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Brings `counter` up to `total` (a monotonic count kept elsewhere).
+fn advance(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+/// 127.0.0.1 or ::1 exactly (also as an IPv4-mapped IPv6 address): the rule is testable
+/// from 127.0.0.2, and a proxy on this machine that forwards remote clients should use
+/// another loopback address or keep the default refusal.
+pub fn is_local_peer(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => {
+            ip == std::net::Ipv6Addr::LOCALHOST
+                || ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_loopback_host_address_is_local() {
+        assert!(is_local_peer("127.0.0.1:5".parse().unwrap()));
+        assert!(is_local_peer("[::1]:5".parse().unwrap()));
+        assert!(is_local_peer("[::ffff:127.0.0.1]:5".parse().unwrap()));
+        assert!(!is_local_peer("127.0.0.2:5".parse().unwrap()));
+        assert!(!is_local_peer("10.0.0.1:5".parse().unwrap()));
+        assert!(!is_local_peer("[::ffff:127.0.0.2]:5".parse().unwrap()));
+    }
+}
