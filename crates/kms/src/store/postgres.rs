@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_console.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_wrapping_keys_by_key.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).

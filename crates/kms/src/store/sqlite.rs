@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_unwrap_failures.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_console.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_wrapping_keys_by_key.sql"),
+    ),
 ];
 
 /// The store on SQLite.
