@@ -530,7 +530,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_slots_and_a_torn_tail_are_skipped_and_a_foreign_file_is_refused() {
+    fn zero_slots_and_a_torn_tail_are_skipped_and_a_foreign_file_is_set_aside() {
         let tmp = TempDir::new();
         let dir = tmp.path().join("nonces");
         let now = 1_800_000_000i64;

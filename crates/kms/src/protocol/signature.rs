@@ -379,9 +379,9 @@ impl NonceCache {
         for &key in keys {
             by_shard[self.shard(key)].push(key);
         }
-        for (shard, keys) in self.shards.iter().zip(by_shard) {
+        let fill = |shard: &Mutex<Shard>, keys: Vec<u64>| {
             if keys.is_empty() {
-                continue;
+                return;
             }
             let mut guard = shard
                 .lock()
@@ -392,7 +392,17 @@ impl NonceCache {
                 slot.index = bucket;
             }
             slot.seen.extend(keys);
-        }
+        };
+        // Start-up with a full journal: the shards fill in parallel, one thread per core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut work: Vec<(&Mutex<Shard>, Vec<u64>)> = self.shards.iter().zip(by_shard).collect();
+        let per_thread = work.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            while !work.is_empty() {
+                let rest = work.split_off(work.len().saturating_sub(per_thread));
+                scope.spawn(|| rest.into_iter().for_each(|(shard, keys)| fill(shard, keys)));
+            }
+        });
     }
 
     /// Records `nonce` of `access_key_id`; `SignatureNonceUsed` if it was seen within the
@@ -739,6 +749,47 @@ mod tests {
         // After it the nonce is forgotten (and its timestamp would be refused anyway).
         c.check_and_record("a", "n", 1000, 1000 + 900 + i64::from(BUCKET_SECONDS))
             .unwrap();
+    }
+
+    #[test]
+    fn a_journal_keeps_nonces_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("kms-nonce-cache-{}", uuid::Uuid::new_v4()));
+        let t0 = 1_800_000_000i64;
+        let mut c = NonceCache::new();
+        assert_eq!(c.open_journal(&dir, t0).unwrap(), Restored::default());
+        for i in 0..5_000 {
+            c.check_and_record("a", &format!("n{i}"), t0, t0).unwrap();
+        }
+        // One dated 15 minutes ahead is remembered until 30 minutes from now.
+        c.check_and_record("a", "ahead", t0 + 900, t0).unwrap();
+        drop(c);
+        // A new process: everything seen is refused, in every shard.
+        let mut c = NonceCache::new();
+        let restored = c.open_journal(&dir, t0 + 60).unwrap();
+        assert_eq!((restored.nonces, restored.removed), (5_001, 0));
+        for i in 0..5_000 {
+            assert_eq!(
+                c.check_and_record("a", &format!("n{i}"), t0, t0 + 60),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i}"
+            );
+        }
+        c.check_and_record("b", "n1", t0, t0 + 60).unwrap();
+        drop(c);
+        // 20 minutes on: the nonces dated t0 are past their window (and their files gone);
+        // the one dated ahead is still refused, and so is "b"/"n1" (recorded after restart).
+        let mut c = NonceCache::new();
+        let later = t0 + 1200;
+        let restored = c.open_journal(&dir, later).unwrap();
+        assert_eq!(restored.nonces, 1);
+        assert!(restored.removed >= 1);
+        assert_eq!(
+            c.check_and_record("a", "ahead", t0 + 900, later),
+            Err(KmsError::SignatureNonceUsed)
+        );
+        c.check_and_record("a", "n7", later, later).unwrap();
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -255,6 +255,13 @@ impl Backend for Postgres {
                 .await
                 .map_err(pg_err)?,
             Mode::Write => client.transaction().await.map_err(pg_err)?,
+            Mode::Lazy => {
+                let tx = client.transaction().await.map_err(pg_err)?;
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(pg_err)?;
+                tx
+            }
         };
         let result = job(&mut PgConn(&tx)).await;
         match result {

@@ -52,8 +52,9 @@ impl<B: Backend> ImportStore for SqlStore<B> {
         let (id, key_id, algorithm) = (id.to_string(), key_id.to_string(), algorithm.to_string());
         // One statement: the count is checked and raised under the row's write lock, so racing
         // claims see each other's (PostgreSQL re-checks the condition on the row it waited for;
-        // SQLite runs one writer at a time).
-        run!(self, Mode::Auto, |c| {
+        // SQLite runs one writer at a time). Lazy: no disk flush on the import path; a power
+        // loss could forget the last counts (a few more attempts, never fewer).
+        run!(self, Mode::Lazy, |c| {
             let d = c.dialect();
             let sql = sql!(
                 d,
@@ -76,7 +77,7 @@ impl<B: Backend> ImportStore for SqlStore<B> {
         max: i64,
     ) -> StoreResult<bool> {
         let id = id.to_string();
-        run!(self, Mode::Auto, |c| {
+        run!(self, Mode::Lazy, |c| {
             if succeeded {
                 c.execute(
                     "UPDATE wrapping_keys SET failures = failures - 1 \
