@@ -142,7 +142,8 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
     """The journal on a real full filesystem (a small tmpfs mounted on <data dir>/nonces):
     once the space it keeps ahead is used up, signed requests answer 503 and are not served
     (a request the server could not remember could be replayed after a restart); when space
-    returns they are served again, and what was answered is still refused after a restart."""
+    returns they are served again, and what was answered is still refused after a restart. A
+    restart while the disk is full still starts."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     srv = KmsServer(tmp_path / "data", tmp_path / "logs")
@@ -177,6 +178,12 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
         r = raw.call("DisableKey", {"KeyId": key})
         assert (r.status, r.json["Code"]) == (503, "ServiceUnavailableTemporary"), r
         r = raw.call("Encrypt", {"KeyId": key, "Plaintext": "aGVsbG8="})
+        assert (r.status, r.json["Code"]) == (503, "ServiceUnavailableTemporary"), r
+
+        # A restart while the journal's filesystem is still full: the server starts (and
+        # still refuses what it cannot remember).
+        srv.kill9_and_restart()
+        r = raw.call("DescribeKey", {"KeyId": key})
         assert (r.status, r.json["Code"]) == (503, "ServiceUnavailableTemporary"), r
 
         filler.unlink()

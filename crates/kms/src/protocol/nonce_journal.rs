@@ -154,7 +154,11 @@ impl Segment {
             renewing: Mutex::new(()),
             synced: AtomicU64::new(next),
         };
-        seg.renew(next)?;
+        // Without room ahead (a full disk) the file still opens: records are written while
+        // the filesystem takes them, and the reserve is tried again as they come.
+        if let Err(e) = seg.renew(next) {
+            tracing::warn!(file = %seg.path.display(), error = %e, "cannot allocate space ahead in the nonce journal");
+        }
         Ok(seg)
     }
 
