@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the request hot path: signature verification (v1 and V3), parameter
-//! parsing, the ciphertext blob, and RSA unwrapping. Run with `cargo bench -p kms`.
+//! parsing, the nonce cache (in memory, and with its journal on disk), the ciphertext blob,
+//! and RSA unwrapping. Run with `cargo bench -p kms`.
 
 use aws_lc_rs::rand::SystemRandom;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -80,6 +81,34 @@ fn bench_signatures(c: &mut Criterion) {
     });
 }
 
+/// A new nonce each time (digest included, as a request pays it), into the cache alone and
+/// into the cache with its journal (one pwrite per nonce): the difference is the journal's
+/// cost on every signed request.
+fn bench_nonces(c: &mut Criterion) {
+    let now = kms::clock::system_now();
+    let mut n = 0u64;
+    let memory = signature::NonceCache::new();
+    c.bench_function("nonce check+record (memory)", |b| {
+        b.iter(|| {
+            n += 1;
+            let d = signature::nonce_digest("testid", black_box(&n.to_string()));
+            memory.check_and_record_digest(&d, now, now).unwrap();
+        })
+    });
+    let dir = std::env::temp_dir().join(format!("kms-bench-nonces-{}", std::process::id()));
+    let mut journaled = signature::NonceCache::new();
+    journaled.open_journal(&dir, now).unwrap();
+    c.bench_function("nonce check+record (memory + journal)", |b| {
+        b.iter(|| {
+            n += 1;
+            let d = signature::nonce_digest("testid", black_box(&n.to_string()));
+            journaled.check_and_record_digest(&d, now, now).unwrap();
+        })
+    });
+    drop(journaled);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn bench_params(c: &mut Criterion) {
     c.bench_function("params parse (v1 Encrypt query)", |b| {
         b.iter(|| Params::from_request(black_box(QUERY_V1), None, b"").unwrap())
@@ -116,6 +145,7 @@ fn bench_unwrap(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_signatures,
+    bench_nonces,
     bench_params,
     bench_blob,
     bench_unwrap

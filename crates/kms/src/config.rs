@@ -46,7 +46,7 @@ pub enum Command {
 pub struct ServerArgs {
     /// TOML config file with any of: listen, data_dir, database_url, database_pool_size,
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
-    /// max_versions_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
+    /// max_versions_per_key, max_import_tokens_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
     /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
     /// console_idle_timeout, metrics_allow_remote, and the HTTP limits (max_connections,
     /// max_connections_per_address, first_request_timeout, max_header_bytes, max_headers,
@@ -87,6 +87,10 @@ pub struct ServerArgs {
     /// Most versions per key [default: 100].
     #[arg(long, env = "KMS_MAX_VERSIONS_PER_KEY")]
     pub max_versions_per_key: Option<i64>,
+    /// Most outstanding import tokens (GetParametersForImport) per key; a call beyond it
+    /// withdraws the key's oldest token [default: 100].
+    #[arg(long, env = "KMS_MAX_IMPORT_TOKENS_PER_KEY")]
+    pub max_import_tokens_per_key: Option<i64>,
     /// Directory of the audit trail; put it on its own filesystem to keep a full data disk
     /// from stopping the audit (or the other way round) [default: <data dir>/audit].
     #[arg(long, env = "KMS_AUDIT_DIR")]
@@ -351,6 +355,7 @@ struct FileConfig {
     max_keys: Option<i64>,
     max_aliases_per_key: Option<i64>,
     max_versions_per_key: Option<i64>,
+    max_import_tokens_per_key: Option<i64>,
     throttle_crypto: Option<u32>,
     throttle_import: Option<u32>,
     throttle_management: Option<u32>,
@@ -397,6 +402,8 @@ pub struct ServerConfig {
     pub max_keys: i64,
     pub max_aliases_per_key: i64,
     pub max_versions_per_key: i64,
+    /// Outstanding import tokens per key (the oldest is withdrawn beyond it).
+    pub max_import_tokens_per_key: i64,
     pub throttle: crate::protocol::throttle::Limits,
     pub tls: TlsSetting,
     /// The audit trail's directory [default: <data dir>/audit].
@@ -635,6 +642,12 @@ impl ServerArgs {
                     .or(file.max_versions_per_key)
                     .unwrap_or(100),
             )?,
+            max_import_tokens_per_key: positive(
+                "max_import_tokens_per_key",
+                self.max_import_tokens_per_key
+                    .or(file.max_import_tokens_per_key)
+                    .unwrap_or(crate::service::DEFAULT_MAX_IMPORT_TOKENS_PER_KEY),
+            )?,
         })
     }
 }
@@ -659,6 +672,7 @@ mod tests {
             max_keys: None,
             max_aliases_per_key: None,
             max_versions_per_key: None,
+            max_import_tokens_per_key: None,
             throttle_crypto: None,
             throttle_import: None,
             throttle_management: None,
@@ -689,6 +703,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./kms-data"));
         assert_eq!(c.regions, vec!["cn-hangzhou"]);
         assert_eq!(c.wrapping_key_pool, 8);
+        assert_eq!(c.max_import_tokens_per_key, 100);
         assert_eq!(c.database_url, None);
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.console, ConsoleSetting::Default("127.0.0.1:8081".into()));

@@ -74,6 +74,11 @@ pub enum KmsError {
     /// refused before they are applied (see [`crate::audit::AuditGate`]).
     #[error("audit trail unavailable")]
     AuditUnavailable,
+    /// The nonce journal cannot be written (full or failing disk): a request whose nonce
+    /// would be forgotten by a restart is refused before it is served (see
+    /// [`crate::protocol::nonce_journal`]).
+    #[error("nonce journal unavailable")]
+    NonceJournalUnavailable,
 }
 
 /// The 409 codes of the key-state × action matrix (reference §3.18).
@@ -144,7 +149,7 @@ impl KmsError {
             Throttling => "Rejected.Throttling",
             LimitExceeded(_) => "Rejected.LimitExceeded",
             Internal(_) => "InternalFailure",
-            AuditUnavailable => "ServiceUnavailableTemporary",
+            AuditUnavailable | NonceJournalUnavailable => "ServiceUnavailableTemporary",
         }
     }
 
@@ -159,7 +164,7 @@ impl KmsError {
             Throttling => 429,
             Rejected(_) => 409,
             Internal(_) => 500,
-            AuditUnavailable => 503,
+            AuditUnavailable | NonceJournalUnavailable => 503,
             _ => 400,
         }
     }
@@ -219,6 +224,7 @@ impl KmsError {
             LimitExceeded(what) => format!("Resource limit exceeded: {what}."),
             Internal(_) => "Internal Failure.".into(),
             AuditUnavailable => "Service Unavailable Temporary. The audit trail cannot be written at the moment (for example its disk is full), so changes are refused until it can; reads and cryptographic calls still work.".into(),
+            NonceJournalUnavailable => "Service Unavailable Temporary. The server cannot record the request's signature nonce at the moment (for example its disk is full), so that a replay after a restart could not be refused; the request was not served.".into(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! required parameters (facts of the action, [`crate::action`]) → [`crate::api::dispatch`] →
 //! [`render`].
 
+pub mod nonce_journal;
 pub mod params;
 pub mod render;
 pub mod signature;

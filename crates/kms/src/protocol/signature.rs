@@ -11,6 +11,7 @@ use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::nonce_journal::{NonceJournal, Restored};
 use super::params::Params;
 use crate::error::KmsError;
 use crate::timefmt;
@@ -289,18 +290,20 @@ pub fn nonce_until(timestamp: i64, now: i64) -> i64 {
     timestamp.max(now).saturating_add(MAX_SKEW_SECONDS)
 }
 
-/// Nonces seen in the last window, sharded so concurrent requests rarely share a lock.
+/// Nonces seen in the last window, sharded so concurrent requests rarely share a lock; with
+/// a [`NonceJournal`] (SQLite), also on disk, so that they outlive a restart.
 pub struct NonceCache {
     shards: Vec<Mutex<Shard>>,
+    journal: Option<NonceJournal>,
 }
 
 /// Width of a time bucket, in seconds. A nonce is filed under the bucket of the time until
 /// which it must be remembered, and forgotten when that whole bucket has passed: at most
 /// this long after its time (a replay is refused a little longer, never shorter).
-const BUCKET_SECONDS: u32 = 256;
+pub const BUCKET_SECONDS: u32 = 256;
 /// Buckets a shard cycles through: more than the 30 minutes (plus one bucket) a nonce can
 /// be ahead of the clock, so a slot is reused only once its bucket has passed.
-const BUCKETS: usize = 16;
+pub const BUCKETS: usize = 16;
 const _: () =
     assert!(BUCKETS as u32 * BUCKET_SECONDS > 2 * MAX_SKEW_SECONDS as u32 + BUCKET_SECONDS);
 
@@ -323,6 +326,11 @@ struct Shard {
 
 type NonceSet = HashSet<u64, foldhash::fast::RandomState>;
 
+/// Unix seconds as the cache counts them (times before 1970 as 0, after 2106 as the last).
+fn to_u32(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
+}
+
 #[derive(Default)]
 struct Bucket {
     /// `until / BUCKET_SECONDS` of the nonces in `seen`.
@@ -340,7 +348,61 @@ impl NonceCache {
     pub fn new() -> Self {
         Self {
             shards: (0..32).map(|_| Mutex::new(Shard::default())).collect(),
+            journal: None,
         }
+    }
+
+    /// Keeps the nonces in the journal in `dir` too (see [`NonceJournal`]): the nonces it
+    /// holds that still matter at `now` are remembered at once, and every nonce recorded from
+    /// here on is written there before the request goes on.
+    pub fn open_journal(&mut self, dir: &std::path::Path, now: i64) -> Result<Restored, String> {
+        let (journal, restored) =
+            NonceJournal::open(dir, BUCKET_SECONDS, BUCKETS, now, |bucket, keys| {
+                self.restore(bucket, keys, now)
+            })?;
+        self.journal = Some(journal);
+        Ok(restored)
+    }
+
+    /// The shard of a nonce: from the bits of its key (the sets hash with their own seed).
+    fn shard(&self, key: u64) -> usize {
+        (key % self.shards.len() as u64) as usize
+    }
+
+    /// Remembers `keys` as nonces of `bucket` (read back from the journal), without checks.
+    fn restore(&self, bucket: u32, keys: &[u64], now: i64) {
+        let now_bucket = to_u32(now) / BUCKET_SECONDS;
+        if bucket < now_bucket {
+            return;
+        }
+        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); self.shards.len()];
+        for &key in keys {
+            by_shard[self.shard(key)].push(key);
+        }
+        let fill = |shard: &Mutex<Shard>, keys: Vec<u64>| {
+            if keys.is_empty() {
+                return;
+            }
+            let mut guard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = &mut guard.buckets[bucket as usize % BUCKETS];
+            if slot.index != bucket {
+                slot.seen = NonceSet::with_capacity_and_hasher(keys.len(), Default::default());
+                slot.index = bucket;
+            }
+            slot.seen.extend(keys);
+        };
+        // Start-up with a full journal: the shards fill in parallel, one thread per core.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut work: Vec<(&Mutex<Shard>, Vec<u64>)> = self.shards.iter().zip(by_shard).collect();
+        let per_thread = work.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            while !work.is_empty() {
+                let rest = work.split_off(work.len().saturating_sub(per_thread));
+                scope.spawn(|| rest.into_iter().for_each(|(shard, keys)| fill(shard, keys)));
+            }
+        });
     }
 
     /// Records `nonce` of `access_key_id`; `SignatureNonceUsed` if it was seen within the
@@ -367,8 +429,7 @@ impl NonceCache {
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         let key = u64::from_le_bytes(first);
-        let idx = digest[8] as usize % self.shards.len();
-        let to_u32 = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+        let idx = self.shard(key);
         let now_bucket = to_u32(now) / BUCKET_SECONDS;
         let bucket = to_u32(nonce_until(timestamp, now)) / BUCKET_SECONDS;
         let mut expired: Vec<NonceSet> = Vec::new();
@@ -398,6 +459,13 @@ impl NonceCache {
         }
         // Freeing whole sets happens outside the lock.
         drop(expired);
+        // On disk before the request goes on (into the kernel: see NonceJournal). A nonce that
+        // cannot be written stays remembered here, and its request is refused.
+        if let Some(journal) = &self.journal {
+            journal
+                .append(bucket, key, now_bucket)
+                .map_err(|_| KmsError::NonceJournalUnavailable)?;
+        }
         Ok(())
     }
 
@@ -681,6 +749,47 @@ mod tests {
         // After it the nonce is forgotten (and its timestamp would be refused anyway).
         c.check_and_record("a", "n", 1000, 1000 + 900 + i64::from(BUCKET_SECONDS))
             .unwrap();
+    }
+
+    #[test]
+    fn a_journal_keeps_nonces_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("kms-nonce-cache-{}", uuid::Uuid::new_v4()));
+        let t0 = 1_800_000_000i64;
+        let mut c = NonceCache::new();
+        assert_eq!(c.open_journal(&dir, t0).unwrap(), Restored::default());
+        for i in 0..5_000 {
+            c.check_and_record("a", &format!("n{i}"), t0, t0).unwrap();
+        }
+        // One dated 15 minutes ahead is remembered until 30 minutes from now.
+        c.check_and_record("a", "ahead", t0 + 900, t0).unwrap();
+        drop(c);
+        // A new process: everything seen is refused, in every shard.
+        let mut c = NonceCache::new();
+        let restored = c.open_journal(&dir, t0 + 60).unwrap();
+        assert_eq!((restored.nonces, restored.removed), (5_001, 0));
+        for i in 0..5_000 {
+            assert_eq!(
+                c.check_and_record("a", &format!("n{i}"), t0, t0 + 60),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i}"
+            );
+        }
+        c.check_and_record("b", "n1", t0, t0 + 60).unwrap();
+        drop(c);
+        // 20 minutes on: the nonces dated t0 are past their window (and their files gone);
+        // the one dated ahead is still refused, and so is "b"/"n1" (recorded after restart).
+        let mut c = NonceCache::new();
+        let later = t0 + 1200;
+        let restored = c.open_journal(&dir, later).unwrap();
+        assert_eq!(restored.nonces, 1);
+        assert!(restored.removed >= 1);
+        assert_eq!(
+            c.check_and_record("a", "ahead", t0 + 900, later),
+            Err(KmsError::SignatureNonceUsed)
+        );
+        c.check_and_record("a", "n7", later, later).unwrap();
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

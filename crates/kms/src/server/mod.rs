@@ -70,6 +70,7 @@ where
             max_keys: config.max_keys,
             max_aliases_per_key: config.max_aliases_per_key,
             max_versions_per_key: config.max_versions_per_key,
+            max_import_tokens_per_key: config.max_import_tokens_per_key,
             ..ServiceConfig::default()
         },
     ));
@@ -153,8 +154,23 @@ where
     let _ = std::io::stdout().flush();
 
     let audit = AuditLog::start(crate::audit::Settings::of(config), dir.keystore.clone())?;
-    let protocol =
-        Arc::new(Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate()));
+    let mut protocol = Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate());
+    // One process per SQLite database: its nonces outlive a restart in the nonce journal
+    // (nodes on PostgreSQL claim theirs in the database).
+    if !dir.store.shares_nonces() {
+        let started = std::time::Instant::now();
+        let restored = protocol
+            .nonces
+            .open_journal(&dir.path.join("nonces"), crate::clock::system_now())?;
+        tracing::info!(
+            files = restored.files,
+            nonces = restored.nonces,
+            removed = restored.removed,
+            ms = started.elapsed().as_millis() as u64,
+            "nonce journal opened"
+        );
+    }
+    let protocol = Arc::new(protocol);
     // Both accept loops stop on the one shutdown, and count their refusals together.
     let shutdown = shutdown.boxed().shared();
     let mut console_url = None;

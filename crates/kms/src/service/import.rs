@@ -3,13 +3,17 @@
 //!
 //! Rules, each enforced here:
 //! - Only `Origin=EXTERNAL` keys take these calls (`Unsupported.Origin`).
-//! - Every GetParametersForImport issues a new RSA-2048 pair and token; every token stays
-//!   usable for its whole lifetime (24 h) and only for its key, its public key and its
-//!   algorithm.
+//! - Every GetParametersForImport issues a new RSA-2048 pair and token; a token stays usable
+//!   for its whole lifetime (24 h) and only for its key, its public key and its algorithm.
+//!   A key has at most `max_import_tokens_per_key` (100) outstanding tokens: the call that
+//!   goes beyond withdraws the oldest (it then answers `InvalidImportToken`), so the newest
+//!   tokens always work and a loop of calls cannot pile up wrapping keys.
 //! - The first import binds the key to its material for good, through a keyed commitment
 //!   (HMAC under a root-derived key; never the material itself). Later imports must match.
 //! - After 10 failed unwraps with one token's wrapping key the token is withdrawn (it then
-//!   answers `InvalidImportToken`): a padding-oracle attack needs thousands of queries.
+//!   answers `InvalidImportToken`): a padding-oracle attack needs thousands of queries. Each
+//!   attempt is claimed in the store before the unwrap and counts as failed until it
+//!   succeeds, so concurrent requests cannot get more than 10 unwraps out of one token.
 //! - Unwrapping is not an oracle: once the token is accepted, every failure (bad padding,
 //!   wrong ciphertext length, a different public key or algorithm, material that is not 32
 //!   bytes, material that differs from the bound material) is the same `InvalidKeyMaterial`
@@ -96,16 +100,23 @@ impl Kms {
             wrapping_key_aad(&wrapping_key_id, &key.key_id).as_bytes(),
             &pair.pkcs8,
         )?;
-        self.store
-            .insert_wrapping_key(WrappingKeyRecord {
-                wrapping_key_id: wrapping_key_id.clone(),
-                key_id: key.key_id.clone(),
-                account_id: key.account_id.clone(),
-                algorithm: algorithm.as_str().to_string(),
-                sealed_private_key,
-                expires,
-            })
+        let withdrawn = self
+            .store
+            .insert_wrapping_key(
+                WrappingKeyRecord {
+                    wrapping_key_id: wrapping_key_id.clone(),
+                    key_id: key.key_id.clone(),
+                    account_id: key.account_id.clone(),
+                    algorithm: algorithm.as_str().to_string(),
+                    sealed_private_key,
+                    expires,
+                },
+                self.config.max_import_tokens_per_key,
+            )
             .await?;
+        if withdrawn > 0 {
+            tracing::info!(key_id = %key.key_id, withdrawn, "oldest import tokens withdrawn: the key has reached its limit of outstanding tokens");
+        }
         let import_token = self.keystore.issue_token(&TokenClaims {
             account_id: key.account_id.clone(),
             region: key.region.clone(),
@@ -159,14 +170,16 @@ impl Kms {
         if claims.expires <= now {
             return Err(KmsError::ExpiredImportToken);
         }
-        let wk = self
-            .store
-            .get_wrapping_key(&claims.wrapping_key_id)
-            .await?
-            .filter(|wk| wk.key_id == key.key_id && wk.algorithm == claims.algorithm)
-            .ok_or(KmsError::InvalidImportToken)?;
         let algorithm =
             WrappingAlgorithm::parse(&claims.algorithm).ok_or(KmsError::InvalidImportToken)?;
+        // The attempt is claimed before the unwrap (counted as failed until it succeeds): a
+        // withdrawn token, or one whose attempts are all taken, is refused here.
+        let max = self.config.max_unwrap_failures;
+        let wk = self
+            .store
+            .claim_unwrap_attempt(&claims.wrapping_key_id, &key.key_id, &claims.algorithm, max)
+            .await?
+            .ok_or(KmsError::InvalidImportToken)?;
         let pkcs8 = self.keystore.open(
             wrapping_key_aad(&wk.wrapping_key_id, &key.key_id).as_bytes(),
             &wk.sealed_private_key,
@@ -175,14 +188,15 @@ impl Kms {
         // One path for every unwrap outcome.
         let unwrapped = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
             .filter(|m| m.len() == MATERIAL_LEN);
+        let succeeded = unwrapped.is_some();
+        if self
+            .store
+            .finish_unwrap_attempt(&wk.wrapping_key_id, succeeded, max)
+            .await?
+        {
+            tracing::warn!(key_id = %key.key_id, "an import token was withdrawn after repeated failed unwraps");
+        }
         let Some(material) = unwrapped else {
-            if self
-                .store
-                .record_unwrap_failure(&wk.wrapping_key_id, self.config.max_unwrap_failures)
-                .await?
-            {
-                tracing::warn!(key_id = %key.key_id, "an import token was withdrawn after repeated failed unwraps");
-            }
             return Err(KmsError::InvalidKeyMaterial);
         };
 
@@ -272,7 +286,8 @@ mod tests {
     use crate::error::Rejection;
     use crate::service::crypto::EncryptionContext;
     use crate::service::keys::CreateKeyInput;
-    use crate::service::testing::{kms, T0};
+    use crate::service::testing::{kms, kms_with, T0};
+    use crate::service::ServiceConfig;
     use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
 
     fn wrap(der: &[u8], material: &[u8]) -> Vec<u8> {
@@ -503,6 +518,138 @@ mod tests {
         )
         .await
         .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_bad_imports_get_no_more_unwraps_than_the_limit() {
+        let (kms, _clock, caller) = kms();
+        let kms = Arc::new(kms);
+        let k = external(&kms, &caller).await;
+        let p = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        // InvalidKeyMaterial is answered only after an unwrap was attempted.
+        let tasks: Vec<_> = (0..60)
+            .map(|_| {
+                let (kms, caller, key, token) = (
+                    kms.clone(),
+                    caller.clone(),
+                    k.key_id.clone(),
+                    p.import_token.clone(),
+                );
+                tokio::spawn(async move {
+                    kms.import_key_material(&caller, &key, &token, &[9u8; 256], None)
+                        .await
+                        .unwrap_err()
+                })
+            })
+            .collect();
+        let mut unwrapped = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                KmsError::InvalidKeyMaterial => unwrapped += 1,
+                e => assert_eq!(e, KmsError::InvalidImportToken),
+            }
+        }
+        assert_eq!(unwrapped, 10);
+        // Withdrawn: even good material is refused now.
+        assert_eq!(
+            kms.import_key_material(
+                &caller,
+                &k.key_id,
+                &p.import_token,
+                &wrap(&p.public_key_der, &[1u8; 32]),
+                None
+            )
+            .await,
+            Err(KmsError::InvalidImportToken)
+        );
+    }
+
+    #[tokio::test]
+    async fn successful_imports_do_not_use_up_a_token() {
+        let (kms, _clock, caller) = kms();
+        let k = external(&kms, &caller).await;
+        let p = kms
+            .get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        let good = wrap(&p.public_key_der, &[1u8; 32]);
+        for _ in 0..9 {
+            assert_eq!(
+                kms.import_key_material(&caller, &k.key_id, &p.import_token, &[9u8; 256], None)
+                    .await,
+                Err(KmsError::InvalidKeyMaterial)
+            );
+        }
+        for _ in 0..15 {
+            kms.import_key_material(&caller, &k.key_id, &p.import_token, &good, None)
+                .await
+                .unwrap();
+        }
+        // The tenth failure still withdraws it.
+        assert_eq!(
+            kms.import_key_material(&caller, &k.key_id, &p.import_token, &[9u8; 256], None)
+                .await,
+            Err(KmsError::InvalidKeyMaterial)
+        );
+        assert_eq!(
+            kms.import_key_material(&caller, &k.key_id, &p.import_token, &good, None)
+                .await,
+            Err(KmsError::InvalidImportToken)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_token_is_withdrawn_beyond_the_limit_per_key() {
+        let (kms, _clock, caller) = kms_with(ServiceConfig {
+            max_import_tokens_per_key: 3,
+            ..ServiceConfig::default()
+        });
+        let k = external(&kms, &caller).await;
+        let other = external(&kms, &caller).await;
+        let p_other = kms
+            .get_parameters_for_import(&caller, &other.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .await
+            .unwrap();
+        let mut issued = Vec::new();
+        for _ in 0..5 {
+            issued.push(
+                kms.get_parameters_for_import(&caller, &k.key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+                    .await
+                    .unwrap(),
+            );
+        }
+        let m = [4u8; 32];
+        // The two oldest are withdrawn; the three newest work.
+        for (i, p) in issued.iter().enumerate() {
+            let r = kms
+                .import_key_material(
+                    &caller,
+                    &k.key_id,
+                    &p.import_token,
+                    &wrap(&p.public_key_der, &m),
+                    None,
+                )
+                .await;
+            if i < 2 {
+                assert_eq!(r, Err(KmsError::InvalidImportToken), "token {i}");
+            } else {
+                assert_eq!(r, Ok(()), "token {i}");
+            }
+        }
+        // Another key's tokens are its own.
+        kms.import_key_material(
+            &caller,
+            &other.key_id,
+            &p_other.import_token,
+            &wrap(&p_other.public_key_der, &m),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ServiceConfig::default().max_import_tokens_per_key, 100);
     }
 
     #[tokio::test]

@@ -44,7 +44,13 @@ pub struct ServiceConfig {
     /// Failed unwraps with one import token's wrapping key before the token is withdrawn
     /// (defence in depth against adaptive chosen-ciphertext attacks on RSA padding).
     pub max_unwrap_failures: i64,
+    /// Outstanding import tokens (wrapping keys) per key: a GetParametersForImport beyond it
+    /// withdraws the oldest token of the key.
+    pub max_import_tokens_per_key: i64,
 }
+
+/// [`ServiceConfig::max_import_tokens_per_key`] by default.
+pub const DEFAULT_MAX_IMPORT_TOKENS_PER_KEY: i64 = 100;
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for ServiceConfig {
             max_versions_per_key: 100,
             max_tags_per_key: 20,
             max_unwrap_failures: 10,
+            max_import_tokens_per_key: DEFAULT_MAX_IMPORT_TOKENS_PER_KEY,
         }
     }
 }
@@ -375,13 +382,17 @@ pub(crate) mod testing {
     pub const T0: i64 = 1_800_000_000;
 
     pub fn kms() -> (Kms, Arc<ManualClock>, Caller) {
+        kms_with(ServiceConfig::default())
+    }
+
+    pub fn kms_with(config: ServiceConfig) -> (Kms, Arc<ManualClock>, Caller) {
         let clock = Arc::new(ManualClock::new(T0));
         let kms = Kms::new(
             Arc::new(SqliteStore::in_memory().unwrap()),
             Arc::new(Keystore::from_root(&[3u8; 32]).unwrap()),
             clock.clone(),
             Pool::new(0),
-            ServiceConfig::default(),
+            config,
         );
         let caller = Caller {
             account_id: "1234567890123456".into(),

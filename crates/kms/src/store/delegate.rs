@@ -47,14 +47,34 @@ impl<T: Delegate> TagStore for T {
 
 #[async_trait]
 impl<T: Delegate> ImportStore for T {
-    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> StoreResult<()> {
-        self.inner().insert_wrapping_key(wk).await
+    async fn insert_wrapping_key(
+        &self,
+        wk: WrappingKeyRecord,
+        max_per_key: i64,
+    ) -> StoreResult<u64> {
+        self.inner().insert_wrapping_key(wk, max_per_key).await
     }
     async fn get_wrapping_key(&self, id: &str) -> StoreResult<Option<WrappingKeyRecord>> {
         self.inner().get_wrapping_key(id).await
     }
-    async fn record_unwrap_failure(&self, id: &str, max: i64) -> StoreResult<bool> {
-        self.inner().record_unwrap_failure(id, max).await
+    async fn claim_unwrap_attempt(
+        &self,
+        id: &str,
+        key_id: &str,
+        algorithm: &str,
+        max: i64,
+    ) -> StoreResult<Option<WrappingKeyRecord>> {
+        self.inner()
+            .claim_unwrap_attempt(id, key_id, algorithm, max)
+            .await
+    }
+    async fn finish_unwrap_attempt(
+        &self,
+        id: &str,
+        succeeded: bool,
+        max: i64,
+    ) -> StoreResult<bool> {
+        self.inner().finish_unwrap_attempt(id, succeeded, max).await
     }
     async fn purge_wrapping_keys(&self, now: i64) -> StoreResult<u64> {
         self.inner().purge_wrapping_keys(now).await

@@ -260,13 +260,36 @@ pub trait AliasStore: Send + Sync {
 }
 
 /// BYOK wrapping keys (one per import token).
+///
+/// Unwrap attempts are claimed before they are made: a claim counts as a failure from the
+/// start and is given back only when the attempt succeeds, so however many requests race on
+/// one token, no more than `max` unwraps are ever attempted with it (and a process that dies
+/// mid-attempt leaves it counted, failing closed).
 #[async_trait]
 pub trait ImportStore: Send + Sync {
-    async fn insert_wrapping_key(&self, wk: WrappingKeyRecord) -> StoreResult<()>;
+    /// Inserts a wrapping key (a new import token), then withdraws the oldest wrapping keys
+    /// of its key beyond the newest `max_per_key` (never the new one); returns how many.
+    async fn insert_wrapping_key(
+        &self,
+        wk: WrappingKeyRecord,
+        max_per_key: i64,
+    ) -> StoreResult<u64>;
     async fn get_wrapping_key(&self, id: &str) -> StoreResult<Option<WrappingKeyRecord>>;
-    /// Counts a failed unwrap with a wrapping key and withdraws the key (its tokens stop
-    /// working) once it has `max` failures; returns whether it was withdrawn.
-    async fn record_unwrap_failure(&self, id: &str, max: i64) -> StoreResult<bool>;
+    /// Claims one unwrap attempt with wrapping key `id` of key `key_id` for `algorithm`,
+    /// atomically: `None` (nothing counted) if there is no such wrapping key or it already
+    /// counts `max` attempts, else the wrapping key, with the attempt counted as failed.
+    async fn claim_unwrap_attempt(
+        &self,
+        id: &str,
+        key_id: &str,
+        algorithm: &str,
+        max: i64,
+    ) -> StoreResult<Option<WrappingKeyRecord>>;
+    /// Settles a claimed attempt: a success is given back; after a failure the wrapping key
+    /// is withdrawn (its token then answers `InvalidImportToken`) once it counts `max`.
+    /// Returns whether it was withdrawn.
+    async fn finish_unwrap_attempt(&self, id: &str, succeeded: bool, max: i64)
+        -> StoreResult<bool>;
     /// Removes wrapping keys whose tokens expired before `now`; returns how many.
     async fn purge_wrapping_keys(&self, now: i64) -> StoreResult<u64>;
 }

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_console.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_wrapping_keys_by_key.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).
@@ -251,6 +255,13 @@ impl Backend for Postgres {
                 .await
                 .map_err(pg_err)?,
             Mode::Write => client.transaction().await.map_err(pg_err)?,
+            Mode::Lazy => {
+                let tx = client.transaction().await.map_err(pg_err)?;
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(pg_err)?;
+                tx
+            }
         };
         let result = job(&mut PgConn(&tx)).await;
         match result {

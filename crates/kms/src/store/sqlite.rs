@@ -1,5 +1,7 @@
 //! The SQLite engine: one file `kms.db` in the data dir, WAL journal, `synchronous=FULL`
-//! (an acknowledged change survives a crash of the process or the machine), foreign keys on.
+//! (an acknowledged change survives a crash of the process or the machine; [`Mode::Lazy`]
+//! operations alone run with `synchronous=NORMAL`, surviving a crash of the process only),
+//! foreign keys on.
 //! Migrations are the numbered files in `migrations/sqlite/`, embedded in the binary and
 //! applied in order inside one transaction each, recorded in `schema_migrations`.
 //!
@@ -35,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_unwrap_failures.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_console.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_wrapping_keys_by_key.sql"),
+    ),
 ];
 
 /// The store on SQLite.
@@ -112,19 +118,37 @@ fn exec<T>(conn: &mut Connection, mode: Mode, job: Job<T>) -> Result<T, StoreErr
         Mode::Auto => None,
         Mode::Snapshot => Some("BEGIN DEFERRED"),
         Mode::Write => Some("BEGIN IMMEDIATE"),
+        // WAL with synchronous=NORMAL: the commit reaches the kernel, not the disk (the next
+        // FULL commit flushes it too).
+        Mode::Lazy => Some("PRAGMA synchronous=NORMAL; BEGIN IMMEDIATE"),
     };
     if let Some(begin) = begin {
-        conn.execute_batch(begin).map_err(db_err)?;
+        if let Err(e) = conn.execute_batch(begin) {
+            restore_synchronous(conn, mode);
+            return Err(db_err(e));
+        }
     }
     let result = complete(job(&mut SqliteConn { conn }));
     if begin.is_some() {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = conn.execute_batch(end) {
             let _ = conn.execute_batch("ROLLBACK");
+            restore_synchronous(conn, mode);
             return Err(db_err(e));
         }
     }
+    restore_synchronous(conn, mode);
     result
+}
+
+/// Back to `synchronous=FULL` after a [`Mode::Lazy`] operation (setting a flag of the
+/// connection: it fails only on a broken connection, which the next operation reports).
+fn restore_synchronous(conn: &mut Connection, mode: Mode) {
+    if mode == Mode::Lazy {
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous=FULL") {
+            tracing::error!(error = %e, "sqlite: cannot set synchronous=FULL again");
+        }
+    }
 }
 
 /// Drives a future that never waits (every [`SqliteConn`] call completes at once) to its

@@ -101,6 +101,8 @@ on_both_engines!(
     tags,
     aliases,
     wrapping_keys,
+    racing_unwrap_claims_never_exceed_the_limit,
+    outstanding_wrapping_keys_per_key_are_bounded,
     console_users_and_sessions,
     nonces,
     export_import_round_trip,
@@ -402,14 +404,17 @@ async fn deletion_only_when_still_due(s: Arc<dyn Store>) {
     add(s.as_ref(), &k).await;
     s.put_tags("k", vec![tag("a", "b")], 10).await.unwrap();
     s.create_alias(alias("alias/k", "k"), 10).await.unwrap();
-    s.insert_wrapping_key(WrappingKeyRecord {
-        wrapping_key_id: "w".into(),
-        key_id: "k".into(),
-        account_id: ACCOUNT.into(),
-        algorithm: "RSAES_OAEP_SHA_256".into(),
-        sealed_private_key: vec![1],
-        expires: 1000,
-    })
+    s.insert_wrapping_key(
+        WrappingKeyRecord {
+            wrapping_key_id: "w".into(),
+            key_id: "k".into(),
+            account_id: ACCOUNT.into(),
+            algorithm: "RSAES_OAEP_SHA_256".into(),
+            sealed_private_key: vec![1],
+            expires: 1000,
+        },
+        100,
+    )
     .await
     .unwrap();
     assert!(s.due_deletions(99).await.unwrap().is_empty());
@@ -772,6 +777,123 @@ async fn aliases(s: Arc<dyn Store>) {
     );
 }
 
+/// 200 claims at once on one wrapping key with a limit of 10: exactly 10 are granted, on
+/// every engine; failures then withdraw it.
+async fn racing_unwrap_claims_never_exceed_the_limit(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k", 1)).await;
+    let wk = WrappingKeyRecord {
+        wrapping_key_id: "w".into(),
+        key_id: "k".into(),
+        account_id: ACCOUNT.into(),
+        algorithm: "RSAES_OAEP_SHA_256".into(),
+        sealed_private_key: vec![7; 64],
+        expires: 100,
+    };
+    s.insert_wrapping_key(wk.clone(), 100).await.unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.claim_unwrap_attempt("w", "k", "RSAES_OAEP_SHA_256", 10)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        if let Some(got) = t.await.unwrap() {
+            assert_eq!(got, wk);
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 10);
+    // Every granted attempt fails: the last one withdraws the wrapping key, exactly once.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.finish_unwrap_attempt("w", false, 10).await.unwrap() })
+        })
+        .collect();
+    let mut withdrawn = 0;
+    for t in tasks {
+        withdrawn += usize::from(t.await.unwrap());
+    }
+    assert_eq!(withdrawn, 1);
+    assert_eq!(s.get_wrapping_key("w").await.unwrap(), None);
+}
+
+/// A key keeps its newest `max` wrapping keys: each one beyond withdraws the oldest (never
+/// the new one), also when issued at once; other keys are untouched.
+async fn outstanding_wrapping_keys_per_key_are_bounded(s: Arc<dyn Store>) {
+    add(s.as_ref(), &key("k", 1)).await;
+    add(s.as_ref(), &key("other", 2)).await;
+    let wk = |id: String, key: &str| WrappingKeyRecord {
+        wrapping_key_id: id,
+        key_id: key.into(),
+        account_id: ACCOUNT.into(),
+        algorithm: "RSAES_OAEP_SHA_256".into(),
+        sealed_private_key: vec![7; 8],
+        // All in the same second: the order of issue is not a matter of the clock.
+        expires: 1000,
+    };
+    s.insert_wrapping_key(wk("o".into(), "other"), 3)
+        .await
+        .unwrap();
+    // Ids that sort against the order of issue.
+    let ids: Vec<String> = (0..6).map(|i| format!("w{}", 9 - i)).collect();
+    let mut withdrawn = 0;
+    for id in &ids {
+        withdrawn += s.insert_wrapping_key(wk(id.clone(), "k"), 3).await.unwrap();
+    }
+    assert_eq!(withdrawn, 3);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            s.get_wrapping_key(id).await.unwrap().is_some(),
+            i >= 3,
+            "{id}"
+        );
+    }
+    assert!(s.get_wrapping_key("o").await.unwrap().is_some());
+    // A burst: 40 at once still leaves exactly 3, all of them from the burst.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = s.clone();
+            let w = wk(format!("b{i:02}"), "k");
+            tokio::spawn(async move { s.insert_wrapping_key(w, 3).await.unwrap() })
+        })
+        .collect();
+    let mut withdrawn = 0;
+    for t in tasks {
+        withdrawn += t.await.unwrap();
+    }
+    assert_eq!(withdrawn, 40);
+    let dump = s.export().await.unwrap();
+    let left: Vec<&str> = dump
+        .wrapping_keys
+        .iter()
+        .filter(|(w, _)| w.key_id == "k")
+        .map(|(w, _)| w.wrapping_key_id.as_str())
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.iter().all(|id| id.starts_with('b')), "{left:?}");
+    // The newest issue survives its own insert.
+    s.insert_wrapping_key(wk("last".into(), "k"), 1)
+        .await
+        .unwrap();
+    assert!(s.get_wrapping_key("last").await.unwrap().is_some());
+    assert_eq!(
+        s.export()
+            .await
+            .unwrap()
+            .wrapping_keys
+            .iter()
+            .filter(|(w, _)| w.key_id == "k")
+            .count(),
+        1
+    );
+}
+
 async fn wrapping_keys(s: Arc<dyn Store>) {
     add(s.as_ref(), &key("k", 1)).await;
     let wk = |id: &str, expires| WrappingKeyRecord {
@@ -783,16 +905,47 @@ async fn wrapping_keys(s: Arc<dyn Store>) {
         expires,
     };
     for (id, expires) in [("w1", 100), ("w2", 200), ("w3", 300)] {
-        s.insert_wrapping_key(wk(id, expires)).await.unwrap();
+        assert_eq!(
+            s.insert_wrapping_key(wk(id, expires), 100).await.unwrap(),
+            0
+        );
     }
     assert_eq!(s.get_wrapping_key("w1").await.unwrap(), Some(wk("w1", 100)));
     assert_eq!(s.get_wrapping_key("none").await.unwrap(), None);
-    // Withdrawn at the third failure.
-    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
-    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
-    assert!(s.record_unwrap_failure("w1", 3).await.unwrap());
+    let claim = |id: &'static str, key: &'static str, alg: &'static str| {
+        let s = s.clone();
+        async move { s.claim_unwrap_attempt(id, key, alg, 3).await.unwrap() }
+    };
+    const OAEP: &str = "RSAES_OAEP_SHA_256";
+    // A claim names the wrapping key, its key and its algorithm; anything else claims nothing.
+    assert_eq!(claim("w1", "k", OAEP).await, Some(wk("w1", 100)));
+    assert_eq!(claim("w1", "other", OAEP).await, None);
+    assert_eq!(claim("w1", "k", "RSAES_PKCS1_V1_5").await, None);
+    assert_eq!(claim("none", "k", OAEP).await, None);
+    // A success is given back: it never uses up the token.
+    for _ in 0..5 {
+        assert!(!s.finish_unwrap_attempt("w1", true, 3).await.unwrap());
+        assert_eq!(claim("w1", "k", OAEP).await, Some(wk("w1", 100)));
+    }
+    // Failures stay counted; at the third the wrapping key is withdrawn.
+    assert!(!s.finish_unwrap_attempt("w1", false, 3).await.unwrap());
+    assert!(claim("w1", "k", OAEP).await.is_some());
+    assert!(!s.finish_unwrap_attempt("w1", false, 3).await.unwrap());
+    assert!(claim("w1", "k", OAEP).await.is_some());
+    assert!(s.finish_unwrap_attempt("w1", false, 3).await.unwrap());
     assert_eq!(s.get_wrapping_key("w1").await.unwrap(), None);
-    assert!(!s.record_unwrap_failure("w1", 3).await.unwrap());
+    assert_eq!(claim("w1", "k", OAEP).await, None);
+    assert!(!s.finish_unwrap_attempt("w1", false, 3).await.unwrap());
+    // Claims in flight count: with three taken, a fourth is refused until one is settled.
+    for _ in 0..3 {
+        assert!(claim("w2", "k", OAEP).await.is_some());
+    }
+    assert_eq!(claim("w2", "k", OAEP).await, None);
+    assert!(!s.finish_unwrap_attempt("w2", true, 3).await.unwrap());
+    assert!(claim("w2", "k", OAEP).await.is_some());
+    for _ in 0..3 {
+        s.finish_unwrap_attempt("w2", true, 3).await.unwrap();
+    }
     // Expired before `now`: purged; expiring at `now`: kept.
     assert_eq!(s.purge_wrapping_keys(200).await.unwrap(), 0);
     assert_eq!(s.purge_wrapping_keys(201).await.unwrap(), 1);
@@ -916,17 +1069,23 @@ async fn fill(s: &dyn Store) {
     .await
     .unwrap();
     s.create_alias(alias("alias/x", "k-kms"), 10).await.unwrap();
-    s.insert_wrapping_key(WrappingKeyRecord {
-        wrapping_key_id: "w".into(),
-        key_id: "k-ext".into(),
-        account_id: ACCOUNT.into(),
-        algorithm: "RSAES_PKCS1_V1_5".into(),
-        sealed_private_key: vec![3; 10],
-        expires: 99,
-    })
+    s.insert_wrapping_key(
+        WrappingKeyRecord {
+            wrapping_key_id: "w".into(),
+            key_id: "k-ext".into(),
+            account_id: ACCOUNT.into(),
+            algorithm: "RSAES_PKCS1_V1_5".into(),
+            sealed_private_key: vec![3; 10],
+            expires: 99,
+        },
+        100,
+    )
     .await
     .unwrap();
-    s.record_unwrap_failure("w", 10).await.unwrap();
+    s.claim_unwrap_attempt("w", "k-ext", "RSAES_PKCS1_V1_5", 10)
+        .await
+        .unwrap()
+        .unwrap();
     s.insert_console_user(ConsoleUserRecord {
         user_name: "bob".into(),
         account_id: ACCOUNT.into(),

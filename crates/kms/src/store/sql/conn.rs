@@ -43,8 +43,9 @@ impl Dialect {
         }
     }
 
-    /// The column that orders key versions created in the same second (insertion order).
-    pub fn version_seq(self) -> &'static str {
+    /// The column that orders rows by insertion: key versions created in the same second,
+    /// a key's wrapping keys (import tokens) by issue.
+    pub fn insertion_seq(self) -> &'static str {
         match self {
             Dialect::Sqlite => "rowid",
             Dialect::Postgres => "seq",

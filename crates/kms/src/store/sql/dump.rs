@@ -32,7 +32,7 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
         keys: c.select_all("ORDER BY key_id", &[]).await?,
         versions: c
             .select_all(
-                sql!(d, "ORDER BY key_id, creation_date, {}", d.version_seq()),
+                sql!(d, "ORDER BY key_id, creation_date, {}", d.insertion_seq()),
                 &[],
             )
             .await?,

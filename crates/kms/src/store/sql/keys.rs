@@ -335,7 +335,7 @@ impl<B: Backend> KeyStore for SqlStore<B> {
             let rest = sql!(
                 d,
                 "WHERE key_id=$1 ORDER BY creation_date, {}",
-                d.version_seq()
+                d.insertion_seq()
             );
             c.select_all::<KeyVersionRecord>(rest, args![k]).await
         })

@@ -40,6 +40,11 @@ pub enum Mode {
     /// Reads and writes that commit together or not at all; rows read
     /// [`Dialect::for_update`] stay locked until the end (SQLite: the whole database).
     Write,
+    /// [`Mode::Write`], committed without waiting for the disk: visible to everyone at once
+    /// and safe from a crash of this process, but a power loss (PostgreSQL: a crash of the
+    /// database server) may undo the last such commits. For counters whose loss fails safe or
+    /// costs little (unwrap attempts), so that they add no disk flush to a request.
+    Lazy,
 }
 
 /// A boxed future borrowing the connection.
