@@ -108,13 +108,14 @@ fn harness() -> &'static Harness {
     })
 }
 
-/// Query parameters for one action of the spec table.
+/// Query parameters for one action of the action table.
 fn action_query(index: u8, values: &[String], key_id: &str) -> String {
-    use kms::api::spec::{ParamKind, ACTIONS};
-    let spec = &ACTIONS[index as usize % ACTIONS.len()];
-    let mut q = format!("Action={}", spec.name);
+    use kms::action::kms::Action;
+    use kms::action::ParamKind;
+    let action = Action::ALL[index as usize % Action::ALL.len()];
+    let mut q = format!("Action={}", action.name());
     let mut values = values.iter();
-    for p in spec.params {
+    for p in action.params() {
         let Some(v) = values.next() else { break };
         let v = if v == "@k" { key_id } else { v.as_str() };
         let v = signature::percent_encode(v);
