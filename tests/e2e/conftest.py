@@ -15,7 +15,8 @@ import os
 
 import pytest
 
-from kms_helpers import (FLAVOURS, ClassicApi, KmsServer, RawClient, TeaApi, kms_bin, make_api)
+from kms_helpers import (FLAVOURS, ClassicApi, KmsServer, RawClient, TeaApi, kms_bin, make_api,
+                         mount_tmpfs, umount)
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +96,14 @@ def server_with(kms_binary, tmp_path):
     for s in started:
         if s.proc is not None:
             s.stop()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 16 MiB tmpfs mounted for the test (root only; skipped elsewhere): a real full disk."""
+    mnt = tmp_path / "auditfs"
+    why = mount_tmpfs(mnt, "16m")
+    if why:
+        pytest.skip(why)
+    yield mnt
+    umount(mnt)

@@ -765,3 +765,39 @@ def _body_complete(resp: bytes) -> bool:
 def response_status(resp: bytes) -> int:
     assert resp.startswith(b"HTTP/1.1 "), f"not an HTTP response: {resp[:200]!r}"
     return int(resp.split(b" ", 2)[1])
+
+
+# ------------------------------------------------------------------ full-disk tests (real tmpfs)
+def mount_tmpfs(path: Path, size: str) -> Optional[str]:
+    """Mounts a tmpfs of `size` (e.g. "16m") on `path` (created if missing; root only).
+    Returns None once mounted, or why it could not be mounted (the caller skips)."""
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root"
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    return None if r.returncode == 0 else f"cannot mount a tmpfs here: {r.stderr.strip()}"
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_fs(path: Path) -> Path:
+    """Fills the filesystem of `path` until writing fails with ENOSPC; returns the filler
+    file (unlink it to free the space again)."""
+    filler = path / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            chunk = b"\0" * size
+            while True:
+                try:
+                    if os.write(fd, chunk) < size:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    assert os.statvfs(path).f_bavail == 0, "the filesystem is full"
+    return filler

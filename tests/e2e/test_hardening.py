@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from kms_helpers import (API_VERSION, REGION, RawClient, TeaApi, fmt_date, kms_bin, sign_v3, utcnow)
+from kms_helpers import (API_VERSION, REGION, RawClient, TeaApi, fill_fs, fmt_date, kms_bin, sign_v3,
+                         utcnow)
 
 SERVICE_UNAVAILABLE = "ServiceUnavailableTemporary"
 
@@ -135,40 +136,6 @@ def test_audit_files_rotate_at_their_limit_and_old_ones_are_removed(server_with)
 # ------------------------------------------------------------------------------------------
 # 2. the audit trail fails closed (a real full filesystem)
 # ------------------------------------------------------------------------------------------
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 16 MiB tmpfs mounted for the test (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "auditfs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def fill(path: Path) -> Path:
-    """Fills the filesystem of `path` until writing fails with ENOSPC."""
-    filler = path / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            chunk = b"\0" * size
-            while True:
-                try:
-                    if os.write(fd, chunk) < size:
-                        break
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    assert os.statvfs(path).f_bavail == 0, "the filesystem is full"
-    return filler
-
-
 def state_of(raw, key):
     return raw.ok("DescribeKey", {"KeyId": key})["KeyMetadata"]["KeyState"]
 
@@ -179,7 +146,7 @@ def test_state_changes_are_refused_while_the_audit_trail_cannot_be_written(serve
     raw = RawClient(srv)
     key = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
     blob = raw.ok("Encrypt", {"KeyId": key, "Plaintext": "aGVsbG8="})["CiphertextBlob"]
-    filler = fill(small_fs)
+    filler = fill_fs(small_fs)
     # Reads go on. Their lines go into the space the writer keeps allocated past the end of
     # audit.log; once it cannot renew that reserve (at the latest a filesystem block later),
     # the gate closes.

@@ -14,11 +14,10 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from kms_helpers import KmsServer, RawClient, free_port, kms_bin
+from kms_helpers import KmsServer, RawClient, fill_fs, free_port, kms_bin
 
 PROMETHEUS = "/usr/bin/prometheus"
 BUCKETS = ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
@@ -168,43 +167,11 @@ def test_readyz_is_ready_normally_and_healthz_stays(started):
     assert (status, json.loads(body)) == (200, {"Status": "OK"})
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 16 MiB tmpfs mounted for the test (root only), as in test_hardening.py."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "auditfs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def fill(path: Path) -> Path:
-    filler = path / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            chunk = b"\0" * size
-            while True:
-                try:
-                    if os.write(fd, chunk) < size:
-                        break
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_readyz_names_the_audit_check_when_the_trail_cannot_be_written(started, small_fs):
     srv = started("--audit-dir", str(small_fs), "--audit-reserve-bytes", "4096")
     raw = RawClient(srv)
     key = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
-    filler = fill(small_fs)
+    filler = fill_fs(small_fs)
     deadline = time.monotonic() + 15
     while True:
         # Reads write lines into the reserve until the writer cannot renew it.

@@ -7,13 +7,11 @@ On SQLite the nonces outlive the process in the nonce journal (<data dir>/nonces
 PostgreSQL (KMS_TEST_DATABASE_URL) in the database's nonce claims. Everything happens well
 within the 15-minute window of the captured requests.
 """
-import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kms_helpers import KmsServer, RawClient, assert_error_shape
+from kms_helpers import KmsServer, RawClient, assert_error_shape, fill_fs, mount_tmpfs, umount
 
 NONCE_USED = "SignatureNonceUsed"
 
@@ -119,49 +117,26 @@ def test_nonce_journal_files_are_private(own_server):
         assert (f.stat().st_mode & 0o777) == 0o600, f
 
 
-def fill(path):
-    """Fills the filesystem of `path` until writing fails with ENOSPC."""
-    filler = path / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            chunk = b"\0" * size
-            while True:
-                try:
-                    if os.write(fd, chunk) < size:
-                        break
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    assert os.statvfs(path).f_bavail == 0, "the filesystem is full"
-    return filler
-
-
 def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_binary, tmp_path):
     """The journal on a real full filesystem (a small tmpfs mounted on <data dir>/nonces):
     once the space it keeps ahead is used up, signed requests answer 503 and are not served
     (a request the server could not remember could be replayed after a restart); when space
     returns they are served again, and what was answered is still refused after a restart. A
     restart while the disk is full still starts."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     srv = KmsServer(tmp_path / "data", tmp_path / "logs")
     if srv.database_url:
         pytest.skip("on PostgreSQL the nonces are claimed in the database")
     nonces = srv.data_dir / "nonces"
-    nonces.mkdir(parents=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(nonces)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    why = mount_tmpfs(nonces, "1m")
+    if why:
+        pytest.skip(why)
     try:
         srv.start()
         raw = RawClient(srv)
         key = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
         answered = raw.call("DescribeKey", {"KeyId": key})
         assert answered.status == 200, answered
-        filler = fill(nonces)
+        filler = fill_fs(nonces)
 
         # The space kept ahead lasts a few thousand requests at most, then every signed
         # request is refused before it is served.
@@ -197,4 +172,4 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
     finally:
         if srv.proc is not None:
             srv.kill9()
-        subprocess.run(["umount", "-l", str(nonces)], capture_output=True)
+        umount(nonces)
