@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import stat
@@ -152,7 +153,19 @@ def test_state_changes_are_refused_while_the_audit_trail_cannot_be_written(serve
     # the gate closes.
     for _ in range(20):
         assert state_of(raw, key) == "Enabled"
-    time.sleep(0.5)
+    # The writer notices in its own time (on a loaded machine, after a few more lines): wait
+    # until it says so on /readyz, then every state change must be refused.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        assert state_of(raw, key) == "Enabled"
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/readyz")
+        ready = conn.getresponse().status
+        conn.close()
+        if ready == 503:
+            break
+        time.sleep(0.1)
+    assert ready == 503, "the audit writer never reported the full disk"
 
     answers = []
     for i in range(40):

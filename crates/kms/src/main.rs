@@ -55,10 +55,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => {
                 let config = args.resolve()?;
+                // Signal handlers first, so a SIGTERM as soon as the port answers is graceful.
+                let shutdown = kms::server::shutdown_signal();
                 let listener = tokio::net::TcpListener::bind(&config.listen)
                     .await
                     .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-                Ok(kms::server::run(listener, config, kms::server::shutdown_signal()).await?)
+                Ok(kms::server::run(listener, config, shutdown).await?)
             }
             Command::Bench(args) => Ok(kms::bench::run(args).await?),
             Command::Admin(admin) => match admin.command {
