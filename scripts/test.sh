@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust unit and integration tests (the store suite on SQLite
 # and on a throwaway PostgreSQL started first, scripts/postgres.sh), a short run of every
-# cargo-fuzz target (scripts/fuzz.sh, installs cargo-fuzz into .cargo-tools/ if absent), then the end-to-end
+# fuzz target (scripts/fuzz.sh, which builds the libFuzzer targets with cargo), then the end-to-end
 # suites that start the real `kms server` binary and drive it through the real Alibaba
 # Cloud SDKs (Python classic + Tea from PyPI, Node from npm) and the openssl command line.
 # Installs what it needs on first use: Debian packages (scripts/install-deps.sh), a Python
