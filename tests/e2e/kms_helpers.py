@@ -85,7 +85,34 @@ def kms_bin() -> Path:
     return REPO_ROOT / "target" / "debug" / "kms"
 
 
+_next_port = {"n": 0}
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on. Under pytest-xdist (CI runs the suite on several
+    workers) each worker hands out ports in turn from its own block below Linux's ephemeral
+    range (32768-60999): two workers never pick the same port, and no client connection's
+    source port can take a server's port while the server is stopped between restarts."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        block = 3500
+        lo = 2000 + (int(worker[2:]) % 8) * block
+        for _ in range(block):
+            p = lo + _next_port["n"] % block
+            _next_port["n"] += 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    continue
+                # the test may listen on p + 1 too (console tests): keep it free as well
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s2:
+                    try:
+                        s2.bind(("127.0.0.1", p + 1))
+                    except OSError:
+                        continue
+            _next_port["n"] += 1
+            return p
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
