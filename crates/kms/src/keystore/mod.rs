@@ -13,6 +13,7 @@
 //! - [`wrapping`]: RSA-2048 wrapping key pairs, their pool, and the one unwrap path.
 
 pub mod blob;
+pub mod sm;
 pub mod token;
 pub mod wrapping;
 
