@@ -22,7 +22,7 @@ use crate::action::kms::Action;
 use crate::action::ParamKind;
 use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
-use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::keystore::wrapping::{self, Wrapping};
 
 pub mod fingerprint;
 pub mod hints;
@@ -573,10 +573,10 @@ pub fn configure(a: ConfigureArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn algorithm(name: &str) -> Result<WrappingAlgorithm, Failure> {
-    WrappingAlgorithm::parse(name).ok_or_else(|| {
+fn algorithm(name: &str) -> Result<Wrapping, Failure> {
+    Wrapping::parse(name).ok_or_else(|| {
         Failure::usage(format!(
-            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or RSAES_PKCS1_V1_5"
+            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSAES_PKCS1_V1_5 or SM2PKE"
         ))
     })
 }
@@ -592,9 +592,9 @@ fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
         *buf =
             std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?;
     }
-    if buf.len() != 32 {
+    if buf.len() != 32 && buf.len() != 16 {
         return Err(Failure::usage(format!(
-            "key material must be exactly 32 bytes (256 bits) for Aliyun_AES_256; {path} has {}",
+            "key material must be exactly 32 bytes (256 bits) for Aliyun_AES_256, or 16 bytes (128 bits) for Aliyun_SM4; {path} has {}",
             buf.len()
         )));
     }
@@ -610,7 +610,7 @@ pub struct WrapArgs {
     /// The WrappingAlgorithm named in GetParametersForImport
     #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
     pub algorithm: String,
-    /// The 32-byte key material (`-` for standard input)
+    /// The key material, 32 bytes (Aliyun_AES_256) or 16 (Aliyun_SM4) (`-` for standard input)
     #[arg(long = "in")]
     pub input: String,
     /// Where to write the base64 EncryptedKeyMaterial [default: standard output]
@@ -621,8 +621,13 @@ pub struct WrapArgs {
 /// A public key file as the import guide leaves it: the base64 text of the PublicKey field
 /// (line breaks allowed), the DER that `openssl enc -d -base64` makes of it, or PEM.
 pub fn parse_public_key(bytes: &[u8]) -> Option<Vec<u8>> {
-    // DER: a SEQUENCE with a long-form length (an RSA SubjectPublicKeyInfo is > 127 bytes).
-    if bytes.first() == Some(&0x30) && bytes.get(1).is_some_and(|b| b & 0x80 != 0) {
+    // DER: a SEQUENCE with a long-form length (an RSA SubjectPublicKeyInfo is > 127 bytes),
+    // or a short-form one that spans the whole file (an SM2 one is 91 bytes).
+    if bytes.first() == Some(&0x30)
+        && bytes
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 || usize::from(*b) + 2 == bytes.len())
+    {
         return Some(bytes.to_vec());
     }
     let text = std::str::from_utf8(bytes).ok()?;
@@ -653,7 +658,8 @@ pub fn wrap(a: WrapArgs) -> Result<(), Failure> {
     let alg = algorithm(&a.algorithm)?;
     let public = read_public_key(&a.public_key)?;
     let material = read_material(&a.input)?;
-    let wrapped = wrapping::wrap(&public, alg, &material)
+    let wrapped = alg
+        .wrap(&public, &material)
         .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key.display())))?;
     let text = base64::engine::general_purpose::STANDARD.encode(wrapped);
     match a.out {
@@ -669,7 +675,7 @@ pub struct ImportMaterialArgs {
     /// The EXTERNAL key (id or ARN)
     #[arg(long)]
     pub key_id: String,
-    /// The 32-byte key material (`-` for standard input)
+    /// The key material, 32 bytes (Aliyun_AES_256) or 16 (Aliyun_SM4) (`-` for standard input)
     #[arg(long)]
     pub material_file: String,
     /// The wrapping algorithm (with --import-token: the one its GetParametersForImport named)
@@ -717,7 +723,7 @@ fn material_hint(key_id: &str, verdict: fingerprint::Verdict) -> Vec<String> {
              call and that --algorithm is the WrappingAlgorithm it named."
         )],
         fingerprint::Verdict::Unknown => vec![format!(
-            "hint: kms import-material wrapped these 32 bytes itself; if key {key_id} had material before \
+            "hint: kms import-material wrapped this material itself; if key {key_id} had material before \
              (expired or deleted), this must be the same material: a key takes only the material of its \
              first import. (No import into this key from this machine is on record in {}.)",
             file.display()
@@ -757,7 +763,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
                 &p(&[
                     ("KeyId", &a.key_id),
                     ("WrappingAlgorithm", alg.as_str()),
-                    ("WrappingKeySpec", "RSA_2048"),
+                    ("WrappingKeySpec", alg.key_spec().as_str()),
                 ]),
             )
             .await?;
@@ -768,7 +774,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         }
     };
     let wrapped = base64::engine::general_purpose::STANDARD.encode(
-        wrapping::wrap(&public, alg, &material)
+        alg.wrap(&public, &material)
             .map_err(|e| Failure::usage(format!("the public key: {e}")))?,
     );
     let expire_s = expire.to_string();
@@ -984,6 +990,17 @@ mod tests {
                 .to_string();
             assert!(!usage.contains("access-key"), "{usage}");
         }
+    }
+
+    #[test]
+    fn sm2_public_key_as_der_base64_or_pem() {
+        let der = wrapping::generate_sm2().unwrap().public_der;
+        assert_eq!(der.len(), 91);
+        assert_eq!(parse_public_key(&der), Some(der.clone()));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert_eq!(parse_public_key(b64.as_bytes()), Some(der.clone()));
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        assert_eq!(parse_public_key(pem.as_bytes()), Some(der));
     }
 
     #[test]

@@ -82,7 +82,7 @@ actions! {
         help: "Create a customer master key (Origin=EXTERNAL for bring-your-own-key).",
         params: [
             opt("Description", "up to 8192 characters"),
-            opt("KeySpec", "Aliyun_AES_256 (default)"),
+            opt("KeySpec", "Aliyun_AES_256 (default) or Aliyun_SM4"),
             opt("KeyUsage", "ENCRYPT/DECRYPT (default)"),
             opt("Origin", "Aliyun_KMS (default) or EXTERNAL"),
             opt("ProtectionLevel", "SOFTWARE (default)"),
@@ -250,9 +250,9 @@ actions! {
             KEY_ID,
             req(
                 "WrappingAlgorithm",
-                "RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256",
+                "RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 (RSA_2048) or SM2PKE (EC_SM2)",
             ),
-            req("WrappingKeySpec", "RSA_2048"),
+            req("WrappingKeySpec", "RSA_2048 or EC_SM2"),
         ],
         throttle: Import,
         changes_state: true,

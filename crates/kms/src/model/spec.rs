@@ -45,6 +45,19 @@ wire_enum! {
     pub enum KeySpec {
         /// A 256-bit AES key (the default).
         Aes256 = "Aliyun_AES_256",
+        /// A 128-bit SM4 key (China's national block cipher; blobs are SM4-GCM).
+        Sm4 = "Aliyun_SM4",
+    }
+}
+
+impl KeySpec {
+    /// Length in bytes of a symmetric key version's material: 32 for AES-256, 16 for SM4
+    /// (also the only size ImportKeyMaterial accepts, reference §3.5).
+    pub const fn material_len(self) -> usize {
+        match self {
+            KeySpec::Aes256 => 32,
+            KeySpec::Sm4 => 16,
+        }
     }
 }
 
@@ -87,6 +100,10 @@ mod tests {
         assert_eq!(Origin::parse("external"), None);
         assert_eq!(KeySpec::parse("Aliyun_AES_256"), Some(KeySpec::Aes256));
         assert_eq!(KeySpec::parse("RSA_2048"), None);
+        assert_eq!(KeySpec::parse("Aliyun_SM4"), Some(KeySpec::Sm4));
+        assert_eq!(KeySpec::parse("aliyun_sm4"), None);
+        assert_eq!(KeySpec::Sm4.material_len(), 16);
+        assert_eq!(KeySpec::Aes256.material_len(), 32);
         assert_eq!(
             KeyUsage::parse("ENCRYPT/DECRYPT"),
             Some(KeyUsage::EncryptDecrypt)

@@ -138,7 +138,8 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
         let (key, version_id, material) = self.key_material(&loc, state_row, None).await?;
-        let ciphertext_blob = blob::encrypt(
+        let ciphertext_blob = blob::encrypt_with(
+            blob::BlobCipher::for_spec(key.key_spec),
             self.keystore.rng(),
             &key.key_id,
             &version_id,
@@ -192,8 +193,10 @@ impl Kms {
         let (key, version_id, material) = self
             .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
+        let cipher = blob::BlobCipher::for_spec(key.key_spec);
         let plaintext =
-            blob::decrypt(&material, &context.canonical(), ciphertext_blob).ok_or_else(bad_blob)?;
+            blob::decrypt_with(cipher, &material, &context.canonical(), ciphertext_blob)
+                .ok_or_else(bad_blob)?;
         Ok(Opened {
             plaintext,
             key_id: key.key_id,

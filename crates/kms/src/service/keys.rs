@@ -153,7 +153,7 @@ impl Kms {
             KeySpec::Aes256,
             KeySpec::parse,
             "KeySpec",
-            "This server supports Aliyun_AES_256 keys.",
+            "This server supports Aliyun_AES_256 and Aliyun_SM4 keys.",
         )?;
         let key_usage = param_or(
             input.key_usage,
@@ -225,7 +225,7 @@ impl Kms {
                 sealed_material: None,
             }
         } else {
-            self.new_version(&key_id)?
+            self.new_version(&key_id, key_spec)?
         };
         let key = KeyRecord {
             description,
@@ -262,7 +262,7 @@ impl Kms {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let key_id = new_id();
-            let first = self.new_version(&key_id)?;
+            let first = self.new_version(&key_id, KeySpec::Aes256)?;
             let key = new_key_record(
                 &key_id,
                 account_id,

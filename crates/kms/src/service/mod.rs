@@ -10,6 +10,8 @@ pub mod import;
 pub mod keys;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod sm_tests;
 pub mod state;
 pub mod tags;
 pub mod versions;

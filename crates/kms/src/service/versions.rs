@@ -9,7 +9,7 @@
 use super::state::{check, row, KeyState};
 use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
-use crate::model::Origin;
+use crate::model::{KeySpec, Origin};
 use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange};
 
 pub const MIN_ROTATION_SECONDS: i64 = 7 * 86_400;
@@ -46,10 +46,15 @@ pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
 }
 
 impl Kms {
-    /// A new version of `key_id`: fresh 256-bit material, sealed.
-    pub(crate) fn new_version(&self, key_id: &str) -> Result<KeyVersionRecord, KmsError> {
+    /// A new version of `key_id`: fresh material of the spec's length (256-bit AES,
+    /// 128-bit SM4), sealed.
+    pub(crate) fn new_version(
+        &self,
+        key_id: &str,
+        spec: KeySpec,
+    ) -> Result<KeyVersionRecord, KmsError> {
         let version_id = new_id();
-        let material = self.keystore.random(32)?;
+        let material = self.keystore.random(spec.material_len())?;
         let sealed = self.seal_material(key_id, &version_id, &material)?;
         Ok(KeyVersionRecord {
             key_id: key_id.to_string(),
@@ -69,7 +74,7 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
-        let v = self.new_version(&key.key_id)?;
+        let v = self.new_version(&key.key_id, key.key_spec)?;
         let record = v.clone();
         let max = self.config.max_versions_per_key;
         self.store
@@ -131,7 +136,7 @@ impl Kms {
             (_, Some(t)) => Some(parse_rotation_interval(t)?),
             (false, None) => None,
         };
-        let v = self.new_version(&key.key_id)?;
+        let v = self.new_version(&key.key_id, key.key_spec)?;
         let now = self.now();
         let max = self.config.max_versions_per_key;
         self.store
@@ -156,7 +161,14 @@ impl Kms {
 
     /// Rotates a key if its automatic rotation is due; returns whether it did.
     pub(crate) async fn rotate_if_due(&self, loc: &KeyLocator) -> Result<bool, KmsError> {
-        let v = self.new_version(&loc.key_id)?;
+        // The spec never changes after CreateKey; it sets the new material's length.
+        let spec = self
+            .store
+            .get_key(loc)
+            .await?
+            .ok_or(KmsError::KeyNotFound)?
+            .key_spec;
+        let v = self.new_version(&loc.key_id, spec)?;
         let now = self.now();
         let max = self.config.max_versions_per_key;
         let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -165,7 +177,7 @@ impl Kms {
             .update_key(
                 loc,
                 Box::new(move |k| {
-                    if is_due(k, now) {
+                    if is_due(k, now) && k.key_spec == spec {
                         if k.version_count >= max {
                             tracing::debug!(key_id = %k.key_id, "automatic rotation skipped: the key has the most versions allowed");
                             return Ok(Vec::new());
