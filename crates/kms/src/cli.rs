@@ -22,7 +22,7 @@ use crate::action::kms::Action;
 use crate::action::ParamKind;
 use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
-use crate::keystore::wrapping::{self, Wrapping};
+use crate::keystore::wrapping::Wrapping;
 
 pub mod fingerprint;
 pub mod hints;
@@ -874,6 +874,7 @@ pub fn completion(shell: clap_complete::Shell) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keystore::wrapping;
 
     #[test]
     fn every_action_is_a_subcommand_with_its_parameters() {
