@@ -1,0 +1,383 @@
+"""China's national algorithms (issue 17, SM half): Aliyun_SM4 keys (Encrypt, Decrypt,
+GenerateDataKey*, ReEncrypt, versions, states), SM4 import wrapped with SM2PKE under an EC_SM2
+key via the published openssl command sequence (and RSA wrappings), `kms wrap --algorithm
+SM2PKE` checked by openssl, and account isolation.
+
+Independent checks: openssl (SM2PKE encryption / decryption) and Python `cryptography`
+(SM4-GCM, which opens our Aliyun_SM4 blobs with the imported material and the documented
+blob layout). One shared server for the module.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from kms_helpers import (RawClient, b64, expect_error, kms_bin, make_api, unb64,
+                         wrap_key_material)
+
+SM2_SPKI_PREFIX = "MFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAE"  # id-ecPublicKey + sm2 curve
+SDKS = ("classic", "tea_v3")
+
+
+def openssl_has_sm2() -> bool:
+    if shutil.which("openssl") is None:
+        return False
+    out = subprocess.run(["openssl", "list", "-public-key-algorithms"], capture_output=True, text=True)
+    return out.returncode == 0 and "SM2" in out.stdout
+
+
+needs_sm2 = pytest.mark.skipif(not openssl_has_sm2(), reason="openssl without SM2")
+
+
+def openssl(*args, cwd=None) -> bytes:
+    p = subprocess.run(["openssl", *args], capture_output=True, cwd=cwd, timeout=60)
+    assert p.returncode == 0, f"openssl {args}: {p.stderr.decode()}"
+    return p.stdout
+
+
+@pytest.fixture(params=SDKS)
+def sdk(request, server):
+    return make_api(request.param, server)
+
+
+def create(api, **params) -> dict:
+    return api.call("CreateKey", **params)["KeyMetadata"]
+
+
+def sm4_key(api, **params) -> str:
+    md = create(api, KeySpec="Aliyun_SM4", **params)
+    assert md["KeySpec"] == "Aliyun_SM4"
+    assert md["KeyUsage"] == "ENCRYPT/DECRYPT"
+    return md["KeyId"]
+
+
+def open_sm4_blob(material: bytes, blob: bytes, context: bytes = b"") -> bytes:
+    """Decrypts an Aliyun_SM4 ciphertext blob with SM4-GCM from Python `cryptography`, using
+    only the layout documented in keystore/blob.rs and the README."""
+    assert blob[0] == 0x02, "format byte of SM4-GCM blobs"
+    header, nonce, body, tag = blob[:33], blob[33:45], blob[45:-16], blob[-16:]
+    aad = b"kms-blob-v1" + header + struct.pack(">I", len(context)) + context
+    dec = Cipher(algorithms.SM4(material), modes.GCM(nonce, tag)).decryptor()
+    dec.authenticate_additional_data(aad)
+    return dec.update(body) + dec.finalize()
+
+
+def sm2_params(api, key_id) -> dict:
+    p = api.call("GetParametersForImport", KeyId=key_id, WrappingAlgorithm="SM2PKE",
+                 WrappingKeySpec="EC_SM2")
+    assert p["KeyId"] == key_id
+    assert p["PublicKey"].startswith(SM2_SPKI_PREFIX), p["PublicKey"]
+    assert len(unb64(p["PublicKey"])) == 91
+    return p
+
+
+def openssl_sm2pke_wrap(tmp_path, public_key_b64: str, material: bytes) -> bytes:
+    """The published command sequence (reference §7.1), run as a user would."""
+    (tmp_path / "KeyMaterial.bin").write_bytes(material)
+    (tmp_path / "wrap_pub.der").write_bytes(unb64(public_key_b64))
+    openssl("pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", "wrap_pub.der",
+            "-in", "KeyMaterial.bin", "-out", "EncryptedKeyMaterial.bin", cwd=tmp_path)
+    return (tmp_path / "EncryptedKeyMaterial.bin").read_bytes()
+
+
+def der_to_raw_c1c3c2(der: bytes) -> bytes:
+    """GM/T 0009 SEQUENCE{x, y, C3, C2} -> 04 || x || y || C3 || C2 (reference §6.6)."""
+    def rd(b, i):
+        t, ln = b[i], b[i + 1]
+        i += 2
+        if ln & 0x80:
+            n = ln & 0x7F
+            ln = int.from_bytes(b[i:i + n], "big")
+            i += n
+        return b[i:i + ln], i + ln
+    seq, _ = rd(der, 0)
+    out, i = [], 0
+    while i < len(seq):
+        v, i = rd(seq, i)
+        out.append(v)
+    x, y, c3, c2 = out
+    f = lambda v: int.from_bytes(v, "big").to_bytes(32, "big")  # noqa: E731
+    return b"\x04" + f(x) + f(y) + c3 + c2
+
+
+# ------------------------------------------------------------------------------------------
+# CreateKey / DescribeKey / ListKeys
+# ------------------------------------------------------------------------------------------
+def test_create_describe_and_list_sm4_keys(sdk):
+    md = create(sdk, KeySpec="Aliyun_SM4", Description="sm4")
+    assert (md["KeySpec"], md["KeyUsage"], md["KeyState"], md["Origin"]) == \
+        ("Aliyun_SM4", "ENCRYPT/DECRYPT", "Enabled", "Aliyun_KMS")
+    d = sdk.call("DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]
+    assert d["KeySpec"] == "Aliyun_SM4" and d["PrimaryKeyVersion"] == md["PrimaryKeyVersion"]
+    aes = create(sdk)["KeyId"]
+
+    def listed(spec):
+        out, page = [], 1
+        while True:
+            r = sdk.call("ListKeys", PageSize=100, PageNumber=page,
+                         Filters=f'[{{"Key":"KeySpec","Values":["{spec}"]}}]')
+            out += [k["KeyId"] for k in r["Keys"]["Key"]]
+            if len(out) >= r["TotalCount"]:
+                return out
+            page += 1
+    assert md["KeyId"] in listed("Aliyun_SM4") and aes not in listed("Aliyun_SM4")
+    assert md["KeyId"] not in listed("Aliyun_AES_256")
+
+
+@pytest.mark.parametrize("params", [
+    {"KeySpec": "aliyun_sm4"},
+    {"KeySpec": "Aliyun_SM4 "},
+    {"KeySpec": "SM4"},
+    {"KeySpec": "Aliyun_SM4", "KeyUsage": "SIGN/VERIFY"},
+])
+def test_create_key_bad_sm4_parameters(capi, params):
+    expect_error(lambda: capi.call("CreateKey", **params), "InvalidParameter", 400)
+
+
+# ------------------------------------------------------------------------------------------
+# crypto with Aliyun_SM4 keys
+# ------------------------------------------------------------------------------------------
+def test_sm4_encrypt_decrypt_data_keys_and_re_encrypt(sdk):
+    key = sm4_key(sdk)
+    aes = create(sdk)["KeyId"]
+    ctx = {"app": "sm", "n": "1"}
+    enc = sdk.call("Encrypt", KeyId=key, Plaintext=b64(b"hello sm4"), EncryptionContext=ctx)
+    blob = unb64(enc["CiphertextBlob"])
+    assert blob[0] == 0x02 and len(blob) == 1 + 16 + 16 + 12 + 9 + 16
+    assert uuid.UUID(bytes=blob[1:17]) == uuid.UUID(key)
+    assert uuid.UUID(bytes=blob[17:33]) == uuid.UUID(enc["KeyVersionId"])
+    dec = sdk.call("Decrypt", CiphertextBlob=enc["CiphertextBlob"], EncryptionContext={"n": "1", "app": "sm"})
+    assert unb64(dec["Plaintext"]) == b"hello sm4"
+    assert (dec["KeyId"], dec["KeyVersionId"]) == (key, enc["KeyVersionId"])
+    expect_error(lambda: sdk.call("Decrypt", CiphertextBlob=enc["CiphertextBlob"]), "InvalidParameter", 400)
+    # The format byte is authenticated: relabelled as an AES blob it does not open.
+    expect_error(lambda: sdk.call("Decrypt", CiphertextBlob=b64(b"\x01" + blob[1:]), EncryptionContext=ctx),
+                 "InvalidParameter", 400)
+
+    for params, n in (({}, 32), ({"KeySpec": "AES_128"}, 16), ({"NumberOfBytes": 7}, 7)):
+        g = sdk.call("GenerateDataKey", KeyId=key, **params)
+        assert len(unb64(g["Plaintext"])) == n
+        assert unb64(sdk.call("Decrypt", CiphertextBlob=g["CiphertextBlob"])["Plaintext"]) == unb64(g["Plaintext"])
+    w = sdk.call("GenerateDataKeyWithoutPlaintext", KeyId=key, EncryptionContext=ctx)
+    assert "Plaintext" not in w or not w.get("Plaintext")
+    assert len(unb64(sdk.call("Decrypt", CiphertextBlob=w["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"])) == 32
+
+    to_aes = sdk.call("ReEncrypt", CiphertextBlob=enc["CiphertextBlob"], DestinationKeyId=aes,
+                      SourceEncryptionContext=ctx)
+    assert to_aes["KeyId"] == aes and unb64(to_aes["CiphertextBlob"])[0] == 0x01
+    back = sdk.call("ReEncrypt", CiphertextBlob=to_aes["CiphertextBlob"], DestinationKeyId=key,
+                    DestinationEncryptionContext={"x": "y"})
+    assert back["KeyId"] == key and unb64(back["CiphertextBlob"])[0] == 0x02
+    assert unb64(sdk.call("Decrypt", CiphertextBlob=back["CiphertextBlob"],
+                          EncryptionContext={"x": "y"})["Plaintext"]) == b"hello sm4"
+
+
+def test_sm4_versions_and_rotation(capi):
+    key = sm4_key(capi)
+    old = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"v1"))
+    v2 = capi.call("CreateKeyVersion", KeyId=key)["KeyVersion"]["KeyVersionId"]
+    assert capi.call("DescribeKey", KeyId=key)["KeyMetadata"]["PrimaryKeyVersion"] == v2
+    new = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"v2"))
+    assert new["KeyVersionId"] == v2 != old["KeyVersionId"]
+    assert unb64(capi.call("Decrypt", CiphertextBlob=old["CiphertextBlob"])["Plaintext"]) == b"v1"
+    assert capi.call("ListKeyVersions", KeyId=key)["TotalCount"] == 2
+    capi.call("UpdateRotationPolicy", KeyId=key, EnableAutomaticRotation=True, RotationInterval="30d")
+    md = capi.call("DescribeKey", KeyId=key)["KeyMetadata"]
+    assert (md["AutomaticRotation"], md["RotationInterval"]) == ("Enabled", "2592000s")
+    rot = create(capi, KeySpec="Aliyun_SM4", EnableAutomaticRotation=True, RotationInterval="7d")
+    assert rot["AutomaticRotation"] == "Enabled"
+
+
+def test_sm4_state_matrix(capi):
+    key = sm4_key(capi)
+    other = sm4_key(capi)
+    blob = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"s"))["CiphertextBlob"]
+    calls = {
+        "Encrypt": lambda: capi.call("Encrypt", KeyId=key, Plaintext=b64(b"x")),
+        "Decrypt": lambda: capi.call("Decrypt", CiphertextBlob=blob),
+        "GenerateDataKey": lambda: capi.call("GenerateDataKey", KeyId=key),
+        "GenerateDataKeyWithoutPlaintext": lambda: capi.call("GenerateDataKeyWithoutPlaintext", KeyId=key),
+        "ReEncrypt(source)": lambda: capi.call("ReEncrypt", CiphertextBlob=blob, DestinationKeyId=other),
+    }
+    capi.call("DisableKey", KeyId=key)
+    for name, fn in calls.items():
+        expect_error(fn, "Rejected.Disabled", 409)
+    capi.call("EnableKey", KeyId=key)
+    for fn in calls.values():
+        fn()
+    capi.call("ScheduleKeyDeletion", KeyId=key, PendingWindowInDays=7)
+    for fn in calls.values():
+        expect_error(fn, "Rejected.PendingDeletion", 409)
+    ext = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")
+    assert ext["KeyState"] == "PendingImport"
+    expect_error(lambda: capi.call("Encrypt", KeyId=ext["KeyId"], Plaintext=b64(b"x")),
+                 "Rejected.PendingImport", 409)
+    expect_error(lambda: capi.call("CreateKeyVersion", KeyId=ext["KeyId"]), "Unsupported.Origin", 400)
+
+
+# ------------------------------------------------------------------------------------------
+# BYOK: SM4 material wrapped with SM2PKE (the published openssl sequence) or RSA
+# ------------------------------------------------------------------------------------------
+@needs_sm2
+def test_sm4_import_with_the_published_openssl_sequence(sdk, tmp_path):
+    key = create(sdk, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    p = sm2_params(sdk, key)
+    material = os.urandom(16)
+    wrapped = openssl_sm2pke_wrap(tmp_path, p["PublicKey"], material)
+    assert wrapped[0] == 0x30 and 118 <= len(wrapped) <= 124  # DER GM/T 0009 of 16 bytes
+    assert sdk.call("ImportKeyMaterial", KeyId=key, ImportToken=p["ImportToken"],
+                    EncryptedKeyMaterial=b64(wrapped), KeyMaterialExpireUnix=0).keys() == {"RequestId"}
+    assert sdk.call("DescribeKey", KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled"
+    # The imported material is the SM4-GCM key of the blobs: Python cryptography opens them.
+    enc = sdk.call("Encrypt", KeyId=key, Plaintext=b64(b"byok sm4"), EncryptionContext={"k": "v"})
+    assert open_sm4_blob(material, unb64(enc["CiphertextBlob"]), b'{"k":"v"}') == b"byok sm4"
+    g = sdk.call("GenerateDataKey", KeyId=key)
+    assert open_sm4_blob(material, unb64(g["CiphertextBlob"])) == unb64(g["Plaintext"])
+    # Re-import of the same material in raw C1C3C2 form (what the size limits hint Alibaba
+    # uses) with a fresh token; the token may be reused within its lifetime.
+    p2 = sm2_params(sdk, key)
+    raw = der_to_raw_c1c3c2(openssl_sm2pke_wrap(tmp_path, p2["PublicKey"], material))
+    assert raw[0] == 0x04 and len(raw) == 16 + 97
+    sdk.call("ImportKeyMaterial", KeyId=key, ImportToken=p2["ImportToken"], EncryptedKeyMaterial=b64(raw),
+             KeyMaterialExpireUnix=0)
+    sdk.call("ImportKeyMaterial", KeyId=key, ImportToken=p2["ImportToken"], EncryptedKeyMaterial=b64(raw),
+             KeyMaterialExpireUnix=0)
+    assert unb64(sdk.call("Decrypt", CiphertextBlob=enc["CiphertextBlob"],
+                          EncryptionContext={"k": "v"})["Plaintext"]) == b"byok sm4"
+
+
+@needs_sm2
+def test_sm4_import_refusals_are_not_an_oracle(capi, tmp_path):
+    key = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    p = sm2_params(capi, key)
+
+    def imp(blob: bytes, token=p["ImportToken"], key_id=key):
+        return capi.call("ImportKeyMaterial", KeyId=key_id, ImportToken=token,
+                         EncryptedKeyMaterial=b64(blob), KeyMaterialExpireUnix=0)
+
+    good = openssl_sm2pke_wrap(tmp_path, p["PublicKey"], os.urandom(16))
+    tampered = bytearray(good)
+    tampered[-1] ^= 1
+    too_long = openssl_sm2pke_wrap(tmp_path, p["PublicKey"], os.urandom(32))  # AES-sized
+    messages = set()
+    for bad in (bytes(tampered), too_long, good[:50], b"\x04" * 120, b"junk"):
+        messages.add(expect_error(lambda: imp(bad), "InvalidKeyMaterial", 400).message)
+    assert len(messages) == 1, messages  # one answer for every cause
+    assert capi.call("DescribeKey", KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    # The token is bound to its key.
+    other = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    expect_error(lambda: imp(good, key_id=other), "InvalidImportToken", 400)
+    imp(good)
+    # One material for life: a different one, even correctly wrapped, is refused.
+    p2 = sm2_params(capi, key)
+    expect_error(lambda: imp(openssl_sm2pke_wrap(tmp_path, p2["PublicKey"], os.urandom(16)),
+                             token=p2["ImportToken"]), "InvalidKeyMaterial", 400)
+
+
+@pytest.mark.parametrize("algorithm", ("RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_PKCS1_V1_5"))
+def test_sm4_import_with_rsa_wrapping(capi, algorithm):
+    key = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    p = capi.call("GetParametersForImport", KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
+    material = os.urandom(16)
+    expect_error(lambda: capi.call("ImportKeyMaterial", KeyId=key, ImportToken=p["ImportToken"],
+                                   EncryptedKeyMaterial=wrap_key_material(p["PublicKey"], os.urandom(32), algorithm),
+                                   KeyMaterialExpireUnix=0), "InvalidKeyMaterial", 400)
+    capi.call("ImportKeyMaterial", KeyId=key, ImportToken=p["ImportToken"],
+              EncryptedKeyMaterial=wrap_key_material(p["PublicKey"], material, algorithm), KeyMaterialExpireUnix=0)
+    enc = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"rsa-wrapped"))
+    assert open_sm4_blob(material, unb64(enc["CiphertextBlob"])) == b"rsa-wrapped"
+
+
+@needs_sm2
+def test_aes_key_takes_sm2pke_wrapped_material(capi, tmp_path):
+    key = create(capi, Origin="EXTERNAL")["KeyId"]
+    p = sm2_params(capi, key)
+    capi.call("ImportKeyMaterial", KeyId=key, ImportToken=p["ImportToken"],
+              EncryptedKeyMaterial=b64(openssl_sm2pke_wrap(tmp_path, p["PublicKey"], os.urandom(32))),
+              KeyMaterialExpireUnix=0)
+    assert capi.call("DescribeKey", KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+@pytest.mark.parametrize("algorithm,spec", [
+    ("SM2PKE", "RSA_2048"),
+    ("RSAES_OAEP_SHA_256", "EC_SM2"),
+    ("RSAES_PKCS1_V1_5", "EC_SM2"),
+    ("SM2PKE", "EC_SM3"),
+    ("SM2PKE", "ec_sm2"),
+    ("sm2pke", "EC_SM2"),
+    ("SM2", "EC_SM2"),
+])
+def test_get_parameters_bad_sm2_combinations(capi, algorithm, spec):
+    key = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    expect_error(lambda: capi.call("GetParametersForImport", KeyId=key, WrappingAlgorithm=algorithm,
+                                   WrappingKeySpec=spec), "InvalidParameter", 400)
+
+
+def test_get_parameters_sm2_needs_external(capi):
+    key = sm4_key(capi)
+    expect_error(lambda: capi.call("GetParametersForImport", KeyId=key, WrappingAlgorithm="SM2PKE",
+                                   WrappingKeySpec="EC_SM2"), "Unsupported.Origin", 400)
+
+
+# ------------------------------------------------------------------------------------------
+# kms wrap / import-material with SM2PKE
+# ------------------------------------------------------------------------------------------
+@needs_sm2
+def test_kms_wrap_sm2pke_is_read_by_openssl_and_imports(server, capi, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "KMS_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk,
+               KMS_ENDPOINT=f"http://127.0.0.1:{server.port}", KMS_CLI_CONFIG=str(tmp_path / "cli.toml"))
+    material = os.urandom(16)
+    (tmp_path / "m.bin").write_bytes(material)
+    # Against an SM2 key openssl made: openssl decrypts what `kms wrap` wrote.
+    openssl("genpkey", "-algorithm", "SM2", "-out", "sm2.pem", cwd=tmp_path)
+    openssl("pkey", "-in", "sm2.pem", "-pubout", "-out", "sm2_pub.pem", cwd=tmp_path)
+    out = subprocess.run([str(kms_bin()), "wrap", "--public-key", str(tmp_path / "sm2_pub.pem"),
+                          "--algorithm", "SM2PKE", "--in", str(tmp_path / "m.bin")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "w.bin").write_bytes(unb64(out.stdout.strip()))
+    assert openssl("pkeyutl", "-decrypt", "-inkey", "sm2.pem", "-in", "w.bin", cwd=tmp_path) == material
+    # End to end: import-material asks for EC_SM2 parameters itself.
+    key = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    out = subprocess.run([str(kms_bin()), "import-material", "--key-id", key, "--material-file",
+                          str(tmp_path / "m.bin"), "--algorithm", "SM2PKE"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    enc = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"cli"))
+    assert open_sm4_blob(material, unb64(enc["CiphertextBlob"])) == b"cli"
+    # 17 bytes is neither an AES nor an SM4 key: refused locally (exit 2).
+    (tmp_path / "bad.bin").write_bytes(os.urandom(17))
+    out = subprocess.run([str(kms_bin()), "wrap", "--public-key", str(tmp_path / "sm2_pub.pem"),
+                          "--algorithm", "SM2PKE", "--in", str(tmp_path / "bad.bin")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "16 bytes" in out.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# account isolation
+# ------------------------------------------------------------------------------------------
+def test_another_account_cannot_use_sm4_keys(server, capi):
+    key = sm4_key(capi)
+    ext = create(capi, KeySpec="Aliyun_SM4", Origin="EXTERNAL")["KeyId"]
+    blob = capi.call("Encrypt", KeyId=key, Plaintext=b64(b"mine"))["CiphertextBlob"]
+    acct = server.new_account()
+    intruder = RawClient(server, ak=acct["AccessKeyId"], sk=acct["AccessKeySecret"])
+    for action, params in (
+        ("Encrypt", {"KeyId": key, "Plaintext": b64(b"x")}),
+        ("Decrypt", {"CiphertextBlob": blob}),
+        ("GenerateDataKey", {"KeyId": key}),
+        ("DescribeKey", {"KeyId": key}),
+        ("GetParametersForImport", {"KeyId": ext, "WrappingAlgorithm": "SM2PKE", "WrappingKeySpec": "EC_SM2"}),
+    ):
+        r = intruder.call(action, params)
+        assert (r.status, r.json["Code"]) == (404, "Forbidden.KeyNotFound"), (action, r.status, r.body)
+    own = intruder.ok("CreateKey", {"KeySpec": "Aliyun_SM4"})["KeyMetadata"]["KeyId"]
+    r = intruder.call("ReEncrypt", {"CiphertextBlob": blob, "DestinationKeyId": own})
+    assert (r.status, r.json["Code"]) == (404, "Forbidden.KeyNotFound")
