@@ -381,3 +381,62 @@ def test_another_account_cannot_use_sm4_keys(server, capi):
     own = intruder.ok("CreateKey", {"KeySpec": "Aliyun_SM4"})["KeyMetadata"]["KeyId"]
     r = intruder.call("ReEncrypt", {"CiphertextBlob": blob, "DestinationKeyId": own})
     assert (r.status, r.json["Code"]) == (404, "Forbidden.KeyNotFound")
+
+
+# ------------------------------------------------------------------------------------------
+# web console: create an Aliyun_SM4 key, import SM4 material wrapped with SM2PKE
+# ------------------------------------------------------------------------------------------
+@needs_sm2
+def test_console_creates_sm4_key_and_imports_with_sm2pke(kms_binary, tmp_path_factory, tmp_path):
+    from pathlib import Path
+
+    from test_console import (CHROMIUM, CHROMIUM_ARGS, ConsoleServer, expect, get_params_in_page,
+                              import_in_page, playwright_api, wait_state)
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found (scripts/install-deps.sh)", pytrace=False)
+    srv = ConsoleServer(tmp_path_factory.mktemp("console-sm"))
+    srv.start()
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            ctx = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 860})
+            ctx.set_default_timeout(15000)
+            page = ctx.new_page()
+            page.goto(srv.console + "/console/signin")
+            page.check("#kind-ak")
+            page.fill("#access_key_id", srv.ak)
+            page.fill("#access_key_secret", srv.sk)
+            page.click("#signin-submit")
+            page.wait_for_url(srv.console + "/console/keys")
+            page.click("#create-key")
+            page.fill("#ck-alias", "alias/console-sm4")
+            page.select_option("#ck-spec", "Aliyun_SM4")
+            page.click("#ck-advanced summary")
+            page.check("#ck-origin-external")
+            page.check("#ck-ack")
+            page.click("#ck-confirm")
+            page.wait_for_url("**/console/keys/*")
+            key_id = page.locator("dd[data-field=KeyId]").inner_text()
+            pub, token_file = get_params_in_page(page, tmp_path, "SM2PKE")
+            assert pub.startswith(SM2_SPKI_PREFIX)
+            page.click("#btn-get-params")
+            page.select_option("#wrap-alg", "SM2PKE")
+            expect(page.locator("#wrap-spec")).to_have_value("EC_SM2")
+            commands = page.locator("#cmd-SM2PKE").inner_text()
+            assert "openssl rand -out KeyMaterial.bin 16" in commands
+            page.click("#dlg-params [data-close]")
+            (tmp_path / "PublicKey_base64.txt").write_text(pub)
+            run = subprocess.run(["bash", "-c", "set -euo pipefail\n" + commands], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stdout + run.stderr
+            import_in_page(page, tmp_path / "EncryptedKeyMaterial_base64.txt", token_file)
+            wait_state(page, "Enabled")
+            browser.close()
+        api = make_api("classic", srv)
+        md = api.call("DescribeKey", KeyId=key_id)["KeyMetadata"]
+        assert (md["KeySpec"], md["KeyState"]) == ("Aliyun_SM4", "Enabled")
+        material = (tmp_path / "KeyMaterial.bin").read_bytes()
+        enc = api.call("Encrypt", KeyId=key_id, Plaintext=b64(b"console"))
+        assert open_sm4_blob(material, unb64(enc["CiphertextBlob"])) == b"console"
+    finally:
+        srv.stop()

@@ -14,7 +14,7 @@ use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::api::keys::KeyMetadata;
 use crate::error::KmsError;
-use crate::keystore::wrapping::WrappingAlgorithm;
+use crate::keystore::wrapping::{Wrapping, WrappingAlgorithm};
 use crate::model::KeyState;
 use crate::service::{Caller, Kms};
 use crate::store::{AliasRecord, KeyRecord, KeyVersionRecord};
@@ -76,19 +76,27 @@ pub const DEFAULT_WRAPPING_ALGORITHM: WrappingAlgorithm = WrappingAlgorithm::Rsa
 /// `EncryptedKeyMaterial_base64.txt` for `algorithm`, from the dialog's
 /// `PublicKey_base64.txt`, ready to paste into a shell.
 pub fn openssl_commands(algorithm: WrappingAlgorithm) -> String {
-    let padding = match algorithm {
-        WrappingAlgorithm::RsaesOaepSha1 => {
-            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1"
+    openssl_commands_for(Wrapping::Rsa(algorithm), 32)
+}
+
+/// The openssl commands for any wrapping (SM2PKE included: plain `pkeyutl -encrypt` with
+/// the EC_SM2 key writes the DER ciphertext the server takes) and material length (32 for
+/// `Aliyun_AES_256`, 16 for `Aliyun_SM4`).
+pub fn openssl_commands_for(wrapping: Wrapping, material_len: usize) -> String {
+    let padding = match wrapping {
+        Wrapping::Rsa(WrappingAlgorithm::RsaesOaepSha1) => {
+            " -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1"
         }
-        WrappingAlgorithm::RsaesOaepSha256 => {
-            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
+        Wrapping::Rsa(WrappingAlgorithm::RsaesOaepSha256) => {
+            " -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
         }
-        WrappingAlgorithm::RsaesPkcs1V15 => "-pkeyopt rsa_padding_mode:pkcs1",
+        Wrapping::Rsa(WrappingAlgorithm::RsaesPkcs1V15) => " -pkeyopt rsa_padding_mode:pkcs1",
+        Wrapping::Sm2Pke => "",
     };
     format!(
-        "openssl rand -out KeyMaterial.bin 32    # new material; to import again, skip this line and keep KeyMaterial.bin\n\
+        "openssl rand -out KeyMaterial.bin {material_len}    # new material; to import again, skip this line and keep KeyMaterial.bin\n\
          openssl enc -d -base64 -A -in PublicKey_base64.txt -out PublicKey.bin\n\
-         openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in KeyMaterial.bin -out EncryptedKeyMaterial.bin {padding}\n\
+         openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in KeyMaterial.bin -out EncryptedKeyMaterial.bin{padding}\n\
          openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt\n"
     )
 }
@@ -208,7 +216,14 @@ impl KeyPage {
                 expire: key.material_expire.map(format_unix),
                 commands: WrappingAlgorithm::ALL
                     .into_iter()
-                    .map(|a| (a.as_str(), openssl_commands(a)))
+                    .map(Wrapping::Rsa)
+                    .chain([Wrapping::Sm2Pke])
+                    .map(|w| {
+                        (
+                            w.as_str(),
+                            openssl_commands_for(w, key.key_spec.material_len()),
+                        )
+                    })
                     .collect(),
                 default_alg: DEFAULT_WRAPPING_ALGORITHM.as_str(),
             }),
@@ -270,6 +285,13 @@ mod tests {
         assert!(openssl_commands(WrappingAlgorithm::RsaesPkcs1V15)
             .contains("-pkeyopt rsa_padding_mode:pkcs1\n"));
         assert_eq!(DEFAULT_WRAPPING_ALGORITHM.as_str(), "RSAES_OAEP_SHA_1");
+        // Aliyun_SM4 material is 16 bytes; SM2PKE needs no padding options.
+        let sm = openssl_commands_for(Wrapping::Sm2Pke, 16);
+        assert!(sm.starts_with("openssl rand -out KeyMaterial.bin 16 "));
+        assert!(sm.contains("-out EncryptedKeyMaterial.bin\n"));
+        assert!(!sm.contains("-pkeyopt"));
+        assert!(openssl_commands(WrappingAlgorithm::RsaesOaepSha1)
+            .starts_with("openssl rand -out KeyMaterial.bin 32 "));
     }
 
     #[test]
