@@ -14,7 +14,7 @@
 //!
 //! The AES key is the key version's 256-bit material. `Aliyun_SM4` keys use the same
 //! framing with format byte 0x02 and SM4-GCM (RFC 8998: SM4 in GCM, 96-bit nonce, 128-bit
-//! tag) under the version's 128-bit material ([inference]: the reference leaves the SM4
+//! tag) under the version's 128-bit material (\[inference\]: the reference leaves the SM4
 //! blob to the server; §6.7 proposes SM4-GCM). The format byte is authenticated and must
 //! match the key's spec, so a blob cannot be replayed as the other cipher. The associated
 //! data is
