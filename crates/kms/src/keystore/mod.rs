@@ -12,6 +12,7 @@
 //! - [`token`]: import tokens (authenticated, bound to key, wrapping key and algorithm).
 //! - [`wrapping`]: RSA-2048 wrapping key pairs, their pool, and the one unwrap path.
 
+pub mod asymmetric;
 pub mod blob;
 pub mod token;
 pub mod wrapping;

@@ -114,6 +114,11 @@ impl Kms {
         version: Option<&str>,
     ) -> Result<(KeyRecord, String, Secret), KmsError> {
         let key = self.load(loc).await?;
+        // An asymmetric key does not take part in the symmetric actions (reference
+        // asymmetric §11.1: kind before state).
+        if key.key_spec.is_asymmetric() {
+            return Err(KmsError::UnsupportedOperation);
+        }
         check(state_row, key.state)?;
         let version_id = version.unwrap_or(&key.primary_version).to_string();
         let v = self
@@ -128,7 +133,7 @@ impl Kms {
         Ok((key, version_id, material))
     }
 
-    async fn seal_under(
+    pub(crate) async fn seal_under(
         &self,
         caller: &Caller,
         key_ref: &str,
@@ -176,7 +181,7 @@ impl Kms {
         Ok(sealed)
     }
 
-    async fn open_blob(
+    pub(crate) async fn open_blob(
         &self,
         caller: &Caller,
         state_row: StateRow,

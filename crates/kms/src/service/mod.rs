@@ -4,6 +4,7 @@
 //! pass typed inputs and get typed results or a [`KmsError`].
 
 pub mod aliases;
+pub mod asymmetric;
 pub mod console;
 pub mod crypto;
 pub mod import;
