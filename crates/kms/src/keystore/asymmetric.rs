@@ -25,6 +25,7 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, RSA_PKCS1_2048_8192_SHA256,
     RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256,
 };
+
 use base64::Engine;
 use zeroize::Zeroizing;
 
@@ -182,8 +183,8 @@ pub fn sign(
 }
 
 /// Checks a signature over a 32-byte digest with a DER SubjectPublicKeyInfo. `Ok(false)` for
-/// a signature that does not verify (wrong, malformed, wrong length); RSA-PSS requires the
-/// 32-byte salt AsymmetricSign uses.
+/// a signature that does not verify (wrong, malformed, wrong length). RSA-PSS: SHA-256,
+/// MGF1-SHA-256 and exactly the 32-byte salt AsymmetricSign uses.
 pub fn verify(
     spec: KeySpec,
     alg: AsymmetricAlgorithm,
@@ -196,6 +197,8 @@ pub fn verify(
     }
     let verification: &'static dyn VerificationAlgorithm = match (spec, alg) {
         (KeySpec::Rsa2048 | KeySpec::Rsa3072, AsymmetricAlgorithm::RsaPssSha256) => {
+            // Salt length = digest length (32), strict: a signature with another salt is
+            // refused (the reference leaves strict vs auto open; Wycheproof-tested).
             &RSA_PSS_2048_8192_SHA256
         }
         (KeySpec::Rsa2048 | KeySpec::Rsa3072, AsymmetricAlgorithm::RsaPkcs1Sha256) => {

@@ -210,6 +210,7 @@ impl Kms {
 
     /// AsymmetricVerify: whether `signature` is a valid signature of `digest` (a wrong or
     /// malformed signature is `false`, not an error).
+    #[allow(clippy::too_many_arguments)]
     pub async fn asymmetric_verify(
         &self,
         caller: &Caller,
@@ -412,5 +413,154 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         Ok(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+    use crate::service::keys::CreateKeyInput;
+    use crate::service::testing::kms;
+    use crate::service::versions::MIN_ROTATION_SECONDS;
+
+    async fn create(kms: &Kms, caller: &Caller, spec: &str, usage: &str) -> (String, String) {
+        let k = kms
+            .create_key(
+                caller,
+                CreateKeyInput {
+                    key_spec: Some(spec.into()),
+                    key_usage: Some(usage.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let v = kms.list_key_versions(caller, &k.key_id).await.unwrap();
+        (k.key_id, v[0].version_id.clone())
+    }
+
+    #[tokio::test]
+    async fn checks_run_in_the_reference_order() {
+        let (kms, _c, caller) = kms();
+        let (k, v) = create(&kms, &caller, "EC_P256", "SIGN/VERIFY").await;
+        let d = [1u8; 32];
+        let sign = |key: String, ver: String, alg, digest: Vec<u8>| {
+            let kms = &kms;
+            let caller = &caller;
+            async move {
+                kms.asymmetric_sign(caller, &key, &ver, alg, &digest, false)
+                    .await
+                    .map(|(_, s)| s)
+            }
+        };
+        let ecdsa = AsymmetricAlgorithm::EcdsaSha256;
+        assert!(sign(k.clone(), v.clone(), ecdsa, d.to_vec()).await.is_ok());
+        // digest length first (a parameter), then the key, the version, the fit, the state
+        kms.disable_key(&caller, &k).await.unwrap();
+        assert!(matches!(
+            sign(k.clone(), v.clone(), ecdsa, vec![0; 31]).await,
+            Err(KmsError::InvalidParameter(..))
+        ));
+        assert_eq!(
+            sign("nope".into(), v.clone(), ecdsa, d.to_vec()).await,
+            Err(KmsError::KeyNotFound)
+        );
+        assert_eq!(
+            sign(k.clone(), "nope".into(), ecdsa, d.to_vec()).await,
+            Err(KmsError::KeyVersionNotFound)
+        );
+        assert_eq!(
+            sign(
+                k.clone(),
+                v.clone(),
+                AsymmetricAlgorithm::RsaPssSha256,
+                d.to_vec()
+            )
+            .await,
+            Err(KmsError::UnsupportedOperation)
+        );
+        assert_eq!(
+            sign(k.clone(), v.clone(), ecdsa, d.to_vec()).await,
+            Err(KmsError::Rejected(Rejection::Disabled))
+        );
+        kms.enable_key(&caller, &k).await.unwrap();
+        assert_eq!(
+            kms.get_public_key(&caller, &k, &v, true).await.unwrap_err(),
+            KmsError::DryRun
+        );
+    }
+
+    #[tokio::test]
+    async fn versions_every_seven_days_and_old_ones_keep_working() {
+        let (kms, clock, caller) = kms();
+        let (k, v1) = create(&kms, &caller, "RSA_2048", "ENCRYPT/DECRYPT").await;
+        assert_eq!(
+            kms.create_key_version(&caller, &k).await.unwrap_err(),
+            KmsError::UnsupportedOperation
+        );
+        clock.advance(MIN_ROTATION_SECONDS - 1);
+        assert_eq!(
+            kms.create_key_version(&caller, &k).await.unwrap_err(),
+            KmsError::UnsupportedOperation
+        );
+        clock.advance(1);
+        let v2 = kms
+            .create_key_version(&caller, &k)
+            .await
+            .unwrap()
+            .version_id;
+        let oaep = AsymmetricAlgorithm::RsaesOaepSha256;
+        for v in [&v1, &v2] {
+            let (_, ct) = kms
+                .asymmetric_encrypt(&caller, &k, v, oaep, b"hello", false)
+                .await
+                .unwrap();
+            let (r, pt) = kms
+                .asymmetric_decrypt(&caller, &k, v, oaep, &ct, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.key_version_id.as_str(), pt.as_slice()),
+                (v.as_str(), &b"hello"[..])
+            );
+            let other = if v == &v1 { &v2 } else { &v1 };
+            assert!(kms
+                .asymmetric_decrypt(&caller, &k, other, oaep, &ct, false)
+                .await
+                .is_err());
+        }
+        // No automatic rotation for asymmetric keys.
+        assert_eq!(
+            kms.update_rotation_policy(&caller, &k, true, Some("30d"))
+                .await
+                .unwrap_err(),
+            KmsError::UnsupportedOperation
+        );
+    }
+
+    #[tokio::test]
+    async fn symmetric_and_asymmetric_actions_do_not_cross() {
+        let (kms, _c, caller) = kms();
+        let (k, v) = create(&kms, &caller, "RSA_3072", "SIGN/VERIFY").await;
+        let ctx = EncryptionContext::default();
+        assert_eq!(
+            kms.encrypt(&caller, &k, b"x", &ctx, false)
+                .await
+                .unwrap_err(),
+            KmsError::UnsupportedOperation
+        );
+        let aes = kms
+            .create_key(&caller, CreateKeyInput::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.get_public_key(&caller, &aes.key_id, &aes.primary_version, false)
+                .await
+                .unwrap_err(),
+            KmsError::UnsupportedOperation
+        );
+        let (_, pem) = kms.get_public_key(&caller, &k, &v, false).await.unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\nMIIBojANBgkqhkiG9w0BAQEFAAOCAY8AMIIB"));
     }
 }
