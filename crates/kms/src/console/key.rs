@@ -84,6 +84,10 @@ pub fn openssl_commands(algorithm: WrappingAlgorithm) -> String {
             "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
         }
         WrappingAlgorithm::RsaesPkcs1V15 => "-pkeyopt rsa_padding_mode:pkcs1",
+        // Asymmetric material (not offered by the dialog, which imports symmetric keys).
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
+        }
     };
     format!(
         "openssl rand -out KeyMaterial.bin 32    # new material; to import again, skip this line and keep KeyMaterial.bin\n\

@@ -306,6 +306,31 @@ pub fn decrypt(
     }
 }
 
+/// Imported asymmetric key material (ImportKeyMaterial with `RSA_AES_KEY_WRAP_SHA_256`): an
+/// unencrypted PKCS#8 private key of exactly `spec` (RSA modulus size, EC curve), re-encoded
+/// canonically by aws-lc-rs so that the same key always commits to the same bytes. `None`
+/// for anything else (one failure for every cause).
+pub fn canonical_private_key(spec: KeySpec, pkcs8: &[u8]) -> Option<Secret> {
+    match spec {
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 => {
+            let bytes = if spec == KeySpec::Rsa2048 { 256 } else { 384 };
+            let key = RsaKeyPair::from_pkcs8(pkcs8).ok()?;
+            if key.public_modulus_len() != bytes {
+                return None;
+            }
+            let der = key.as_der().ok()?;
+            Some(Zeroizing::new(der.as_ref().to_vec()))
+        }
+        KeySpec::EcP256 | KeySpec::EcP256K => {
+            let key = EcdsaKeyPair::from_pkcs8(ec_signing(spec)?, pkcs8).ok()?;
+            let der = key.to_pkcs8v1().ok()?;
+            Some(Zeroizing::new(der.as_ref().to_vec()))
+        }
+        // SM2 private-key import is the SM half's (reference asymmetric §7.2).
+        KeySpec::EcSm2 | KeySpec::Aes256 | KeySpec::Sm4 => None,
+    }
+}
+
 /// Parses a caller's public key (`PublicKeyBlob`: DER SubjectPublicKeyInfo) as a key of
 /// `spec`; `None` if it is not one (an RSA key of another size, an EC key, garbage).
 pub fn check_public_key(spec: KeySpec, public_der: &[u8]) -> Result<Option<()>, KmsError> {
@@ -465,6 +490,30 @@ mod tests {
         assert_eq!(k1.public_der.len(), 88);
         assert!(public_key_pem(&k1.public_der).contains("MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAE"));
         assert!(public_key_pem(&kp.public_der).contains("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIB"));
+    }
+
+    #[test]
+    fn imported_private_keys_must_be_of_the_spec_and_are_canonical() {
+        let rsa = generate(KeySpec::Rsa2048).unwrap();
+        let p256 = generate(KeySpec::EcP256).unwrap();
+        let k1 = generate(KeySpec::EcP256K).unwrap();
+        let canon = canonical_private_key(KeySpec::Rsa2048, &rsa.pkcs8).unwrap();
+        assert_eq!(
+            public_key_der(KeySpec::Rsa2048, &canon).unwrap(),
+            rsa.public_der
+        );
+        assert!(canonical_private_key(KeySpec::Rsa3072, &rsa.pkcs8).is_none());
+        assert!(canonical_private_key(KeySpec::EcP256, &rsa.pkcs8).is_none());
+        let canon = canonical_private_key(KeySpec::EcP256, &p256.pkcs8).unwrap();
+        assert_eq!(
+            public_key_der(KeySpec::EcP256, &canon).unwrap(),
+            p256.public_der
+        );
+        assert!(canonical_private_key(KeySpec::EcP256, &k1.pkcs8).is_none());
+        assert!(canonical_private_key(KeySpec::EcP256K, &k1.pkcs8).is_some());
+        assert!(canonical_private_key(KeySpec::EcSm2, &k1.pkcs8).is_none());
+        assert!(canonical_private_key(KeySpec::EcP256, b"junk").is_none());
+        assert!(canonical_private_key(KeySpec::Aes256, &[0u8; 32]).is_none());
     }
 
     #[test]

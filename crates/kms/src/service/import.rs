@@ -91,6 +91,18 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
+        // Asymmetric keys take a private key wrapped with RSA_AES_KEY_WRAP_SHA_256, symmetric
+        // keys 32 bytes wrapped with RSA (issue 17; reference asymmetric §7.2).
+        if algorithm.for_asymmetric() != key.key_spec.is_asymmetric() {
+            return Err(KmsError::invalid_because(
+                "WrappingAlgorithm",
+                if key.key_spec.is_asymmetric() {
+                    "Asymmetric key material is wrapped with RSA_AES_KEY_WRAP_SHA_256."
+                } else {
+                    "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256."
+                },
+            ));
+        }
         check(row::GetParametersForImport, key.state)?;
 
         let pair = self.pool.take().await?;
@@ -186,8 +198,15 @@ impl Kms {
         )?;
 
         // One path for every unwrap outcome.
-        let unwrapped = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
-            .filter(|m| m.len() == MATERIAL_LEN);
+        let spec = key.key_spec;
+        let unwrapped = wrapping::unwrap(&pkcs8, algorithm, encrypted_material).and_then(|m| {
+            if spec.is_asymmetric() {
+                // A private key of exactly this spec, in canonical PKCS#8 (issue 17).
+                crate::keystore::asymmetric::canonical_private_key(spec, &m)
+            } else {
+                Some(m).filter(|m| m.len() == MATERIAL_LEN)
+            }
+        });
         let succeeded = unwrapped.is_some();
         if self
             .store

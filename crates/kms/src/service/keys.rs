@@ -191,12 +191,6 @@ impl Kms {
                     "Asymmetric keys are not rotated automatically; CreateKeyVersion makes a new key pair.",
                 ));
             }
-            if origin == Origin::External {
-                return Err(KmsError::invalid_because(
-                    "Origin",
-                    "Importing asymmetric key material is not supported by this server yet.",
-                ));
-            }
         }
         // Accepted by the table above; their cryptography is a separate change (SM2/SM3/SM4).
         if matches!(key_spec, KeySpec::EcSm2 | KeySpec::Sm4) {
