@@ -649,3 +649,41 @@ openssl pkey -in tak.pem -pubout -out tak_pub.pem
                  Plaintext=b64(b"from here"))
     assert local.decrypt(unb64(e["CiphertextBlob"]), padding.OAEP(
         mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)) == b"from here"
+
+
+def test_kms_sign_and_verify_commands(server, tmp_path):
+    """`kms sign` hashes locally and signs; openssl verifies its output file; `kms verify`
+    answers like openssl dgst (exit 0 "Verified OK", exit 1 "Verification failure")."""
+    api = make_api("classic", server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "KMS_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk,
+               KMS_ENDPOINT=f"http://127.0.0.1:{server.port}",
+               KMS_CLI_CONFIG=str(tmp_path / "cli.toml"))
+    (tmp_path / "firmware.bin").write_bytes(os.urandom(4096))
+    for spec, alg, extra in (("EC_P256K", "ECDSA_SHA_256", []),
+                             ("RSA_2048", "RSA_PSS_SHA_256",
+                              ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"])):
+        key = api.call("CreateKey", KeySpec=spec)["KeyMetadata"]["KeyId"]
+        ver = api.call("ListKeyVersions", KeyId=key)["KeyVersions"]["KeyVersion"][0]["KeyVersionId"]
+        (tmp_path / "pub.pem").write_text(api.call("GetPublicKey", KeyId=key, KeyVersionId=ver)["PublicKey"])
+        common = ["--key-id", key, "--key-version-id", ver, "--algorithm", alg]
+
+        def kms(*args, stdin=""):
+            return subprocess.run([str(kms_bin()), *args], env=env, cwd=tmp_path, input=stdin,
+                                  capture_output=True, text=True, timeout=60)
+        p = kms("sign", *common, "--file", "firmware.bin", "--out", "firmware.sig")
+        assert p.returncode == 0, p
+        out = _openssl(["dgst", "-sha256", "-verify", "pub.pem", *extra, "-signature", "firmware.sig",
+                        "firmware.bin"], cwd=tmp_path)
+        assert out.returncode == 0 and b"Verified OK" in out.stdout, out
+        p = kms("verify", *common, "--file", "firmware.bin", "--signature", "firmware.sig")
+        assert (p.returncode, p.stdout.strip()) == (0, "Verified OK"), p
+        # base64 on stdout without --out
+        p = kms("sign", *common, "--file", "-", stdin="message on standard input")
+        sig = unb64(p.stdout.strip())
+        assert p.returncode == 0 and len(sig) >= 64, p
+        (tmp_path / "firmware.bin").write_bytes(b"tampered" + (tmp_path / "firmware.bin").read_bytes())
+        p = kms("verify", *common, "--file", "firmware.bin", "--signature", "firmware.sig")
+        assert p.returncode == 1 and "Verification failure" in p.stderr, p
+        p = kms("sign", *common[:-1], "SM2DSA", "--file", "firmware.bin")
+        assert p.returncode == 2, p
