@@ -1,7 +1,7 @@
 //! The command line client, shaped like `aliyun kms`: `kms <Action> --Param value …` for
 //! every action of [`crate::action::kms::Action`] (the server's own table, so a new action is
 //! one row), plus `kms configure`, `kms wrap`, `kms import-material`,
-//! `kms create-external-key` and `kms completion`.
+//! `kms create-external-key`, `kms sign`, `kms verify` ([`asymmetric`]) and `kms completion`.
 //!
 //! Credentials and endpoint: flag > environment (`ALIBABA_CLOUD_ACCESS_KEY_ID`,
 //! `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, `ALIBABA_CLOUD_REGION_ID`, `KMS_ENDPOINT`,
@@ -24,6 +24,7 @@ use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
 use crate::keystore::wrapping::Wrapping;
 
+pub mod asymmetric;
 pub mod fingerprint;
 pub mod hints;
 

@@ -69,11 +69,12 @@ impl BlobCipher {
             _ => None,
         }
     }
-    /// The cipher of a symmetric key spec.
-    pub const fn for_spec(spec: crate::model::KeySpec) -> Self {
+    /// The cipher of a symmetric key spec; `None` for key pairs.
+    pub const fn for_spec(spec: crate::model::KeySpec) -> Option<Self> {
         match spec {
-            crate::model::KeySpec::Aes256 => BlobCipher::Aes256Gcm,
-            crate::model::KeySpec::Sm4 => BlobCipher::Sm4Gcm,
+            crate::model::KeySpec::Aes256 => Some(BlobCipher::Aes256Gcm),
+            crate::model::KeySpec::Sm4 => Some(BlobCipher::Sm4Gcm),
+            _ => None,
         }
     }
 }

@@ -15,6 +15,7 @@
 //!   SM2PKE under EC_SM2 wrapping keys).
 //! - [`sm`]: SM2 signatures and encryption, SM3, SM4-GCM (`Aliyun_SM4` blobs).
 
+pub mod asymmetric;
 pub mod blob;
 pub mod sm;
 pub mod token;

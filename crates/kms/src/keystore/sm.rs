@@ -85,6 +85,15 @@ pub fn sm2_public_der(pkcs8: &[u8]) -> Option<Vec<u8>> {
     Some(der.as_bytes().to_vec())
 }
 
+/// An imported SM2 private key (unencrypted PKCS#8 DER of the sm2 curve) re-encoded as
+/// this module writes it, so the same key always commits to the same bytes; `None` for
+/// anything else.
+pub fn sm2_canonical_pkcs8(pkcs8: &[u8]) -> Option<Secret> {
+    let secret = secret_from_pkcs8(pkcs8)?;
+    let der = secret.to_pkcs8_der().ok()?;
+    Some(Zeroizing::new(der.as_bytes().to_vec()))
+}
+
 /// Parses a DER SubjectPublicKeyInfo as an SM2 public key (curve OID sm2, point on the
 /// curve, not the identity).
 pub fn sm2_parse_public(public_der: &[u8]) -> Option<sm2::PublicKey> {

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
 use aws_lc_rs::rsa::{
     KeySize, OaepPrivateDecryptingKey, Pkcs1PrivateDecryptingKey, PrivateDecryptingKey,
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
@@ -24,6 +25,10 @@ pub enum WrappingAlgorithm {
     RsaesPkcs1V15,
     RsaesOaepSha1,
     RsaesOaepSha256,
+    /// Asymmetric key material (issue 17): `RSA-OAEP-SHA256(ESK) ‖ AES-KWP_ESK(PKCS#8)`,
+    /// ESK a fresh AES-256 key (reference asymmetric §7.2, \[inference\]). Not in
+    /// [`WrappingAlgorithm::ALL`], which lists the algorithms for symmetric material.
+    RsaAesKeyWrapSha256,
 }
 
 impl WrappingAlgorithm {
@@ -37,10 +42,18 @@ impl WrappingAlgorithm {
             WrappingAlgorithm::RsaesPkcs1V15 => "RSAES_PKCS1_V1_5",
             WrappingAlgorithm::RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
             WrappingAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
+        Self::ALL
+            .into_iter()
+            .chain([Self::RsaAesKeyWrapSha256])
+            .find(|a| a.as_str() == s)
+    }
+    /// Whether the algorithm wraps asymmetric key material (a PKCS#8 private key).
+    pub fn for_asymmetric(self) -> bool {
+        self == WrappingAlgorithm::RsaAesKeyWrapSha256
     }
 }
 
@@ -88,6 +101,27 @@ pub fn unwrap(pkcs8: &[u8], algorithm: WrappingAlgorithm, ciphertext: &[u8]) -> 
             .decrypt(&OAEP_SHA256_MGF1SHA256, ciphertext, &mut out, None)
             .ok()?
             .len(),
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            // The same single failure path: every failure is `None`.
+            let k = key.key_size_bytes();
+            if ciphertext.len() <= k {
+                return None;
+            }
+            let (esk_ct, wrapped) = ciphertext.split_at(k);
+            let n = OaepPrivateDecryptingKey::new(key)
+                .ok()?
+                .decrypt(&OAEP_SHA256_MGF1SHA256, esk_ct, &mut out, None)
+                .ok()?
+                .len();
+            if n != 32 {
+                return None;
+            }
+            let kek = AesKek::new(&AES_256, &out[..n]).ok()?;
+            let mut material = Zeroizing::new(vec![0u8; wrapped.len()]);
+            let m = kek.unwrap_with_padding(wrapped, &mut material).ok()?.len();
+            material.truncate(m);
+            return Some(material);
+        }
     };
     out.truncate(n);
     Some(out)
@@ -122,6 +156,26 @@ pub fn wrap(
             .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
             .map_err(fail)?
             .len(),
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            // A fresh AES-256 key wrapped with RSA-OAEP-SHA256, then the material with
+            // AES-KWP (RFC 5649) under it.
+            let mut esk = Zeroizing::new([0u8; 32]);
+            aws_lc_rs::rand::fill(esk.as_mut()).map_err(|_| "rng".to_string())?;
+            let n = OaepPublicEncryptingKey::new(pk)
+                .map_err(|_| "bad public key".to_string())?
+                .encrypt(&OAEP_SHA256_MGF1SHA256, esk.as_ref(), &mut out, None)
+                .map_err(fail)?
+                .len();
+            out.truncate(n);
+            let kek = AesKek::new(&AES_256, esk.as_ref()).map_err(|_| "aes key".to_string())?;
+            let mut wrapped = vec![0u8; material.len() + 16];
+            let w = kek
+                .wrap_with_padding(material, &mut wrapped)
+                .map_err(|_| "the material cannot be wrapped".to_string())?
+                .len();
+            out.extend_from_slice(&wrapped[..w]);
+            return Ok(out);
+        }
     };
     out.truncate(n);
     Ok(out)
@@ -170,6 +224,14 @@ impl Wrapping {
             return Some(Wrapping::Sm2Pke);
         }
         WrappingAlgorithm::parse(s).map(Wrapping::Rsa)
+    }
+    /// Whether the wrapping carries asymmetric key material (RSA_AES_KEY_WRAP_SHA_256; SM2
+    /// private-key import is not offered: its format is unknown, reference §7.2).
+    pub fn for_asymmetric(self) -> bool {
+        match self {
+            Wrapping::Rsa(a) => a.for_asymmetric(),
+            Wrapping::Sm2Pke => false,
+        }
     }
     /// The wrapping key spec this algorithm needs.
     pub fn key_spec(self) -> WrappingKeySpec {
@@ -341,5 +403,39 @@ mod tests {
             assert_eq!(WrappingAlgorithm::parse(a.as_str()), Some(a));
         }
         assert_eq!(WrappingAlgorithm::parse("RSAES_OAEP_SHA_512"), None);
+        assert_eq!(
+            WrappingAlgorithm::parse("RSA_AES_KEY_WRAP_SHA_256"),
+            Some(WrappingAlgorithm::RsaAesKeyWrapSha256)
+        );
+        assert!(!WrappingAlgorithm::ALL.contains(&WrappingAlgorithm::RsaAesKeyWrapSha256));
+    }
+
+    /// RSA_AES_KEY_WRAP_SHA_256 (asymmetric material): round trip for a PKCS#8-sized value,
+    /// and every damaged part fails through the one `None`.
+    #[test]
+    fn rsa_aes_key_wrap_round_trips_and_fails_as_one() {
+        let kp = generate().unwrap();
+        let alg = WrappingAlgorithm::RsaAesKeyWrapSha256;
+        let material: Vec<u8> = (0..1217u32).map(|i| (i * 7) as u8).collect();
+        let ct = super::wrap(&kp.public_der, alg, &material).unwrap();
+        // 256 bytes of RSA, then KWP output: the material padded to 8 bytes, plus 8.
+        assert_eq!(ct.len(), 256 + material.len().div_ceil(8) * 8 + 8);
+        assert_eq!(unwrap(&kp.pkcs8, alg, &ct).unwrap().as_slice(), material);
+        for i in [0, 100, 255, 256, 300, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[i] ^= 1;
+            assert!(unwrap(&kp.pkcs8, alg, &bad).is_none(), "byte {i}");
+        }
+        assert!(unwrap(&kp.pkcs8, alg, &ct[..256]).is_none());
+        assert!(unwrap(&kp.pkcs8, alg, &ct[..ct.len() - 8]).is_none());
+        assert!(unwrap(&kp.pkcs8, WrappingAlgorithm::RsaesOaepSha256, &ct).is_none());
+        // A plain OAEP-wrapped value is not a key-wrapped one.
+        let plain = super::wrap(
+            &kp.public_der,
+            WrappingAlgorithm::RsaesOaepSha256,
+            &[1u8; 32],
+        )
+        .unwrap();
+        assert!(unwrap(&kp.pkcs8, alg, &plain).is_none());
     }
 }

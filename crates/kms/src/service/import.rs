@@ -81,7 +81,7 @@ impl Kms {
         let algorithm = Wrapping::parse(wrapping_algorithm).ok_or_else(|| {
             KmsError::invalid_because(
                 "WrappingAlgorithm",
-                "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or SM2PKE.",
+                "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE or RSA_AES_KEY_WRAP_SHA_256.",
             )
         })?;
         let spec = WrappingKeySpec::parse(wrapping_key_spec).ok_or_else(|| {
@@ -90,12 +90,24 @@ impl Kms {
         if algorithm.key_spec() != spec {
             return Err(KmsError::invalid_because(
                 "WrappingAlgorithm",
-                "SM2PKE goes with WrappingKeySpec EC_SM2; the RSAES_* algorithms with RSA_2048.",
+                "SM2PKE goes with WrappingKeySpec EC_SM2; the RSA algorithms with RSA_2048.",
             ));
         }
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
+        // Asymmetric keys take a private key wrapped with RSA_AES_KEY_WRAP_SHA_256, symmetric
+        // keys 32 bytes wrapped with RSA (issue 17; reference asymmetric §7.2).
+        if algorithm.for_asymmetric() != key.key_spec.is_asymmetric() {
+            return Err(KmsError::invalid_because(
+                "WrappingAlgorithm",
+                if key.key_spec.is_asymmetric() {
+                    "Asymmetric key material is wrapped with RSA_AES_KEY_WRAP_SHA_256."
+                } else {
+                    "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or SM2PKE."
+                },
+            ));
+        }
         check(row::GetParametersForImport, key.state)?;
 
         let pair = match algorithm {
@@ -193,10 +205,15 @@ impl Kms {
         )?;
 
         // One path for every unwrap outcome.
-        let material_len = key.key_spec.material_len();
-        let unwrapped = algorithm
-            .unwrap(&pkcs8, encrypted_material)
-            .filter(|m| m.len() == material_len);
+        let spec = key.key_spec;
+        let unwrapped = algorithm.unwrap(&pkcs8, encrypted_material).and_then(|m| {
+            match spec.symmetric_material_len() {
+                // 32 bytes for Aliyun_AES_256, 16 for Aliyun_SM4.
+                Some(len) => Some(m).filter(|m| m.len() == len),
+                // A private key of exactly this spec, in canonical PKCS#8 (issue 17).
+                None => crate::keystore::asymmetric::canonical_private_key(spec, &m),
+            }
+        });
         let succeeded = unwrapped.is_some();
         if self
             .store

@@ -53,8 +53,11 @@ impl Kms {
         key_id: &str,
         spec: KeySpec,
     ) -> Result<KeyVersionRecord, KmsError> {
+        let len = spec
+            .symmetric_material_len()
+            .ok_or_else(|| KmsError::internal("a key pair has no symmetric material"))?;
         let version_id = new_id();
-        let material = self.keystore.random(spec.material_len())?;
+        let material = self.keystore.random(len)?;
         let sealed = self.seal_material(key_id, &version_id, &material)?;
         Ok(KeyVersionRecord {
             key_id: key_id.to_string(),
@@ -74,14 +77,24 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
-        let v = self.new_version(&key.key_id, key.key_spec)?;
+        let v = self.new_version_of(&key.key_id, key.key_spec).await?;
         let record = v.clone();
         let max = self.config.max_versions_per_key;
+        let asymmetric = key.key_spec.is_asymmetric();
+        let now = self.now();
         self.store
             .update_key(
                 &loc,
                 Box::new(move |k| {
                     check(row::CreateKeyVersion, k.state)?;
+                    // An asymmetric key gets a new key pair at most every 7 days (reference
+                    // asymmetric §2.3, doc: 400 Rejected.UnsupportedOperation).
+                    if asymmetric
+                        && k.last_rotation_date
+                            .is_some_and(|l| now < l.saturating_add(MIN_ROTATION_SECONDS))
+                    {
+                        return Err(KmsError::UnsupportedOperation);
+                    }
                     if k.version_count >= max {
                         return Err(KmsError::LimitExceeded(format!(
                             "at most {max} versions per key"
@@ -131,6 +144,10 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
+        // Asymmetric keys are never rotated automatically (reference asymmetric §2.3).
+        if enable && key.key_spec.is_asymmetric() {
+            return Err(KmsError::UnsupportedOperation);
+        }
         let interval = match (enable, interval) {
             (true, None) => return Err(KmsError::missing("RotationInterval")),
             (_, Some(t)) => Some(parse_rotation_interval(t)?),
@@ -168,6 +185,9 @@ impl Kms {
             .await?
             .ok_or(KmsError::KeyNotFound)?
             .key_spec;
+        if spec.is_asymmetric() {
+            return Ok(false);
+        }
         let v = self.new_version(&loc.key_id, spec)?;
         let now = self.now();
         let max = self.config.max_versions_per_key;
@@ -198,6 +218,7 @@ impl Kms {
 /// `LastRotationDate + RotationInterval` reached.
 fn is_due(k: &KeyRecord, now: i64) -> bool {
     k.automatic_rotation
+        && !k.key_spec.is_asymmetric()
         && k.state == KeyState::Enabled
         && k.origin != Origin::External
         && matches!((k.last_rotation_date, k.rotation_interval), (Some(l), Some(i)) if l + i <= now)
