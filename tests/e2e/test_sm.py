@@ -440,3 +440,222 @@ def test_console_creates_sm4_key_and_imports_with_sm2pke(kms_binary, tmp_path_fa
         assert open_sm4_blob(material, unb64(enc["CiphertextBlob"])) == b"console"
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# EC_SM2 key pairs: GetPublicKey, SM2DSA, SM2PKE, data-key export (after the asym merge)
+# ------------------------------------------------------------------------------------------
+SM2_A = "FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC"
+SM2_B = "28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93"
+SM2_XG = "32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7"
+SM2_YG = "BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0"
+
+
+def sm3(data: bytes) -> bytes:
+    import hashlib
+    return hashlib.new("sm3", data).digest()
+
+
+def sm2_e(public_der: bytes, message: bytes, uid: bytes = b"1234567812345678") -> bytes:
+    """e = SM3(Z_A || M) exactly as the reference's Python helper (§6.4) computes it."""
+    h = bytes.fromhex
+    z = sm3((len(uid) * 8).to_bytes(2, "big") + uid + h(SM2_A) + h(SM2_B) + h(SM2_XG) + h(SM2_YG)
+            + public_der[-64:])
+    return sm3(z + message)
+
+
+def sm2_key(api, usage="SIGN/VERIFY") -> tuple[str, str, str]:
+    """(key id, version id, PEM public key)."""
+    md = create(api, KeySpec="EC_SM2", KeyUsage=usage)
+    assert (md["KeySpec"], md["KeyUsage"], md["PrimaryKeyVersion"]) == ("EC_SM2", usage, "")
+    ver = api.call("ListKeyVersions", KeyId=md["KeyId"])["KeyVersions"]["KeyVersion"][0]["KeyVersionId"]
+    pem = api.call("GetPublicKey", KeyId=md["KeyId"], KeyVersionId=ver)["PublicKey"]
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----\n" + SM2_SPKI_PREFIX), pem
+    assert pem.endswith("\n-----END PUBLIC KEY-----\n")
+    return md["KeyId"], ver, pem
+
+
+def pem_der(pem: str) -> bytes:
+    return unb64("".join(ln for ln in pem.splitlines() if not ln.startswith("-----")))
+
+
+def test_create_ec_sm2_default_usage(capi):
+    md = create(capi, KeySpec="EC_SM2")
+    assert md["KeyUsage"] == "SIGN/VERIFY"
+    expect_error(lambda: capi.call("CreateKey", KeySpec="EC_SM2", EnableAutomaticRotation=True,
+                                   RotationInterval="30d"), "InvalidParameter", 400)
+
+
+@needs_sm2
+def test_sm2dsa_signatures_interoperate_with_openssl(sdk, tmp_path):
+    key, ver, pem = sm2_key(sdk)
+    (tmp_path / "pub.pem").write_text(pem)
+    msg = os.urandom(200)
+    (tmp_path / "msg.bin").write_bytes(msg)
+    e = sm2_e(pem_der(pem), msg)
+    r = sdk.call("AsymmetricSign", KeyId=key, KeyVersionId=ver, Algorithm="SM2DSA", Digest=b64(e))
+    assert (r["KeyId"], r["KeyVersionId"]) == (key, ver)
+    sig = unb64(r["Value"])
+    assert sig[0] == 0x30 and len(sig) <= 72
+    (tmp_path / "kms.sig").write_bytes(sig)
+    # Ours -> openssl, over the message with the distinguishing identifier ...
+    out = openssl("dgst", "-sm3", "-verify", "pub.pem", "-sigopt", "distid:1234567812345678",
+                  "-signature", "kms.sig", "msg.bin", cwd=tmp_path)
+    assert b"Verified OK" in out
+    # ... and without it OpenSSL 3 uses an empty one and fails (the README's warning).
+    p = subprocess.run(["openssl", "dgst", "-sm3", "-verify", "pub.pem", "-signature", "kms.sig", "msg.bin"],
+                       cwd=tmp_path, capture_output=True)
+    assert p.returncode != 0
+    # openssl -> ours: a signature made with a key imported from openssl would need the key;
+    # instead the server verifies its own signature and a tampered one (JSON booleans).
+    v = sdk.call("AsymmetricVerify", KeyId=key, KeyVersionId=ver, Algorithm="SM2DSA", Digest=b64(e),
+                 Value=r["Value"])
+    assert v["Value"] is True
+    bad = bytearray(sig)
+    bad[-1] ^= 1
+    v = sdk.call("AsymmetricVerify", KeyId=key, KeyVersionId=ver, Algorithm="SM2DSA", Digest=b64(e),
+                 Value=b64(bytes(bad)))
+    assert v["Value"] is False
+    # A digest computed without Z (plain SM3 of the message) does not verify the signature.
+    v = sdk.call("AsymmetricVerify", KeyId=key, KeyVersionId=ver, Algorithm="SM2DSA",
+                 Digest=b64(sm3(msg)), Value=r["Value"])
+    assert v["Value"] is False
+
+
+@needs_sm2
+def test_openssl_signatures_verify_here_via_an_imported_sm2_key(capi, tmp_path):
+    """An SM2 private key made by openssl, imported (RSA_AES_KEY_WRAP_SHA_256 of its
+    PKCS#8): openssl's signature verifies here and ours verifies with openssl."""
+    md = create(capi, KeySpec="EC_SM2", Origin="EXTERNAL")
+    key = md["KeyId"]
+    openssl("genpkey", "-algorithm", "SM2", "-out", "k.pem", cwd=tmp_path)
+    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER", "-out", "k.der", cwd=tmp_path)
+    openssl("pkey", "-in", "k.pem", "-pubout", "-out", "pub.pem", cwd=tmp_path)
+    p = capi.call("GetParametersForImport", KeyId=key, WrappingKeySpec="RSA_2048",
+                  WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256")
+    (tmp_path / "PublicKey.bin").write_bytes(unb64(p["PublicKey"]))
+    esk = os.urandom(32)
+    (tmp_path / "esk.bin").write_bytes(esk)
+    openssl("pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", "PublicKey.bin", "-in", "esk.bin",
+            "-out", "esk.enc", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+            "-pkeyopt", "rsa_mgf1_md:sha256", cwd=tmp_path)
+    openssl("enc", "-id-aes256-wrap-pad", "-K", esk.hex(), "-iv", "A65959A6", "-in", "k.der",
+            "-out", "k.wrapped", cwd=tmp_path)
+    blob = (tmp_path / "esk.enc").read_bytes() + (tmp_path / "k.wrapped").read_bytes()
+    capi.call("ImportKeyMaterial", KeyId=key, ImportToken=p["ImportToken"], EncryptedKeyMaterial=b64(blob),
+              KeyMaterialExpireUnix=0)
+    ver = capi.call("ListKeyVersions", KeyId=key)["KeyVersions"]["KeyVersion"][0]["KeyVersionId"]
+    pem = capi.call("GetPublicKey", KeyId=key, KeyVersionId=ver)["PublicKey"]
+    assert pem == (tmp_path / "pub.pem").read_text()
+    msg = b"signed by openssl"
+    (tmp_path / "msg.txt").write_bytes(msg)
+    openssl("dgst", "-sm3", "-sign", "k.pem", "-sigopt", "distid:1234567812345678", "-out", "o.sig", "msg.txt",
+            cwd=tmp_path)
+    e = b64(sm2_e(pem_der(pem), msg))
+    v = capi.call("AsymmetricVerify", KeyId=key, KeyVersionId=ver, Algorithm="SM2DSA", Digest=e,
+                  Value=b64((tmp_path / "o.sig").read_bytes()))
+    assert v["Value"] is True
+
+
+@needs_sm2
+def test_sm2pke_ciphertexts_interoperate(sdk, tmp_path):
+    key, ver, pem = sm2_key(sdk, "ENCRYPT/DECRYPT")
+    (tmp_path / "pub.pem").write_text(pem)
+    pt = os.urandom(100)
+    (tmp_path / "pt.bin").write_bytes(pt)
+    openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "pt.bin", "-out", "ct.der", cwd=tmp_path)
+    der = (tmp_path / "ct.der").read_bytes()
+    for ct in (der, der_to_raw_c1c3c2(der)):
+        d = sdk.call("AsymmetricDecrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE", CiphertextBlob=b64(ct))
+        assert unb64(d["Plaintext"]) == pt
+    enc = sdk.call("AsymmetricEncrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE", Plaintext=b64(pt))
+    ours = unb64(enc["CiphertextBlob"])
+    assert ours[0] == 0x30  # DER GM/T 0009: openssl parses it
+    (tmp_path / "ours.der").write_bytes(ours)
+    assert b"OCTET STRING" in openssl("asn1parse", "-inform", "DER", "-in", "ours.der", cwd=tmp_path)
+    assert unb64(sdk.call("AsymmetricDecrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE",
+                          CiphertextBlob=enc["CiphertextBlob"])["Plaintext"]) == pt
+    bad = bytearray(ours)
+    bad[-1] ^= 1
+    expect_error(lambda: sdk.call("AsymmetricDecrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE",
+                                  CiphertextBlob=b64(bytes(bad))), "InvalidParameter", 400)
+    # 6047 bytes is the limit.
+    sdk.call("AsymmetricEncrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE", Plaintext=b64(os.urandom(6047)))
+    expect_error(lambda: sdk.call("AsymmetricEncrypt", KeyId=key, KeyVersionId=ver, Algorithm="SM2PKE",
+                                  Plaintext=b64(os.urandom(6048))), "InvalidParameter", 400)
+    # ReEncrypt from the SM2PKE ciphertext into an Aliyun_SM4 key.
+    sm4 = sm4_key(sdk)
+    r = sdk.call("ReEncrypt", CiphertextBlob=b64(der), DestinationKeyId=sm4, SourceKeyId=key,
+                 SourceKeyVersionId=ver, SourceEncryptionAlgorithm="SM2PKE")
+    assert r["KeyId"] == sm4
+    assert unb64(sdk.call("Decrypt", CiphertextBlob=r["CiphertextBlob"])["Plaintext"]) == pt
+
+
+@needs_sm2
+def test_export_data_key_to_an_sm2_public_key(sdk, tmp_path):
+    openssl("genpkey", "-algorithm", "SM2", "-out", "r.pem", cwd=tmp_path)
+    pub_der = openssl("pkey", "-in", "r.pem", "-pubout", "-outform", "DER", cwd=tmp_path)
+    sm4 = sm4_key(sdk)
+    g = sdk.call("GenerateAndExportDataKey", KeyId=sm4, PublicKeyBlob=b64(pub_der), WrappingKeySpec="EC_SM2",
+                 WrappingAlgorithm="SM2PKE", NumberOfBytes=32)
+    (tmp_path / "x.der").write_bytes(unb64(g["ExportedDataKey"]))
+    data_key = openssl("pkeyutl", "-decrypt", "-inkey", "r.pem", "-in", "x.der", cwd=tmp_path)
+    assert len(data_key) == 32
+    assert unb64(sdk.call("Decrypt", CiphertextBlob=g["CiphertextBlob"])["Plaintext"]) == data_key
+    x = sdk.call("ExportDataKey", CiphertextBlob=g["CiphertextBlob"], PublicKeyBlob=b64(pub_der),
+                 WrappingKeySpec="EC_SM2", WrappingAlgorithm="SM2PKE")
+    (tmp_path / "y.der").write_bytes(unb64(x["ExportedDataKey"]))
+    assert openssl("pkeyutl", "-decrypt", "-inkey", "r.pem", "-in", "y.der", cwd=tmp_path) == data_key
+    # An RSA or P-256 key as an EC_SM2 blob, or SM2PKE with RSA_2048: InvalidParameter.
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "p.pem", cwd=tmp_path)
+    p256 = openssl("pkey", "-in", "p.pem", "-pubout", "-outform", "DER", cwd=tmp_path)
+    for spec, alg, pub in (("EC_SM2", "SM2PKE", p256), ("EC_SM2", "RSAES_OAEP_SHA_256", pub_der),
+                           ("RSA_2048", "SM2PKE", pub_der), ("EC_SM2", "SM2PKE", b"junk")):
+        expect_error(lambda: sdk.call("ExportDataKey", CiphertextBlob=g["CiphertextBlob"], PublicKeyBlob=b64(pub),
+                                      WrappingKeySpec=spec, WrappingAlgorithm=alg), "InvalidParameter", 400)
+
+
+def test_sm2_wrong_usage_algorithm_digest_and_states(capi):
+    sign, sv, _ = sm2_key(capi)
+    enc, ev, _ = sm2_key(capi, "ENCRYPT/DECRYPT")
+    d = b64(os.urandom(32))
+    unsupported = (
+        ("AsymmetricSign", dict(KeyId=enc, KeyVersionId=ev, Algorithm="SM2DSA", Digest=d)),
+        ("AsymmetricEncrypt", dict(KeyId=sign, KeyVersionId=sv, Algorithm="SM2PKE", Plaintext=b64(b"x"))),
+        ("AsymmetricSign", dict(KeyId=sign, KeyVersionId=sv, Algorithm="ECDSA_SHA_256", Digest=d)),
+        ("AsymmetricEncrypt", dict(KeyId=enc, KeyVersionId=ev, Algorithm="RSAES_OAEP_SHA_256", Plaintext=b64(b"x"))),
+        ("Encrypt", dict(KeyId=enc, Plaintext=b64(b"x"))),
+        ("CreateKeyVersion", dict(KeyId=sign)),  # within 7 days of the first version
+    )
+    for action, params in unsupported:
+        expect_error(lambda: capi.call(action, **params), "Rejected.UnsupportedOperation", 400)
+    for digest in (b64(os.urandom(31)), b64(os.urandom(33))):
+        expect_error(lambda: capi.call("AsymmetricSign", KeyId=sign, KeyVersionId=sv, Algorithm="SM2DSA",
+                                       Digest=digest), "InvalidParameter", 400)
+    capi.call("DisableKey", KeyId=sign)
+    expect_error(lambda: capi.call("AsymmetricSign", KeyId=sign, KeyVersionId=sv, Algorithm="SM2DSA", Digest=d),
+                 "Rejected.Disabled", 409)
+    expect_error(lambda: capi.call("GetPublicKey", KeyId=sign, KeyVersionId=sv), "Rejected.Disabled", 409)
+    capi.call("ScheduleKeyDeletion", KeyId=enc, PendingWindowInDays=7)
+    expect_error(lambda: capi.call("AsymmetricDecrypt", KeyId=enc, KeyVersionId=ev, Algorithm="SM2PKE",
+                                   CiphertextBlob=b64(b"\x30" * 120)), "Rejected.PendingDeletion", 409)
+
+
+@needs_sm2
+def test_kms_sign_and_verify_sm2dsa(server, capi, tmp_path):
+    key, ver, pem = sm2_key(capi)
+    (tmp_path / "pub.pem").write_text(pem)
+    (tmp_path / "fw.bin").write_bytes(os.urandom(500))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "KMS_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk,
+               KMS_ENDPOINT=f"http://127.0.0.1:{server.port}", KMS_CLI_CONFIG=str(tmp_path / "cli.toml"))
+    common = ["--key-id", key, "--key-version-id", ver, "--algorithm", "SM2DSA", "--file", str(tmp_path / "fw.bin")]
+    p = subprocess.run([str(kms_bin()), "sign", *common, "--out", str(tmp_path / "fw.sig")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = openssl("dgst", "-sm3", "-verify", "pub.pem", "-sigopt", "distid:1234567812345678",
+                  "-signature", "fw.sig", "fw.bin", cwd=tmp_path)
+    assert b"Verified OK" in out
+    p = subprocess.run([str(kms_bin()), "verify", *common, "--signature", str(tmp_path / "fw.sig")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout.strip()) == (0, "Verified OK"), p.stderr
