@@ -686,3 +686,46 @@ def test_kms_sign_and_verify_commands(server, tmp_path):
         assert p.returncode == 1 and "Verification failure" in p.stderr, p
         p = kms("sign", *common[:-1], "SM2DSA", "--file", "firmware.bin")
         assert p.returncode == 2, p
+
+
+def test_kms_import_material_takes_a_private_key_file(server, tmp_path):
+    """`kms import-material --algorithm RSA_AES_KEY_WRAP_SHA_256` with a PKCS#8 PEM file, and
+    `kms wrap` with a DER one; an encrypted/traditional key file is refused locally (exit 2)."""
+    api = make_api("classic", server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "KMS_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk,
+               KMS_ENDPOINT=f"http://127.0.0.1:{server.port}",
+               KMS_CLI_CONFIG=str(tmp_path / "cli.toml"), HOME=str(tmp_path))
+
+    def kms(*args):
+        return subprocess.run([str(kms_bin()), *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    priv = ec.generate_private_key(ec.SECP256K1())
+    (tmp_path / "tak.pem").write_bytes(priv.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "tak.der").write_bytes(_pkcs8(priv))
+    (tmp_path / "trad.pem").write_bytes(priv.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    want = priv.public_key().public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key = api.call("CreateKey", KeySpec="EC_P256K", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    ver = api.call("ListKeyVersions", KeyId=key)["KeyVersions"]["KeyVersion"][0]["KeyVersionId"]
+    p = kms("import-material", "--key-id", key, "--material-file", "trad.pem",
+            "--algorithm", "RSA_AES_KEY_WRAP_SHA_256")
+    assert p.returncode == 2 and "openssl pkcs8 -topk8 -nocrypt" in p.stderr, p
+    p = kms("import-material", "--key-id", key, "--material-file", "tak.pem",
+            "--algorithm", "RSA_AES_KEY_WRAP_SHA_256")
+    assert p.returncode == 0, p
+    assert api.call("GetPublicKey", KeyId=key, KeyVersionId=ver)["PublicKey"] == want
+    # kms wrap with a DER file, then ImportKeyMaterial by hand (the same key again).
+    api.call("DeleteKeyMaterial", KeyId=key)
+    params = api.call("GetParametersForImport", KeyId=key, WrappingKeySpec="RSA_2048",
+                      WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256")
+    (tmp_path / "PublicKey_base64.txt").write_text(params["PublicKey"])
+    p = kms("wrap", "--public-key", "PublicKey_base64.txt", "--algorithm", "RSA_AES_KEY_WRAP_SHA_256",
+            "--in", "tak.der")
+    assert p.returncode == 0, p
+    api.call("ImportKeyMaterial", KeyId=key, ImportToken=params["ImportToken"],
+             EncryptedKeyMaterial=p.stdout.strip())
+    assert api.call("DescribeKey", KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled"

@@ -577,13 +577,15 @@ pub fn configure(a: ConfigureArgs) -> Result<(), Failure> {
 fn algorithm(name: &str) -> Result<Wrapping, Failure> {
     Wrapping::parse(name).ok_or_else(|| {
         Failure::usage(format!(
-            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSAES_PKCS1_V1_5 or SM2PKE"
+            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSAES_PKCS1_V1_5 or SM2PKE (RSA_AES_KEY_WRAP_SHA_256 for a private key)"
         ))
     })
 }
 
-/// Reads key material from a file, or standard input for `-`; never from an argument.
-fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+/// Reads key material from a file, or standard input for `-`; never from an argument. With
+/// `RSA_AES_KEY_WRAP_SHA_256` the material is a private key (issue 17): unencrypted PKCS#8,
+/// DER or PEM (`-----BEGIN PRIVATE KEY-----`), passed on as DER.
+fn read_material(path: &str, alg: Wrapping) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut buf = Zeroizing::new(Vec::new());
     if path == "-" {
         std::io::stdin()
@@ -592,6 +594,9 @@ fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
     } else {
         *buf =
             std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?;
+    }
+    if alg.for_asymmetric() {
+        return asymmetric::private_key_der(path, buf);
     }
     if buf.len() != 32 && buf.len() != 16 {
         return Err(Failure::usage(format!(
@@ -658,7 +663,7 @@ fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 pub fn wrap(a: WrapArgs) -> Result<(), Failure> {
     let alg = algorithm(&a.algorithm)?;
     let public = read_public_key(&a.public_key)?;
-    let material = read_material(&a.input)?;
+    let material = read_material(&a.input, alg)?;
     let wrapped = alg
         .wrap(&public, &material)
         .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key.display())))?;
@@ -743,7 +748,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         (None, Some(n)) => n,
         (None, None) => 0,
     };
-    let material = read_material(&a.material_file)?;
+    let material = read_material(&a.material_file, alg)?;
     let given = match (&a.public_key, &a.import_token) {
         (Some(public), Some(token)) => {
             let token = std::fs::read_to_string(token)

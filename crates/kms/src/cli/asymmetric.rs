@@ -205,6 +205,40 @@ pub async fn verify(a: VerifyArgs) -> Result<(), Failure> {
     }
 }
 
+/// A private key file for `kms wrap` / `kms import-material` with RSA_AES_KEY_WRAP_SHA_256:
+/// PKCS#8 DER as is, or the base64 body of a `-----BEGIN PRIVATE KEY-----` PEM. Encrypted
+/// PKCS#8 and the traditional `BEGIN RSA/EC PRIVATE KEY` forms are refused with the
+/// openssl command that converts them.
+pub(super) fn private_key_der(
+    path: &str,
+    buf: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let convert = || {
+        Failure::usage(format!(
+            "{path} is not an unencrypted PKCS#8 private key; convert it with: \
+             openssl pkcs8 -topk8 -nocrypt -in {path} -outform DER -out key.der"
+        ))
+    };
+    if buf.first() == Some(&0x30) {
+        return Ok(buf);
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| convert())?;
+    let begin = "-----BEGIN PRIVATE KEY-----";
+    let end = "-----END PRIVATE KEY-----";
+    let start = text.find(begin).ok_or_else(convert)? + begin.len();
+    let stop = text[start..].find(end).ok_or_else(convert)? + start;
+    let body: zeroize::Zeroizing<String> = zeroize::Zeroizing::new(
+        text[start..stop]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect(),
+    );
+    base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| convert())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

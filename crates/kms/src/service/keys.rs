@@ -184,13 +184,11 @@ impl Kms {
             "ProtectionLevel",
             "This server offers the SOFTWARE protection level.",
         )?;
-        if key_spec.is_asymmetric() {
-            if input.enable_automatic_rotation {
-                return Err(KmsError::invalid_because(
-                    "EnableAutomaticRotation",
-                    "Asymmetric keys are not rotated automatically; CreateKeyVersion makes a new key pair.",
-                ));
-            }
+        if key_spec.is_asymmetric() && input.enable_automatic_rotation {
+            return Err(KmsError::invalid_because(
+                "EnableAutomaticRotation",
+                "Asymmetric keys are not rotated automatically; CreateKeyVersion makes a new key pair.",
+            ));
         }
         let description = input.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION {
