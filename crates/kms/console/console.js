@@ -72,6 +72,9 @@
   function showCommands() {
     var sel = document.getElementById("wrap-alg");
     if (!sel) return;
+    // SM2PKE goes with an EC_SM2 wrapping key, the RSAES_* algorithms with RSA_2048.
+    var spec = document.getElementById("wrap-spec");
+    if (spec) spec.value = sel.value === "SM2PKE" ? "EC_SM2" : "RSA_2048";
     document.querySelectorAll("pre.cmd[data-alg]").forEach(function (pre) {
       pre.hidden = pre.getAttribute("data-alg") !== sel.value;
     });

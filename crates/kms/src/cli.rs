@@ -1,7 +1,7 @@
 //! The command line client, shaped like `aliyun kms`: `kms <Action> --Param value …` for
 //! every action of [`crate::action::kms::Action`] (the server's own table, so a new action is
 //! one row), plus `kms configure`, `kms wrap`, `kms import-material`,
-//! `kms create-external-key` and `kms completion`.
+//! `kms create-external-key`, `kms sign`, `kms verify` ([`asymmetric`]) and `kms completion`.
 //!
 //! Credentials and endpoint: flag > environment (`ALIBABA_CLOUD_ACCESS_KEY_ID`,
 //! `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, `ALIBABA_CLOUD_REGION_ID`, `KMS_ENDPOINT`,
@@ -22,8 +22,9 @@ use crate::action::kms::Action;
 use crate::action::ParamKind;
 use crate::client::{ApiResponse, Client, Credentials, SignatureVersion};
 use crate::config::Cli;
-use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::keystore::wrapping::Wrapping;
 
+pub mod asymmetric;
 pub mod fingerprint;
 pub mod hints;
 
@@ -573,16 +574,18 @@ pub fn configure(a: ConfigureArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn algorithm(name: &str) -> Result<WrappingAlgorithm, Failure> {
-    WrappingAlgorithm::parse(name).ok_or_else(|| {
+fn algorithm(name: &str) -> Result<Wrapping, Failure> {
+    Wrapping::parse(name).ok_or_else(|| {
         Failure::usage(format!(
-            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or RSAES_PKCS1_V1_5"
+            "unknown algorithm {name:?}: use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSAES_PKCS1_V1_5 or SM2PKE (RSA_AES_KEY_WRAP_SHA_256 for a private key)"
         ))
     })
 }
 
-/// Reads key material from a file, or standard input for `-`; never from an argument.
-fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+/// Reads key material from a file, or standard input for `-`; never from an argument. With
+/// `RSA_AES_KEY_WRAP_SHA_256` the material is a private key (issue 17): unencrypted PKCS#8,
+/// DER or PEM (`-----BEGIN PRIVATE KEY-----`), passed on as DER.
+fn read_material(path: &str, alg: Wrapping) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut buf = Zeroizing::new(Vec::new());
     if path == "-" {
         std::io::stdin()
@@ -592,9 +595,12 @@ fn read_material(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
         *buf =
             std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?;
     }
-    if buf.len() != 32 {
+    if alg.for_asymmetric() {
+        return asymmetric::private_key_der(path, buf);
+    }
+    if buf.len() != 32 && buf.len() != 16 {
         return Err(Failure::usage(format!(
-            "key material must be exactly 32 bytes (256 bits) for Aliyun_AES_256; {path} has {}",
+            "key material must be exactly 32 bytes (256 bits) for Aliyun_AES_256, or 16 bytes (128 bits) for Aliyun_SM4; {path} has {}",
             buf.len()
         )));
     }
@@ -610,7 +616,7 @@ pub struct WrapArgs {
     /// The WrappingAlgorithm named in GetParametersForImport
     #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
     pub algorithm: String,
-    /// The 32-byte key material (`-` for standard input)
+    /// The key material, 32 bytes (Aliyun_AES_256) or 16 (Aliyun_SM4) (`-` for standard input)
     #[arg(long = "in")]
     pub input: String,
     /// Where to write the base64 EncryptedKeyMaterial [default: standard output]
@@ -621,8 +627,13 @@ pub struct WrapArgs {
 /// A public key file as the import guide leaves it: the base64 text of the PublicKey field
 /// (line breaks allowed), the DER that `openssl enc -d -base64` makes of it, or PEM.
 pub fn parse_public_key(bytes: &[u8]) -> Option<Vec<u8>> {
-    // DER: a SEQUENCE with a long-form length (an RSA SubjectPublicKeyInfo is > 127 bytes).
-    if bytes.first() == Some(&0x30) && bytes.get(1).is_some_and(|b| b & 0x80 != 0) {
+    // DER: a SEQUENCE with a long-form length (an RSA SubjectPublicKeyInfo is > 127 bytes),
+    // or a short-form one that spans the whole file (an SM2 one is 91 bytes).
+    if bytes.first() == Some(&0x30)
+        && bytes
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 || usize::from(*b) + 2 == bytes.len())
+    {
         return Some(bytes.to_vec());
     }
     let text = std::str::from_utf8(bytes).ok()?;
@@ -652,8 +663,9 @@ fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 pub fn wrap(a: WrapArgs) -> Result<(), Failure> {
     let alg = algorithm(&a.algorithm)?;
     let public = read_public_key(&a.public_key)?;
-    let material = read_material(&a.input)?;
-    let wrapped = wrapping::wrap(&public, alg, &material)
+    let material = read_material(&a.input, alg)?;
+    let wrapped = alg
+        .wrap(&public, &material)
         .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key.display())))?;
     let text = base64::engine::general_purpose::STANDARD.encode(wrapped);
     match a.out {
@@ -669,7 +681,7 @@ pub struct ImportMaterialArgs {
     /// The EXTERNAL key (id or ARN)
     #[arg(long)]
     pub key_id: String,
-    /// The 32-byte key material (`-` for standard input)
+    /// The key material, 32 bytes (Aliyun_AES_256) or 16 (Aliyun_SM4) (`-` for standard input)
     #[arg(long)]
     pub material_file: String,
     /// The wrapping algorithm (with --import-token: the one its GetParametersForImport named)
@@ -717,7 +729,7 @@ fn material_hint(key_id: &str, verdict: fingerprint::Verdict) -> Vec<String> {
              call and that --algorithm is the WrappingAlgorithm it named."
         )],
         fingerprint::Verdict::Unknown => vec![format!(
-            "hint: kms import-material wrapped these 32 bytes itself; if key {key_id} had material before \
+            "hint: kms import-material wrapped this material itself; if key {key_id} had material before \
              (expired or deleted), this must be the same material: a key takes only the material of its \
              first import. (No import into this key from this machine is on record in {}.)",
             file.display()
@@ -736,7 +748,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         (None, Some(n)) => n,
         (None, None) => 0,
     };
-    let material = read_material(&a.material_file)?;
+    let material = read_material(&a.material_file, alg)?;
     let given = match (&a.public_key, &a.import_token) {
         (Some(public), Some(token)) => {
             let token = std::fs::read_to_string(token)
@@ -757,7 +769,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
                 &p(&[
                     ("KeyId", &a.key_id),
                     ("WrappingAlgorithm", alg.as_str()),
-                    ("WrappingKeySpec", "RSA_2048"),
+                    ("WrappingKeySpec", alg.key_spec().as_str()),
                 ]),
             )
             .await?;
@@ -768,7 +780,7 @@ pub async fn import_material(a: ImportMaterialArgs) -> Result<(), Failure> {
         }
     };
     let wrapped = base64::engine::general_purpose::STANDARD.encode(
-        wrapping::wrap(&public, alg, &material)
+        alg.wrap(&public, &material)
             .map_err(|e| Failure::usage(format!("the public key: {e}")))?,
     );
     let expire_s = expire.to_string();
@@ -868,6 +880,7 @@ pub fn completion(shell: clap_complete::Shell) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keystore::wrapping;
 
     #[test]
     fn every_action_is_a_subcommand_with_its_parameters() {
@@ -984,6 +997,17 @@ mod tests {
                 .to_string();
             assert!(!usage.contains("access-key"), "{usage}");
         }
+    }
+
+    #[test]
+    fn sm2_public_key_as_der_base64_or_pem() {
+        let der = wrapping::generate_sm2().unwrap().public_der;
+        assert_eq!(der.len(), 91);
+        assert_eq!(parse_public_key(&der), Some(der.clone()));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert_eq!(parse_public_key(b64.as_bytes()), Some(der.clone()));
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        assert_eq!(parse_public_key(pem.as_bytes()), Some(der));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub enum Command {
     ImportMaterial(crate::cli::ImportMaterialArgs),
     /// CreateKey with Origin=EXTERNAL.
     CreateExternalKey(crate::cli::CreateExternalKeyArgs),
+    /// Sign a file with an asymmetric key: SHA-256 here, AsymmetricSign on the server.
+    Sign(crate::cli::asymmetric::SignArgs),
+    /// Check a file's signature: SHA-256 here, AsymmetricVerify on the server.
+    Verify(crate::cli::asymmetric::VerifyArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]

@@ -12,7 +12,7 @@
 //! - [`service`]: the KMS itself: accounts, key lifecycle, the key-state × action matrix,
 //!   import rules. Knows nothing of HTTP, JSON or SQL.
 //! - [`keystore`]: the cryptography: root key and sealing at rest, the ciphertext blob,
-//!   import tokens, wrapping key pairs and unwrapping (all aws-lc-rs).
+//!   import tokens, wrapping key pairs and unwrapping (aws-lc-rs; SM2/SM3/SM4 from RustCrypto).
 //! - [`store`]: persistence, one trait per aggregate bundled as [`store::Store`]; the SQL is
 //!   written once ([`store::sql`]) for SQLite (embedded) and PostgreSQL (several nodes), with
 //!   a read-through cache in front ([`store::cache`]).

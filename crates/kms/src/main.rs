@@ -81,6 +81,8 @@ fn main() -> std::process::ExitCode {
             Command::Wrap(a) => cli::wrap(a),
             Command::ImportMaterial(a) => cli::import_material(a).await,
             Command::CreateExternalKey(a) => cli::create_external_key(a).await,
+            Command::Sign(a) => cli::asymmetric::sign(a).await,
+            Command::Verify(a) => cli::asymmetric::verify(a).await,
             Command::Completion { shell } => {
                 cli::completion(shell);
                 Ok(())

@@ -65,6 +65,17 @@ const NUMBER_OF_BYTES: ParamSpec = opt("NumberOfBytes", "1 to 1024 (wins over Ke
 const CIPHERTEXT_BLOB: ParamSpec = req("CiphertextBlob", "base64 ciphertext blob");
 const ALIAS_NAME: ParamSpec = req("AliasName", "alias/<name>");
 const TAGS_JSON: &str = "JSON [{\"TagKey\":\"k\",\"TagValue\":\"v\"}]";
+// Asymmetric keys (issue 17).
+const KEY_VERSION_ID: ParamSpec = req("KeyVersionId", "the key version id");
+const PUBLIC_KEY_BLOB: ParamSpec = req(
+    "PublicKeyBlob",
+    "base64 of the DER SubjectPublicKeyInfo to encrypt the data key to",
+);
+const WRAPPING_KEY_SPEC: ParamSpec = req("WrappingKeySpec", "RSA_2048 or EC_SM2");
+const WRAPPING_ALGORITHM: ParamSpec = req(
+    "WrappingAlgorithm",
+    "RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (RSA_2048), SM2PKE (EC_SM2)",
+);
 const SECRET_NAME: ParamSpec = opt("SecretName", "not supported: keys only");
 const CERTIFICATE_ID: ParamSpec = opt("CertificateId", "not supported: keys only");
 
@@ -82,7 +93,7 @@ actions! {
         help: "Create a customer master key (Origin=EXTERNAL for bring-your-own-key).",
         params: [
             opt("Description", "up to 8192 characters"),
-            opt("KeySpec", "Aliyun_AES_256 (default)"),
+            opt("KeySpec", "Aliyun_AES_256 (default) or Aliyun_SM4"),
             opt("KeyUsage", "ENCRYPT/DECRYPT (default)"),
             opt("Origin", "Aliyun_KMS (default) or EXTERNAL"),
             opt("ProtectionLevel", "SOFTWARE (default)"),
@@ -237,6 +248,12 @@ actions! {
             req("DestinationKeyId", "key id, ARN or alias/<name> to encrypt under"),
             opt("SourceEncryptionContext", "context the blob was made with"),
             opt("DestinationEncryptionContext", "context for the new blob"),
+            opt("SourceKeyId", "asymmetric source: the key that decrypts CiphertextBlob"),
+            opt("SourceKeyVersionId", "asymmetric source: its version"),
+            opt(
+                "SourceEncryptionAlgorithm",
+                "asymmetric source: RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE",
+            ),
             DRY_RUN,
         ],
         throttle: Cryptographic,
@@ -250,9 +267,9 @@ actions! {
             KEY_ID,
             req(
                 "WrappingAlgorithm",
-                "RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256",
+                "RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 (RSA_2048) or SM2PKE (EC_SM2)",
             ),
-            req("WrappingKeySpec", "RSA_2048"),
+            req("WrappingKeySpec", "RSA_2048 or EC_SM2"),
         ],
         throttle: Import,
         changes_state: true,
@@ -437,6 +454,121 @@ actions! {
         state: [OK, DIS, PDEL, PIMP],
         ram: [Key],
     },
+
+    // ---- Asymmetric keys (issue 17, RSA/EC half): reference alibaba-kms-asymmetric-secrets.md
+    // §3, §4, §11.1. Their state rows are the Encrypt row (\[inference\] there, except where
+    // noted); RAM: kms:<Name> on the key (§5.1 of the RAM reference, doc).
+    /// Not in the matrix (\[inference\]: the Encrypt row).
+    GetPublicKey {
+        help: "Show the public key of an asymmetric key version (PEM).",
+        params: [KEY_OR_ALIAS, KEY_VERSION_ID, DRY_RUN],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the Encrypt row).
+    AsymmetricSign {
+        help: "Sign a 32-byte digest with a SIGN/VERIFY key version.",
+        params: [
+            KEY_OR_ALIAS,
+            KEY_VERSION_ID,
+            req(
+                "Algorithm",
+                "RSA_PSS_SHA_256, RSA_PKCS1_SHA_256, ECDSA_SHA_256 or SM2DSA",
+            ),
+            req("Digest", "base64 of the 32-byte digest (SHA-256; SM3(Z||M) for SM2DSA)"),
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the Encrypt row).
+    AsymmetricVerify {
+        help: "Check a signature over a 32-byte digest.",
+        params: [
+            KEY_OR_ALIAS,
+            KEY_VERSION_ID,
+            req(
+                "Algorithm",
+                "RSA_PSS_SHA_256, RSA_PKCS1_SHA_256, ECDSA_SHA_256 or SM2DSA",
+            ),
+            req("Digest", "base64 of the 32-byte digest"),
+            req("Value", "base64 of the signature"),
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the Encrypt row).
+    AsymmetricEncrypt {
+        help: "Encrypt a short plaintext with an ENCRYPT/DECRYPT key version's public key.",
+        params: [
+            KEY_OR_ALIAS,
+            KEY_VERSION_ID,
+            req("Algorithm", "RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE"),
+            req("Plaintext", "base64 of the data (RSA_2048: up to 190/214 bytes)"),
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the Encrypt row).
+    AsymmetricDecrypt {
+        help: "Decrypt a public-key ciphertext with an ENCRYPT/DECRYPT key version.",
+        params: [
+            KEY_OR_ALIAS,
+            KEY_VERSION_ID,
+            req("Algorithm", "RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE"),
+            req("CiphertextBlob", "base64 of the raw ciphertext"),
+            opt("Recipient", "not supported (enclave attestation)"),
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the Decrypt row). RAM: the key named inside the blob.
+    ExportDataKey {
+        help: "Re-encrypt a data key from its ciphertext blob under a caller's public key.",
+        params: [
+            CIPHERTEXT_BLOB,
+            PUBLIC_KEY_BLOB,
+            WRAPPING_KEY_SPEC,
+            WRAPPING_ALGORITHM,
+            CONTEXT,
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
+    /// Not in the matrix (\[inference\]: the GenerateDataKey row).
+    GenerateAndExportDataKey {
+        help: "Make a random data key; returns it encrypted under the key and under a public key.",
+        params: [
+            KEY_OR_ALIAS,
+            DATA_KEY_SPEC,
+            NUMBER_OF_BYTES,
+            PUBLIC_KEY_BLOB,
+            WRAPPING_KEY_SPEC,
+            WRAPPING_ALGORITHM,
+            CONTEXT,
+            DRY_RUN,
+        ],
+        throttle: Cryptographic,
+        changes_state: false,
+        state: [OK, DIS, PDEL, PIMP],
+        ram: [Key],
+    },
 }
 
 #[cfg(test)]
@@ -455,7 +587,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 33);
+        assert_eq!(Action::ALL.len(), 40);
         assert_eq!(Action::from_name("NoSuchAction"), None);
         assert_eq!(Action::from_name("encrypt"), None);
         assert_eq!(Action::PRODUCT.version(), VERSION);
@@ -505,6 +637,14 @@ mod tests {
             "GenerateDataKey",
             "GenerateDataKeyWithoutPlaintext",
             "ReEncrypt",
+            // Asymmetric keys (issue 17): new rows, all cryptographic reads.
+            "GetPublicKey",
+            "AsymmetricSign",
+            "AsymmetricVerify",
+            "AsymmetricEncrypt",
+            "AsymmetricDecrypt",
+            "ExportDataKey",
+            "GenerateAndExportDataKey",
         ];
         for a in Action::ALL {
             let n = a.name();

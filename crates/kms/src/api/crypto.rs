@@ -10,11 +10,11 @@ use crate::protocol::params::Params;
 use crate::service::crypto::{EncryptionContext, Sealed};
 use crate::service::{Caller, Kms};
 
-fn b64(data: &[u8]) -> String {
+pub(crate) fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-fn context(p: &Params, name: &str) -> Result<EncryptionContext, KmsError> {
+pub(crate) fn context(p: &Params, name: &str) -> Result<EncryptionContext, KmsError> {
     match p.opt(name) {
         Some(text) => EncryptionContext::parse(name, text),
         None => Ok(EncryptionContext::default()),
@@ -72,7 +72,7 @@ pub async fn decrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, Km
 }
 
 /// Data key length: NumberOfBytes wins; else KeySpec AES_256 → 32, AES_128 → 16; else 32.
-fn data_key_len(p: &Params) -> Result<usize, KmsError> {
+pub(crate) fn data_key_len(p: &Params) -> Result<usize, KmsError> {
     if let Some(n) = p.int_opt("NumberOfBytes", 1, 1024)? {
         return Ok(n as usize);
     }
@@ -103,6 +103,10 @@ pub async fn generate_data_key(
 }
 
 pub async fn re_encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+    // A public-key ciphertext source (issue 17): see `api::asymmetric`.
+    if super::asymmetric::has_asymmetric_source(p) {
+        return super::asymmetric::re_encrypt_from_asymmetric(kms, caller, p).await;
+    }
     let blob = p.base64_required("CiphertextBlob")?;
     let destination = p.required("DestinationKeyId")?;
     let source_ctx = context(p, "SourceEncryptionContext")?;

@@ -65,7 +65,12 @@ impl KeyMetadata {
             key_spec: k.key_spec.as_str().to_string(),
             origin: k.origin.as_str().to_string(),
             protection_level: k.protection_level.as_str().to_string(),
-            primary_key_version: k.primary_version.clone(),
+            // "Unavailable for asymmetric CMKs" (reference asymmetric §2.1).
+            primary_key_version: if k.key_spec.is_asymmetric() {
+                String::new()
+            } else {
+                k.primary_version.clone()
+            },
             automatic_rotation: rotation.to_string(),
             rotation_interval: interval.map(|s| format!("{s}s")).unwrap_or_default(),
             last_rotation_date: format_opt(k.last_rotation_date),

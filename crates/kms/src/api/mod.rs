@@ -4,6 +4,7 @@
 //! [`Action`] of the table ([`crate::action::kms`]) to its handler.
 
 pub mod aliases;
+pub mod asymmetric;
 pub mod crypto;
 pub mod import;
 pub mod keys;
@@ -62,6 +63,16 @@ pub async fn dispatch(
         Action::TagResources => tags::tag_resources(kms, caller, p).await,
         Action::UntagResources => tags::untag_resources(kms, caller, p).await,
         Action::ListTagResources => tags::list_tag_resources(kms, caller, p).await,
+        // Asymmetric keys (issue 17).
+        Action::GetPublicKey => asymmetric::get_public_key(kms, caller, p).await,
+        Action::AsymmetricSign => asymmetric::asymmetric_sign(kms, caller, p).await,
+        Action::AsymmetricVerify => asymmetric::asymmetric_verify(kms, caller, p).await,
+        Action::AsymmetricEncrypt => asymmetric::asymmetric_encrypt(kms, caller, p).await,
+        Action::AsymmetricDecrypt => asymmetric::asymmetric_decrypt(kms, caller, p).await,
+        Action::ExportDataKey => asymmetric::export_data_key(kms, caller, p).await,
+        Action::GenerateAndExportDataKey => {
+            asymmetric::generate_and_export_data_key(kms, caller, p).await
+        }
     }
 }
 

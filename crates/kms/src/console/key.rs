@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::extract::Signed;
 use super::i18n::Text as T;
@@ -14,7 +14,7 @@ use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::api::keys::KeyMetadata;
 use crate::error::KmsError;
-use crate::keystore::wrapping::WrappingAlgorithm;
+use crate::keystore::wrapping::{Wrapping, WrappingAlgorithm};
 use crate::model::KeyState;
 use crate::service::{Caller, Kms};
 use crate::store::{AliasRecord, KeyRecord, KeyVersionRecord};
@@ -76,19 +76,40 @@ pub const DEFAULT_WRAPPING_ALGORITHM: WrappingAlgorithm = WrappingAlgorithm::Rsa
 /// `EncryptedKeyMaterial_base64.txt` for `algorithm`, from the dialog's
 /// `PublicKey_base64.txt`, ready to paste into a shell.
 pub fn openssl_commands(algorithm: WrappingAlgorithm) -> String {
-    let padding = match algorithm {
-        WrappingAlgorithm::RsaesOaepSha1 => {
-            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1"
+    openssl_commands_for(Wrapping::Rsa(algorithm), 32)
+}
+
+/// The openssl commands for any wrapping (SM2PKE included: plain `pkeyutl -encrypt` with
+/// the EC_SM2 key writes the DER ciphertext the server takes) and material length (32 for
+/// `Aliyun_AES_256`, 16 for `Aliyun_SM4`).
+pub fn openssl_commands_for(wrapping: Wrapping, material_len: usize) -> String {
+    if wrapping == Wrapping::Rsa(WrappingAlgorithm::RsaAesKeyWrapSha256) {
+        // Asymmetric material (issue 17): the private key tak.pem, as unencrypted PKCS#8,
+        // key-wrapped under a fresh AES key that RSA-OAEP-SHA256 wraps.
+        return "openssl pkcs8 -topk8 -nocrypt -in tak.pem -outform DER -out tak.der    # tak.pem: the private key to import\n\
+                openssl enc -d -base64 -A -in PublicKey_base64.txt -out PublicKey.bin\n\
+                openssl rand -out esk.bin 32\n\
+                openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in esk.bin -out esk.enc -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256\n\
+                openssl enc -id-aes256-wrap-pad -K \"$(xxd -p -c 64 esk.bin)\" -iv A65959A6 -in tak.der -out tak.wrapped\n\
+                cat esk.enc tak.wrapped | openssl enc -e -base64 -A -out EncryptedKeyMaterial_base64.txt\n"
+            .to_string();
+    }
+    let padding = match wrapping {
+        Wrapping::Rsa(WrappingAlgorithm::RsaesOaepSha1) => {
+            " -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1"
         }
-        WrappingAlgorithm::RsaesOaepSha256 => {
-            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
+        Wrapping::Rsa(WrappingAlgorithm::RsaesOaepSha256) => {
+            " -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256"
         }
-        WrappingAlgorithm::RsaesPkcs1V15 => "-pkeyopt rsa_padding_mode:pkcs1",
+        Wrapping::Rsa(WrappingAlgorithm::RsaesPkcs1V15) => " -pkeyopt rsa_padding_mode:pkcs1",
+        Wrapping::Sm2Pke => "",
+        // Handled above (two-step wrap).
+        Wrapping::Rsa(WrappingAlgorithm::RsaAesKeyWrapSha256) => "",
     };
     format!(
-        "openssl rand -out KeyMaterial.bin 32    # new material; to import again, skip this line and keep KeyMaterial.bin\n\
+        "openssl rand -out KeyMaterial.bin {material_len}    # new material; to import again, skip this line and keep KeyMaterial.bin\n\
          openssl enc -d -base64 -A -in PublicKey_base64.txt -out PublicKey.bin\n\
-         openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in KeyMaterial.bin -out EncryptedKeyMaterial.bin {padding}\n\
+         openssl pkeyutl -encrypt -pubin -keyform DER -inkey PublicKey.bin -in KeyMaterial.bin -out EncryptedKeyMaterial.bin{padding}\n\
          openssl enc -e -base64 -A -in EncryptedKeyMaterial.bin -out EncryptedKeyMaterial_base64.txt\n"
     )
 }
@@ -107,6 +128,8 @@ struct Version {
     id: String,
     primary: bool,
     created: String,
+    /// Asymmetric keys: the version's public key (PEM), when GetPublicKey answers it.
+    public_key: Option<String>,
 }
 
 #[derive(Template)]
@@ -125,6 +148,8 @@ struct KeyPage {
     arn: String,
     protection: Protection,
     versions: Vec<Version>,
+    /// Asymmetric key (issue 17): the versions table shows public keys.
+    asymmetric: bool,
     aliases: Vec<String>,
     tags: Vec<(String, String)>,
 }
@@ -142,6 +167,9 @@ struct KeyNotFound {
 struct Loaded {
     key: KeyRecord,
     versions: Vec<KeyVersionRecord>,
+    /// Asymmetric keys: each version's public key, as GetPublicKey answers it (None in a
+    /// state where it refuses).
+    public_keys: Vec<Option<String>>,
     aliases: Vec<AliasRecord>,
     tags: Vec<(String, String)>,
 }
@@ -149,12 +177,24 @@ struct Loaded {
 async fn load(kms: &Kms, caller: &Caller, key_id: &str) -> Result<Loaded, KmsError> {
     let key = kms.describe_key(caller, key_id).await?;
     let versions = kms.list_key_versions(caller, &key.key_id).await?;
+    let mut public_keys = Vec::new();
+    if key.key_spec.is_asymmetric() {
+        for v in &versions {
+            let pem = kms
+                .get_public_key(caller, &key.key_id, &v.version_id, false)
+                .await
+                .ok()
+                .map(|(_, pem)| pem);
+            public_keys.push(pem);
+        }
+    }
     let aliases = kms.list_aliases(caller, Some(&key.key_id)).await?;
     let (_, tags) = kms.list_tags(caller, &key.key_id).await?;
     let tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
     Ok(Loaded {
         key,
         versions,
+        public_keys,
         aliases,
         tags,
     })
@@ -189,6 +229,49 @@ pub async fn key_page(
     }
 }
 
+/// `GET /console/keys/{key_id}/versions/{version_id}/public-key`: the version's public key
+/// as a PEM file (GetPublicKey as the signed-in caller, audited as GetPublicKey).
+pub async fn public_key_download(
+    State(st): State<ConsoleState>,
+    s: Signed,
+    Path((key_id, version_id)): Path<(String, String)>,
+) -> Response {
+    let event = s.event("GetPublicKey").key(&key_id);
+    match st
+        .kms()
+        .get_public_key(&s.caller(), &key_id, &version_id, false)
+        .await
+    {
+        Ok((v, pem)) => {
+            st.audit_ok(&event).await;
+            let disposition = format!(
+                "attachment; filename=\"{}-{}.pem\"",
+                v.key_id, v.key_version_id
+            );
+            (
+                StatusCode::OK,
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "application/x-pem-file".to_string(),
+                    ),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                pem,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            st.audit_error(&event, &e).await;
+            if let KmsError::Internal(_) = e {
+                return internal(&e);
+            }
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::NOT_FOUND);
+            (status, format!("{}: {}", e.code(), e.message())).into_response()
+        }
+    }
+}
+
 impl KeyPage {
     fn new(frame: Frame, l: Loaded) -> Self {
         let key = &l.key;
@@ -206,11 +289,23 @@ impl KeyPage {
             material: external.then(|| Material {
                 present: key.material_present,
                 expire: key.material_expire.map(format_unix),
-                commands: WrappingAlgorithm::ALL
-                    .into_iter()
-                    .map(|a| (a.as_str(), openssl_commands(a)))
-                    .collect(),
-                default_alg: DEFAULT_WRAPPING_ALGORITHM.as_str(),
+                commands: match key.key_spec.symmetric_material_len() {
+                    None => vec![(
+                        WrappingAlgorithm::RsaAesKeyWrapSha256.as_str(),
+                        openssl_commands(WrappingAlgorithm::RsaAesKeyWrapSha256),
+                    )],
+                    Some(len) => WrappingAlgorithm::ALL
+                        .into_iter()
+                        .map(Wrapping::Rsa)
+                        .chain([Wrapping::Sm2Pke])
+                        .map(|w| (w.as_str(), openssl_commands_for(w, len)))
+                        .collect(),
+                },
+                default_alg: if key.key_spec.is_asymmetric() {
+                    WrappingAlgorithm::RsaAesKeyWrapSha256.as_str()
+                } else {
+                    DEFAULT_WRAPPING_ALGORITHM.as_str()
+                },
             }),
             rotation: (!external).then(|| Rotation {
                 enabled: key.automatic_rotation,
@@ -223,12 +318,16 @@ impl KeyPage {
             versions: l
                 .versions
                 .iter()
-                .map(|v| Version {
+                .enumerate()
+                .map(|(i, v)| Version {
                     id: v.version_id.clone(),
-                    primary: v.version_id == key.primary_version,
+                    // Asymmetric keys have no primary version.
+                    primary: v.version_id == key.primary_version && !key.key_spec.is_asymmetric(),
                     created: format_unix(v.creation_date),
+                    public_key: l.public_keys.get(i).cloned().flatten(),
                 })
                 .collect(),
+            asymmetric: key.key_spec.is_asymmetric(),
             aliases: l.aliases.into_iter().map(|a| a.alias_name).collect(),
             tags: l.tags,
             key_id: key.key_id.clone(),
@@ -270,6 +369,13 @@ mod tests {
         assert!(openssl_commands(WrappingAlgorithm::RsaesPkcs1V15)
             .contains("-pkeyopt rsa_padding_mode:pkcs1\n"));
         assert_eq!(DEFAULT_WRAPPING_ALGORITHM.as_str(), "RSAES_OAEP_SHA_1");
+        // Aliyun_SM4 material is 16 bytes; SM2PKE needs no padding options.
+        let sm = openssl_commands_for(Wrapping::Sm2Pke, 16);
+        assert!(sm.starts_with("openssl rand -out KeyMaterial.bin 16 "));
+        assert!(sm.contains("-out EncryptedKeyMaterial.bin\n"));
+        assert!(!sm.contains("-pkeyopt"));
+        assert!(openssl_commands(WrappingAlgorithm::RsaesOaepSha1)
+            .starts_with("openssl rand -out KeyMaterial.bin 32 "));
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/signout", post(signin::signout))
         .route("/console/keys", get(keys::keys_page))
         .route("/console/keys/{key_id}", get(key::key_page))
+        .route(
+            "/console/keys/{key_id}/versions/{version_id}/public-key",
+            get(key::public_key_download),
+        )
         .route("/console/api/{action}", post(api::api))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))

@@ -1,4 +1,5 @@
-//! The cryptography of the service, all from aws-lc-rs.
+//! The cryptography of the service, from aws-lc-rs (and, for China's national algorithms,
+//! which aws-lc-rs lacks, RustCrypto's `sm2`/`sm3`/`sm4`: [`sm`]).
 //!
 //! - A 32-byte **root key** (a 0600 file in the data dir, or `KMS_ROOT_KEY_FILE`) never
 //!   encrypts data itself: HKDF-SHA256 derives one key per purpose from it
@@ -10,9 +11,13 @@
 //!   value cannot be moved to another row.
 //! - [`blob`]: the ciphertext blob format of Encrypt/GenerateDataKey.
 //! - [`token`]: import tokens (authenticated, bound to key, wrapping key and algorithm).
-//! - [`wrapping`]: RSA-2048 wrapping key pairs, their pool, and the one unwrap path.
+//! - [`wrapping`]: RSA-2048 wrapping key pairs, their pool, and the one unwrap path (and
+//!   SM2PKE under EC_SM2 wrapping keys).
+//! - [`sm`]: SM2 signatures and encryption, SM3, SM4-GCM (`Aliyun_SM4` blobs).
 
+pub mod asymmetric;
 pub mod blob;
+pub mod sm;
 pub mod token;
 pub mod wrapping;
 

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
 use aws_lc_rs::rsa::{
     KeySize, OaepPrivateDecryptingKey, Pkcs1PrivateDecryptingKey, PrivateDecryptingKey,
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
@@ -24,6 +25,10 @@ pub enum WrappingAlgorithm {
     RsaesPkcs1V15,
     RsaesOaepSha1,
     RsaesOaepSha256,
+    /// Asymmetric key material (issue 17): `RSA-OAEP-SHA256(ESK) ‖ AES-KWP_ESK(PKCS#8)`,
+    /// ESK a fresh AES-256 key (reference asymmetric §7.2, \[inference\]). Not in
+    /// [`WrappingAlgorithm::ALL`], which lists the algorithms for symmetric material.
+    RsaAesKeyWrapSha256,
 }
 
 impl WrappingAlgorithm {
@@ -37,10 +42,18 @@ impl WrappingAlgorithm {
             WrappingAlgorithm::RsaesPkcs1V15 => "RSAES_PKCS1_V1_5",
             WrappingAlgorithm::RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
             WrappingAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
+        Self::ALL
+            .into_iter()
+            .chain([Self::RsaAesKeyWrapSha256])
+            .find(|a| a.as_str() == s)
+    }
+    /// Whether the algorithm wraps asymmetric key material (a PKCS#8 private key).
+    pub fn for_asymmetric(self) -> bool {
+        self == WrappingAlgorithm::RsaAesKeyWrapSha256
     }
 }
 
@@ -88,6 +101,27 @@ pub fn unwrap(pkcs8: &[u8], algorithm: WrappingAlgorithm, ciphertext: &[u8]) -> 
             .decrypt(&OAEP_SHA256_MGF1SHA256, ciphertext, &mut out, None)
             .ok()?
             .len(),
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            // The same single failure path: every failure is `None`.
+            let k = key.key_size_bytes();
+            if ciphertext.len() <= k {
+                return None;
+            }
+            let (esk_ct, wrapped) = ciphertext.split_at(k);
+            let n = OaepPrivateDecryptingKey::new(key)
+                .ok()?
+                .decrypt(&OAEP_SHA256_MGF1SHA256, esk_ct, &mut out, None)
+                .ok()?
+                .len();
+            if n != 32 {
+                return None;
+            }
+            let kek = AesKek::new(&AES_256, &out[..n]).ok()?;
+            let mut material = Zeroizing::new(vec![0u8; wrapped.len()]);
+            let m = kek.unwrap_with_padding(wrapped, &mut material).ok()?.len();
+            material.truncate(m);
+            return Some(material);
+        }
     };
     out.truncate(n);
     Some(out)
@@ -122,9 +156,116 @@ pub fn wrap(
             .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
             .map_err(fail)?
             .len(),
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            // A fresh AES-256 key wrapped with RSA-OAEP-SHA256, then the material with
+            // AES-KWP (RFC 5649) under it.
+            let mut esk = Zeroizing::new([0u8; 32]);
+            aws_lc_rs::rand::fill(esk.as_mut()).map_err(|_| "rng".to_string())?;
+            let n = OaepPublicEncryptingKey::new(pk)
+                .map_err(|_| "bad public key".to_string())?
+                .encrypt(&OAEP_SHA256_MGF1SHA256, esk.as_ref(), &mut out, None)
+                .map_err(fail)?
+                .len();
+            out.truncate(n);
+            let kek = AesKek::new(&AES_256, esk.as_ref()).map_err(|_| "aes key".to_string())?;
+            let mut wrapped = vec![0u8; material.len() + 16];
+            let w = kek
+                .wrap_with_padding(material, &mut wrapped)
+                .map_err(|_| "the material cannot be wrapped".to_string())?
+                .len();
+            out.extend_from_slice(&wrapped[..w]);
+            return Ok(out);
+        }
     };
     out.truncate(n);
     Ok(out)
+}
+
+// ---- SM2PKE wrapping (issue 17, China's national algorithms) --------------------------
+
+/// `WrappingKeySpec` of GetParametersForImport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappingKeySpec {
+    Rsa2048,
+    /// An SM2 key pair; goes with `SM2PKE` only.
+    EcSm2,
+}
+
+impl WrappingKeySpec {
+    pub const ALL: [WrappingKeySpec; 2] = [WrappingKeySpec::Rsa2048, WrappingKeySpec::EcSm2];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WrappingKeySpec::Rsa2048 => "RSA_2048",
+            WrappingKeySpec::EcSm2 => "EC_SM2",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Every wrapping an import token can name: an RSA-2048 algorithm, or `SM2PKE` under an
+/// `EC_SM2` key (reference §3.4, asymmetric reference §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    Rsa(WrappingAlgorithm),
+    Sm2Pke,
+}
+
+impl Wrapping {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wrapping::Rsa(a) => a.as_str(),
+            Wrapping::Sm2Pke => "SM2PKE",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "SM2PKE" {
+            return Some(Wrapping::Sm2Pke);
+        }
+        WrappingAlgorithm::parse(s).map(Wrapping::Rsa)
+    }
+    /// Whether the wrapping carries asymmetric key material (RSA_AES_KEY_WRAP_SHA_256; SM2
+    /// private-key import is not offered: its format is unknown, reference §7.2).
+    pub fn for_asymmetric(self) -> bool {
+        match self {
+            Wrapping::Rsa(a) => a.for_asymmetric(),
+            Wrapping::Sm2Pke => false,
+        }
+    }
+    /// The wrapping key spec this algorithm needs.
+    pub fn key_spec(self) -> WrappingKeySpec {
+        match self {
+            Wrapping::Rsa(_) => WrappingKeySpec::Rsa2048,
+            Wrapping::Sm2Pke => WrappingKeySpec::EcSm2,
+        }
+    }
+    /// Unwraps key material; `None` for every kind of failure (one path per algorithm,
+    /// and a private key of the other kind fails like a bad ciphertext).
+    pub fn unwrap(self, pkcs8: &[u8], ciphertext: &[u8]) -> Option<Secret> {
+        match self {
+            Wrapping::Rsa(a) => unwrap(pkcs8, a, ciphertext),
+            Wrapping::Sm2Pke => super::sm::sm2_decrypt(pkcs8, ciphertext),
+        }
+    }
+    /// Wraps material as a client does (`kms wrap`); SM2PKE output is DER GM/T 0009, the
+    /// shape `openssl pkeyutl -encrypt` writes.
+    pub fn wrap(self, public_der: &[u8], material: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            Wrapping::Rsa(a) => wrap(public_der, a, material),
+            Wrapping::Sm2Pke => super::sm::sm2_encrypt(public_der, material),
+        }
+    }
+}
+
+/// A fresh SM2 wrapping key pair. Not pooled like RSA: SM2 key generation is one scalar
+/// multiplication (well under a millisecond), cheaper than keeping a pool warm.
+pub fn generate_sm2() -> Result<KeyPair, KmsError> {
+    let kp = super::sm::sm2_generate()?;
+    Ok(KeyPair {
+        pkcs8: kp.pkcs8,
+        public_der: kp.public_der,
+    })
 }
 
 /// A pool of pre-generated key pairs so GetParametersForImport never waits for RSA key
@@ -223,10 +364,78 @@ mod tests {
     }
 
     #[test]
+    fn sm2pke_wrapping_round_trips_and_fails_closed() {
+        let kp = generate_sm2().unwrap();
+        let rsa = generate().unwrap();
+        let material = [0x24u8; 16];
+        let ct = Wrapping::Sm2Pke.wrap(&kp.public_der, &material).unwrap();
+        // DER GM/T 0009 of 16 bytes: 124 when both coordinates need a sign byte, a byte
+        // less for each that does not (openssl writes the same shape).
+        assert_eq!(ct[0], 0x30);
+        assert!((118..=124).contains(&ct.len()), "{}", ct.len());
+        assert_eq!(
+            Wrapping::Sm2Pke.unwrap(&kp.pkcs8, &ct).unwrap().as_slice(),
+            &material
+        );
+        // The other key kind or algorithm fails like a bad ciphertext.
+        assert!(Wrapping::Sm2Pke.unwrap(&rsa.pkcs8, &ct).is_none());
+        for a in WrappingAlgorithm::ALL {
+            assert!(Wrapping::Rsa(a).unwrap(&kp.pkcs8, &ct).is_none());
+        }
+        assert!(Wrapping::Sm2Pke.wrap(&rsa.public_der, &material).is_err());
+        assert_eq!(Wrapping::parse("SM2PKE"), Some(Wrapping::Sm2Pke));
+        assert_eq!(
+            Wrapping::parse("RSAES_OAEP_SHA_1"),
+            Some(Wrapping::Rsa(WrappingAlgorithm::RsaesOaepSha1))
+        );
+        assert_eq!(Wrapping::parse("sm2pke"), None);
+        assert_eq!(Wrapping::Sm2Pke.key_spec(), WrappingKeySpec::EcSm2);
+        assert_eq!(
+            WrappingKeySpec::parse("EC_SM2"),
+            Some(WrappingKeySpec::EcSm2)
+        );
+        assert_eq!(WrappingKeySpec::parse("EC_SM2x"), None);
+    }
+
+    #[test]
     fn algorithm_names() {
         for a in WrappingAlgorithm::ALL {
             assert_eq!(WrappingAlgorithm::parse(a.as_str()), Some(a));
         }
         assert_eq!(WrappingAlgorithm::parse("RSAES_OAEP_SHA_512"), None);
+        assert_eq!(
+            WrappingAlgorithm::parse("RSA_AES_KEY_WRAP_SHA_256"),
+            Some(WrappingAlgorithm::RsaAesKeyWrapSha256)
+        );
+        assert!(!WrappingAlgorithm::ALL.contains(&WrappingAlgorithm::RsaAesKeyWrapSha256));
+    }
+
+    /// RSA_AES_KEY_WRAP_SHA_256 (asymmetric material): round trip for a PKCS#8-sized value,
+    /// and every damaged part fails through the one `None`.
+    #[test]
+    fn rsa_aes_key_wrap_round_trips_and_fails_as_one() {
+        let kp = generate().unwrap();
+        let alg = WrappingAlgorithm::RsaAesKeyWrapSha256;
+        let material: Vec<u8> = (0..1217u32).map(|i| (i * 7) as u8).collect();
+        let ct = super::wrap(&kp.public_der, alg, &material).unwrap();
+        // 256 bytes of RSA, then KWP output: the material padded to 8 bytes, plus 8.
+        assert_eq!(ct.len(), 256 + material.len().div_ceil(8) * 8 + 8);
+        assert_eq!(unwrap(&kp.pkcs8, alg, &ct).unwrap().as_slice(), material);
+        for i in [0, 100, 255, 256, 300, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[i] ^= 1;
+            assert!(unwrap(&kp.pkcs8, alg, &bad).is_none(), "byte {i}");
+        }
+        assert!(unwrap(&kp.pkcs8, alg, &ct[..256]).is_none());
+        assert!(unwrap(&kp.pkcs8, alg, &ct[..ct.len() - 8]).is_none());
+        assert!(unwrap(&kp.pkcs8, WrappingAlgorithm::RsaesOaepSha256, &ct).is_none());
+        // A plain OAEP-wrapped value is not a key-wrapped one.
+        let plain = super::wrap(
+            &kp.public_der,
+            WrappingAlgorithm::RsaesOaepSha256,
+            &[1u8; 32],
+        )
+        .unwrap();
+        assert!(unwrap(&kp.pkcs8, alg, &plain).is_none());
     }
 }

@@ -11,5 +11,5 @@ pub use key::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
 pub use records::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, WrappingKeyRecord,
 };
-pub use spec::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+pub use spec::{AsymmetricAlgorithm, KeySpec, KeyUsage, Origin, ProtectionLevel};
 pub use state::KeyState;

@@ -114,6 +114,11 @@ impl Kms {
         version: Option<&str>,
     ) -> Result<(KeyRecord, String, Secret), KmsError> {
         let key = self.load(loc).await?;
+        // An asymmetric key does not take part in the symmetric actions (reference
+        // asymmetric §11.1: kind before state).
+        if key.key_spec.is_asymmetric() {
+            return Err(KmsError::UnsupportedOperation);
+        }
         check(state_row, key.state)?;
         let version_id = version.unwrap_or(&key.primary_version).to_string();
         let v = self
@@ -128,7 +133,7 @@ impl Kms {
         Ok((key, version_id, material))
     }
 
-    async fn seal_under(
+    pub(crate) async fn seal_under(
         &self,
         caller: &Caller,
         key_ref: &str,
@@ -138,7 +143,8 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
         let (key, version_id, material) = self.key_material(&loc, state_row, None).await?;
-        let ciphertext_blob = blob::encrypt(
+        let ciphertext_blob = blob::encrypt_with(
+            blob::BlobCipher::for_spec(key.key_spec).ok_or(KmsError::UnsupportedOperation)?,
             self.keystore.rng(),
             &key.key_id,
             &version_id,
@@ -176,7 +182,7 @@ impl Kms {
         Ok(sealed)
     }
 
-    async fn open_blob(
+    pub(crate) async fn open_blob(
         &self,
         caller: &Caller,
         state_row: StateRow,
@@ -192,8 +198,11 @@ impl Kms {
         let (key, version_id, material) = self
             .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
+        let cipher =
+            blob::BlobCipher::for_spec(key.key_spec).ok_or(KmsError::UnsupportedOperation)?;
         let plaintext =
-            blob::decrypt(&material, &context.canonical(), ciphertext_blob).ok_or_else(bad_blob)?;
+            blob::decrypt_with(cipher, &material, &context.canonical(), ciphertext_blob)
+                .ok_or_else(bad_blob)?;
         Ok(Opened {
             plaintext,
             key_id: key.key_id,

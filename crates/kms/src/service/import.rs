@@ -30,11 +30,13 @@ use super::state::{check, row, KeyState};
 use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::token::TokenClaims;
-use crate::keystore::wrapping::{self, WrappingAlgorithm};
+use crate::keystore::wrapping::{self, Wrapping, WrappingKeySpec};
 use crate::model::Origin;
 use crate::store::{KeyLocator, KeyRecord, VersionChange, WrappingKeyRecord};
 
 pub const WRAPPING_KEY_SPEC: &str = "RSA_2048";
+/// Material length of `Aliyun_AES_256` keys; `Aliyun_SM4` takes 16 bytes
+/// ([`KeySpec::material_len`](crate::model::KeySpec::material_len)).
 pub const MATERIAL_LEN: usize = 32;
 
 /// What GetParametersForImport returns.
@@ -76,24 +78,42 @@ impl Kms {
         wrapping_algorithm: &str,
         wrapping_key_spec: &str,
     ) -> Result<ImportParameters, KmsError> {
-        let algorithm = WrappingAlgorithm::parse(wrapping_algorithm).ok_or_else(|| {
+        let algorithm = Wrapping::parse(wrapping_algorithm).ok_or_else(|| {
             KmsError::invalid_because(
                 "WrappingAlgorithm",
-                "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.",
+                "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE or RSA_AES_KEY_WRAP_SHA_256.",
             )
         })?;
-        if wrapping_key_spec != WRAPPING_KEY_SPEC {
+        let spec = WrappingKeySpec::parse(wrapping_key_spec).ok_or_else(|| {
+            KmsError::invalid_because("WrappingKeySpec", "Use RSA_2048 or EC_SM2.")
+        })?;
+        if algorithm.key_spec() != spec {
             return Err(KmsError::invalid_because(
-                "WrappingKeySpec",
-                "Use RSA_2048.",
+                "WrappingAlgorithm",
+                "SM2PKE goes with WrappingKeySpec EC_SM2; the RSA algorithms with RSA_2048.",
             ));
         }
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
+        // Asymmetric keys take a private key wrapped with RSA_AES_KEY_WRAP_SHA_256, symmetric
+        // keys 32 bytes wrapped with RSA (issue 17; reference asymmetric §7.2).
+        if algorithm.for_asymmetric() != key.key_spec.is_asymmetric() {
+            return Err(KmsError::invalid_because(
+                "WrappingAlgorithm",
+                if key.key_spec.is_asymmetric() {
+                    "Asymmetric key material is wrapped with RSA_AES_KEY_WRAP_SHA_256."
+                } else {
+                    "Use RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or SM2PKE."
+                },
+            ));
+        }
         check(row::GetParametersForImport, key.state)?;
 
-        let pair = self.pool.take().await?;
+        let pair = match algorithm {
+            Wrapping::Rsa(_) => self.pool.take().await?,
+            Wrapping::Sm2Pke => wrapping::generate_sm2()?,
+        };
         let wrapping_key_id = new_id();
         let expires = self.now() + self.config.import_token_lifetime;
         let sealed_private_key = self.keystore.seal(
@@ -170,8 +190,7 @@ impl Kms {
         if claims.expires <= now {
             return Err(KmsError::ExpiredImportToken);
         }
-        let algorithm =
-            WrappingAlgorithm::parse(&claims.algorithm).ok_or(KmsError::InvalidImportToken)?;
+        let algorithm = Wrapping::parse(&claims.algorithm).ok_or(KmsError::InvalidImportToken)?;
         // The attempt is claimed before the unwrap (counted as failed until it succeeds): a
         // withdrawn token, or one whose attempts are all taken, is refused here.
         let max = self.config.max_unwrap_failures;
@@ -186,8 +205,15 @@ impl Kms {
         )?;
 
         // One path for every unwrap outcome.
-        let unwrapped = wrapping::unwrap(&pkcs8, algorithm, encrypted_material)
-            .filter(|m| m.len() == MATERIAL_LEN);
+        let spec = key.key_spec;
+        let unwrapped = algorithm.unwrap(&pkcs8, encrypted_material).and_then(|m| {
+            match spec.symmetric_material_len() {
+                // 32 bytes for Aliyun_AES_256, 16 for Aliyun_SM4.
+                Some(len) => Some(m).filter(|m| m.len() == len),
+                // A private key of exactly this spec, in canonical PKCS#8 (issue 17).
+                None => crate::keystore::asymmetric::canonical_private_key(spec, &m),
+            }
+        });
         let succeeded = unwrapped.is_some();
         if self
             .store

@@ -153,15 +153,23 @@ impl Kms {
             KeySpec::Aes256,
             KeySpec::parse,
             "KeySpec",
-            "This server supports Aliyun_AES_256 keys.",
+            "KeySpec is Aliyun_AES_256, Aliyun_SM4, RSA_2048, RSA_3072, EC_P256, EC_P256K or EC_SM2.",
         )?;
         let key_usage = param_or(
             input.key_usage,
-            KeyUsage::EncryptDecrypt,
+            key_spec.default_usage(),
             KeyUsage::parse,
             "KeyUsage",
-            "A symmetric key's usage is ENCRYPT/DECRYPT.",
+            "KeyUsage is ENCRYPT/DECRYPT or SIGN/VERIFY.",
         )?;
+        // The spec × usage table (reference asymmetric §2.1).
+        if !key_spec.allows(key_usage) {
+            let allowed: Vec<&str> = key_spec.usages().iter().map(|u| u.as_str()).collect();
+            return Err(KmsError::invalid_because(
+                "KeyUsage",
+                format!("A {key_spec} key's usage is {}.", allowed.join(" or ")),
+            ));
+        }
         let origin = param_or(
             input.origin,
             Origin::AliyunKms,
@@ -176,6 +184,12 @@ impl Kms {
             "ProtectionLevel",
             "This server offers the SOFTWARE protection level.",
         )?;
+        if key_spec.is_asymmetric() && input.enable_automatic_rotation {
+            return Err(KmsError::invalid_because(
+                "EnableAutomaticRotation",
+                "Asymmetric keys are not rotated automatically; CreateKeyVersion makes a new key pair.",
+            ));
+        }
         let description = input.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::invalid("Description"));
@@ -225,7 +239,7 @@ impl Kms {
                 sealed_material: None,
             }
         } else {
-            self.new_version(&key_id)?
+            self.new_version_of(&key_id, key_spec).await?
         };
         let key = KeyRecord {
             description,
@@ -262,7 +276,7 @@ impl Kms {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let key_id = new_id();
-            let first = self.new_version(&key_id)?;
+            let first = self.new_version(&key_id, KeySpec::Aes256)?;
             let key = new_key_record(
                 &key_id,
                 account_id,
@@ -706,7 +720,23 @@ mod tests {
         let (kms, _clock, caller) = kms();
         for input in [
             CreateKeyInput {
+                key_spec: Some("RSA_4096".into()),
+                ..Default::default()
+            },
+            // The spec × usage table: EC keys only sign, symmetric keys only encrypt.
+            CreateKeyInput {
+                key_spec: Some("EC_P256".into()),
+                key_usage: Some("ENCRYPT/DECRYPT".into()),
+                ..Default::default()
+            },
+            CreateKeyInput {
+                key_usage: Some("SIGN/VERIFY".into()),
+                ..Default::default()
+            },
+            CreateKeyInput {
                 key_spec: Some("RSA_2048".into()),
+                enable_automatic_rotation: true,
+                rotation_interval: Some("30d".into()),
                 ..Default::default()
             },
             CreateKeyInput {

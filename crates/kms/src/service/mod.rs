@@ -4,12 +4,15 @@
 //! pass typed inputs and get typed results or a [`KmsError`].
 
 pub mod aliases;
+pub mod asymmetric;
 pub mod console;
 pub mod crypto;
 pub mod import;
 pub mod keys;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod sm_tests;
 pub mod state;
 pub mod tags;
 pub mod versions;
@@ -500,8 +503,21 @@ mod at_rest {
             .unwrap();
         secrets.push(material.clone());
 
+        // An asymmetric key (issue 17): its private keys are sealed PKCS#8.
+        let asym = kms
+            .create_key(
+                &caller,
+                CreateKeyInput {
+                    key_spec: Some("RSA_2048".into()),
+                    key_usage: Some("ENCRYPT/DECRYPT".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+
         // Every key version's material and every wrapping private key, opened from the store.
-        for key in [&plain, &ext] {
+        for key in [&plain, &ext, &asym] {
             for v in store.list_versions(&key.key_id).await.unwrap() {
                 let sealed = v.sealed_material.unwrap();
                 secrets.push(
@@ -524,6 +540,14 @@ mod at_rest {
                 &wk.sealed_private_key,
             )
             .unwrap();
+        // The RSA private key of the asymmetric key: a run from the middle of its PKCS#8.
+        for v in store.list_versions(&asym.key_id).await.unwrap() {
+            let sealed = v.sealed_material.unwrap();
+            let der = kms
+                .open_material(&asym.key_id, &v.version_id, &sealed)
+                .unwrap();
+            secrets.push(der[600..640].to_vec());
+        }
         // The PKCS#8 as a whole and a run from the middle of it (the private exponent).
         secrets.push(pkcs8.to_vec());
         secrets.push(pkcs8[600..640].to_vec());

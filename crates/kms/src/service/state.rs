@@ -81,6 +81,19 @@ CreateKey | OK | OK | OK | OK
             "Rejected.PendingDeletion"
         );
         assert_eq!(Action::DescribeRegions.state_row(), None);
+        // Asymmetric keys (issue 17): every new action follows the Encrypt row
+        // (reference asymmetric §11.1, [inference]).
+        for r in [
+            row::GetPublicKey,
+            row::AsymmetricSign,
+            row::AsymmetricVerify,
+            row::AsymmetricEncrypt,
+            row::AsymmetricDecrypt,
+            row::ExportDataKey,
+            row::GenerateAndExportDataKey,
+        ] {
+            assert_eq!(r.cells, row::Encrypt.cells, "{:?}", r.action);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use super::state::{check, row, KeyState};
 use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
-use crate::model::Origin;
+use crate::model::{KeySpec, Origin};
 use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange};
 
 pub const MIN_ROTATION_SECONDS: i64 = 7 * 86_400;
@@ -46,10 +46,18 @@ pub fn parse_rotation_interval(text: &str) -> Result<i64, KmsError> {
 }
 
 impl Kms {
-    /// A new version of `key_id`: fresh 256-bit material, sealed.
-    pub(crate) fn new_version(&self, key_id: &str) -> Result<KeyVersionRecord, KmsError> {
+    /// A new version of `key_id`: fresh material of the spec's length (256-bit AES,
+    /// 128-bit SM4), sealed.
+    pub(crate) fn new_version(
+        &self,
+        key_id: &str,
+        spec: KeySpec,
+    ) -> Result<KeyVersionRecord, KmsError> {
+        let len = spec
+            .symmetric_material_len()
+            .ok_or_else(|| KmsError::internal("a key pair has no symmetric material"))?;
         let version_id = new_id();
-        let material = self.keystore.random(32)?;
+        let material = self.keystore.random(len)?;
         let sealed = self.seal_material(key_id, &version_id, &material)?;
         Ok(KeyVersionRecord {
             key_id: key_id.to_string(),
@@ -69,14 +77,24 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
-        let v = self.new_version(&key.key_id)?;
+        let v = self.new_version_of(&key.key_id, key.key_spec).await?;
         let record = v.clone();
         let max = self.config.max_versions_per_key;
+        let asymmetric = key.key_spec.is_asymmetric();
+        let now = self.now();
         self.store
             .update_key(
                 &loc,
                 Box::new(move |k| {
                     check(row::CreateKeyVersion, k.state)?;
+                    // An asymmetric key gets a new key pair at most every 7 days (reference
+                    // asymmetric §2.3, doc: 400 Rejected.UnsupportedOperation).
+                    if asymmetric
+                        && k.last_rotation_date
+                            .is_some_and(|l| now < l.saturating_add(MIN_ROTATION_SECONDS))
+                    {
+                        return Err(KmsError::UnsupportedOperation);
+                    }
                     if k.version_count >= max {
                         return Err(KmsError::LimitExceeded(format!(
                             "at most {max} versions per key"
@@ -126,12 +144,16 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
+        // Asymmetric keys are never rotated automatically (reference asymmetric §2.3).
+        if enable && key.key_spec.is_asymmetric() {
+            return Err(KmsError::UnsupportedOperation);
+        }
         let interval = match (enable, interval) {
             (true, None) => return Err(KmsError::missing("RotationInterval")),
             (_, Some(t)) => Some(parse_rotation_interval(t)?),
             (false, None) => None,
         };
-        let v = self.new_version(&key.key_id)?;
+        let v = self.new_version(&key.key_id, key.key_spec)?;
         let now = self.now();
         let max = self.config.max_versions_per_key;
         self.store
@@ -156,7 +178,17 @@ impl Kms {
 
     /// Rotates a key if its automatic rotation is due; returns whether it did.
     pub(crate) async fn rotate_if_due(&self, loc: &KeyLocator) -> Result<bool, KmsError> {
-        let v = self.new_version(&loc.key_id)?;
+        // The spec never changes after CreateKey; it sets the new material's length.
+        let spec = self
+            .store
+            .get_key(loc)
+            .await?
+            .ok_or(KmsError::KeyNotFound)?
+            .key_spec;
+        if spec.is_asymmetric() {
+            return Ok(false);
+        }
+        let v = self.new_version(&loc.key_id, spec)?;
         let now = self.now();
         let max = self.config.max_versions_per_key;
         let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -165,7 +197,7 @@ impl Kms {
             .update_key(
                 loc,
                 Box::new(move |k| {
-                    if is_due(k, now) {
+                    if is_due(k, now) && k.key_spec == spec {
                         if k.version_count >= max {
                             tracing::debug!(key_id = %k.key_id, "automatic rotation skipped: the key has the most versions allowed");
                             return Ok(Vec::new());
@@ -186,6 +218,7 @@ impl Kms {
 /// `LastRotationDate + RotationInterval` reached.
 fn is_due(k: &KeyRecord, now: i64) -> bool {
     k.automatic_rotation
+        && !k.key_spec.is_asymmetric()
         && k.state == KeyState::Enabled
         && k.origin != Origin::External
         && matches!((k.last_rotation_date, k.rotation_interval), (Some(l), Some(i)) if l + i <= now)
