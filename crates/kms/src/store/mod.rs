@@ -124,8 +124,18 @@ pub struct Dump {
 impl Dump {
     /// Counts of each kind of row, for reports.
     pub fn summary(&self) -> String {
+        // Secrets are named only when there are some (the line stays as it was without).
+        let secrets = if self.secrets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} secrets, {} secret versions, ",
+                self.secrets.len(),
+                self.secret_versions.len()
+            )
+        };
         format!(
-            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {} secrets, {} secret versions, {} metadata entries",
+            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {secrets}{} metadata entries",
             self.accounts.len(),
             self.access_keys.len(),
             self.keys.len(),
@@ -134,8 +144,6 @@ impl Dump {
             self.tags.len(),
             self.wrapping_keys.len(),
             self.console_users.len(),
-            self.secrets.len(),
-            self.secret_versions.len(),
             self.meta.len()
         )
     }
