@@ -66,7 +66,10 @@ const CIPHERTEXT_BLOB: ParamSpec = req("CiphertextBlob", "base64 ciphertext blob
 const ALIAS_NAME: ParamSpec = req("AliasName", "alias/<name>");
 const TAGS_JSON: &str = "JSON [{\"TagKey\":\"k\",\"TagValue\":\"v\"}]";
 const SECRET_NAME: ParamSpec = opt("SecretName", "the secret (instead of KeyId)");
-const SECRET: ParamSpec = req("SecretName", "name or ARN acs:kms:<region>:<account>:secret/<name>");
+const SECRET: ParamSpec = req(
+    "SecretName",
+    "name or ARN acs:kms:<region>:<account>:secret/<name>",
+);
 const FETCH_TAGS: ParamSpec = opt("FetchTags", "true: include the tags");
 const CERTIFICATE_ID: ParamSpec = opt("CertificateId", "not supported: keys only");
 

@@ -406,7 +406,10 @@ pub async fn delete_secret(kms: &Kms, caller: &Caller, p: &Params) -> Result<Val
 }
 
 pub async fn restore_secret(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    name_response(kms.restore_secret(caller, p.required("SecretName")?).await?)
+    name_response(
+        kms.restore_secret(caller, p.required("SecretName")?)
+            .await?,
+    )
 }
 
 #[derive(Serialize)]
@@ -554,7 +557,10 @@ mod tests {
             r#"[{"Key":"SecretName","Values":[]}]"#,
             r#"[{"Key":"SecretName","Values":[""]}]"#,
         ] {
-            assert_eq!(parse_secret_filters(bad).unwrap_err().code(), "InvalidParameter");
+            assert_eq!(
+                parse_secret_filters(bad).unwrap_err().code(),
+                "InvalidParameter"
+            );
         }
     }
 }

@@ -473,7 +473,9 @@ impl Kms {
             let now = self.now();
             match existing.planned_delete_time {
                 Some(t) if t <= now => {
-                    self.store.delete_secret_if_due(&existing.secret_id, now).await?;
+                    self.store
+                        .delete_secret_if_due(&existing.secret_id, now)
+                        .await?;
                 }
                 Some(_) => return Err(KmsError::ResourceInDeleteWindow),
                 None => return Err(KmsError::ResourceExist),
@@ -1040,7 +1042,12 @@ impl Kms {
         ]
         .into_iter()
         .filter(|(_, ex)| !ex)
-        .map(|(c, _)| c.iter().copied().filter(|b| !excluded.contains(b)).collect())
+        .map(|(c, _)| {
+            c.iter()
+                .copied()
+                .filter(|b| !excluded.contains(b))
+                .collect()
+        })
         .filter(|c: &Vec<u8>| !c.is_empty())
         .collect();
         if classes.is_empty() {
@@ -1061,7 +1068,9 @@ impl Kms {
                 return Ok(out);
             }
         }
-        Err(KmsError::internal("could not meet the password requirements"))
+        Err(KmsError::internal(
+            "could not meet the password requirements",
+        ))
     }
 
     /// One uniformly random byte of `alphabet` (1 to 256 entries).
@@ -1146,10 +1155,7 @@ pub fn attach_stage(versions: &mut [SecretVersionMeta], stage: &str, version_id:
 
 /// Deletes the oldest versions without a stage while there are more than `max`; if every
 /// version has a stage, the put is refused.
-fn prune(
-    versions: &mut Vec<SecretVersionMeta>,
-    max: usize,
-) -> Result<Vec<SecretChange>, KmsError> {
+fn prune(versions: &mut Vec<SecretVersionMeta>, max: usize) -> Result<Vec<SecretChange>, KmsError> {
     let mut changes = Vec::new();
     while versions.len() > max {
         // Newest first: the last unlabelled one is the oldest.

@@ -152,11 +152,7 @@ impl<T: Delegate> SecretStore for T {
     ) -> StoreResult<Option<SecretRecord>> {
         self.inner().get_secret(account_id, region, name).await
     }
-    async fn list_secrets(
-        &self,
-        account_id: &str,
-        region: &str,
-    ) -> StoreResult<Vec<SecretRecord>> {
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>> {
         self.inner().list_secrets(account_id, region).await
     }
     async fn update_secret(
@@ -221,6 +217,8 @@ impl<T: Delegate> SecretStore for T {
         account_id: &str,
         region: &str,
     ) -> StoreResult<Vec<(String, Tag)>> {
-        self.inner().list_account_secret_tags(account_id, region).await
+        self.inner()
+            .list_account_secret_tags(account_id, region)
+            .await
     }
 }

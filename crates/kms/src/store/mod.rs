@@ -30,8 +30,7 @@ use async_trait::async_trait;
 
 pub use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyLocator, KeyRecord,
-    KeyVersionRecord, SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag,
-    WrappingKeyRecord,
+    KeyVersionRecord, SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag, WrappingKeyRecord,
 };
 pub use delegate::Delegate;
 pub use error::StoreError;
@@ -394,8 +393,7 @@ pub trait SecretStore: Send + Sync {
         name: &str,
     ) -> StoreResult<Option<SecretRecord>>;
     /// An account's secrets in a region, by creation date then name.
-    async fn list_secrets(&self, account_id: &str, region: &str)
-        -> StoreResult<Vec<SecretRecord>>;
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>>;
     /// Read-modify-write of one secret in a transaction; `Ok(None)` if there is no such
     /// secret. Returns the secret and its versions as written.
     async fn update_secret(

@@ -1285,16 +1285,36 @@ fn put_version(version: SecretVersionRecord, stage: &'static str) -> SecretMutat
 
 async fn secrets_round_trip(s: Arc<dyn Store>) {
     let a = secret("id-a", "app/db");
-    s.insert_secret(a.clone(), secret_version("id-a", "v1", 10), current(), vec![], 2)
-        .await
-        .unwrap();
-    assert_eq!(s.get_secret(ACCOUNT, REGION, "app/db").await.unwrap(), Some(a.clone()));
+    s.insert_secret(
+        a.clone(),
+        secret_version("id-a", "v1", 10),
+        current(),
+        vec![],
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_secret(ACCOUNT, REGION, "app/db").await.unwrap(),
+        Some(a.clone())
+    );
     // Names are per account and region.
     assert_eq!(s.get_secret("other", REGION, "app/db").await.unwrap(), None);
-    assert_eq!(s.get_secret(ACCOUNT, "cn-shanghai", "app/db").await.unwrap(), None);
+    assert_eq!(
+        s.get_secret(ACCOUNT, "cn-shanghai", "app/db")
+            .await
+            .unwrap(),
+        None
+    );
     // The same name again: a duplicate, nothing written.
     let dup = s
-        .insert_secret(secret("id-x", "app/db"), secret_version("id-x", "v1", 1), current(), vec![], 9)
+        .insert_secret(
+            secret("id-x", "app/db"),
+            secret_version("id-x", "v1", 1),
+            current(),
+            vec![],
+            9,
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
     let mut b = secret("id-b", "b");
@@ -1304,9 +1324,18 @@ async fn secrets_round_trip(s: Arc<dyn Store>) {
         .unwrap();
     // The limit per account and region.
     let over = s
-        .insert_secret(secret("id-c", "c"), secret_version("id-c", "v1", 1), current(), vec![], 2)
+        .insert_secret(
+            secret("id-c", "c"),
+            secret_version("id-c", "v1", 1),
+            current(),
+            vec![],
+            2,
+        )
         .await;
-    assert!(matches!(over, Err(StoreError::LimitExceeded(_))), "{over:?}");
+    assert!(
+        matches!(over, Err(StoreError::LimitExceeded(_))),
+        "{over:?}"
+    );
     assert_eq!(s.get_secret(ACCOUNT, REGION, "c").await.unwrap(), None);
     let names: Vec<String> = s
         .list_secrets(ACCOUNT, REGION)
@@ -1321,13 +1350,25 @@ async fn secrets_round_trip(s: Arc<dyn Store>) {
         Some(secret_version("id-a", "v1", 10))
     );
     assert_eq!(
-        s.get_secret_version_by_stage("id-a", "ACSCurrent").await.unwrap(),
+        s.get_secret_version_by_stage("id-a", "ACSCurrent")
+            .await
+            .unwrap(),
         Some(secret_version("id-a", "v1", 10))
     );
-    assert_eq!(s.get_secret_version_by_stage("id-a", "ACSPrevious").await.unwrap(), None);
+    assert_eq!(
+        s.get_secret_version_by_stage("id-a", "ACSPrevious")
+            .await
+            .unwrap(),
+        None
+    );
     // A new version (same second) takes ACSCurrent; the old one gets ACSPrevious.
     let (after, versions) = s
-        .update_secret(ACCOUNT, REGION, "app/db", put_version(secret_version("id-a", "v2", 10), "ACSCurrent"))
+        .update_secret(
+            ACCOUNT,
+            REGION,
+            "app/db",
+            put_version(secret_version("id-a", "v2", 10), "ACSCurrent"),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1361,9 +1402,15 @@ async fn secrets_round_trip(s: Arc<dyn Store>) {
 }
 
 async fn secret_updates_commit_or_change_nothing(s: Arc<dyn Store>) {
-    s.insert_secret(secret("id", "n"), secret_version("id", "v1", 1), current(), vec![], 9)
-        .await
-        .unwrap();
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
     let before = (
         s.get_secret(ACCOUNT, REGION, "n").await.unwrap(),
         s.list_secret_versions("id").await.unwrap(),
@@ -1383,7 +1430,9 @@ async fn secret_updates_commit_or_change_nothing(s: Arc<dyn Store>) {
         .await;
     assert_eq!(
         refused,
-        Err(StoreError::Refused(crate::error::KmsError::ResourceInDeleteWindow))
+        Err(StoreError::Refused(
+            crate::error::KmsError::ResourceInDeleteWindow
+        ))
     );
     // A failing write (a version id taken) rolls back the whole change.
     let failed = s
@@ -1402,9 +1451,14 @@ async fn secret_updates_commit_or_change_nothing(s: Arc<dyn Store>) {
     );
     assert_eq!(before, after);
     // Deleting a version.
-    s.update_secret(ACCOUNT, REGION, "n", put_version(secret_version("id", "v2", 2), "ACSCurrent"))
-        .await
-        .unwrap();
+    s.update_secret(
+        ACCOUNT,
+        REGION,
+        "n",
+        put_version(secret_version("id", "v2", 2), "ACSCurrent"),
+    )
+    .await
+    .unwrap();
     s.update_secret(
         ACCOUNT,
         REGION,
@@ -1423,13 +1477,28 @@ async fn secret_updates_commit_or_change_nothing(s: Arc<dyn Store>) {
 async fn secret_deletion_only_when_due(s: Arc<dyn Store>) {
     let mut a = secret("id-a", "a");
     a.planned_delete_time = Some(100);
-    s.insert_secret(a, secret_version("id-a", "v1", 1), current(), vec![tag("k", "v")], 9)
-        .await
-        .unwrap();
-    s.insert_secret(secret("id-b", "b"), secret_version("id-b", "v1", 1), current(), vec![], 9)
-        .await
-        .unwrap();
-    assert_eq!(s.due_secret_deletions(99).await.unwrap(), Vec::<String>::new());
+    s.insert_secret(
+        a,
+        secret_version("id-a", "v1", 1),
+        current(),
+        vec![tag("k", "v")],
+        9,
+    )
+    .await
+    .unwrap();
+    s.insert_secret(
+        secret("id-b", "b"),
+        secret_version("id-b", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.due_secret_deletions(99).await.unwrap(),
+        Vec::<String>::new()
+    );
     assert_eq!(s.due_secret_deletions(100).await.unwrap(), ["id-a"]);
     assert!(!s.delete_secret_if_due("id-a", 99).await.unwrap());
     assert!(!s.delete_secret_if_due("id-b", 1000).await.unwrap()); // not in a window
@@ -1444,22 +1513,40 @@ async fn secret_deletion_only_when_due(s: Arc<dyn Store>) {
 }
 
 async fn secret_tags(s: Arc<dyn Store>) {
-    s.insert_secret(secret("id", "n"), secret_version("id", "v1", 1), current(), vec![tag("a", "1")], 9)
-        .await
-        .unwrap();
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v1", 1),
+        current(),
+        vec![tag("a", "1")],
+        9,
+    )
+    .await
+    .unwrap();
     s.put_secret_tags("id", vec![tag("b", "2"), tag("a", "3")], 2)
         .await
         .unwrap();
-    assert_eq!(s.list_secret_tags("id").await.unwrap(), [tag("a", "3"), tag("b", "2")]);
+    assert_eq!(
+        s.list_secret_tags("id").await.unwrap(),
+        [tag("a", "3"), tag("b", "2")]
+    );
     let over = s.put_secret_tags("id", vec![tag("c", "3")], 2).await;
     assert!(matches!(over, Err(StoreError::LimitExceeded(_))));
     assert_eq!(s.list_secret_tags("id").await.unwrap().len(), 2);
     assert_eq!(
         s.list_account_secret_tags(ACCOUNT, REGION).await.unwrap(),
-        [("id".to_string(), tag("a", "3")), ("id".to_string(), tag("b", "2"))]
+        [
+            ("id".to_string(), tag("a", "3")),
+            ("id".to_string(), tag("b", "2"))
+        ]
     );
-    assert!(s.list_account_secret_tags("other", REGION).await.unwrap().is_empty());
-    s.remove_secret_tags("id", Some(vec!["a".into()])).await.unwrap();
+    assert!(s
+        .list_account_secret_tags("other", REGION)
+        .await
+        .unwrap()
+        .is_empty());
+    s.remove_secret_tags("id", Some(vec!["a".into()]))
+        .await
+        .unwrap();
     assert_eq!(s.list_secret_tags("id").await.unwrap(), [tag("b", "2")]);
     s.remove_secret_tags("id", None).await.unwrap();
     assert!(s.list_secret_tags("id").await.unwrap().is_empty());
@@ -1478,18 +1565,40 @@ async fn secrets_export_import_round_trip(s: Arc<dyn Store>) {
     .unwrap();
     let mut w = secret("id-w", "in/window");
     w.planned_delete_time = Some(500);
-    s.insert_secret(w, secret_version("id-w", "v1", 1), current(), vec![tag("t", "1")], 9)
-        .await
-        .unwrap();
-    s.insert_secret(secret("id-a", "a"), secret_version("id-a", "v1", 1), current(), vec![], 9)
-        .await
-        .unwrap();
-    s.update_secret(ACCOUNT, REGION, "a", put_version(secret_version("id-a", "v2", 1), "Custom"))
-        .await
-        .unwrap();
+    s.insert_secret(
+        w,
+        secret_version("id-w", "v1", 1),
+        current(),
+        vec![tag("t", "1")],
+        9,
+    )
+    .await
+    .unwrap();
+    s.insert_secret(
+        secret("id-a", "a"),
+        secret_version("id-a", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    s.update_secret(
+        ACCOUNT,
+        REGION,
+        "a",
+        put_version(secret_version("id-a", "v2", 1), "Custom"),
+    )
+    .await
+    .unwrap();
     let dump = s.export().await.unwrap();
     assert_eq!(
-        (dump.secrets.len(), dump.secret_versions.len(), dump.secret_stages.len(), dump.secret_tags.len()),
+        (
+            dump.secrets.len(),
+            dump.secret_versions.len(),
+            dump.secret_stages.len(),
+            dump.secret_tags.len()
+        ),
         (2, 3, 3, 1)
     );
     assert!(dump.summary().contains("2 secrets, 3 secret versions"));
@@ -1512,9 +1621,15 @@ async fn secrets_export_import_round_trip(s: Arc<dyn Store>) {
 }
 
 async fn concurrent_secret_puts_serialise(s: Arc<dyn Store>) {
-    s.insert_secret(secret("id", "n"), secret_version("id", "v0", 1), current(), vec![], 9)
-        .await
-        .unwrap();
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v0", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
     let tasks: Vec<_> = (1..=10)
         .map(|i| {
             let s = s.clone();
@@ -1534,7 +1649,12 @@ async fn concurrent_secret_puts_serialise(s: Arc<dyn Store>) {
     }
     let versions = s.list_secret_versions("id").await.unwrap();
     assert_eq!(versions.len(), 11);
-    let with = |stage: &str| versions.iter().filter(|v| v.stages.iter().any(|x| x == stage)).count();
+    let with = |stage: &str| {
+        versions
+            .iter()
+            .filter(|v| v.stages.iter().any(|x| x == stage))
+            .count()
+    };
     // Every put saw the one before it: one current, one previous, the rest without a stage.
     assert_eq!((with("ACSCurrent"), with("ACSPrevious")), (1, 1));
     assert_eq!(versions.iter().filter(|v| v.stages.is_empty()).count(), 9);

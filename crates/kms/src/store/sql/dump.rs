@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::conn::{args, Conn, ToParam};
-use super::table::Table;
 use super::secrets::insert_secret_tag;
+use super::table::Table;
 use super::tags::{insert_tag, key_tag};
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{
@@ -149,7 +149,8 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
         c.execute(SecretRecord::insert(), &s.params()).await?;
     }
     for v in &dump.secret_versions {
-        c.execute(SecretVersionRecord::insert(), &v.params()).await?;
+        c.execute(SecretVersionRecord::insert(), &v.params())
+            .await?;
     }
     for (secret_id, stage, version_id) in &dump.secret_stages {
         c.execute(

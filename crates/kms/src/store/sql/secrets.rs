@@ -138,11 +138,7 @@ impl<B: Backend> SecretStore for SqlStore<B> {
         })
     }
 
-    async fn list_secrets(
-        &self,
-        account_id: &str,
-        region: &str,
-    ) -> StoreResult<Vec<SecretRecord>> {
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>> {
         let (a, r) = (account_id.to_string(), region.to_string());
         run!(self, Mode::Auto, |c| {
             c.select_all::<SecretRecord>(
@@ -204,9 +200,7 @@ impl<B: Backend> SecretStore for SqlStore<B> {
             for v in &versions {
                 for s in &v.stages {
                     if seen.insert(s.clone(), v.version_id.clone()).is_some() {
-                        return Err(StoreError::Corrupt(format!(
-                            "stage {s} on two versions"
-                        )));
+                        return Err(StoreError::Corrupt(format!("stage {s} on two versions")));
                     }
                     insert_stage(c, &secret.secret_id, s, &v.version_id).await?;
                 }
@@ -222,11 +216,8 @@ impl<B: Backend> SecretStore for SqlStore<B> {
     ) -> StoreResult<Option<SecretVersionRecord>> {
         let (s, v) = (secret_id.to_string(), version_id.to_string());
         run!(self, Mode::Auto, |c| {
-            c.select_one::<SecretVersionRecord>(
-                "WHERE secret_id=$1 AND version_id=$2",
-                args![s, v],
-            )
-            .await
+            c.select_one::<SecretVersionRecord>("WHERE secret_id=$1 AND version_id=$2", args![s, v])
+                .await
         })
     }
 
