@@ -494,3 +494,33 @@ def test_secretsmanager_cache_client_v2(tls_server):
     assert client.get_secret_value(n) == '{"user":"app","password":"two"}'
     assert client.get_secret_info(n).version_id == "v2"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line (its subcommands come from the action table)
+# ---------------------------------------------------------------------------------------------
+def test_kms_command_line(server, tmp_path):
+    import os
+    import subprocess
+    from kms_helpers import kms_bin
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "KMS_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk,
+               KMS_ENDPOINT=f"http://127.0.0.1:{server.port}", KMS_CLI_CONFIG=str(tmp_path / "cli.toml"))
+
+    def kms(*args, check=True):
+        p = subprocess.run([str(kms_bin()), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60)
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+
+    n = name("cli")
+    out = json.loads(kms("CreateSecret", "--SecretName", n, "--VersionId", "v1", "--SecretData", "from the cli").stdout)
+    assert out["SecretName"] == n
+    got = json.loads(kms("GetSecretValue", "--SecretName", n).stdout)
+    assert got["SecretData"] == "from the cli"
+    kms("PutSecretValue", "--SecretName", n, "--VersionId", "v2", "--SecretData", "second")
+    ids = json.loads(kms("ListSecretVersionIds", "--SecretName", n).stdout)
+    assert [v["VersionId"] for v in ids["VersionIds"]["VersionId"]] == ["v2", "v1"]
+    p = kms("GetSecretValue", "--SecretName", name("none"), check=False)
+    assert p.returncode != 0 and "Forbidden.ResourceNotFound" in p.stderr + p.stdout
