@@ -524,3 +524,68 @@ def test_kms_command_line(server, tmp_path):
     assert [v["VersionId"] for v in ids["VersionIds"]["VersionId"]] == ["v2", "v1"]
     p = kms("GetSecretValue", "--SecretName", name("none"), check=False)
     assert p.returncode != 0 and "Forbidden.ResourceNotFound" in p.stderr + p.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# several nodes on one PostgreSQL database; migrate-store (PostgreSQL runs only)
+# ---------------------------------------------------------------------------------------------
+needs_postgres = pytest.mark.skipif(not __import__("os").environ.get("KMS_TEST_DATABASE_URL"),
+                                    reason="needs KMS_TEST_DATABASE_URL (scripts/test.sh runs it)")
+
+
+@needs_postgres
+def test_a_value_put_on_one_node_is_served_by_another_at_once(kms_binary, tmp_path):
+    import os
+    from kms_helpers import new_test_database
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    root.chmod(0o600)
+    ak, sk = "LTAIsecrets" + os.urandom(4).hex(), b64(os.urandom(18))
+    nodes = [KmsServer(tmp_path / f"n{i}", tmp_path / f"l{i}", ak=ak, sk=sk, database_url=db,
+                       extra_env={"KMS_ROOT_KEY_FILE": str(root)}).start() for i in range(2)]
+    try:
+        a, b = (make_api("tea_v3", n) for n in nodes)
+        n = create(a, data="one")
+        assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
+        for i in range(2, 12):
+            (a if i % 2 else b).call("PutSecretValue", SecretName=n, VersionId=f"v{i}", SecretData=f"value {i}")
+            # No cache between the nodes and the database: the other node serves it at once.
+            assert (b if i % 2 else a).call("GetSecretValue", SecretName=n)["SecretData"] == f"value {i}"
+        b.call("DeleteSecret", SecretName=n, ForceDeleteWithoutRecovery="true")
+        expect_error(lambda: a.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@needs_postgres
+def test_migrate_store_copies_secrets(kms_binary, tmp_path):
+    import subprocess
+    from kms_helpers import kms_bin, new_test_database
+    single = KmsServer(tmp_path / "single", tmp_path / "single-logs",
+                       database_url="sqlite:" + str(tmp_path / "single" / "kms.db")).start()
+    api = make_api("classic", single)
+    n = create(api, data="migrated value", Tags=json.dumps([{"TagKey": "k", "TagValue": "v"}]))
+    api.call("PutSecretValue", SecretName=n, VersionId="v2", SecretData="second", VersionStages='["Blue"]')
+    w = create(api)
+    api.call("DeleteSecret", SecretName=w, RecoveryWindowInDays="7")
+    single.stop()
+    target = new_test_database()
+    out = subprocess.run([str(kms_bin()), "admin", "migrate-store", "--from",
+                          f"sqlite:{tmp_path / 'single' / 'kms.db'}", "--to", target],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "verified" in out.stdout and "2 secrets, 3 secret versions" in out.stdout, out.stdout
+    single.database_url = target
+    single.start()
+    try:
+        assert api.call("GetSecretValue", SecretName=n)["SecretData"] == "migrated value"
+        assert api.call("GetSecretValue", SecretName=n, VersionStage="Blue")["SecretData"] == "second"
+        assert api.call("DescribeSecret", SecretName=n, FetchTags="true")["Tags"]["Tag"] == \
+            [{"TagKey": "k", "TagValue": "v"}]
+        assert api.call("DescribeSecret", SecretName=w)["PlannedDeleteTime"]
+        api.call("RestoreSecret", SecretName=w)
+        assert api.call("GetSecretValue", SecretName=w)["SecretData"] == "v1-data"
+    finally:
+        single.stop()
