@@ -1197,3 +1197,266 @@ pub fn parse_secret_rotation_interval(text: &str) -> Result<i64, KmsError> {
     }
     Ok(secs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Rejection;
+    use crate::service::testing::{kms, kms_with, T0};
+    use crate::service::ServiceConfig;
+
+    fn input(name: &str, data: &str) -> CreateSecretInput {
+        CreateSecretInput {
+            secret_name: name.into(),
+            version_id: "v1".into(),
+            secret_data: Secret::new(data.as_bytes().to_vec()),
+            ..Default::default()
+        }
+    }
+
+    fn meta(id: &str, stages: &[&str]) -> SecretVersionMeta {
+        SecretVersionMeta {
+            version_id: id.into(),
+            creation_date: 0,
+            stages: stages.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn stage_algorithm() {
+        let mut v = vec![meta("v2", &[]), meta("v1", &["ACSCurrent"])];
+        attach_stage(&mut v, ACS_CURRENT, "v2");
+        assert_eq!(
+            v,
+            [meta("v2", &["ACSCurrent"]), meta("v1", &["ACSPrevious"])]
+        );
+        // A third: the previous ACSPrevious holder loses it.
+        v.insert(0, meta("v3", &[]));
+        attach_stage(&mut v, ACS_CURRENT, "v3");
+        assert_eq!(
+            v,
+            [
+                meta("v3", &["ACSCurrent"]),
+                meta("v2", &["ACSPrevious"]),
+                meta("v1", &[])
+            ]
+        );
+        // A custom stage moves; ACSCurrent onto its holder changes nothing.
+        attach_stage(&mut v, "Blue", "v1");
+        attach_stage(&mut v, "Blue", "v2");
+        attach_stage(&mut v, ACS_CURRENT, "v3");
+        assert_eq!(
+            v,
+            [
+                meta("v3", &["ACSCurrent"]),
+                meta("v2", &["ACSPrevious", "Blue"]),
+                meta("v1", &[])
+            ]
+        );
+    }
+
+    #[test]
+    fn pruning_drops_the_oldest_unlabelled_versions() {
+        let mut v = vec![
+            meta("v4", &["ACSCurrent"]),
+            meta("v3", &[]),
+            meta("v2", &["Blue"]),
+            meta("v1", &[]),
+        ];
+        let changes = prune(&mut v, 3).unwrap();
+        assert!(matches!(&changes[..], [SecretChange::DeleteVersion(id)] if id == "v1"));
+        let changes = prune(&mut v, 2).unwrap();
+        assert!(matches!(&changes[..], [SecretChange::DeleteVersion(id)] if id == "v3"));
+        assert_eq!(
+            prune(&mut v, 1).unwrap_err().code(),
+            "Rejected.LimitExceeded"
+        );
+    }
+
+    #[test]
+    fn names_and_intervals() {
+        for ok in ["a", "db/prod+1=x.y@z-w_v", &"n".repeat(192)] {
+            validate_secret_name(ok).unwrap();
+        }
+        for bad in ["", "acs/ecs/x", "a b", "ä", &"n".repeat(193)] {
+            assert_eq!(
+                validate_secret_name(bad).unwrap_err().code(),
+                "InvalidParameter"
+            );
+        }
+        assert_eq!(parse_secret_rotation_interval("6h").unwrap(), 21_600);
+        assert_eq!(parse_secret_rotation_interval("365d").unwrap(), 31_536_000);
+        for bad in ["5h", "366d", "1w", "", "h"] {
+            assert!(parse_secret_rotation_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn random_passwords() {
+        let (kms, _, _) = kms();
+        let spec = PasswordSpec {
+            length: Some(128),
+            exclude_characters: "aA0!".into(),
+            require_each_included_type: true,
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let pw = kms.get_random_password(&spec).unwrap();
+            assert_eq!(pw.len(), 128);
+            assert!(!pw.iter().any(|b| b"aA0!".contains(b)));
+            for class in [LOWER, UPPER, DIGITS, PUNCT] {
+                assert!(pw.iter().any(|b| class.contains(b)));
+            }
+            assert!(pw.iter().all(|b| b.is_ascii_graphic() && *b != b'`'));
+        }
+        let only_digits = PasswordSpec {
+            exclude_lowercase: true,
+            exclude_uppercase: true,
+            exclude_punctuation: true,
+            ..Default::default()
+        };
+        let pw = kms.get_random_password(&only_digits).unwrap();
+        assert!(pw.len() == 32 && pw.iter().all(u8::is_ascii_digit));
+        let none = PasswordSpec {
+            exclude_numbers: true,
+            ..only_digits
+        };
+        assert_eq!(
+            kms.get_random_password(&none).unwrap_err().code(),
+            "InvalidParameter"
+        );
+    }
+
+    #[tokio::test]
+    async fn values_are_sealed_under_the_secrets_key() {
+        let (kms, _, caller) = kms();
+        let s = kms
+            .create_secret(&caller, input("db", "p4ssw0rd-value"))
+            .await
+            .unwrap();
+        // The default key: created once, protected, reused.
+        let key = kms
+            .describe_key(&caller, &s.encryption_key_id)
+            .await
+            .unwrap();
+        assert!(key.deletion_protection);
+        let t = kms.create_secret(&caller, input("db2", "x")).await.unwrap();
+        assert_eq!(t.encryption_key_id, s.encryption_key_id);
+
+        let v = kms
+            .store
+            .get_secret_version(&s.secret_id, "v1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!v
+            .sealed_value
+            .windows(b"p4ssw0rd-value".len())
+            .any(|w| w == b"p4ssw0rd-value"));
+        assert_eq!(
+            &*kms
+                .get_secret_value(&caller, "db", None, None)
+                .await
+                .unwrap()
+                .data,
+            b"p4ssw0rd-value"
+        );
+        // A sealed value moved to another secret's version does not open.
+        let w = kms
+            .store
+            .get_secret_version(&t.secret_id, "v1")
+            .await
+            .unwrap()
+            .unwrap();
+        let moved = SecretVersionRecord {
+            sealed_value: v.sealed_value.clone(),
+            ..w.clone()
+        };
+        assert_eq!(
+            kms.open_version(&caller, &moved).await.unwrap_err().code(),
+            "InternalFailure"
+        );
+        // The key's state applies to reads and new values.
+        kms.disable_key(&caller, &s.encryption_key_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.get_secret_value(&caller, "db", None, None)
+                .await
+                .unwrap_err(),
+            KmsError::Rejected(Rejection::Disabled)
+        );
+        assert_eq!(
+            kms.put_secret_value(&caller, "db", "v2", Secret::new(b"n".to_vec()), None, None)
+                .await
+                .unwrap_err(),
+            KmsError::Rejected(Rejection::Disabled)
+        );
+        kms.enable_key(&caller, &s.encryption_key_id).await.unwrap();
+        assert!(kms
+            .get_secret_value(&caller, "db", None, None)
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn windows_on_the_clock() {
+        let (kms, clock, caller) = kms();
+        kms.create_secret(&caller, input("a", "x")).await.unwrap();
+        let (_, when) = kms
+            .delete_secret(&caller, "a", false, Some(7))
+            .await
+            .unwrap();
+        assert_eq!(when, T0 + 7 * 86_400);
+        assert_eq!(
+            kms.get_secret_value(&caller, "a", None, None)
+                .await
+                .unwrap_err(),
+            KmsError::ResourceInDeleteWindow
+        );
+        assert_eq!(
+            kms.create_secret(&caller, input("a", "y"))
+                .await
+                .unwrap_err(),
+            KmsError::ResourceInDeleteWindow
+        );
+        clock.advance(7 * 86_400 - 1);
+        kms.sweep().await.unwrap();
+        assert!(kms.describe_secret(&caller, "a", false).await.is_ok());
+        clock.advance(1);
+        // Lazily on access, before any sweep.
+        assert_eq!(
+            kms.describe_secret(&caller, "a", false).await.unwrap_err(),
+            KmsError::ResourceNotFound
+        );
+        kms.create_secret(&caller, input("a", "y")).await.unwrap();
+        // By the sweep.
+        kms.create_secret(&caller, input("b", "x")).await.unwrap();
+        kms.delete_secret(&caller, "b", false, None).await.unwrap();
+        clock.advance(30 * 86_400);
+        kms.sweep().await.unwrap();
+        assert!(kms
+            .store
+            .get_secret(&caller.account_id, &caller.region, "b")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn the_secret_limit() {
+        let (kms, _, caller) = kms_with(ServiceConfig {
+            max_secrets: 2,
+            ..ServiceConfig::default()
+        });
+        kms.create_secret(&caller, input("a", "x")).await.unwrap();
+        kms.create_secret(&caller, input("b", "x")).await.unwrap();
+        assert_eq!(
+            kms.create_secret(&caller, input("c", "x"))
+                .await
+                .unwrap_err()
+                .code(),
+            "Rejected.LimitExceeded"
+        );
+    }
+}
