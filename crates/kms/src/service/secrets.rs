@@ -75,8 +75,8 @@ impl SecretDataType {
     }
 }
 
-/// What CreateSecret gets.
-#[derive(Debug, Default)]
+/// What CreateSecret gets. (Its `Debug` leaves the value out.)
+#[derive(Default)]
 pub struct CreateSecretInput {
     pub secret_name: String,
     pub version_id: String,
@@ -91,8 +91,7 @@ pub struct CreateSecretInput {
     pub rotation_interval: Option<String>,
 }
 
-/// A version's value, opened.
-#[derive(Debug)]
+/// A version's value, opened. (Its `Debug` leaves the value out.)
 pub struct SecretValue {
     pub secret: SecretRecord,
     pub version_id: String,
@@ -100,6 +99,27 @@ pub struct SecretValue {
     pub data_type: String,
     pub data: Secret,
     pub stages: Vec<String>,
+}
+
+impl std::fmt::Debug for CreateSecretInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateSecretInput")
+            .field("secret_name", &self.secret_name)
+            .field("version_id", &self.version_id)
+            .field("secret_data", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("secret_name", &self.secret.secret_name)
+            .field("version_id", &self.version_id)
+            .field("data", &"<redacted>")
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A ListSecrets filter: `Key` and its accepted values (OR within, AND across).
@@ -1220,6 +1240,12 @@ mod tests {
             creation_date: 0,
             stages: stages.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_value() {
+        let i = input("n", "do-not-print-me");
+        assert!(!format!("{i:?}").contains("do-not-print-me"));
     }
 
     #[test]
