@@ -106,8 +106,17 @@
     sel.addRange(range);
   }
 
+  function resultId0(form) { return form.getAttribute("data-result"); }
+
   document.addEventListener("click", function (ev) {
     if (ev.target.id === "copy-cmd") { copyCommands(ev.target); return; }
+    if (ev.target.id === "btn-hide-value") {
+      var v = document.getElementById("secret-value");
+      if (v) v.textContent = "";
+      var box = document.getElementById("secret-value-box");
+      if (box) box.hidden = true;
+      return;
+    }
     var t = ev.target.closest ? ev.target.closest("[data-open],[data-close]") : null;
     if (!t) return;
     if (t.hasAttribute("data-open")) {
@@ -297,6 +306,20 @@
         return res;
       });
     }).then(function (res) {
+      if (action === "CreateSecret" && res && res.SecretName) {
+        location.assign("/console/secret?name=" + encodeURIComponent(res.SecretName));
+        return;
+      }
+      if (action === "GetSecretValue" && resultId0(form)) {
+        // Shown on request only (the request is audited); never kept in the page's HTML.
+        document.getElementById("secret-value").textContent = res.SecretData;
+        document.getElementById(resultId0(form)).hidden = false;
+        return;
+      }
+      if (action === "PutSecretValue" || action === "DeleteSecret" || action === "RestoreSecret") {
+        var box = document.getElementById("secret-value");
+        if (box) box.textContent = "";
+      }
       if (action === "CreateKey" && res && res.KeyMetadata && res.KeyMetadata.KeyId) {
         location.assign("/console/keys/" + encodeURIComponent(res.KeyMetadata.KeyId));
         return;

@@ -60,6 +60,17 @@ pub enum KmsError {
     ExpiredImportToken,
     #[error("invalid key material")]
     InvalidKeyMaterial,
+    // ---- Secrets Manager ----
+    /// A secret (or its version or stage) that does not exist.
+    #[error("resource not found")]
+    ResourceNotFound,
+    /// CreateSecret with a name in use.
+    #[error("resource exists")]
+    ResourceExist,
+    /// The secret is in its recovery window (DeleteSecret without force).
+    #[error("resource in delete window")]
+    ResourceInDeleteWindow,
+
     #[error("no permission: {0}")]
     NoPermission(String),
     #[error("dry run")]
@@ -144,6 +155,9 @@ impl KmsError {
             InvalidImportToken => "InvalidImportToken",
             ExpiredImportToken => "ExpiredImportToken",
             InvalidKeyMaterial => "InvalidKeyMaterial",
+            ResourceNotFound => "Forbidden.ResourceNotFound",
+            ResourceExist => "Rejected.ResourceExist",
+            ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
             NoPermission(_) => "Forbidden.NoPermission",
             DryRun => "DryRunOperationError",
             Throttling => "Rejected.Throttling",
@@ -158,11 +172,11 @@ impl KmsError {
         use KmsError::*;
         match self {
             InvalidApi(_) | AccessKeyNotFound | KeyNotFound | KeyVersionNotFound
-            | AliasNotFound => 404,
+            | AliasNotFound | ResourceNotFound => 404,
             UnsupportedHttpMethod | NoPermission(_) => 403,
             RequestTooLarge => 413,
             Throttling => 429,
-            Rejected(_) => 409,
+            Rejected(_) | ResourceExist | ResourceInDeleteWindow => 409,
             Internal(_) => 500,
             AuditUnavailable | NonceJournalUnavailable => 503,
             _ => 400,
@@ -218,6 +232,9 @@ impl KmsError {
             InvalidImportToken => "import token is invalid.".into(),
             ExpiredImportToken => "import token is expired.".into(),
             InvalidKeyMaterial => "key material is invalid.".into(),
+            ResourceNotFound => "Resource not found.".into(),
+            ResourceExist => "The resource already exists.".into(),
+            ResourceInDeleteWindow => "The secret is planned to be deleted.".into(),
             NoPermission(why) => format!("forbidden by permission system: {why}"),
             DryRun => "The request would have succeeded, but the DryRun flag is set.".into(),
             Throttling => "QPS upper limit exceeded.".into(),

@@ -76,7 +76,12 @@ const WRAPPING_ALGORITHM: ParamSpec = req(
     "WrappingAlgorithm",
     "RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (RSA_2048), SM2PKE (EC_SM2)",
 );
-const SECRET_NAME: ParamSpec = opt("SecretName", "not supported: keys only");
+const SECRET_NAME: ParamSpec = opt("SecretName", "the secret (instead of KeyId)");
+const SECRET: ParamSpec = req(
+    "SecretName",
+    "name or ARN acs:kms:<region>:<account>:secret/<name>",
+);
+const FETCH_TAGS: ParamSpec = opt("FetchTags", "true: include the tags");
 const CERTIFICATE_ID: ParamSpec = opt("CertificateId", "not supported: keys only");
 
 // The cells of the matrix.
@@ -569,6 +574,183 @@ actions! {
         state: [OK, DIS, PDEL, PIMP],
         ram: [Key],
     },
+
+    // ------------------------------------------------------------ Secrets Manager (issue 18)
+    // No key-state row: these actions name a secret, not a key (the secret's EncryptionKeyId
+    // is checked with the GenerateDataKey/Decrypt rows inside the service). RAM: S or SC
+    // (reference alibaba-ram-sts.md §5.1); GetSecretValue/PutSecretValue also need
+    // kms:Decrypt/kms:GenerateDataKey on the secret's key, which the request does not name.
+    /// RAM: SC.
+    CreateSecret {
+        help: "Create a secret with its first value (stage ACSCurrent).",
+        params: [
+            SECRET,
+            req("VersionId", "id of the first version (up to 64 characters)"),
+            req("SecretData", "the value (up to 30720 bytes; base64 when binary)"),
+            opt("SecretDataType", "text (default) or binary"),
+            opt("SecretType", "Generic (the only type this server stores)"),
+            opt("EncryptionKeyId", "symmetric key id, ARN or alias (default: the account's secrets key)"),
+            opt("Description", "up to 8192 characters"),
+            opt("Tags", TAGS_JSON),
+            opt("ExtendedConfig", "JSON object, up to 1024 characters"),
+            opt("EnableAutomaticRotation", "managed secrets only (refused here)"),
+            opt("RotationInterval", "6h to 365d"),
+            opt("Policy", "ignored"),
+            opt("DKMSInstanceId", "ignored"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [SecretContainer],
+    },
+    /// Changes no state, but is not a Describe/List: audited without waiting.
+    GetSecretValue {
+        help: "Get a secret's value (ACSCurrent unless VersionId or VersionStage).",
+        params: [
+            SECRET,
+            opt("VersionId", "this version"),
+            opt("VersionStage", "the version with this stage (default ACSCurrent)"),
+            opt("FetchExtendedConfig", "true or false (managed secrets only)"),
+            DRY_RUN,
+        ],
+        throttle: Management,
+        changes_state: false,
+        state: none,
+        ram: [Secret],
+    },
+    PutSecretValue {
+        help: "Store a new version of a secret's value.",
+        params: [
+            SECRET,
+            req("VersionId", "id of the new version (up to 64 characters)"),
+            req("SecretData", "the value (up to 30720 bytes; base64 when binary)"),
+            opt("SecretDataType", "text (default) or binary"),
+            opt("VersionStages", "JSON array of stages (default [\"ACSCurrent\"])"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    DescribeSecret {
+        help: "Show a secret's metadata (never its value).",
+        params: [SECRET, FETCH_TAGS],
+        throttle: Management,
+        changes_state: false,
+        state: none,
+        ram: [Secret],
+    },
+    /// RAM: SC.
+    ListSecrets {
+        help: "List the account's secrets in this region.",
+        params: [
+            PAGE_NUMBER,
+            PAGE_SIZE,
+            FETCH_TAGS,
+            opt("Filters", "JSON [{\"Key\":\"SecretName\",\"Values\":[\"s1\"]}]"),
+        ],
+        throttle: Management,
+        changes_state: false,
+        state: none,
+        ram: [SecretContainer],
+    },
+    UpdateSecret {
+        help: "Change a secret's description.",
+        params: [
+            SECRET,
+            opt("Description", "up to 8192 characters"),
+            opt("ExtendedConfig.CustomData", "managed secrets only (refused here)"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    DeleteSecret {
+        help: "Delete a secret after a recovery window, or at once.",
+        params: [
+            SECRET,
+            opt("RecoveryWindowInDays", "7 to 30 (default 30)"),
+            opt("ForceDeleteWithoutRecovery", "true: delete now, no recovery"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    RestoreSecret {
+        help: "Cancel a secret's deletion during its recovery window.",
+        params: [SECRET],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    ListSecretVersionIds {
+        help: "List a secret's versions, newest first.",
+        params: [
+            SECRET,
+            opt("IncludeDeprecated", "true: also versions without a stage"),
+            PAGE_NUMBER,
+            PAGE_SIZE,
+        ],
+        throttle: Management,
+        changes_state: false,
+        state: none,
+        ram: [Secret],
+    },
+    UpdateSecretVersionStage {
+        help: "Attach, move or remove a version stage.",
+        params: [
+            SECRET,
+            req("VersionStage", "ACSCurrent, ACSPrevious or a custom stage"),
+            opt("MoveToVersion", "version to put the stage on"),
+            opt("RemoveFromVersion", "version to take the stage from"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    /// RAM: inf (reference §5.1).
+    RotateSecret {
+        help: "Rotate a managed secret (Generic secrets: use PutSecretValue).",
+        params: [SECRET, req("VersionId", "id of the new version")],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    /// RAM: inf (reference §5.1).
+    UpdateSecretRotationPolicy {
+        help: "Turn a managed secret's automatic rotation on or off.",
+        params: [
+            SECRET,
+            req("EnableAutomaticRotation", "true or false"),
+            opt("RotationInterval", "6h to 365d (needed when enabling)"),
+        ],
+        throttle: Management,
+        changes_state: true,
+        state: none,
+        ram: [Secret],
+    },
+    /// Changes no state. RAM: on `*` (AliyunKMSSecretAdminAccess grants it on `*`).
+    GetRandomPassword {
+        help: "Generate a random password.",
+        params: [
+            opt("PasswordLength", "8 to 128 (default 32)"),
+            opt("ExcludeCharacters", "characters never to use"),
+            opt("ExcludeLowercase", "true: no a-z"),
+            opt("ExcludeUppercase", "true: no A-Z"),
+            opt("ExcludeNumbers", "true: no 0-9"),
+            opt("ExcludePunctuation", "true: no punctuation"),
+            opt("RequireEachIncludedType", "true: at least one of each class used"),
+        ],
+        throttle: Management,
+        changes_state: false,
+        state: none,
+        ram: [Any],
+    },
 }
 
 #[cfg(test)]
@@ -587,7 +769,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 40);
+        assert_eq!(Action::ALL.len(), 40 + SECRET_ACTIONS.len());
         assert_eq!(Action::from_name("NoSuchAction"), None);
         assert_eq!(Action::from_name("encrypt"), None);
         assert_eq!(Action::PRODUCT.version(), VERSION);
@@ -602,6 +784,23 @@ mod tests {
             assert_eq!(names.len(), a.params().len(), "{a}");
         }
     }
+
+    /// The Secrets Manager rows (issue 18).
+    const SECRET_ACTIONS: [&str; 13] = [
+        "CreateSecret",
+        "GetSecretValue",
+        "PutSecretValue",
+        "DescribeSecret",
+        "ListSecrets",
+        "UpdateSecret",
+        "DeleteSecret",
+        "RestoreSecret",
+        "ListSecretVersionIds",
+        "UpdateSecretVersionStage",
+        "RotateSecret",
+        "UpdateSecretRotationPolicy",
+        "GetRandomPassword",
+    ];
 
     /// Every action that names a key (or a ciphertext blob, which names one) has a row of its
     /// own, and that row belongs to it; only DescribeRegions touches no key.
@@ -622,8 +821,13 @@ mod tests {
         let without: Vec<_> = Action::ALL
             .iter()
             .filter(|a| a.state_row().is_none())
+            .filter(|a| !SECRET_ACTIONS.contains(&a.name()))
             .collect();
         assert_eq!(without, [&Action::DescribeRegions]);
+        for n in SECRET_ACTIONS {
+            let a = Action::from_name(n).unwrap();
+            assert_eq!(a.state_row(), None, "{n}");
+        }
         assert_eq!(row::Encrypt.cells, [OK, DIS, PDEL, PIMP]);
     }
 
@@ -656,8 +860,10 @@ mod tests {
                 ThrottleClass::Management
             };
             assert_eq!(a.throttle_class(), class, "{n}");
-            let changes =
-                !(n.starts_with("Describe") || n.starts_with("List") || crypto.contains(&n));
+            let changes = !(n.starts_with("Describe")
+                || n.starts_with("List")
+                || crypto.contains(&n)
+                || matches!(n, "GetSecretValue" | "GetRandomPassword"));
             assert_eq!(a.changes_state(), changes, "{n}");
         }
     }
@@ -687,12 +893,19 @@ mod tests {
                 &[("kms:DeleteAlias", Alias), ("kms:DeleteAlias", Key)],
             ),
             ("DescribeRegions", &[]),
+            ("CreateSecret", &[("kms:CreateSecret", SecretContainer)]),
+            ("ListSecrets", &[("kms:ListSecrets", SecretContainer)]),
+            ("GetRandomPassword", &[("kms:GetRandomPassword", Any)]),
         ];
         for a in Action::ALL {
             let got: Vec<(&str, Resource)> =
                 a.ram().iter().map(|c| (c.action, c.resource)).collect();
             match expected.iter().find(|(n, _)| *n == a.name()) {
                 Some((_, want)) => assert_eq!(got, want.to_vec(), "{a}"),
+                // The other secret actions: kms:<Name> on the secret.
+                None if SECRET_ACTIONS.contains(&a.name()) => {
+                    assert_eq!(got, [(format!("kms:{a}").as_str(), Secret)], "{a}")
+                }
                 // Every other action: kms:<Name> on the key.
                 None => assert_eq!(got, [(format!("kms:{a}").as_str(), Key)], "{a}"),
             }

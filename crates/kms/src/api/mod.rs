@@ -8,6 +8,7 @@ pub mod asymmetric;
 pub mod crypto;
 pub mod import;
 pub mod keys;
+pub mod secrets;
 pub mod tags;
 pub mod versions;
 
@@ -73,6 +74,24 @@ pub async fn dispatch(
         Action::GenerateAndExportDataKey => {
             asymmetric::generate_and_export_data_key(kms, caller, p).await
         }
+        // Secrets Manager (issue 18).
+        Action::CreateSecret => secrets::create_secret(kms, caller, p).await,
+        Action::GetSecretValue => secrets::get_secret_value(kms, caller, p).await,
+        Action::PutSecretValue => secrets::put_secret_value(kms, caller, p).await,
+        Action::DescribeSecret => secrets::describe_secret(kms, caller, p).await,
+        Action::ListSecrets => secrets::list_secrets(kms, caller, p).await,
+        Action::UpdateSecret => secrets::update_secret(kms, caller, p).await,
+        Action::DeleteSecret => secrets::delete_secret(kms, caller, p).await,
+        Action::RestoreSecret => secrets::restore_secret(kms, caller, p).await,
+        Action::ListSecretVersionIds => secrets::list_secret_version_ids(kms, caller, p).await,
+        Action::UpdateSecretVersionStage => {
+            secrets::update_secret_version_stage(kms, caller, p).await
+        }
+        Action::RotateSecret => secrets::rotate_secret(kms, caller, p).await,
+        Action::UpdateSecretRotationPolicy => {
+            secrets::update_secret_rotation_policy(kms, caller, p).await
+        }
+        Action::GetRandomPassword => secrets::get_random_password(kms, p).await,
     }
 }
 

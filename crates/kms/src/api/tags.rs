@@ -16,29 +16,42 @@ use crate::store::Tag;
 const MAX_RESOURCES: usize = 50;
 const MAX_TAGS: usize = 20;
 
-/// The key of TagResource/UntagResource: only keys are taggable here.
-fn single_key(p: &Params) -> Result<String, KmsError> {
-    if let Some(k) = p.opt("KeyId") {
-        return Ok(k.to_string());
+/// What TagResource/UntagResource tag: a key (`KeyId`) or a secret (`SecretName`, issue 18).
+enum Taggable {
+    Key(String),
+    Secret(String),
+}
+
+/// The resource of TagResource/UntagResource: exactly one of KeyId and SecretName
+/// (certificates do not exist here).
+fn single_resource(p: &Params) -> Result<Taggable, KmsError> {
+    if p.opt("CertificateId").is_some() {
+        return Err(KmsError::invalid_because(
+            "CertificateId",
+            "This server tags keys and secrets only; use KeyId or SecretName.",
+        ));
     }
-    for other in ["SecretName", "CertificateId"] {
-        if p.opt(other).is_some() {
-            return Err(KmsError::invalid_because(
-                other,
-                "This server tags keys only; use KeyId.",
-            ));
-        }
+    match (p.opt("KeyId"), p.opt("SecretName")) {
+        (Some(k), None) => Ok(Taggable::Key(k.to_string())),
+        (None, Some(s)) => Ok(Taggable::Secret(s.to_string())),
+        (Some(_), Some(_)) => Err(KmsError::invalid_because(
+            "SecretName",
+            "Give KeyId or SecretName, not both.",
+        )),
+        (None, None) => Err(KmsError::missing("KeyId")),
     }
-    Err(KmsError::missing("KeyId"))
 }
 
 pub async fn tag_resource(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    let key = single_key(p)?;
+    let resource = single_resource(p)?;
     let tags = parse_tags("Tags", p.required("Tags")?)?;
     if tags.is_empty() {
         return Err(KmsError::invalid_because("Tags", "Give at least one tag."));
     }
-    kms.tag_keys(caller, &[key], tags, row::TagResource).await?;
+    match resource {
+        Taggable::Key(key) => kms.tag_keys(caller, &[key], tags, row::TagResource).await?,
+        Taggable::Secret(name) => kms.tag_secret(caller, &name, tags).await?,
+    }
     empty()
 }
 
@@ -65,10 +78,15 @@ pub fn parse_tag_keys(text: &str) -> Result<Vec<String>, KmsError> {
 }
 
 pub async fn untag_resource(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    let key = single_key(p)?;
+    let resource = single_resource(p)?;
     let keys = parse_tag_keys(p.required("TagKeys")?)?;
-    kms.untag_keys(caller, &[key], Some(keys), row::UntagResource)
-        .await?;
+    match resource {
+        Taggable::Key(key) => {
+            kms.untag_keys(caller, &[key], Some(keys), row::UntagResource)
+                .await?
+        }
+        Taggable::Secret(name) => kms.untag_secret(caller, &name, Some(keys)).await?,
+    }
     empty()
 }
 

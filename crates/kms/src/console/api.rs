@@ -40,6 +40,14 @@ pub const ACTIONS: &[Action] = &[
     Action::UpdateRotationPolicy,
     Action::TagResource,
     Action::UntagResource,
+    // Secrets Manager (issue 18): GetSecretValue reveals a value on request (audited).
+    Action::CreateSecret,
+    Action::GetSecretValue,
+    Action::PutSecretValue,
+    Action::UpdateSecret,
+    Action::DeleteSecret,
+    Action::RestoreSecret,
+    Action::UpdateSecretVersionStage,
 ];
 
 fn json(status: u16, body: serde_json::Value) -> Response {
@@ -121,7 +129,15 @@ pub async fn api(
         let message = "The request has no valid CSRF token.";
         return json_error(status, code, message, &event.request_id);
     }
-    event = event.key(params.opt("KeyId").unwrap_or_default());
+    event = match (params.opt("KeyId"), params.opt("SecretName")) {
+        (Some(k), _) => event.key(k),
+        // Secrets Manager: the audit line names the secret (never its value).
+        (None, Some(name)) => event.key(&format!(
+            "secret/{}",
+            name.chars().take(256).collect::<String>()
+        )),
+        (None, None) => event.key(""),
+    };
     let Some(spec) = console_action(&action) else {
         return refuse(&st, &event, &KmsError::InvalidApi(action.clone())).await;
     };

@@ -14,7 +14,8 @@
 //!   for the JSON API) on top of the console-sessions service
 //!   ([`crate::service::console::ConsoleSessions`]): the console never touches the store;
 //! - one module per page: [`signin`] (sign-in and sign-out), [`keys`] (key list and the
-//!   create-key dialog), [`key`] (key page and the import dialogs), [`api`] (JSON API);
+//!   create-key dialog), [`key`] (key page and the import dialogs), [`secrets`] (secret
+//!   list and page), [`api`] (JSON API);
 //! - [`view`]: what every page template shares; the templates themselves are askama files
 //!   in `crates/kms/templates/console/`, compiled into the binary and escaped by default;
 //! - [`audit`]: console events in the audit trail; [`session`]: passwords, session tokens
@@ -32,6 +33,7 @@ pub mod guard;
 pub mod i18n;
 pub mod key;
 pub mod keys;
+pub mod secrets;
 pub mod session;
 pub mod signin;
 pub mod view;
@@ -97,6 +99,8 @@ pub fn router(state: ConsoleState) -> Router {
             "/console/keys/{key_id}/versions/{version_id}/public-key",
             get(key::public_key_download),
         )
+        .route("/console/secrets", get(secrets::secrets_page))
+        .route("/console/secret", get(secrets::secret_page))
         .route("/console/api/{action}", post(api::api))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))

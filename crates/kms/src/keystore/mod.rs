@@ -161,6 +161,43 @@ impl Keystore {
     pub(crate) fn rng(&self) -> &SystemRandom {
         &self.rng
     }
+
+    /// Seals `plaintext` under a 32-byte data key (AES-256-GCM, random nonce):
+    /// `nonce (12) ‖ ciphertext ‖ tag (16)`. Secrets Manager's envelope: the data key comes
+    /// from GenerateDataKey under the secret's EncryptionKeyId. The plaintext is copied only
+    /// into a buffer that is encrypted in place.
+    pub fn seal_with_data_key(
+        &self,
+        data_key: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let key = UnboundKey::new(&AES_256_GCM, data_key)
+            .map_err(|_| KmsError::internal("data key length"))?;
+        let key = LessSafeKey::new(key);
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| KmsError::internal("rng"))?;
+        let mut body = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| KmsError::internal("seal"))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + body.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Opens a value made by [`Keystore::seal_with_data_key`]; None if it fails
+    /// authentication.
+    pub fn open_with_data_key(data_key: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Secret> {
+        let key = UnboundKey::new(&AES_256_GCM, data_key).ok()?;
+        open_with(&LessSafeKey::new(key), aad, sealed)
+    }
 }
 
 pub(crate) fn seal_with(

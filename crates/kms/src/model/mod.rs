@@ -4,6 +4,7 @@
 
 pub mod key;
 pub mod records;
+pub mod secret;
 pub mod spec;
 pub mod state;
 
@@ -11,5 +12,6 @@ pub use key::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
 pub use records::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, WrappingKeyRecord,
 };
+pub use secret::{SecretRecord, SecretVersionMeta, SecretVersionRecord};
 pub use spec::{AsymmetricAlgorithm, KeySpec, KeyUsage, Origin, ProtectionLevel};
 pub use state::KeyState;

@@ -193,7 +193,13 @@ impl Protocol {
         ctx.key_hint = params
             .opt("KeyId")
             .or_else(|| params.opt("DestinationKeyId"))
-            .map(|k| k.chars().take(256).collect());
+            .map(|k| k.chars().take(256).collect())
+            // Secrets Manager: the audit line names the secret (never its value).
+            .or_else(|| {
+                params
+                    .opt("SecretName")
+                    .map(|s| format!("secret/{}", s.chars().take(256).collect::<String>()))
+            });
         ctx.region = self.region(req, &params)?;
 
         // Authentication: signature, then time window, then nonce.

@@ -13,6 +13,7 @@ pub mod keys;
 mod model_tests;
 #[cfg(test)]
 mod sm_tests;
+pub mod secrets;
 pub mod state;
 pub mod tags;
 pub mod versions;
@@ -50,6 +51,10 @@ pub struct ServiceConfig {
     /// Outstanding import tokens (wrapping keys) per key: a GetParametersForImport beyond it
     /// withdraws the oldest token of the key.
     pub max_import_tokens_per_key: i64,
+    /// Secrets per account and region (Secrets Manager; Alibaba's quota is undisclosed).
+    pub max_secrets: i64,
+    /// Versions per secret: beyond it the oldest versions without a stage are deleted.
+    pub max_versions_per_secret: usize,
 }
 
 /// [`ServiceConfig::max_import_tokens_per_key`] by default.
@@ -68,6 +73,8 @@ impl Default for ServiceConfig {
             max_tags_per_key: 20,
             max_unwrap_failures: 10,
             max_import_tokens_per_key: DEFAULT_MAX_IMPORT_TOKENS_PER_KEY,
+            max_secrets: 1000,
+            max_versions_per_secret: 100,
         }
     }
 }
@@ -303,6 +310,7 @@ impl Kms {
             }
         }
         self.store.purge_wrapping_keys(now).await?;
+        self.purge_secrets(now).await?;
         // Nonces live by the wall clock (request timestamps), not the lifecycle clock.
         self.store.purge_nonces(crate::clock::system_now()).await?;
         Ok(())

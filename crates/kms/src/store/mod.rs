@@ -3,7 +3,7 @@
 //! - The aggregates: [`MetaStore`], [`AccountStore`] (accounts and access keys),
 //!   [`KeyStore`] (keys and their versions), [`TagStore`], [`AliasStore`], [`ImportStore`]
 //!   (BYOK wrapping keys), [`ConsoleStore`] (web console users and sessions), [`NonceStore`]
-//!   (signature nonces shared by several nodes) and [`DumpStore`] (every row, for
+//!   (signature nonces shared by several nodes), [`SecretStore`] (Secrets Manager) and [`DumpStore`] (every row, for
 //!   `kms admin migrate-store`). [`Store`] bundles them; callers hold an `Arc<dyn Store>`.
 //! - [`sql`] implements every aggregate once, over a small connection abstraction and a
 //!   [`sql::Dialect`]; the engines ([`sqlite`], the embedded default, and [`postgres`], for
@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyLocator, KeyRecord,
-    KeyVersionRecord, Tag, WrappingKeyRecord,
+    KeyVersionRecord, SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag, WrappingKeyRecord,
 };
 pub use delegate::Delegate;
 pub use error::StoreError;
@@ -110,13 +110,31 @@ pub struct Dump {
     /// Web console users (password hashes), by name. Sessions are not copied: users sign in
     /// again.
     pub console_users: Vec<ConsoleUserRecord>,
+    /// Secrets (Secrets Manager), by id.
+    pub secrets: Vec<SecretRecord>,
+    /// Secret versions (values still sealed), by secret id then version id.
+    pub secret_versions: Vec<SecretVersionRecord>,
+    /// (secret id, stage, version id), by secret id then stage.
+    pub secret_stages: Vec<(String, String, String)>,
+    /// (secret id, tag), by secret id then tag key.
+    pub secret_tags: Vec<(String, Tag)>,
 }
 
 impl Dump {
     /// Counts of each kind of row, for reports.
     pub fn summary(&self) -> String {
+        // Secrets are named only when there are some (the line stays as it was without).
+        let secrets = if self.secrets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} secrets, {} secret versions, ",
+                self.secrets.len(),
+                self.secret_versions.len()
+            )
+        };
         format!(
-            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {} metadata entries",
+            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {secrets}{} metadata entries",
             self.accounts.len(),
             self.access_keys.len(),
             self.keys.len(),
@@ -334,6 +352,97 @@ pub trait NonceStore: Send + Sync {
     }
 }
 
+/// A change to a secret's versions made together with a secret update.
+#[derive(Debug, Clone)]
+pub enum SecretChange {
+    InsertVersion(SecretVersionRecord),
+    DeleteVersion(String),
+}
+
+/// The service's read-modify-write step inside [`SecretStore::update_secret`]: it gets the
+/// secret and its versions (with their stages, which it may edit; the store writes the
+/// stages back as they are when it returns). Its error refuses the change (nothing is
+/// written) and comes back as [`StoreError::Refused`].
+pub type SecretMutation = Box<
+    dyn FnOnce(
+            &mut SecretRecord,
+            &mut Vec<SecretVersionMeta>,
+        ) -> Result<Vec<SecretChange>, KmsError>
+        + Send,
+>;
+
+/// Secrets (Secrets Manager): metadata, sealed versions, stages and tags. Not cached (a
+/// value put on one node is read from the database by every other at once).
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Inserts a secret with its first version (stages `stages`) and tags, unless the account
+    /// already has `max_secrets` secrets in the region ([`StoreError::LimitExceeded`]) or the
+    /// name is taken ([`StoreError::Duplicate`]).
+    async fn insert_secret(
+        &self,
+        secret: SecretRecord,
+        first: SecretVersionRecord,
+        stages: Vec<String>,
+        tags: Vec<Tag>,
+        max_secrets: i64,
+    ) -> StoreResult<()>;
+    async fn get_secret(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<SecretRecord>>;
+    /// An account's secrets in a region, by creation date then name.
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>>;
+    /// Read-modify-write of one secret in a transaction; `Ok(None)` if there is no such
+    /// secret. Returns the secret and its versions as written.
+    async fn update_secret(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        mutation: SecretMutation,
+    ) -> StoreResult<Option<(SecretRecord, Vec<SecretVersionMeta>)>>;
+    /// One version with its sealed value.
+    async fn get_secret_version(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<SecretVersionRecord>>;
+    /// The version holding `stage`.
+    async fn get_secret_version_by_stage(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> StoreResult<Option<SecretVersionRecord>>;
+    /// A secret's versions with their stages, newest first.
+    async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>>;
+    /// Deletes a secret with its versions, stages and tags now; false if it was not there.
+    async fn delete_secret(&self, secret_id: &str) -> StoreResult<bool>;
+    /// Deletes a secret only if it is in its recovery window and the window ended at or
+    /// before `now` (a RestoreSecret that won the race is never undone).
+    async fn delete_secret_if_due(&self, secret_id: &str, now: i64) -> StoreResult<bool>;
+    /// Secrets whose recovery window ended at or before `now`.
+    async fn due_secret_deletions(&self, now: i64) -> StoreResult<Vec<String>>;
+    /// A secret's tags, by tag key.
+    async fn list_secret_tags(&self, secret_id: &str) -> StoreResult<Vec<Tag>>;
+    /// Adds or replaces tags, unless the secret would then have more than `max`.
+    async fn put_secret_tags(&self, secret_id: &str, tags: Vec<Tag>, max: usize)
+        -> StoreResult<()>;
+    /// Removes the named tags (all with `None`).
+    async fn remove_secret_tags(
+        &self,
+        secret_id: &str,
+        tag_keys: Option<Vec<String>>,
+    ) -> StoreResult<()>;
+    /// Every (secret id, tag) of an account's secrets in a region.
+    async fn list_account_secret_tags(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> StoreResult<Vec<(String, Tag)>>;
+}
+
 /// Every row at once, for `kms admin migrate-store`.
 #[async_trait]
 pub trait DumpStore: Send + Sync {
@@ -356,6 +465,7 @@ pub trait Store:
     + ConsoleStore
     + NonceStore
     + DumpStore
+    + SecretStore
     + Send
     + Sync
     + 'static
@@ -372,6 +482,7 @@ impl<T> Store for T where
         + ConsoleStore
         + NonceStore
         + DumpStore
+        + SecretStore
         + Send
         + Sync
         + 'static

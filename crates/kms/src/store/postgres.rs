@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_wrapping_keys_by_key.sql"),
     ),
+    // Secrets Manager (issue 18).
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_secrets.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).

@@ -41,6 +41,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_wrapping_keys_by_key.sql"),
     ),
+    // Secrets Manager (issue 18).
+    (7, include_str!("../../migrations/sqlite/0007_secrets.sql")),
 ];
 
 /// The store on SQLite.

@@ -109,6 +109,13 @@ on_both_engines!(
     concurrent_inserts_respect_the_key_limit,
     concurrent_updates_serialise,
     concurrent_aliases_respect_the_limits,
+    // Secrets Manager (issue 18).
+    secrets_round_trip,
+    secret_updates_commit_or_change_nothing,
+    secret_deletion_only_when_due,
+    secret_tags,
+    secrets_export_import_round_trip,
+    concurrent_secret_puts_serialise,
 );
 
 // ---- records ----
@@ -1221,4 +1228,434 @@ async fn concurrent_aliases_respect_the_limits(s: Arc<dyn Store>) {
             .len(),
         3
     );
+}
+
+// ---- secrets (Secrets Manager, issue 18) ----
+
+fn secret(id: &str, name: &str) -> SecretRecord {
+    SecretRecord {
+        secret_id: id.into(),
+        account_id: ACCOUNT.into(),
+        region: REGION.into(),
+        secret_name: name.into(),
+        secret_type: "Generic".into(),
+        description: "d".into(),
+        encryption_key_id: "k".into(),
+        extended_config: Some("{\"a\":1}".into()),
+        creation_date: 10,
+        update_date: 11,
+        planned_delete_time: None,
+        automatic_rotation: false,
+        rotation_interval: Some(3600),
+        last_rotation_date: None,
+        next_rotation_date: Some(12),
+    }
+}
+
+fn secret_version(secret_id: &str, version_id: &str, created: i64) -> SecretVersionRecord {
+    SecretVersionRecord {
+        secret_id: secret_id.into(),
+        version_id: version_id.into(),
+        creation_date: created,
+        data_type: "text".into(),
+        sealed_data_key: vec![1, 2, 3],
+        sealed_value: vec![4, 5, 6, 0, 255],
+    }
+}
+
+fn current() -> Vec<String> {
+    vec!["ACSCurrent".to_string()]
+}
+
+/// A mutation that adds `version` and moves `stage` to it.
+fn put_version(version: SecretVersionRecord, stage: &'static str) -> SecretMutation {
+    Box::new(move |_, versions| {
+        versions.insert(
+            0,
+            SecretVersionMeta {
+                version_id: version.version_id.clone(),
+                creation_date: version.creation_date,
+                stages: vec![],
+            },
+        );
+        crate::service::secrets::attach_stage(versions, stage, &version.version_id);
+        Ok(vec![SecretChange::InsertVersion(version)])
+    })
+}
+
+async fn secrets_round_trip(s: Arc<dyn Store>) {
+    let a = secret("id-a", "app/db");
+    s.insert_secret(
+        a.clone(),
+        secret_version("id-a", "v1", 10),
+        current(),
+        vec![],
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_secret(ACCOUNT, REGION, "app/db").await.unwrap(),
+        Some(a.clone())
+    );
+    // Names are per account and region.
+    assert_eq!(s.get_secret("other", REGION, "app/db").await.unwrap(), None);
+    assert_eq!(
+        s.get_secret(ACCOUNT, "cn-shanghai", "app/db")
+            .await
+            .unwrap(),
+        None
+    );
+    // The same name again: a duplicate, nothing written.
+    let dup = s
+        .insert_secret(
+            secret("id-x", "app/db"),
+            secret_version("id-x", "v1", 1),
+            current(),
+            vec![],
+            9,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    let mut b = secret("id-b", "b");
+    b.creation_date = 5;
+    s.insert_secret(b, secret_version("id-b", "v1", 1), current(), vec![], 2)
+        .await
+        .unwrap();
+    // The limit per account and region.
+    let over = s
+        .insert_secret(
+            secret("id-c", "c"),
+            secret_version("id-c", "v1", 1),
+            current(),
+            vec![],
+            2,
+        )
+        .await;
+    assert!(
+        matches!(over, Err(StoreError::LimitExceeded(_))),
+        "{over:?}"
+    );
+    assert_eq!(s.get_secret(ACCOUNT, REGION, "c").await.unwrap(), None);
+    let names: Vec<String> = s
+        .list_secrets(ACCOUNT, REGION)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.secret_name)
+        .collect();
+    assert_eq!(names, ["b", "app/db"]); // by creation date
+    assert_eq!(
+        s.get_secret_version("id-a", "v1").await.unwrap(),
+        Some(secret_version("id-a", "v1", 10))
+    );
+    assert_eq!(
+        s.get_secret_version_by_stage("id-a", "ACSCurrent")
+            .await
+            .unwrap(),
+        Some(secret_version("id-a", "v1", 10))
+    );
+    assert_eq!(
+        s.get_secret_version_by_stage("id-a", "ACSPrevious")
+            .await
+            .unwrap(),
+        None
+    );
+    // A new version (same second) takes ACSCurrent; the old one gets ACSPrevious.
+    let (after, versions) = s
+        .update_secret(
+            ACCOUNT,
+            REGION,
+            "app/db",
+            put_version(secret_version("id-a", "v2", 10), "ACSCurrent"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, a);
+    let want = vec![
+        SecretVersionMeta {
+            version_id: "v2".into(),
+            creation_date: 10,
+            stages: current(),
+        },
+        SecretVersionMeta {
+            version_id: "v1".into(),
+            creation_date: 10,
+            stages: vec!["ACSPrevious".into()],
+        },
+    ];
+    assert_eq!(versions, want);
+    assert_eq!(s.list_secret_versions("id-a").await.unwrap(), want);
+    assert_eq!(
+        s.get_secret_version_by_stage("id-a", "ACSPrevious")
+            .await
+            .unwrap()
+            .map(|v| v.version_id),
+        Some("v1".into())
+    );
+    assert!(s
+        .update_secret(ACCOUNT, REGION, "nope", Box::new(|_, _| Ok(vec![])))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn secret_updates_commit_or_change_nothing(s: Arc<dyn Store>) {
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    let before = (
+        s.get_secret(ACCOUNT, REGION, "n").await.unwrap(),
+        s.list_secret_versions("id").await.unwrap(),
+    );
+    // A refused mutation writes nothing, not even the version or stages it touched.
+    let refused = s
+        .update_secret(
+            ACCOUNT,
+            REGION,
+            "n",
+            Box::new(|sec, versions| {
+                sec.description = "changed".into();
+                versions[0].stages.clear();
+                Err(crate::error::KmsError::ResourceInDeleteWindow)
+            }),
+        )
+        .await;
+    assert_eq!(
+        refused,
+        Err(StoreError::Refused(
+            crate::error::KmsError::ResourceInDeleteWindow
+        ))
+    );
+    // A failing write (a version id taken) rolls back the whole change.
+    let failed = s
+        .update_secret(ACCOUNT, REGION, "n", {
+            let first = put_version(secret_version("id", "v1", 2), "Other");
+            Box::new(move |sec, versions| {
+                sec.description = "changed".into();
+                first(sec, versions)
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    let after = (
+        s.get_secret(ACCOUNT, REGION, "n").await.unwrap(),
+        s.list_secret_versions("id").await.unwrap(),
+    );
+    assert_eq!(before, after);
+    // Deleting a version.
+    s.update_secret(
+        ACCOUNT,
+        REGION,
+        "n",
+        put_version(secret_version("id", "v2", 2), "ACSCurrent"),
+    )
+    .await
+    .unwrap();
+    s.update_secret(
+        ACCOUNT,
+        REGION,
+        "n",
+        Box::new(|_, versions| {
+            versions.retain(|v| v.version_id != "v1");
+            Ok(vec![SecretChange::DeleteVersion("v1".into())])
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get_secret_version("id", "v1").await.unwrap(), None);
+    assert_eq!(s.list_secret_versions("id").await.unwrap().len(), 1);
+}
+
+async fn secret_deletion_only_when_due(s: Arc<dyn Store>) {
+    let mut a = secret("id-a", "a");
+    a.planned_delete_time = Some(100);
+    s.insert_secret(
+        a,
+        secret_version("id-a", "v1", 1),
+        current(),
+        vec![tag("k", "v")],
+        9,
+    )
+    .await
+    .unwrap();
+    s.insert_secret(
+        secret("id-b", "b"),
+        secret_version("id-b", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.due_secret_deletions(99).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(s.due_secret_deletions(100).await.unwrap(), ["id-a"]);
+    assert!(!s.delete_secret_if_due("id-a", 99).await.unwrap());
+    assert!(!s.delete_secret_if_due("id-b", 1000).await.unwrap()); // not in a window
+    assert!(s.delete_secret_if_due("id-a", 100).await.unwrap());
+    // Versions, stages and tags went with it.
+    assert_eq!(s.get_secret_version("id-a", "v1").await.unwrap(), None);
+    assert!(s.list_secret_versions("id-a").await.unwrap().is_empty());
+    assert!(s.list_secret_tags("id-a").await.unwrap().is_empty());
+    assert!(s.delete_secret("id-b").await.unwrap());
+    assert!(!s.delete_secret("id-b").await.unwrap());
+    assert!(s.list_secrets(ACCOUNT, REGION).await.unwrap().is_empty());
+}
+
+async fn secret_tags(s: Arc<dyn Store>) {
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v1", 1),
+        current(),
+        vec![tag("a", "1")],
+        9,
+    )
+    .await
+    .unwrap();
+    s.put_secret_tags("id", vec![tag("b", "2"), tag("a", "3")], 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_secret_tags("id").await.unwrap(),
+        [tag("a", "3"), tag("b", "2")]
+    );
+    let over = s.put_secret_tags("id", vec![tag("c", "3")], 2).await;
+    assert!(matches!(over, Err(StoreError::LimitExceeded(_))));
+    assert_eq!(s.list_secret_tags("id").await.unwrap().len(), 2);
+    assert_eq!(
+        s.list_account_secret_tags(ACCOUNT, REGION).await.unwrap(),
+        [
+            ("id".to_string(), tag("a", "3")),
+            ("id".to_string(), tag("b", "2"))
+        ]
+    );
+    assert!(s
+        .list_account_secret_tags("other", REGION)
+        .await
+        .unwrap()
+        .is_empty());
+    s.remove_secret_tags("id", Some(vec!["a".into()]))
+        .await
+        .unwrap();
+    assert_eq!(s.list_secret_tags("id").await.unwrap(), [tag("b", "2")]);
+    s.remove_secret_tags("id", None).await.unwrap();
+    assert!(s.list_secret_tags("id").await.unwrap().is_empty());
+}
+
+async fn secrets_export_import_round_trip(s: Arc<dyn Store>) {
+    s.ensure_account(ACCOUNT, 7).await.unwrap();
+    s.insert_access_key(AccessKeyRecord {
+        access_key_id: "LTAI1".into(),
+        account_id: ACCOUNT.into(),
+        sealed_secret: vec![1, 2],
+        enabled: true,
+        creation_date: 8,
+    })
+    .await
+    .unwrap();
+    let mut w = secret("id-w", "in/window");
+    w.planned_delete_time = Some(500);
+    s.insert_secret(
+        w,
+        secret_version("id-w", "v1", 1),
+        current(),
+        vec![tag("t", "1")],
+        9,
+    )
+    .await
+    .unwrap();
+    s.insert_secret(
+        secret("id-a", "a"),
+        secret_version("id-a", "v1", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    s.update_secret(
+        ACCOUNT,
+        REGION,
+        "a",
+        put_version(secret_version("id-a", "v2", 1), "Custom"),
+    )
+    .await
+    .unwrap();
+    let dump = s.export().await.unwrap();
+    assert_eq!(
+        (
+            dump.secrets.len(),
+            dump.secret_versions.len(),
+            dump.secret_stages.len(),
+            dump.secret_tags.len()
+        ),
+        (2, 3, 3, 1)
+    );
+    assert!(dump.summary().contains("2 secrets, 3 secret versions"));
+    let mut targets = vec![sqlite()];
+    let db = TestDatabase::create().await;
+    if let Some(db) = &db {
+        targets.push(db.store.clone());
+    }
+    for target in targets {
+        target.import(dump.clone()).await.unwrap();
+        assert_eq!(target.export().await.unwrap(), dump);
+        assert_eq!(
+            target.list_secret_versions("id-a").await.unwrap(),
+            s.list_secret_versions("id-a").await.unwrap()
+        );
+    }
+    if let Some(db) = db {
+        db.drop().await;
+    }
+}
+
+async fn concurrent_secret_puts_serialise(s: Arc<dyn Store>) {
+    s.insert_secret(
+        secret("id", "n"),
+        secret_version("id", "v0", 1),
+        current(),
+        vec![],
+        9,
+    )
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (1..=10)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.update_secret(
+                    ACCOUNT,
+                    REGION,
+                    "n",
+                    put_version(secret_version("id", &format!("v{i}"), 1 + i), "ACSCurrent"),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let versions = s.list_secret_versions("id").await.unwrap();
+    assert_eq!(versions.len(), 11);
+    let with = |stage: &str| {
+        versions
+            .iter()
+            .filter(|v| v.stages.iter().any(|x| x == stage))
+            .count()
+    };
+    // Every put saw the one before it: one current, one previous, the rest without a stage.
+    assert_eq!((with("ACSCurrent"), with("ACSPrevious")), (1, 1));
+    assert_eq!(versions.iter().filter(|v| v.stages.is_empty()).count(), 9);
 }

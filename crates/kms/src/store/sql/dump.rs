@@ -4,11 +4,13 @@
 use async_trait::async_trait;
 
 use super::conn::{args, Conn, ToParam};
+use super::secrets::insert_secret_tag;
 use super::table::Table;
 use super::tags::{insert_tag, key_tag};
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{
-    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, WrappingKeyRecord,
+    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, SecretRecord,
+    SecretVersionRecord, WrappingKeyRecord,
 };
 use crate::store::cache::Change;
 use crate::store::{Dump, DumpStore, StoreError, StoreResult};
@@ -58,6 +60,31 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
             )
             .await?,
         console_users: c.select_all("ORDER BY user_name", &[]).await?,
+        secrets: c.select_all("ORDER BY secret_id", &[]).await?,
+        secret_versions: c
+            .select_all(
+                sql!(
+                    d,
+                    "ORDER BY secret_id, creation_date, {}",
+                    d.insertion_seq()
+                ),
+                &[],
+            )
+            .await?,
+        secret_stages: c
+            .query_all(
+                "SELECT secret_id, stage, version_id FROM secret_stages ORDER BY secret_id, stage",
+                &[],
+                |r| Ok((r.get()?, r.get()?, r.get()?)),
+            )
+            .await?,
+        secret_tags: c
+            .query_all(
+                "SELECT secret_id, tag_key, tag_value FROM secret_tags ORDER BY secret_id, tag_key",
+                &[],
+                key_tag,
+            )
+            .await?,
     })
 }
 
@@ -117,6 +144,23 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
     }
     for u in &dump.console_users {
         c.execute(ConsoleUserRecord::insert(), &u.params()).await?;
+    }
+    for s in &dump.secrets {
+        c.execute(SecretRecord::insert(), &s.params()).await?;
+    }
+    for v in &dump.secret_versions {
+        c.execute(SecretVersionRecord::insert(), &v.params())
+            .await?;
+    }
+    for (secret_id, stage, version_id) in &dump.secret_stages {
+        c.execute(
+            "INSERT INTO secret_stages (secret_id, stage, version_id) VALUES ($1,$2,$3)",
+            args![secret_id, stage, version_id],
+        )
+        .await?;
+    }
+    for (secret_id, t) in &dump.secret_tags {
+        insert_secret_tag(c, secret_id, t).await?;
     }
     c.notify(&Change::All.payload()).await
 }

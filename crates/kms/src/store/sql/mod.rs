@@ -10,6 +10,7 @@
 //! - [`accounts`]: metadata, accounts and access keys.
 //! - [`keys`]: keys and versions, ListKeys.
 //! - [`tags`], [`aliases`], [`import`] (wrapping keys), [`console`], [`dump`].
+//! - [`secrets`]: Secrets Manager (secrets, sealed versions, stages, tags).
 
 pub mod conn;
 pub mod table;
@@ -20,6 +21,7 @@ mod console;
 mod dump;
 mod import;
 mod keys;
+mod secrets;
 mod tags;
 
 use std::future::Future;

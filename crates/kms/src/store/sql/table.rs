@@ -5,7 +5,7 @@
 use super::conn::{Conn, Param, Row, ToParam};
 use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyRecord,
-    KeyVersionRecord, WrappingKeyRecord,
+    KeyVersionRecord, SecretRecord, SecretVersionRecord, WrappingKeyRecord,
 };
 use crate::store::StoreError;
 
@@ -90,6 +90,15 @@ table!(WrappingKeyRecord => "wrapping_keys" {
 table!(ConsoleUserRecord => "console_users" { user_name, account_id, password_hash, creation_date });
 table!(ConsoleSessionRecord => "console_sessions" {
     id_hash, account_id, principal, created, last_seen,
+});
+// Secrets Manager (issue 18).
+table!(SecretRecord => "secrets" {
+    secret_id, account_id, region, secret_name, secret_type, description, encryption_key_id,
+    extended_config, creation_date, update_date, planned_delete_time, automatic_rotation,
+    rotation_interval, last_rotation_date, next_rotation_date,
+});
+table!(SecretVersionRecord => "secret_versions" {
+    secret_id, version_id, creation_date, data_type, sealed_data_key, sealed_value,
 });
 
 impl dyn Conn + '_ {
