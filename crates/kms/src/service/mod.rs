@@ -174,6 +174,7 @@ impl Kms {
                 sealed_secret,
                 enabled: true,
                 creation_date: now,
+                user_id: None,
             })
             .await?;
         Ok(NewAccessKey {

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_wrapping_keys_by_key.sql"),
     ),
+    (5, include_str!("../../migrations/postgres/0005_ram.sql")),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).

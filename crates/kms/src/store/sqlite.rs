@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_wrapping_keys_by_key.sql"),
     ),
+    (8, include_str!("../../migrations/sqlite/0008_ram.sql")),
 ];
 
 /// The store on SQLite.

@@ -20,6 +20,7 @@ mod console;
 mod dump;
 mod import;
 mod keys;
+mod ram;
 mod tags;
 
 use std::future::Future;
