@@ -4,9 +4,12 @@
 //! [`Action`] of the table ([`crate::action::kms`]) to its handler.
 
 pub mod aliases;
+pub mod authz;
 pub mod crypto;
 pub mod import;
 pub mod keys;
+pub mod ram;
+pub mod sts;
 pub mod tags;
 pub mod versions;
 

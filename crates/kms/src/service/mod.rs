@@ -10,7 +10,9 @@ pub mod import;
 pub mod keys;
 #[cfg(test)]
 mod model_tests;
+pub mod ram;
 pub mod state;
+pub mod sts;
 pub mod tags;
 pub mod versions;
 
@@ -83,6 +85,8 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) config: ServiceConfig,
+    /// Compiled RAM policies per principal ([`ram::PolicyCache`]).
+    pub(crate) policies: ram::PolicyCache,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -107,6 +111,7 @@ impl Kms {
             clock,
             pool,
             config,
+            policies: ram::PolicyCache::default(),
         }
     }
 
