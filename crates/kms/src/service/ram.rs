@@ -488,8 +488,11 @@ pub fn is_tag_key(key: &str) -> bool {
 /// RAM epoch is unchanged, and at most [`POLICY_TTL`] old.
 #[derive(Default)]
 pub struct PolicyCache {
-    entries: RwLock<HashMap<String, (u64, Instant, Arc<Compiled>)>>,
+    entries: RwLock<HashMap<String, CacheEntry>>,
 }
+
+/// (RAM epoch, filled at, policies).
+type CacheEntry = (u64, Instant, Arc<Compiled>);
 
 /// The safety net for changes the cache did not hear about.
 pub const POLICY_TTL: Duration = Duration::from_secs(5);
