@@ -374,3 +374,21 @@ def test_kms_sdks_as_a_ram_user(server, ram, root_raw):
         with pytest.raises(KmsError) as e:
             api.call("DescribeKey", KeyId=k)
         assert (e.value.code, e.value.status) == ("Forbidden.NoPermission", 403)
+
+
+def test_readme_least_privilege_example_runs_verbatim(own_server):
+    """The README's worked example, run as written against a fresh server."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from kms_helpers import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = re.search(r"<!-- least-privilege-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    env = {**os.environ, "KMS_ENDPOINT": f"http://127.0.0.1:{own_server.port}",
+           "KMS_ACCESS_KEY_ID": own_server.ak, "KMS_ACCESS_KEY_SECRET": own_server.sk}
+    out = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["aGVsbG8=", "Forbidden.NoPermission", "Forbidden.NoPermission",
+                                  "Forbidden.NoPermission"]
