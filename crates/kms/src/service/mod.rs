@@ -11,6 +11,8 @@ pub mod keys;
 #[cfg(test)]
 mod model_tests;
 pub mod ram;
+#[cfg(test)]
+mod ram_tests;
 pub mod state;
 pub mod sts;
 pub mod tags;
@@ -87,6 +89,8 @@ pub struct Kms {
     pub(crate) config: ServiceConfig,
     /// Compiled RAM policies per principal ([`ram::PolicyCache`]).
     pub(crate) policies: ram::PolicyCache,
+    /// RAM users' names and STS sessions per access key ([`sts::AuthCache`]).
+    pub(crate) auth_cache: sts::AuthCache,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -112,6 +116,7 @@ impl Kms {
             pool,
             config,
             policies: ram::PolicyCache::default(),
+            auth_cache: sts::AuthCache::default(),
         }
     }
 

@@ -16,6 +16,48 @@ use crate::policy::eval::{trust, Caller as TrustCaller};
 use crate::policy::{Context, Policy, PolicyKind};
 use crate::store::{RamKind, StsSessionRecord};
 
+/// What [`Kms::authenticate`] looked up beyond the access key itself, cached per access
+/// key while RAM data is unchanged (the store's RAM epoch) and for at most
+/// [`crate::store::cache::ACCESS_KEY_TTL`]: a RAM user's name, or a session with its role's
+/// name.
+#[derive(Clone)]
+pub(crate) enum Resolved {
+    User {
+        user_id: String,
+        name: String,
+    },
+    Session {
+        session: Box<StsSessionRecord>,
+        role_name: String,
+    },
+}
+
+type AuthEntry = (u64, std::time::Instant, Resolved);
+
+/// The cache of [`Resolved`] lookups.
+#[derive(Default)]
+pub struct AuthCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, AuthEntry>>,
+}
+
+impl AuthCache {
+    fn get(&self, key: &str, epoch: Option<u64>) -> Option<Resolved> {
+        let epoch = epoch?;
+        let m = self.entries.read().ok()?;
+        let (e, at, r) = m.get(key)?;
+        (*e == epoch && at.elapsed() < crate::store::cache::ACCESS_KEY_TTL).then(|| r.clone())
+    }
+    fn put(&self, key: &str, epoch: Option<u64>, r: Resolved) {
+        let Some(epoch) = epoch else { return };
+        if let Ok(mut m) = self.entries.write() {
+            if m.len() >= 100_000 {
+                m.clear();
+            }
+            m.insert(key.to_string(), (epoch, std::time::Instant::now(), r));
+        }
+    }
+}
+
 /// Prefix of every temporary access key.
 pub const STS_PREFIX: &str = "STS.";
 pub const MIN_DURATION: i64 = 900;
@@ -111,18 +153,35 @@ impl Kms {
     /// role deleted: `InvalidAccessKeyId.NotFound`), others to the account's root or a RAM
     /// user.
     pub async fn authenticate(&self, access_key_id: &str) -> Result<Authenticated, KmsError> {
+        let epoch = self.store.ram_epoch();
         if access_key_id.starts_with(STS_PREFIX) {
-            let s = self
-                .store
-                .get_sts_session(access_key_id)
-                .await?
-                .ok_or(KmsError::AccessKeyNotFound)?;
-            let role = self
-                .store
-                .get_ram_entity_by_id(&s.role_id)
-                .await?
-                .filter(|r| r.account_id == s.account_id && r.kind == RamKind::Role.as_str())
-                .ok_or(KmsError::AccessKeyNotFound)?;
+            let (s, role_name) = match self.auth_cache.get(access_key_id, epoch) {
+                Some(Resolved::Session { session, role_name }) => (*session, role_name),
+                _ => {
+                    let s = self
+                        .store
+                        .get_sts_session(access_key_id)
+                        .await?
+                        .ok_or(KmsError::AccessKeyNotFound)?;
+                    let role = self
+                        .store
+                        .get_ram_entity_by_id(&s.role_id)
+                        .await?
+                        .filter(|r| {
+                            r.account_id == s.account_id && r.kind == RamKind::Role.as_str()
+                        })
+                        .ok_or(KmsError::AccessKeyNotFound)?;
+                    self.auth_cache.put(
+                        access_key_id,
+                        epoch,
+                        Resolved::Session {
+                            session: Box::new(s.clone()),
+                            role_name: role.name.clone(),
+                        },
+                    );
+                    (s, role.name)
+                }
+            };
             let secret = self
                 .keystore
                 .open(access_key_aad(access_key_id).as_bytes(), &s.sealed_secret)?;
@@ -131,7 +190,7 @@ impl Kms {
                 secret,
                 principal: Principal::Role {
                     role_id: s.role_id,
-                    role_name: role.name,
+                    role_name,
                     session_name: s.session_name,
                     access_key_id: access_key_id.to_string(),
                     session_policy: s.session_policy,
@@ -149,17 +208,31 @@ impl Kms {
         }
         let principal = match &rec.user_id {
             None => Principal::Root,
-            Some(id) => {
-                let user = self
-                    .store
-                    .get_ram_entity_by_id(id)
-                    .await?
-                    .ok_or(KmsError::AccessKeyNotFound)?;
-                Principal::User {
-                    user_id: id.clone(),
-                    user_name: user.name,
+            Some(id) => match self.auth_cache.get(access_key_id, epoch) {
+                Some(Resolved::User { user_id, name }) if &user_id == id => Principal::User {
+                    user_id,
+                    user_name: name,
+                },
+                _ => {
+                    let user = self
+                        .store
+                        .get_ram_entity_by_id(id)
+                        .await?
+                        .ok_or(KmsError::AccessKeyNotFound)?;
+                    self.auth_cache.put(
+                        access_key_id,
+                        epoch,
+                        Resolved::User {
+                            user_id: id.clone(),
+                            name: user.name.clone(),
+                        },
+                    );
+                    Principal::User {
+                        user_id: id.clone(),
+                        user_name: user.name,
+                    }
                 }
-            }
+            },
         };
         let secret = self
             .keystore
