@@ -93,6 +93,7 @@ fn harness() -> &'static Harness {
             query: &query,
             headers: &[],
             body: b"",
+            peer: None,
         }));
         let body: serde_json::Value =
             serde_json::from_slice(out.rendered.body.as_ref()).expect("CreateKey JSON");
@@ -351,6 +352,7 @@ fuzz_target!(|input: Input| {
         query: &query,
         headers: &headers,
         body: &input.body,
+        peer: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     let out = rt.block_on(protocol.handle(&req));
     assert!(

@@ -41,15 +41,23 @@ pub async fn access_key(cmd: AccessKeyCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
-                "{:<34} {:<20} {:<9} CREATED",
-                "ACCESS KEY ID", "ACCOUNT", "STATUS"
+                "{:<34} {:<20} {:<9} {:<20} CREATED",
+                "ACCESS KEY ID", "ACCOUNT", "STATUS", "OWNER"
             );
             for k in keys {
+                let owner = match &k.user_id {
+                    None => "root".to_string(),
+                    Some(id) => match d.store.get_ram_entity_by_id(id).await {
+                        Ok(Some(u)) => format!("user/{}", u.name),
+                        _ => format!("user id {id}"),
+                    },
+                };
                 println!(
-                    "{:<34} {:<20} {:<9} {}",
+                    "{:<34} {:<20} {:<9} {:<20} {}",
                     k.access_key_id,
                     k.account_id,
                     if k.enabled { "Enabled" } else { "Disabled" },
+                    owner,
                     format_unix(k.creation_date)
                 );
             }
@@ -415,4 +423,129 @@ fn read_console_password() -> Result<zeroize::Zeroizing<String>, String> {
     };
     crate::console::session::validate_password(&password)?;
     Ok(password)
+}
+
+/// `kms admin identities`: the RAM identities of an account, as JSON.
+pub async fn identities(
+    dir: crate::config::DataDirArg,
+    account_id: Option<String>,
+) -> Result<(), String> {
+    use crate::store::{RamKind, RamLinkKind};
+    let d = DataDir::open(&dir.data_dir, dir.database_url.as_deref()).await?;
+    let account = match account_id {
+        Some(a) => a,
+        None => default_account(d.store.as_ref(), None).await?,
+    };
+    let s = d.store.as_ref();
+    let e = |x: crate::store::StoreError| x.to_string();
+    let mut out = serde_json::Map::new();
+    let mut names = std::collections::HashMap::new();
+    for kind in [
+        RamKind::User,
+        RamKind::Group,
+        RamKind::Role,
+        RamKind::Policy,
+    ] {
+        for ent in s.list_ram_entities(&account, kind).await.map_err(e)? {
+            names.insert(
+                ent.entity_id.clone(),
+                format!("{}/{}", kind.as_str(), ent.name),
+            );
+        }
+    }
+    for kind in [
+        RamKind::User,
+        RamKind::Group,
+        RamKind::Role,
+        RamKind::Policy,
+    ] {
+        let mut list = Vec::new();
+        for ent in s.list_ram_entities(&account, kind).await.map_err(e)? {
+            let mut item = serde_json::json!({"Name": ent.name, "Id": ent.entity_id});
+            let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+            let policies: Vec<String> = s
+                .list_ram_links(RamLinkKind::Attachment, Some(&ent.entity_id), None)
+                .await
+                .map_err(e)?
+                .iter()
+                .map(|l| name_of(&l.target_id))
+                .collect();
+            if kind != RamKind::Policy {
+                item["Policies"] = serde_json::json!(policies);
+            }
+            if kind == RamKind::User {
+                let groups: Vec<String> = s
+                    .list_ram_links(RamLinkKind::Member, Some(&ent.entity_id), None)
+                    .await
+                    .map_err(e)?
+                    .iter()
+                    .map(|l| name_of(&l.target_id))
+                    .collect();
+                let keys: Vec<String> = s
+                    .list_user_access_keys(&ent.entity_id)
+                    .await
+                    .map_err(e)?
+                    .into_iter()
+                    .map(|k| k.access_key_id)
+                    .collect();
+                item["Groups"] = serde_json::json!(groups);
+                item["AccessKeys"] = serde_json::json!(keys);
+            }
+            list.push(item);
+        }
+        let key = match kind {
+            RamKind::User => "Users",
+            RamKind::Group => "Groups",
+            RamKind::Role => "Roles",
+            RamKind::Policy => "CustomPolicies",
+        };
+        out.insert(key.into(), serde_json::Value::Array(list));
+    }
+    let roots: Vec<String> = s
+        .list_access_keys()
+        .await
+        .map_err(e)?
+        .into_iter()
+        .filter(|k| k.account_id == account && k.user_id.is_none())
+        .map(|k| k.access_key_id)
+        .collect();
+    out.insert("AccountId".into(), serde_json::json!(account));
+    out.insert("RootAccessKeys".into(), serde_json::json!(roots));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(out)).map_err(|x| x.to_string())?
+    );
+    Ok(())
+}
+
+/// `kms admin action-table`: every product's actions with their parameters and RAM checks,
+/// as JSON (the end-to-end tests generate their authorisation cases from it).
+pub fn action_table() {
+    use crate::action::{kms, ram, sts, ApiAction};
+    let all: Vec<ApiAction> = kms::Action::ALL
+        .iter()
+        .map(|a| ApiAction::Kms(*a))
+        .chain(ram::Action::ALL.iter().map(|a| ApiAction::Ram(*a)))
+        .chain(sts::Action::ALL.iter().map(|a| ApiAction::Sts(*a)))
+        .collect();
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "Version": a.product().version(),
+                "Action": a.name(),
+                "ChangesState": a.changes_state(),
+                "Params": a.params().iter().map(|p| serde_json::json!({
+                    "Name": p.name,
+                    "Required": p.required,
+                    "Kind": format!("{:?}", p.kind),
+                })).collect::<Vec<_>>(),
+                "Ram": a.ram().iter().map(|c| serde_json::json!({
+                    "Action": c.action,
+                    "Resource": c.resource.arn_resource(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::Value::Array(rows));
 }

@@ -124,6 +124,9 @@ pub struct AuditRecord {
     /// `OK` or the error code.
     pub result: String,
     pub status: u16,
+    /// Who called, as an ARN (`acs:ram::<account>:root`, `…:user/<name>`,
+    /// `…:assumed-role/<role>/<session>`); empty where nobody was authenticated.
+    pub principal: String,
 }
 
 /// `s` cut to `max` characters, each outside printable ASCII replaced by `?` (so that
@@ -166,6 +169,7 @@ impl AuditRecord {
         clip(&mut self.key_id, echoed);
         clip(&mut self.key_version_id, 64);
         clip(&mut self.result, 64);
+        clip(&mut self.principal, 256);
         self
     }
 }
@@ -205,6 +209,10 @@ struct Stored {
     key_version_id: String,
     result: String,
     status: u16,
+    /// Absent in lines written before principals were recorded (and where nobody was
+    /// authenticated), so those lines still verify.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    principal: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     event: Option<Event>,
     prev: String,
@@ -224,6 +232,7 @@ impl Stored {
             key_version_id: r.key_version_id,
             result: r.result,
             status: r.status,
+            principal: r.principal,
             event: None,
             prev,
         }
@@ -1133,6 +1142,7 @@ mod tests {
             key_version_id: String::new(),
             result: "OK".into(),
             status: 200,
+            principal: String::new(),
         }
     }
 
@@ -1286,6 +1296,7 @@ mod tests {
             key_version_id: control.clone(),
             result: control.clone(),
             status: 400,
+            principal: control.clone(),
         };
         for r in [
             big.clone(),

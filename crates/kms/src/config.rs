@@ -222,6 +222,19 @@ pub enum AdminCommand {
     /// Manage web console users (they sign in to /console with a name and password).
     #[command(name = "console-user", subcommand)]
     ConsoleUser(ConsoleUserCommand),
+    /// List the RAM identities of an account (users with their access keys and groups,
+    /// groups, roles, custom policies, attachments): for a locked-out operator, with
+    /// `access-key create` (a root access key) as the way back in.
+    Identities {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Account [default: the data dir's first account].
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// Print the action tables (every product's actions, parameters and RAM checks) as JSON.
+    #[command(name = "action-table", hide = true)]
+    ActionTable,
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]

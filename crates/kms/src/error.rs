@@ -73,6 +73,18 @@ pub enum KmsError {
 
     #[error("no permission: {0}")]
     NoPermission(String),
+    /// A KMS call refused by the RAM policies of its principal (reference
+    /// alibaba-ram-sts.md §5.3).
+    #[error("forbidden by the permission system")]
+    Forbidden,
+    /// An error of the RAM or STS products, or of security tokens, with its documented code,
+    /// HTTP status and message (reference alibaba-ram-sts.md §3.9, §7.2).
+    #[error("{code}")]
+    Wire {
+        code: &'static str,
+        status: u16,
+        message: String,
+    },
     #[error("dry run")]
     DryRun,
     #[error("throttled")]
@@ -122,6 +134,14 @@ impl KmsError {
     pub fn missing(name: &str) -> Self {
         KmsError::MissingParameter(name.to_string())
     }
+    /// A RAM/STS/security-token error (see [`KmsError::Wire`]).
+    pub fn wire(code: &'static str, status: u16, message: impl Into<String>) -> Self {
+        KmsError::Wire {
+            code,
+            status,
+            message: message.into(),
+        }
+    }
     pub fn internal(what: impl std::fmt::Display) -> Self {
         KmsError::Internal(what.to_string())
     }
@@ -158,7 +178,8 @@ impl KmsError {
             ResourceNotFound => "Forbidden.ResourceNotFound",
             ResourceExist => "Rejected.ResourceExist",
             ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
-            NoPermission(_) => "Forbidden.NoPermission",
+            NoPermission(_) | Forbidden => "Forbidden.NoPermission",
+            Wire { code, .. } => code,
             DryRun => "DryRunOperationError",
             Throttling => "Rejected.Throttling",
             LimitExceeded(_) => "Rejected.LimitExceeded",
@@ -173,7 +194,8 @@ impl KmsError {
         match self {
             InvalidApi(_) | AccessKeyNotFound | KeyNotFound | KeyVersionNotFound
             | AliasNotFound | ResourceNotFound => 404,
-            UnsupportedHttpMethod | NoPermission(_) => 403,
+            UnsupportedHttpMethod | NoPermission(_) | Forbidden => 403,
+            Wire { status, .. } => *status,
             RequestTooLarge => 413,
             Throttling => 429,
             Rejected(_) | ResourceExist | ResourceInDeleteWindow => 409,
@@ -236,6 +258,8 @@ impl KmsError {
             ResourceExist => "The resource already exists.".into(),
             ResourceInDeleteWindow => "The secret is planned to be deleted.".into(),
             NoPermission(why) => format!("forbidden by permission system: {why}"),
+            Forbidden => "This operation is forbidden by permission system.".into(),
+            Wire { message, .. } => message.clone(),
             DryRun => "The request would have succeeded, but the DryRun flag is set.".into(),
             Throttling => "QPS upper limit exceeded.".into(),
             LimitExceeded(what) => format!("Resource limit exceeded: {what}."),

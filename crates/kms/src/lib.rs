@@ -32,7 +32,9 @@
 //! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
 //! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
 //! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
-//! [`policy`] is the RAM policy language (parse, compile, evaluate; pure, not yet enforced).
+//! [`policy`] is the RAM policy language (parse, compile, evaluate; pure); requests by RAM
+//! users and role sessions are authorised with it in [`api::authz`] (identities in
+//! [`service::ram`], sessions in [`service::sts`]).
 
 pub mod action;
 pub mod admin;

@@ -70,6 +70,13 @@ fn main() -> std::process::ExitCode {
                     Ok(kms::admin::migrate_store(&from, &to).await?)
                 }
                 AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
+                AdminCommand::Identities { dir, account_id } => {
+                    Ok(kms::admin::identities(dir, account_id).await?)
+                }
+                AdminCommand::ActionTable => {
+                    kms::admin::action_table();
+                    Ok(())
+                }
                 AdminCommand::SeedKeys {
                     dir,
                     count,

@@ -5,8 +5,8 @@
 //! action(s) with the kind of resource each acts on.
 //!
 //! Products are keyed by the request's `Version` ([`Product`]); a request names one
-//! [`ApiAction`]. Today there is one product, KMS ([`kms`], 2016-01-20); RAM (2015-05-01) and
-//! STS (2015-04-01) come next as their own module with their own table and a variant in
+//! [`ApiAction`]. The products: KMS ([`kms`], 2016-01-20), RAM ([`ram`], 2015-05-01) and STS
+//! ([`sts`], 2015-04-01), each its own module with its own table and a variant in
 //! [`Product`] and [`ApiAction`].
 //!
 //! Adding an action is one table row plus one handler: the row must give every column (the
@@ -187,6 +187,7 @@ macro_rules! actions {
         /// a key's state with `row::<Action>`, so a missing row is a compile error.
         #[allow(non_upper_case_globals)]
         pub mod row {
+            #[allow(unused_imports)]
             use super::*;
             $(actions!(@row_const $name $state);)*
         }
@@ -194,6 +195,8 @@ macro_rules! actions {
 }
 
 pub mod kms;
+pub mod ram;
+pub mod sts;
 
 /// A parameter of an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +264,26 @@ pub enum Resource {
     SecretContainer,
     /// `*`: the action has no resource of its own.
     Any,
+    /// `acs:ram::<account>:user/<UserName>` (RAM actions; the calling user without
+    /// `UserName`)
+    User,
+    /// `acs:ram::<account>:group/<GroupName>`
+    Group,
+    /// `acs:ram::<account>:role/<RoleName>`
+    Role,
+    /// `acs:ram::<account>:policy/<PolicyName>`, or `acs:ram::system:policy/<PolicyName>`
+    /// for `PolicyType=System`
+    Policy,
+    /// `acs:ram::<account>:user/*` (creating and listing users)
+    AnyUser,
+    /// `acs:ram::<account>:group/*`
+    AnyGroup,
+    /// `acs:ram::<account>:role/*`
+    AnyRole,
+    /// `acs:ram::<account>:policy/*`
+    AnyPolicy,
+    /// The `RoleArn` parameter itself (`sts:AssumeRole`; may name another account's role).
+    RoleArn,
 }
 
 impl Resource {
@@ -274,6 +297,15 @@ impl Resource {
             Resource::Secret => "secret/<SecretName>",
             Resource::SecretContainer => "secret",
             Resource::Any => "*",
+            Resource::User => "user/<UserName>",
+            Resource::Group => "group/<GroupName>",
+            Resource::Role => "role/<RoleName>",
+            Resource::Policy => "policy/<PolicyName>",
+            Resource::AnyUser => "user/*",
+            Resource::AnyGroup => "group/*",
+            Resource::AnyRole => "role/*",
+            Resource::AnyPolicy => "policy/*",
+            Resource::RoleArn => "<RoleArn>",
         }
     }
 }
@@ -291,15 +323,21 @@ pub struct RamCheck {
 pub enum Product {
     /// Key Management Service, 2016-01-20.
     Kms,
+    /// Resource Access Management, 2015-05-01.
+    Ram,
+    /// Security Token Service, 2015-04-01.
+    Sts,
 }
 
 impl Product {
-    pub const ALL: &'static [Product] = &[Product::Kms];
+    pub const ALL: &'static [Product] = &[Product::Kms, Product::Ram, Product::Sts];
 
     /// The `Version` that selects this product.
     pub const fn version(self) -> &'static str {
         match self {
             Product::Kms => kms::VERSION,
+            Product::Ram => ram::VERSION,
+            Product::Sts => sts::VERSION,
         }
     }
 
@@ -315,6 +353,17 @@ impl Product {
     pub fn action(self, name: &str) -> Option<ApiAction> {
         match self {
             Product::Kms => kms::Action::from_name(name).map(ApiAction::Kms),
+            Product::Ram => ram::Action::from_name(name).map(ApiAction::Ram),
+            Product::Sts => sts::Action::from_name(name).map(ApiAction::Sts),
+        }
+    }
+
+    /// The host name errors carry in `HostId` (RAM is global, STS and KMS regional).
+    pub fn host_id(self, region: &str) -> String {
+        match self {
+            Product::Kms => format!("kms.{region}.aliyuncs.com"),
+            Product::Ram => "ram.aliyuncs.com".to_string(),
+            Product::Sts => format!("sts.{region}.aliyuncs.com"),
         }
     }
 }
@@ -323,6 +372,8 @@ impl Product {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiAction {
     Kms(kms::Action),
+    Ram(ram::Action),
+    Sts(sts::Action),
 }
 
 /// Applies the same expression to the product's own `Action`, whatever the product.
@@ -330,6 +381,8 @@ macro_rules! each_product {
     ($self:expr, $a:ident => $e:expr) => {
         match $self {
             ApiAction::Kms($a) => $e,
+            ApiAction::Ram($a) => $e,
+            ApiAction::Sts($a) => $e,
         }
     };
 }
@@ -347,6 +400,8 @@ impl ApiAction {
     pub const fn product(self) -> Product {
         match self {
             ApiAction::Kms(_) => Product::Kms,
+            ApiAction::Ram(_) => Product::Ram,
+            ApiAction::Sts(_) => Product::Sts,
         }
     }
 
@@ -371,6 +426,24 @@ impl ApiAction {
     }
 }
 
+impl From<kms::Action> for ApiAction {
+    fn from(a: kms::Action) -> ApiAction {
+        ApiAction::Kms(a)
+    }
+}
+
+impl From<ram::Action> for ApiAction {
+    fn from(a: ram::Action) -> ApiAction {
+        ApiAction::Ram(a)
+    }
+}
+
+impl From<sts::Action> for ApiAction {
+    fn from(a: sts::Action) -> ApiAction {
+        ApiAction::Sts(a)
+    }
+}
+
 impl fmt::Display for ApiAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -391,7 +464,20 @@ mod tests {
             Ok(ApiAction::Kms(kms::Action::Encrypt))
         );
         assert_eq!(
-            ApiAction::parse("2015-05-01", "Encrypt"),
+            ApiAction::parse("2015-05-01", "CreateUser"),
+            Ok(ApiAction::Ram(ram::Action::CreateUser))
+        );
+        assert_eq!(
+            ApiAction::parse("2015-04-01", "AssumeRole"),
+            Ok(ApiAction::Sts(sts::Action::AssumeRole))
+        );
+        // The same name in two products is two actions, chosen by Version.
+        assert_eq!(
+            ApiAction::parse("2015-05-01", "Encrypt").map_err(|e| e.code()),
+            Err("InvalidApi.NotFound")
+        );
+        assert_eq!(
+            ApiAction::parse("2014-01-01", "Encrypt"),
             Err(KmsError::InvalidVersion)
         );
         assert_eq!(

@@ -5,10 +5,13 @@
 
 pub mod aliases;
 pub mod asymmetric;
+pub mod authz;
 pub mod crypto;
 pub mod import;
 pub mod keys;
+pub mod ram;
 pub mod secrets;
+pub mod sts;
 pub mod tags;
 pub mod versions;
 

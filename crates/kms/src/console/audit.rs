@@ -74,6 +74,7 @@ impl ConsoleState {
                 key_version_id: String::new(),
                 result: result.to_string(),
                 status,
+                principal: format!("console-user:{}", event.principal),
             },
             durable,
         )

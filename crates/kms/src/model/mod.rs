@@ -3,12 +3,14 @@
 //! the crate, so service, store, console and protocol can all use them without circles.
 
 pub mod key;
+pub mod ram;
 pub mod records;
 pub mod secret;
 pub mod spec;
 pub mod state;
 
 pub use key::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
+pub use ram::{RamEntityRecord, RamKind, RamLinkKind, RamLinkRecord, StsSessionRecord};
 pub use records::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, WrappingKeyRecord,
 };

@@ -10,6 +10,9 @@ pub struct AccessKeyRecord {
     pub sealed_secret: Vec<u8>,
     pub enabled: bool,
     pub creation_date: i64,
+    /// The RAM user the key belongs to (its entity id); None: the account's root
+    /// credentials (every access key created before RAM users existed).
+    pub user_id: Option<String>,
 }
 
 /// An alias: `alias/<name>` → key, unique per account and region.

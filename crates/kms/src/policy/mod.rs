@@ -1,5 +1,5 @@
 //! The RAM policy language (reference alibaba-ram-sts.md §4–§6) as a pure module: documents
-//! in, decision out, no I/O. Not enforced on the wire yet (issue 16, first step).
+//! in, decision out, no I/O. Enforced on the wire by [`crate::api::authz`].
 //!
 //! - [`document`]: parse, validate and compile a policy document once ([`Policy::parse`]),
 //!   per [`PolicyKind`] (identity, STS session, role trust); refusals are [`PolicyError`]s

@@ -584,7 +584,7 @@ fn kms_checks_from_the_action_table() {
     assert_eq!(
         checks(Action::Encrypt, s, Ids::default()),
         Err(MissingId {
-            action: Action::Encrypt,
+            action: crate::action::ApiAction::Kms(Action::Encrypt),
             resource: Resource::Key
         })
     );
@@ -609,6 +609,7 @@ fn every_action_with_ids_yields_its_checks() {
         destination_key_id: Some("k2"),
         alias_name: Some("alias/a"),
         secret_name: Some("s"),
+        ..Ids::default()
     };
     for a in Action::ALL {
         let cs = checks(*a, s, ids).unwrap_or_default();

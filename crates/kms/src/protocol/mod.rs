@@ -22,6 +22,7 @@ use crate::action::ApiAction;
 use crate::api;
 use crate::clock::system_now;
 use crate::error::KmsError;
+use crate::service::ram::Principal;
 use crate::service::{Caller, Kms};
 
 /// What the protocol layer needs from the HTTP server.
@@ -32,6 +33,8 @@ pub struct HttpRequest<'a> {
     /// (lowercase name, value) in the order received.
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
+    /// The peer's address (`acs:SourceIp`), when known.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl HttpRequest<'_> {
@@ -50,6 +53,8 @@ pub struct Protocol {
     pub throttle: throttle::Throttle,
     /// Closed while the audit trail cannot be written: state changes are then refused.
     pub audit_gate: crate::audit::AuditGate,
+    /// Whether requests arrive over TLS (`acs:SecureTransport`).
+    pub secure: bool,
 }
 
 /// The outcome of one request, for logging and auditing.
@@ -67,6 +72,8 @@ pub struct Outcome {
     pub key_id: Option<String>,
     pub key_version_id: Option<String>,
     pub code: Option<&'static str>,
+    /// The authenticated principal's ARN (None if authentication failed).
+    pub principal: Option<String>,
 }
 
 pub fn new_request_id() -> String {
@@ -81,6 +88,7 @@ struct Ctx {
     access_key_id: Option<String>,
     account_id: Option<String>,
     key_hint: Option<String>,
+    principal: Option<String>,
 }
 
 impl Protocol {
@@ -94,7 +102,14 @@ impl Protocol {
             nonces: NonceCache::new(),
             throttle: throttle::Throttle::new(limits),
             audit_gate: crate::audit::AuditGate::default(),
+            secure: false,
         }
+    }
+
+    /// The same, telling policies whether requests arrive over TLS.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
     }
 
     /// The same, refusing state changes while `gate` is closed.
@@ -113,9 +128,13 @@ impl Protocol {
             access_key_id: None,
             account_id: None,
             key_hint: None,
+            principal: None,
         };
         let result = self.run(req, &mut ctx).await;
-        let host_id = format!("kms.{}.aliyuncs.com", ctx.region);
+        let host_id = ctx
+            .api_action
+            .map_or(crate::action::Product::Kms, |a| a.product())
+            .host_id(&ctx.region);
         let mut key_id = ctx.key_hint.take();
         let mut key_version_id = None;
         let (rendered, code) = match result {
@@ -159,6 +178,7 @@ impl Protocol {
             key_id,
             key_version_id,
             code,
+            principal: ctx.principal,
         }
     }
 
@@ -214,8 +234,19 @@ impl Protocol {
         ctx.access_key_id = Some(pending.access_key_id.clone());
         let now = system_now();
         pending.check_time(now)?;
-        let (account_id, secret) = self.kms.access_key_secret(&pending.access_key_id).await?;
-        pending.verify(&secret)?;
+        // The access key resolves to its principal (root, RAM user or role session).
+        if req
+            .header("x-acs-accesskey-id")
+            .is_some_and(|h| h != pending.access_key_id)
+        {
+            return Err(KmsError::wire(
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                403,
+                "Specified SecurityToken mismatch with the AccessKey.",
+            ));
+        }
+        let auth = self.kms.authenticate(&pending.access_key_id).await?;
+        pending.verify(&auth.secret)?;
         let digest = signature::nonce_digest(&pending.access_key_id, &pending.nonce);
         self.nonces
             .check_and_record_digest(&digest, pending.timestamp, now)?;
@@ -227,25 +258,57 @@ impl Protocol {
                 return Err(KmsError::SignatureNonceUsed);
             }
         }
+        let token = params
+            .opt("SecurityToken")
+            .or_else(|| req.header("x-acs-security-token"));
+        auth.check_token(token, self.kms.now())?;
 
-        ctx.account_id = Some(account_id.clone());
+        ctx.account_id = Some(auth.account_id.clone());
+        ctx.principal = Some(auth.principal.arn(&auth.account_id));
         let caller = Caller {
-            account_id,
+            account_id: auth.account_id,
             region: ctx.region.clone(),
             access_key_id: pending.access_key_id,
         };
-        let body = self.dispatch_as(&caller, api_action, &params).await?;
+        let transport = api::authz::Transport {
+            source_ip: req.peer,
+            secure: self.secure,
+        };
+        let body = self
+            .dispatch_principal(&caller, &auth.principal, api_action, &params, transport)
+            .await?;
         Ok((action, body))
     }
 
     /// Runs an action for an authenticated caller: throttling, required parameters, then
     /// [`api::dispatch`]. Signed API requests end here, and so do web console actions, so
-    /// both meet exactly the same rules.
+    /// both meet exactly the same rules. The console acts with the account's root rights.
     pub async fn dispatch_as(
         &self,
         caller: &Caller,
         action: ApiAction,
         params: &Params,
+    ) -> Result<serde_json::Value, KmsError> {
+        self.dispatch_principal(
+            caller,
+            &Principal::Root,
+            action,
+            params,
+            api::authz::Transport::default(),
+        )
+        .await
+    }
+
+    /// [`Protocol::dispatch_as`] for a principal: a RAM user or role session is
+    /// authorised by its policies ([`api::authz`]) before anything runs; the account's root
+    /// credentials skip the evaluation.
+    pub async fn dispatch_principal(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        action: ApiAction,
+        params: &Params,
+        transport: api::authz::Transport,
     ) -> Result<serde_json::Value, KmsError> {
         self.audit_gate.admit(action.changes_state())?;
         self.throttle
@@ -253,8 +316,21 @@ impl Protocol {
         for p in action.params().iter().filter(|p| p.required) {
             params.required(&p.first_wire_name())?;
         }
+        let needs_context = !principal.is_root() || matches!(action, ApiAction::Sts(_));
+        let context = if needs_context {
+            api::authz::context(&self.kms, transport)
+        } else {
+            crate::policy::Context::new()
+        };
+        if !principal.is_root() {
+            api::authz::authorize(&self.kms, caller, principal, action, params, &context).await?;
+        }
         match action {
             ApiAction::Kms(a) => api::dispatch(&self.kms, caller, a, params).await,
+            ApiAction::Ram(a) => api::ram::dispatch(&self.kms, caller, principal, a, params).await,
+            ApiAction::Sts(a) => {
+                api::sts::dispatch(&self.kms, caller, principal, a, params, &context).await
+            }
         }
     }
 

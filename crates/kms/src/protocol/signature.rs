@@ -261,7 +261,19 @@ impl Pending {
                 k.push(b'&');
                 let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k);
                 zeroize::Zeroize::zeroize(&mut k);
-                hmac::verify(&key, self.string_to_sign.as_bytes(), &given).map_err(|_| mismatch())
+                if hmac::verify(&key, self.string_to_sign.as_bytes(), &given).is_ok() {
+                    return Ok(());
+                }
+                // The credentials library for Python signs AssumeRole with `quote_plus`: a
+                // space in a value is `+` (`%2B` once encoded again) instead of `%20`
+                // (`%2520`), reference alibaba-ram-sts.md §1.3. Only a space encodes to
+                // `%2520` in the string to sign (a literal `%20` is `%252520`, which holds no
+                // `%2520` at a `%`), so the other form is tried only for such requests.
+                if self.string_to_sign.contains("%2520") {
+                    let plus = self.string_to_sign.replace("%2520", "%2B");
+                    return hmac::verify(&key, plus.as_bytes(), &given).map_err(|_| mismatch());
+                }
+                Err(mismatch())
             }
             Scheme::V3HmacSha256 => {
                 let given = hex::decode(&self.signature).map_err(|_| mismatch())?;
@@ -545,6 +557,46 @@ mod tests {
         Params {
             query: params,
             body: vec![],
+        }
+    }
+
+    #[test]
+    fn v1_accepts_the_quote_plus_signature_of_creds_py() {
+        // Reference alibaba-ram-sts.md §1.3: both canonicalisations of one request.
+        let base = pairs(&[
+            ("AccessKeyId", "testid"),
+            ("Action", "AssumeRole"),
+            ("DurationSeconds", "3600"),
+            ("Format", "JSON"),
+            ("Policy", r#"{"Version": "1", "Statement": []}"#),
+            ("RoleArn", "acs:ram::123456789012:role/kms-user"),
+            ("RoleSessionName", "alice"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureNonce", "11111111-2222-3333-4444-555555555555"),
+            ("SignatureVersion", "1.0"),
+            ("Timestamp", "2024-01-01T00:00:00Z"),
+            ("Version", "2015-04-01"),
+        ]);
+        assert_eq!(
+            v1_sig("GET", "testsecret", &base),
+            "zu2xZeZ7wT7RKpwJBBMOtMYExw4="
+        );
+        for sig in [
+            "zu2xZeZ7wT7RKpwJBBMOtMYExw4=",
+            "6+yj0NQm9aNOofRC2cTD/aw194Y=",
+        ] {
+            let mut p = base.clone();
+            p.push(("Signature".into(), sig.into()));
+            let params = v1_request(p);
+            let view = RequestView {
+                method: "GET",
+                path: "/",
+                params: &params,
+                headers: &[],
+                body: b"",
+            };
+            parse(&view).unwrap().verify(b"testsecret").unwrap();
+            assert!(parse(&view).unwrap().verify(b"other").is_err());
         }
     }
 

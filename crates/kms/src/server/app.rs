@@ -124,6 +124,7 @@ async fn api_handler(
         query: uri.query().unwrap_or(""),
         headers: &headers,
         body: &body,
+        peer: Some(peer.ip()),
     };
     let out = state.protocol.handle(&req).await;
     if let Some(audit) = &state.audit {
@@ -143,6 +144,7 @@ async fn api_handler(
                     key_version_id: out.key_version_id.clone().unwrap_or_default(),
                     result: out.code.unwrap_or("OK").to_string(),
                     status: out.rendered.status,
+                    principal: out.principal.clone().unwrap_or_default(),
                 },
                 durable,
             )

@@ -154,7 +154,9 @@ where
     let _ = std::io::stdout().flush();
 
     let audit = AuditLog::start(crate::audit::Settings::of(config), dir.keystore.clone())?;
-    let mut protocol = Protocol::with_limits(kms, config.throttle).with_audit_gate(audit.gate());
+    let mut protocol = Protocol::with_limits(kms, config.throttle)
+        .with_audit_gate(audit.gate())
+        .with_secure(tls.is_some());
     // One process per SQLite database: its nonces outlive a restart in the nonce journal
     // (nodes on PostgreSQL claim theirs in the database).
     if !dir.store.shares_nonces() {

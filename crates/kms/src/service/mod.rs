@@ -14,7 +14,11 @@ mod model_tests;
 #[cfg(test)]
 mod sm_tests;
 pub mod secrets;
+pub mod ram;
+#[cfg(test)]
+mod ram_tests;
 pub mod state;
+pub mod sts;
 pub mod tags;
 pub mod versions;
 
@@ -93,6 +97,10 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) config: ServiceConfig,
+    /// Compiled RAM policies per principal ([`ram::PolicyCache`]).
+    pub(crate) policies: ram::PolicyCache,
+    /// RAM users' names and STS sessions per access key ([`sts::AuthCache`]).
+    pub(crate) auth_cache: sts::AuthCache,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -117,6 +125,8 @@ impl Kms {
             clock,
             pool,
             config,
+            policies: ram::PolicyCache::default(),
+            auth_cache: sts::AuthCache::default(),
         }
     }
 
@@ -184,6 +194,7 @@ impl Kms {
                 sealed_secret,
                 enabled: true,
                 creation_date: now,
+                user_id: None,
             })
             .await?;
         Ok(NewAccessKey {

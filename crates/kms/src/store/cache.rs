@@ -37,6 +37,8 @@ pub struct CachedStore {
     /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
     /// change them from another process.
     access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
+    /// Bumped by every RAM change (here, or announced by another node).
+    ram_epoch: AtomicU64,
 }
 
 /// Lifetime of a cached access key: a key disabled or deleted with `kms admin` (another
@@ -63,6 +65,7 @@ impl CachedStore {
             versions: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             access_keys: RwLock::new(HashMap::new()),
+            ram_epoch: AtomicU64::new(0),
         }
     }
 
@@ -120,6 +123,7 @@ impl CachedStore {
             Change::Key(key_id) => self.invalidate_key(key_id, true),
             Change::AccessKey(id) => self.invalidate_access_key(id),
             Change::Alias(account, region, name) => self.invalidate_alias(account, region, name),
+            Change::Ram => self.invalidate_ram(),
             Change::All => self.invalidate_all(),
         }
     }
@@ -132,7 +136,18 @@ impl CachedStore {
     }
 
     /// Forgets everything (used when another node announces changes it cannot name).
+    /// RAM data changed: compiled policies keyed on [`RamStore::ram_epoch`] start over.
+    /// Access keys too (a RAM user's key may have been deleted with its user).
+    pub fn invalidate_ram(&self) {
+        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.access_keys.write() {
+            m.clear();
+        }
+    }
+
     pub fn invalidate_all(&self) {
+        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.access_keys.write() {
             m.clear();
@@ -352,15 +367,100 @@ impl DumpStore for CachedStore {
     }
 }
 
+#[async_trait]
+impl RamStore for CachedStore {
+    async fn insert_ram_entity(&self, e: RamEntityRecord, max: i64) -> StoreResult<()> {
+        let r = self.inner.insert_ram_entity(e, max).await;
+        self.invalidate_ram();
+        r
+    }
+    async fn get_ram_entity(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+        name: &str,
+    ) -> StoreResult<Option<RamEntityRecord>> {
+        self.inner.get_ram_entity(account_id, kind, name).await
+    }
+    async fn get_ram_entity_by_id(&self, entity_id: &str) -> StoreResult<Option<RamEntityRecord>> {
+        self.inner.get_ram_entity_by_id(entity_id).await
+    }
+    async fn list_ram_entities(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+    ) -> StoreResult<Vec<RamEntityRecord>> {
+        self.inner.list_ram_entities(account_id, kind).await
+    }
+    async fn update_ram_entity(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+        name: &str,
+        mutation: RamMutation,
+    ) -> StoreResult<Option<RamEntityRecord>> {
+        let r = self
+            .inner
+            .update_ram_entity(account_id, kind, name, mutation)
+            .await;
+        self.invalidate_ram();
+        r
+    }
+    async fn add_ram_link(&self, link: RamLinkRecord, max: i64) -> StoreResult<()> {
+        let r = self.inner.add_ram_link(link, max).await;
+        self.invalidate_ram();
+        r
+    }
+    async fn remove_ram_link(
+        &self,
+        kind: RamLinkKind,
+        source_id: &str,
+        target_id: &str,
+    ) -> StoreResult<bool> {
+        let r = self.inner.remove_ram_link(kind, source_id, target_id).await;
+        self.invalidate_ram();
+        r
+    }
+    async fn list_ram_links(
+        &self,
+        kind: RamLinkKind,
+        source_id: Option<&str>,
+        target_id: Option<&str>,
+    ) -> StoreResult<Vec<RamLinkRecord>> {
+        self.inner.list_ram_links(kind, source_id, target_id).await
+    }
+    async fn list_user_access_keys(&self, user_id: &str) -> StoreResult<Vec<AccessKeyRecord>> {
+        self.inner.list_user_access_keys(user_id).await
+    }
+    async fn insert_user_access_key(&self, ak: AccessKeyRecord, max: i64) -> StoreResult<()> {
+        self.inner.insert_user_access_key(ak, max).await
+    }
+    async fn insert_sts_session(&self, s: StsSessionRecord) -> StoreResult<()> {
+        self.inner.insert_sts_session(s).await
+    }
+    async fn get_sts_session(&self, access_key_id: &str) -> StoreResult<Option<StsSessionRecord>> {
+        self.inner.get_sts_session(access_key_id).await
+    }
+    async fn purge_sts_sessions(&self, now: i64) -> StoreResult<u64> {
+        self.inner.purge_sts_sessions(now).await
+    }
+    fn ram_epoch(&self) -> Option<u64> {
+        Some(self.ram_epoch.load(Ordering::SeqCst))
+    }
+}
+
 /// What a write changed, as the caches of other nodes need to hear it: the payload of a
 /// PostgreSQL notification (`k\n<key id>`: a key, its versions and the aliases pointing at
-/// it; `ak\n<access key id>`; `a\n<account>\n<region>\n<alias name>`: one alias; `*`:
+/// it; `ak\n<access key id>`; `a\n<account>\n<region>\n<alias name>`: one alias; `ram`:
+/// RAM data; `*`:
 /// everything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
     Key(&'a str),
     AccessKey(&'a str),
     Alias(&'a str, &'a str, &'a str),
+    /// Any RAM identity, membership, attachment or policy (compiled policies start over).
+    Ram,
     All,
 }
 
@@ -370,6 +470,7 @@ impl<'a> Change<'a> {
             Change::Key(id) => format!("k\n{id}"),
             Change::AccessKey(id) => format!("ak\n{id}"),
             Change::Alias(account, region, name) => format!("a\n{account}\n{region}\n{name}"),
+            Change::Ram => "ram".to_string(),
             Change::All => "*".to_string(),
         }
     }
@@ -386,6 +487,7 @@ impl<'a> Change<'a> {
         ) {
             (Some("k"), Some(id), None, None, None) => Change::Key(id),
             (Some("ak"), Some(id), None, None, None) => Change::AccessKey(id),
+            (Some("ram"), None, None, None, None) => Change::Ram,
             (Some("a"), Some(account), Some(region), Some(name), None) => {
                 Change::Alias(account, region, name)
             }

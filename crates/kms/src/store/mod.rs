@@ -30,7 +30,8 @@ use async_trait::async_trait;
 
 pub use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleSessionRecord, ConsoleUserRecord, KeyLocator, KeyRecord,
-    KeyVersionRecord, SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag, WrappingKeyRecord,
+    KeyVersionRecord, RamEntityRecord, RamKind, RamLinkKind, RamLinkRecord, SecretRecord,
+    SecretVersionMeta, SecretVersionRecord, StsSessionRecord, Tag, WrappingKeyRecord,
 };
 pub use delegate::Delegate;
 pub use error::StoreError;
@@ -118,6 +119,12 @@ pub struct Dump {
     pub secret_stages: Vec<(String, String, String)>,
     /// (secret id, tag), by secret id then tag key.
     pub secret_tags: Vec<(String, Tag)>,
+    /// RAM users, groups, roles and custom policies, by entity id.
+    pub ram_entities: Vec<RamEntityRecord>,
+    /// Memberships and attachments, by kind, source, target.
+    pub ram_links: Vec<RamLinkRecord>,
+    /// STS sessions (secrets sealed), by access key id.
+    pub sts_sessions: Vec<StsSessionRecord>,
 }
 
 impl Dump {
@@ -134,7 +141,7 @@ impl Dump {
             )
         };
         format!(
-            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {secrets}{} metadata entries",
+            "{} accounts, {} access keys, {} keys, {} key versions, {} aliases, {} tags, {} wrapping keys (import tokens), {} console users, {} RAM entities, {} RAM links, {} STS sessions, {secrets}{} metadata entries",
             self.accounts.len(),
             self.access_keys.len(),
             self.keys.len(),
@@ -143,6 +150,9 @@ impl Dump {
             self.tags.len(),
             self.wrapping_keys.len(),
             self.console_users.len(),
+            self.ram_entities.len(),
+            self.ram_links.len(),
+            self.sts_sessions.len(),
             self.meta.len()
         )
     }
@@ -333,6 +343,99 @@ pub trait ConsoleStore: Send + Sync {
     async fn purge_console_sessions(&self, idle_before: i64) -> StoreResult<u64>;
 }
 
+/// What links an entity has, handed to a [`RamMutation`] so that it can refuse a delete
+/// (RAM's `DeleteConflict.*`) under the same lock as the delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RamUsage {
+    /// Links whose source or target is the entity.
+    pub links: Vec<RamLinkRecord>,
+    /// Access keys of the entity (a RAM user's).
+    pub access_keys: i64,
+}
+
+/// What a [`RamMutation`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamWrite {
+    /// Nothing to write.
+    Keep,
+    /// Write the (changed) record back; a new name that is taken fails with
+    /// [`StoreError::Duplicate`].
+    Update,
+    /// Delete the entity with its links (and, for a user, its access keys).
+    Delete,
+}
+
+/// The service's read-modify-write step of [`RamStore::update_ram_entity`]; its error
+/// refuses the change and comes back as [`StoreError::Refused`].
+pub type RamMutation =
+    Box<dyn FnOnce(&mut RamEntityRecord, &RamUsage) -> Result<RamWrite, KmsError> + Send>;
+
+/// RAM identities (users, groups, roles, custom policies, their links) and STS sessions.
+/// Every write announces [`cache::Change::Ram`], so caches of compiled policies on every
+/// node start over.
+#[async_trait]
+pub trait RamStore: Send + Sync {
+    /// Inserts an entity: [`StoreError::Duplicate`] if its name is taken in its account and
+    /// kind, [`StoreError::LimitExceeded`] if the account already has `max` of the kind.
+    async fn insert_ram_entity(&self, e: RamEntityRecord, max: i64) -> StoreResult<()>;
+    async fn get_ram_entity(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+        name: &str,
+    ) -> StoreResult<Option<RamEntityRecord>>;
+    async fn get_ram_entity_by_id(&self, entity_id: &str) -> StoreResult<Option<RamEntityRecord>>;
+    /// An account's entities of a kind, by name.
+    async fn list_ram_entities(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+    ) -> StoreResult<Vec<RamEntityRecord>>;
+    /// Read-modify-write (or delete) of one entity in a transaction; `Ok(None)` if there is
+    /// no such entity. Returns the record as written (as it was, for a delete).
+    async fn update_ram_entity(
+        &self,
+        account_id: &str,
+        kind: RamKind,
+        name: &str,
+        mutation: RamMutation,
+    ) -> StoreResult<Option<RamEntityRecord>>;
+    /// Adds a link unless both ends... exist is the caller's check: [`StoreError::Duplicate`]
+    /// if it exists, [`StoreError::LimitExceeded`] if its source already has `max` links of
+    /// the kind whose target starts like this one's (`system:` or not).
+    async fn add_ram_link(&self, link: RamLinkRecord, max: i64) -> StoreResult<()>;
+    /// Returns false if there was no such link.
+    async fn remove_ram_link(
+        &self,
+        kind: RamLinkKind,
+        source_id: &str,
+        target_id: &str,
+    ) -> StoreResult<bool>;
+    /// Links of a kind from `source_id` or to `target_id` (whichever is given; both: that
+    /// one link), by creation then ids.
+    async fn list_ram_links(
+        &self,
+        kind: RamLinkKind,
+        source_id: Option<&str>,
+        target_id: Option<&str>,
+    ) -> StoreResult<Vec<RamLinkRecord>>;
+    /// The access keys of a RAM user, by creation date.
+    async fn list_user_access_keys(&self, user_id: &str) -> StoreResult<Vec<AccessKeyRecord>>;
+    /// Inserts an access key of a RAM user unless the user already has `max` (then
+    /// [`StoreError::LimitExceeded`]).
+    async fn insert_user_access_key(&self, ak: AccessKeyRecord, max: i64) -> StoreResult<()>;
+    async fn insert_sts_session(&self, s: StsSessionRecord) -> StoreResult<()>;
+    async fn get_sts_session(&self, access_key_id: &str) -> StoreResult<Option<StsSessionRecord>>;
+    /// Removes sessions expired before `now`; returns how many.
+    async fn purge_sts_sessions(&self, now: i64) -> StoreResult<u64>;
+    /// A number that changes whenever RAM data changes (here or, announced, on another
+    /// node): what a cache of compiled policies keys on. None: this store cannot tell (do
+    /// not cache).
+    fn ram_epoch(&self) -> Option<u64> {
+        None
+    }
+}
+
 /// Signature nonces shared by every node on one database.
 #[async_trait]
 pub trait NonceStore: Send + Sync {
@@ -466,6 +569,7 @@ pub trait Store:
     + NonceStore
     + DumpStore
     + SecretStore
+    + RamStore
     + Send
     + Sync
     + 'static
@@ -483,6 +587,7 @@ impl<T> Store for T where
         + NonceStore
         + DumpStore
         + SecretStore
+        + RamStore
         + Send
         + Sync
         + 'static

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_secrets.sql"),
     ),
+    (5, include_str!("../../migrations/postgres/0005_ram.sql")),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // Secrets Manager (issue 18).
     (7, include_str!("../../migrations/sqlite/0007_secrets.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_ram.sql")),
 ];
 
 /// The store on SQLite.

@@ -89,6 +89,7 @@ macro_rules! on_both_engines {
 }
 
 on_both_engines!(
+    ram_entities_links_and_sessions,
     meta,
     accounts_and_access_keys,
     keys_round_trip_every_field,
@@ -211,6 +212,7 @@ async fn accounts_and_access_keys(s: Arc<dyn Store>) {
         sealed_secret: vec![0, 255, 7],
         enabled: true,
         creation_date: created,
+        user_id: None,
     };
     s.insert_access_key(ak("B", 10)).await.unwrap();
     s.insert_access_key(ak("A", 20)).await.unwrap();
@@ -1045,6 +1047,7 @@ async fn fill(s: &dyn Store) {
         sealed_secret: vec![1, 2],
         enabled: false,
         creation_date: 8,
+        user_id: None,
     })
     .await
     .unwrap();
@@ -1101,6 +1104,251 @@ async fn fill(s: &dyn Store) {
     })
     .await
     .unwrap();
+    s.insert_ram_entity(ram_entity("u1", RamKind::User, "alice"), 10)
+        .await
+        .unwrap();
+    s.insert_ram_entity(ram_entity("g1", RamKind::Group, "dev"), 10)
+        .await
+        .unwrap();
+    s.add_ram_link(ram_link(RamLinkKind::Member, "u1", "g1"), 10)
+        .await
+        .unwrap();
+    s.insert_sts_session(sts_session("STS.a", 100))
+        .await
+        .unwrap();
+}
+
+fn ram_entity(id: &str, kind: RamKind, name: &str) -> RamEntityRecord {
+    RamEntityRecord {
+        entity_id: id.into(),
+        account_id: ACCOUNT.into(),
+        kind: kind.as_str().into(),
+        name: name.into(),
+        body: format!("{{\"n\":\"{name}\"}}"),
+    }
+}
+
+fn ram_link(kind: RamLinkKind, from: &str, to: &str) -> RamLinkRecord {
+    RamLinkRecord {
+        kind: kind.as_str().into(),
+        source_id: from.into(),
+        target_id: to.into(),
+        account_id: ACCOUNT.into(),
+        created: 5,
+    }
+}
+
+fn sts_session(id: &str, expiration: i64) -> StsSessionRecord {
+    StsSessionRecord {
+        access_key_id: id.into(),
+        account_id: ACCOUNT.into(),
+        role_id: "r1".into(),
+        session_name: "s".into(),
+        sealed_secret: vec![1, 2, 3],
+        token_hash: "ab".into(),
+        session_policy: Some("{}".into()),
+        caller_arn: "acs:ram::1:user/alice".into(),
+        expiration,
+        creation_date: 1,
+    }
+}
+
+async fn ram_entities_links_and_sessions(s: Arc<dyn Store>) {
+    s.ensure_account(ACCOUNT, 1).await.unwrap();
+    let alice = ram_entity("u1", RamKind::User, "alice");
+    s.insert_ram_entity(alice.clone(), 2).await.unwrap();
+    // The name is unique per account and kind; a group may share it.
+    assert!(matches!(
+        s.insert_ram_entity(ram_entity("u2", RamKind::User, "alice"), 2)
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    s.insert_ram_entity(ram_entity("g1", RamKind::Group, "alice"), 2)
+        .await
+        .unwrap();
+    s.insert_ram_entity(ram_entity("u3", RamKind::User, "bob"), 2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_ram_entity(ram_entity("u4", RamKind::User, "carol"), 2)
+            .await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(
+        s.get_ram_entity(ACCOUNT, RamKind::User, "alice")
+            .await
+            .unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.get_ram_entity_by_id("u1").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.get_ram_entity(ACCOUNT, RamKind::Role, "alice")
+            .await
+            .unwrap(),
+        None
+    );
+    let names: Vec<String> = s
+        .list_ram_entities(ACCOUNT, RamKind::User)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    // Links: duplicates refused, limits counted apart for system and custom targets.
+    s.add_ram_link(ram_link(RamLinkKind::Member, "u1", "g1"), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_ram_link(ram_link(RamLinkKind::Member, "u1", "g1"), 5)
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    s.add_ram_link(ram_link(RamLinkKind::Attachment, "u1", "system:A"), 1)
+        .await
+        .unwrap();
+    s.add_ram_link(ram_link(RamLinkKind::Attachment, "u1", "p1"), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_ram_link(ram_link(RamLinkKind::Attachment, "u1", "system:B"), 1)
+            .await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    let to_g1 = s
+        .list_ram_links(RamLinkKind::Member, None, Some("g1"))
+        .await
+        .unwrap();
+    assert_eq!(to_g1, vec![ram_link(RamLinkKind::Member, "u1", "g1")]);
+    assert_eq!(
+        s.list_ram_links(RamLinkKind::Attachment, Some("u1"), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A user's access keys, limited per user.
+    let ak = |id: &str| AccessKeyRecord {
+        access_key_id: id.into(),
+        account_id: ACCOUNT.into(),
+        sealed_secret: vec![1],
+        enabled: true,
+        creation_date: 3,
+        user_id: Some("u1".into()),
+    };
+    s.insert_user_access_key(ak("LTAIu1"), 1).await.unwrap();
+    assert!(matches!(
+        s.insert_user_access_key(ak("LTAIu2"), 1).await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(
+        s.list_user_access_keys("u1").await.unwrap(),
+        vec![ak("LTAIu1")]
+    );
+    assert_eq!(
+        s.get_access_key("LTAIu1").await.unwrap(),
+        Some(ak("LTAIu1"))
+    );
+
+    // Read-modify-write sees the usage; a refusal changes nothing; a rename to a taken name
+    // is a duplicate; a delete takes links and access keys with it.
+    let seen = s
+        .update_ram_entity(
+            ACCOUNT,
+            RamKind::User,
+            "alice",
+            Box::new(|_, usage| {
+                assert_eq!(usage.links.len(), 3);
+                assert_eq!(usage.access_keys, 1);
+                Err(KmsError::UnsupportedOperation)
+            }),
+        )
+        .await;
+    assert_eq!(
+        seen,
+        Err(StoreError::Refused(KmsError::UnsupportedOperation))
+    );
+    let renamed = s
+        .update_ram_entity(
+            ACCOUNT,
+            RamKind::User,
+            "alice",
+            Box::new(|e, _| {
+                e.name = "bob".into();
+                Ok(RamWrite::Update)
+            }),
+        )
+        .await;
+    assert!(matches!(renamed, Err(StoreError::Duplicate(_))));
+    let renamed = s
+        .update_ram_entity(
+            ACCOUNT,
+            RamKind::User,
+            "alice",
+            Box::new(|e, _| {
+                e.name = "alice2".into();
+                e.entity_id = "ignored".into();
+                Ok(RamWrite::Update)
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (renamed.entity_id.as_str(), renamed.name.as_str()),
+        ("u1", "alice2")
+    );
+    assert_eq!(
+        s.update_ram_entity(
+            ACCOUNT,
+            RamKind::User,
+            "alice",
+            Box::new(|_, _| Ok(RamWrite::Delete))
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    s.update_ram_entity(
+        ACCOUNT,
+        RamKind::User,
+        "alice2",
+        Box::new(|_, _| Ok(RamWrite::Delete)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.get_ram_entity_by_id("u1").await.unwrap(), None);
+    assert_eq!(s.get_access_key("LTAIu1").await.unwrap(), None);
+    assert!(s
+        .list_ram_links(RamLinkKind::Member, None, Some("g1"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!s
+        .remove_ram_link(RamLinkKind::Member, "u1", "g1")
+        .await
+        .unwrap());
+
+    // STS sessions: read back, purged once expired.
+    s.insert_sts_session(sts_session("STS.a", 100))
+        .await
+        .unwrap();
+    s.insert_sts_session(sts_session("STS.b", 300))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_sts_session("STS.a").await.unwrap(),
+        Some(sts_session("STS.a", 100))
+    );
+    assert_eq!(s.purge_sts_sessions(200).await.unwrap(), 1);
+    assert_eq!(s.get_sts_session("STS.a").await.unwrap(), None);
+    assert!(s.get_sts_session("STS.b").await.unwrap().is_some());
 }
 
 async fn export_import_round_trip(s: Arc<dyn Store>) {
@@ -1108,7 +1356,7 @@ async fn export_import_round_trip(s: Arc<dyn Store>) {
     let dump = s.export().await.unwrap();
     assert_eq!(
         dump.summary(),
-        "1 accounts, 1 access keys, 2 keys, 3 key versions, 1 aliases, 1 tags, 1 wrapping keys (import tokens), 1 console users, 1 metadata entries"
+        "1 accounts, 1 access keys, 2 keys, 3 key versions, 1 aliases, 1 tags, 1 wrapping keys (import tokens), 1 console users, 2 RAM entities, 1 RAM links, 1 STS sessions, 1 metadata entries"
     );
     assert_eq!(dump.wrapping_keys[0].1, 1);
     assert_eq!(

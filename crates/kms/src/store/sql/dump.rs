@@ -9,8 +9,8 @@ use super::table::Table;
 use super::tags::{insert_tag, key_tag};
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{
-    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, SecretRecord,
-    SecretVersionRecord, WrappingKeyRecord,
+    AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, RamEntityRecord,
+    RamLinkRecord, SecretRecord, SecretVersionRecord, StsSessionRecord, WrappingKeyRecord,
 };
 use crate::store::cache::Change;
 use crate::store::{Dump, DumpStore, StoreError, StoreResult};
@@ -85,6 +85,11 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
                 key_tag,
             )
             .await?,
+        ram_entities: c.select_all("ORDER BY entity_id", &[]).await?,
+        ram_links: c
+            .select_all("ORDER BY kind, source_id, target_id", &[])
+            .await?,
+        sts_sessions: c.select_all("ORDER BY access_key_id", &[]).await?,
     })
 }
 
@@ -161,6 +166,15 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
     }
     for (secret_id, t) in &dump.secret_tags {
         insert_secret_tag(c, secret_id, t).await?;
+    }
+    for e in &dump.ram_entities {
+        c.execute(RamEntityRecord::insert(), &e.params()).await?;
+    }
+    for l in &dump.ram_links {
+        c.execute(RamLinkRecord::insert(), &l.params()).await?;
+    }
+    for s in &dump.sts_sessions {
+        c.execute(StsSessionRecord::insert(), &s.params()).await?;
     }
     c.notify(&Change::All.payload()).await
 }

@@ -22,6 +22,7 @@ mod dump;
 mod import;
 mod keys;
 mod secrets;
+mod ram;
 mod tags;
 
 use std::future::Future;

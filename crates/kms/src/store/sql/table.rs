@@ -81,7 +81,13 @@ table!(KeyRecord => "keys" {
 });
 table!(KeyVersionRecord => "key_versions" { key_id, version_id, creation_date, sealed_material });
 table!(AccessKeyRecord => "access_keys" {
-    access_key_id, account_id, sealed_secret, enabled, creation_date,
+    access_key_id, account_id, sealed_secret, enabled, creation_date, user_id,
+});
+table!(crate::model::RamEntityRecord => "ram_entities" { entity_id, account_id, kind, name, body });
+table!(crate::model::RamLinkRecord => "ram_links" { kind, source_id, target_id, account_id, created });
+table!(crate::model::StsSessionRecord => "sts_sessions" {
+    access_key_id, account_id, role_id, session_name, sealed_secret, token_hash, session_policy,
+    caller_arn, expiration, creation_date,
 });
 table!(AliasRecord => "aliases" { account_id, region, alias_name, key_id, creation_date });
 table!(WrappingKeyRecord => "wrapping_keys" {
