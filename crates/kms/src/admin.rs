@@ -97,6 +97,9 @@ async fn set_enabled(
     Ok(())
 }
 
+/// Keys `seed-keys` creates and inserts at once.
+const SEED_BATCH: usize = 10_000;
+
 /// `kms admin seed-keys`: `count` Enabled `Aliyun_KMS` keys, each with its own sealed material,
 /// inserted in batches.
 pub async fn seed_keys(
@@ -113,9 +116,10 @@ pub async fn seed_keys(
         None => default_account(d.store.as_ref(), None).await?,
     };
     let started = std::time::Instant::now();
+    let progress = crate::progress::Progress::new("Creating keys", count as u64);
     let mut done = 0;
     while done < count {
-        let n = (count - done).min(50_000);
+        let n = (count - done).min(SEED_BATCH);
         let batch = kms
             .new_keys_for_seeding(&account, &region, n)
             .await
@@ -125,9 +129,9 @@ pub async fn seed_keys(
             .await
             .map_err(|e| e.to_string())?;
         done += n;
-        eprint!("\r{done} keys");
+        progress.inc(n as u64);
     }
-    eprintln!();
+    progress.finish();
     println!(
         "Created {count} keys in account {account}, region {region}, in {:.1} s.",
         started.elapsed().as_secs_f64()
@@ -226,10 +230,12 @@ pub async fn migrate_store(from: &str, to: &str) -> Result<(), String> {
     let started = std::time::Instant::now();
     let dump = source.export().await.map_err(|e| e.to_string())?;
     println!("Read {}.", dump.summary());
+    let progress = crate::progress::Progress::new("Copying rows", dump.rows());
     target
-        .import(dump.clone())
+        .import_with_progress(dump.clone(), progress.clone())
         .await
         .map_err(|e| e.to_string())?;
+    progress.finish();
     let copy = target.export().await.map_err(|e| e.to_string())?;
     if copy != dump {
         return Err(describe_difference(&dump, &copy));

@@ -49,6 +49,7 @@ pub mod keystore;
 pub mod model;
 pub mod policy;
 pub mod private_fs;
+pub mod progress;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -342,8 +342,12 @@ impl AliasStore for CachedStore {
 
 #[async_trait]
 impl DumpStore for CachedStore {
-    async fn import(&self, dump: Dump) -> StoreResult<()> {
-        let r = self.inner.import(dump).await;
+    async fn import_with_progress(
+        &self,
+        dump: Dump,
+        progress: crate::progress::Progress,
+    ) -> StoreResult<()> {
+        let r = self.inner.import_with_progress(dump, progress).await;
         self.invalidate_all();
         r
     }

@@ -113,6 +113,19 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// How many rows it holds.
+    pub fn rows(&self) -> u64 {
+        (self.meta.len()
+            + self.accounts.len()
+            + self.access_keys.len()
+            + self.keys.len()
+            + self.versions.len()
+            + self.tags.len()
+            + self.aliases.len()
+            + self.wrapping_keys.len()
+            + self.console_users.len()) as u64
+    }
+
     /// Counts of each kind of row, for reports.
     pub fn summary(&self) -> String {
         format!(
@@ -341,7 +354,17 @@ pub trait DumpStore: Send + Sync {
     async fn export(&self) -> StoreResult<Dump>;
     /// Writes every row of `dump` in one transaction into a store that holds no keys and no
     /// access keys yet ([`StoreError::NotEmpty`] otherwise).
-    async fn import(&self, dump: Dump) -> StoreResult<()>;
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        self.import_with_progress(dump, crate::progress::Progress::hidden())
+            .await
+    }
+    /// [`DumpStore::import`], moving `progress` on by one per row written (see
+    /// [`Dump::rows`]).
+    async fn import_with_progress(
+        &self,
+        dump: Dump,
+        progress: crate::progress::Progress,
+    ) -> StoreResult<()>;
 }
 
 /// All the aggregates: what the service, console, server and admin commands hold (as
