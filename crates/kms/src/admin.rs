@@ -422,3 +422,51 @@ fn read_console_password() -> Result<zeroize::Zeroizing<String>, String> {
     crate::console::session::validate_password(&password)?;
     Ok(password)
 }
+
+/// `kms admin backup --to FILE`.
+pub async fn backup(dir: &crate::config::DataDirArg, to: &std::path::Path) -> Result<(), String> {
+    let source = crate::backup::Source::of(&dir.data_dir, dir.database_url.as_deref())?;
+    let m = crate::backup::backup(source, to).await?;
+    println!(
+        "Backed up {} keys, {} key versions and {} access keys ({} database, schema {}) to {} ({} bytes, SHA-256 checked on restore).",
+        m.keys,
+        m.key_versions,
+        m.access_keys,
+        m.source_engine,
+        m.source_schema_version,
+        to.display(),
+        m.payload_bytes
+    );
+    println!("Root key fingerprint: {}", m.root_key_fingerprint);
+    println!("The file holds {}.", crate::backup::CONTENTS);
+    eprintln!("{}", crate::backup::ROOT_KEY_WARNING);
+    Ok(())
+}
+
+/// `kms admin restore --from FILE --data-dir DIR [--database-url postgres://…]`.
+pub async fn restore(
+    from: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<(), String> {
+    let m = crate::backup::restore(from, data_dir, database_url).await?;
+    match database_url {
+        Some(_) => println!(
+            "Restored the backup of {} into the PostgreSQL database; the data dir {} is for the root key, the audit trail and TLS files.",
+            m.created_at,
+            data_dir.display()
+        ),
+        None => println!(
+            "Restored the backup of {} into {}.",
+            m.created_at,
+            data_dir.join("kms.db").display()
+        ),
+    }
+    println!(
+        "Next: put the root key with fingerprint {} at {} (mode 0600) or point KMS_ROOT_KEY_FILE at it, then start the server. A server started without it creates a new root key and refuses this database.",
+        m.root_key_fingerprint,
+        data_dir.join("root.key").display()
+    );
+    println!("The audit trail is not part of a backup: the restored server starts a new one (keep the old audit files with their backups).");
+    Ok(())
+}

@@ -38,6 +38,7 @@ pub mod action;
 pub mod admin;
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;

@@ -70,6 +70,12 @@ fn main() -> std::process::ExitCode {
                     Ok(kms::admin::migrate_store(&from, &to).await?)
                 }
                 AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
+                AdminCommand::Backup { dir, to } => Ok(kms::admin::backup(&dir, &to).await?),
+                AdminCommand::Restore {
+                    from,
+                    data_dir,
+                    database_url,
+                } => Ok(kms::admin::restore(&from, &data_dir, database_url.as_deref()).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,
