@@ -530,7 +530,7 @@ pub async fn restore(
         }
         None => None,
     };
-    match std::fs::read_dir(data_dir) {
+    let created = match std::fs::read_dir(data_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(format!(
@@ -538,33 +538,57 @@ pub async fn restore(
                     data_dir.display()
                 ));
             }
+            false
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             return Err(format!(
                 "cannot read the data dir {}: {e}",
                 data_dir.display()
             ))
         }
-    }
+    };
     crate::private_fs::create_dir(data_dir)
         .map_err(|e| format!("cannot create the data dir {}: {e}", data_dir.display()))?;
+    let result = restore_into(from, checked, data_dir, postgres).await;
+    if result.is_err() && created {
+        // Only what this restore made: the directory, if nothing else was put in it.
+        let _ = std::fs::remove_dir(data_dir);
+    }
+    result?;
+    Ok(m)
+}
+
+/// Restore's steps once the data dir is there and empty; on an error every file it wrote is
+/// removed again.
+async fn restore_into(
+    from: &Path,
+    checked: Checked,
+    data_dir: &Path,
+    postgres: Option<Box<tokio_postgres::Config>>,
+) -> Result<(), String> {
+    let fingerprint_wanted = checked.manifest.root_key_fingerprint.clone();
     let db = data_dir.join("kms.db");
     let partial = data_dir.join("kms.db.restoring");
+    let mut cleanup = Cleanup(vec![
+        partial.clone(),
+        db.clone(),
+        with_suffix(&db, "-wal"),
+        with_suffix(&db, "-shm"),
+        with_suffix(&db, "-journal"),
+    ]);
     {
         let (from, partial) = (from.to_path_buf(), partial.clone());
         tokio::task::spawn_blocking(move || copy_payload(&from, &checked, &partial))
             .await
             .map_err(|e| format!("restore: {e}"))??;
     }
-    let mut cleanup = Cleanup(vec![partial.clone()]);
     // The payload's own root-key record must agree with the manifest (a consistent file).
     let (_, fingerprint, _) = describe_sqlite(&partial)?;
-    if fingerprint != m.root_key_fingerprint {
+    if fingerprint != fingerprint_wanted {
         return Err(format!(
-            "{} is damaged: its database records root key {fingerprint}, its manifest {}",
+            "{} is damaged: its database records root key {fingerprint}, its manifest {fingerprint_wanted}",
             from.display(),
-            m.root_key_fingerprint
         ));
     }
     std::fs::rename(&partial, &db).map_err(|e| {
@@ -574,7 +598,6 @@ pub async fn restore(
             db.display()
         )
     })?;
-    cleanup.0.clear();
     sync_parent(&db);
     // Opening applies the migrations of this version (a backup from an older one).
     let store = crate::store::sqlite::SqliteStore::open(&db)
@@ -591,12 +614,12 @@ pub async fn restore(
             .await
             .map_err(|e| format!("postgres: {e}"))?;
         progress.finish();
-        drop(store);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(with_suffix(&db, suffix));
-        }
+        // The SQLite staging copy goes with the cleanup.
+        return Ok(());
     }
-    Ok(m)
+    drop(store);
+    cleanup.0.clear();
+    Ok(())
 }
 
 #[cfg(test)]
