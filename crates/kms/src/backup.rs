@@ -208,7 +208,7 @@ pub async fn backup(source: Source, to: &Path) -> Result<Manifest, String> {
     let partial = with_suffix(to, ".partial");
     let snapshot = with_suffix(to, ".partial-db");
     let staging = with_suffix(to, ".partial-pg.db");
-    let mut cleanup = Cleanup(vec![
+    let cleanup = Cleanup(vec![
         partial.clone(),
         snapshot.clone(),
         with_suffix(&snapshot, "-journal"),
@@ -297,8 +297,7 @@ pub async fn backup(source: Source, to: &Path) -> Result<Manifest, String> {
         )
     })?;
     sync_parent(to);
-    let _ = std::fs::remove_file(&snapshot);
-    cleanup.0.clear();
+    // Every file the cleanup names is temporary (the partial file is renamed by now).
     drop(cleanup);
     Ok(manifest)
 }
