@@ -220,6 +220,17 @@ pub trait KeyStore: Send + Sync {
     async fn due_deletions(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
     /// Keys whose imported material expires at or before `now`.
     async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
+    /// How many keys there are by stored state and origin, over every account (one
+    /// aggregate query, for the metrics); combinations without keys are left out.
+    async fn count_keys_by_state(&self) -> StoreResult<Vec<KeyCount>>;
+}
+
+/// One row of [`KeyStore::count_keys_by_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCount {
+    pub state: crate::model::KeyState,
+    pub origin: crate::model::Origin,
+    pub keys: u64,
 }
 
 /// Tags on keys.
