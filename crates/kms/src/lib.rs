@@ -33,6 +33,8 @@
 //! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
 //! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
 //! [`policy`] is the RAM policy language (parse, compile, evaluate; pure, not yet enforced).
+//! [`backup`] is `kms admin backup`/`restore` (the self-checking backup file); [`progress`]
+//! the progress display of the long admin commands.
 
 pub mod action;
 pub mod admin;
