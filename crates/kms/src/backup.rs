@@ -425,6 +425,13 @@ pub fn read_manifest(file: &Path) -> Result<Checked, String> {
             len - want
         ));
     }
+    let known = crate::store::sqlite::latest_schema_version();
+    if manifest.schema_version > known {
+        return Err(format!(
+            "{shown} was made by a newer kms ({}, schema {}); this one knows schema {known}: restore it with that version or a later one",
+            manifest.kms_version, manifest.schema_version
+        ));
+    }
     if manifest.payload != "sqlite" {
         return Err(format!(
             "{shown} holds a payload of kind {:?}, which this kms cannot restore",
@@ -687,6 +694,15 @@ mod tests {
             "{e}"
         );
         assert!(!out.exists(), "no partial payload is left");
+        // From a newer version.
+        let mut newer = manifest(5000);
+        newer.schema_version = 999;
+        std::fs::remove_file(&file).unwrap();
+        write_file(&newer, &payload, &file).unwrap();
+        assert_eq!(
+            read_manifest(&file).err().unwrap(),
+            format!("{shown} was made by a newer kms (0, schema 999); this one knows schema {}: restore it with that version or a later one", crate::store::sqlite::latest_schema_version())
+        );
         // Not a backup.
         std::fs::write(&file, b"SQLite format 3\0....").unwrap();
         assert_eq!(
