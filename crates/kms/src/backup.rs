@@ -225,6 +225,8 @@ pub async fn backup(source: Source, to: &Path) -> Result<Manifest, String> {
             ));
         }
     }
+    // The snapshot is of (just after) this instant.
+    let created_at = crate::timefmt::format_unix(crate::clock::system_now());
     let (engine, source_schema) = match source {
         Source::Sqlite(file) => {
             let snapshot = snapshot.clone();
@@ -272,7 +274,7 @@ pub async fn backup(source: Source, to: &Path) -> Result<Manifest, String> {
         .len();
     let manifest = Manifest {
         format: FORMAT,
-        created_at: crate::timefmt::format_unix(crate::clock::system_now()),
+        created_at,
         kms_version: env!("CARGO_PKG_VERSION").to_string(),
         source_engine: engine.to_string(),
         source_schema_version: source_schema.unwrap_or(schema),
