@@ -35,11 +35,14 @@
 //! [`policy`] is the RAM policy language (parse, compile, evaluate; pure); requests by RAM
 //! users and role sessions are authorised with it in [`api::authz`] (identities in
 //! [`service::ram`], sessions in [`service::sts`]).
+//! [`backup`] is `kms admin backup`/`restore` (the self-checking backup file); [`progress`]
+//! the progress display of the long admin commands.
 
 pub mod action;
 pub mod admin;
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -51,6 +54,7 @@ pub mod keystore;
 pub mod model;
 pub mod policy;
 pub mod private_fs;
+pub mod progress;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -26,6 +26,14 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_DATABASE_POOL: usize = 16;
 const ROOT_KEY_CHECK_META: &str = "root_key_check";
 
+/// Handles on the store for the metrics ([`DataDir::store_probes`]).
+#[derive(Clone)]
+pub struct StoreProbes {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<CachedStore>,
+    pub postgres: Option<Arc<PostgresStore>>,
+}
+
 /// An opened data dir: the store and the keystore derived from the root key.
 pub struct DataDir {
     pub path: PathBuf,
@@ -34,6 +42,8 @@ pub struct DataDir {
     cache: Arc<CachedStore>,
     /// The connection settings when the database is PostgreSQL.
     postgres: Option<tokio_postgres::Config>,
+    /// The PostgreSQL store itself (its pool's use is a metric).
+    postgres_store: Option<Arc<PostgresStore>>,
 }
 
 fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -123,16 +133,15 @@ impl DataDir {
             Some(url) => DatabaseUrl::parse(url)?,
             None => DatabaseUrl::Sqlite(path.join("kms.db")),
         };
+        let mut postgres_store = None;
         let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match url {
             DatabaseUrl::Postgres(pg) => {
                 let store = PostgresStore::connect((*pg).clone(), pool_size)
                     .await
                     .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {e}"))?;
-                (
-                    Arc::new(store),
-                    Some(*pg),
-                    crate::store::postgres::CACHE_TTL,
-                )
+                let store = Arc::new(store);
+                postgres_store = Some(store.clone());
+                (store, Some(*pg), crate::store::postgres::CACHE_TTL)
             }
             DatabaseUrl::Sqlite(file) => (
                 Arc::new({
@@ -157,8 +166,19 @@ impl DataDir {
             store: cache.clone(),
             cache,
             postgres,
+            postgres_store,
             keystore,
         })
+    }
+
+    /// What the metrics read from the store: the cache's hits and misses, the PostgreSQL
+    /// pool's use.
+    pub fn store_probes(&self) -> StoreProbes {
+        StoreProbes {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            postgres: self.postgres_store.clone(),
+        }
     }
 
     /// On PostgreSQL: listens for other nodes' changes and drops them from this node's cache

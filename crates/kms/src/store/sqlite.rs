@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_ram.sql")),
 ];
 
+/// The newest schema version this build knows (its last migration).
+pub fn latest_schema_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
 /// The store on SQLite.
 pub type SqliteStore = SqlStore<Sqlite>;
 
