@@ -1,7 +1,7 @@
 //! Pass-through of the aggregates a wrapper does not change: a store that wraps another
 //! (like [`super::cache::CachedStore`]) implements [`Delegate`] and the aggregates it adds
 //! behaviour to; the rest ([`MetaStore`], [`TagStore`], [`ImportStore`], [`ConsoleStore`],
-//! [`NonceStore`]) reach the inner store through the impls here, written once.
+//! [`NonceStore`], [`SealedStore`]) reach the inner store through the impls here, written once.
 
 use async_trait::async_trait;
 
@@ -125,5 +125,31 @@ impl<T: Delegate> NonceStore for T {
     }
     async fn purge_nonces(&self, now: i64) -> StoreResult<u64> {
         self.inner().purge_nonces(now).await
+    }
+}
+
+#[async_trait]
+impl<T: Delegate> SealedStore for T {
+    async fn sealed_page(
+        &self,
+        col: SealedColumn,
+        after: Option<Vec<String>>,
+        limit: i64,
+    ) -> StoreResult<Vec<SealedValue>> {
+        self.inner().sealed_page(col, after, limit).await
+    }
+    async fn reseal(
+        &self,
+        col: SealedColumn,
+        changes: Vec<(SealedValue, Vec<u8>)>,
+    ) -> StoreResult<u64> {
+        self.inner().reseal(col, changes).await
+    }
+    async fn change_meta(
+        &self,
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+    ) -> StoreResult<()> {
+        self.inner().change_meta(set, remove).await
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! - [`accounts`]: metadata, accounts and access keys.
 //! - [`keys`]: keys and versions, ListKeys.
-//! - [`tags`], [`aliases`], [`import`] (wrapping keys), [`console`], [`dump`].
+//! - [`tags`], [`aliases`], [`import`] (wrapping keys), [`console`], [`dump`], [`sealed`]
+//!   (every sealed value, for a root-key rotation).
 
 pub mod conn;
 pub mod table;
@@ -20,6 +21,7 @@ mod console;
 mod dump;
 mod import;
 mod keys;
+mod sealed;
 mod tags;
 
 use std::future::Future;
