@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod data_dir;
 pub mod metrics;
 pub mod refusals;
+pub mod root_key;
 pub mod serve;
 
 use std::future::Future;
