@@ -50,6 +50,7 @@ pub mod model;
 pub mod policy;
 pub mod private_fs;
 pub mod protocol;
+pub mod rotation;
 pub mod server;
 pub mod service;
 pub mod store;

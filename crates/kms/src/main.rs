@@ -70,6 +70,19 @@ fn main() -> std::process::ExitCode {
                     Ok(kms::admin::migrate_store(&from, &to).await?)
                 }
                 AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
+                AdminCommand::RotateRootKey {
+                    dir,
+                    audit_dir,
+                    batch,
+                    grace_seconds,
+                } => Ok(kms::rotation::rotate(kms::rotation::Options {
+                    data_dir: dir.data_dir,
+                    database_url: dir.database_url,
+                    audit_dir,
+                    batch,
+                    grace: std::time::Duration::from_secs_f64(grace_seconds.clamp(0.0, 3600.0)),
+                })
+                .await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,
