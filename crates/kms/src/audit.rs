@@ -1367,6 +1367,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_chain_verifies_across_root_key_handovers_and_refuses_forged_ones() {
+        let dir = temp_dir();
+        let k1 = keystore();
+        let k2 = Arc::new(Keystore::from_root(&[6u8; 32]).unwrap());
+        let k3 = Arc::new(Keystore::from_root(&[7u8; 32]).unwrap());
+        let log = AuditLog::start(settings(&dir, 2_000), k1.clone()).unwrap();
+        for i in 0..30 {
+            log.record(rec(i), true).await;
+        }
+        drop(log);
+        assert_eq!(hand_over(&dir, &k1, &k2).unwrap(), Handover::Written);
+        // Resumed: nothing more; the old key still verifies (the handover is pending).
+        assert_eq!(hand_over(&dir, &k1, &k2).unwrap(), Handover::AlreadyDone);
+        let v = verify(&dir, &k1).unwrap();
+        assert_eq!((v.lines, v.handovers, v.pending_handover), (31, 1, true));
+        let v = verify(&dir, &k2).unwrap();
+        assert_eq!((v.lines, v.handovers, v.pending_handover), (31, 1, false));
+        // The writer continues from the handover under the new key.
+        let log = AuditLog::start(settings(&dir, 2_000), k2.clone()).unwrap();
+        for i in 30..40 {
+            log.record(rec(i), true).await;
+        }
+        drop(log);
+        assert_eq!(hand_over(&dir, &k2, &k3).unwrap(), Handover::Written);
+        let log = AuditLog::start(settings(&dir, 2_000), k3.clone()).unwrap();
+        log.record(rec(40), true).await;
+        drop(log);
+        let v = verify(&dir, &k3).unwrap();
+        assert_eq!((v.lines, v.handovers, v.gaps.len()), (43, 2, 0));
+        // k1 alone cannot verify lines chained under k2 and k3.
+        assert!(verify(&dir, &k1).is_err());
+        // A line before the first handover changed: caught under the oldest key.
+        let first = files(&dir).unwrap().remove(0);
+        let original = std::fs::read_to_string(&first).unwrap();
+        std::fs::write(
+            &first,
+            original.replacen("\"result\":\"OK\"", "\"result\":\"NO\"", 1),
+        )
+        .unwrap();
+        assert!(verify(&dir, &k3).unwrap_err().contains("changed"));
+        std::fs::write(&first, &original).unwrap();
+        // A handover forged without the keys (its sealed key replaced) is refused.
+        let all: Vec<PathBuf> = files(&dir).unwrap();
+        let with_handover = all
+            .iter()
+            .find(|f| std::fs::read_to_string(f).unwrap().contains(HANDOVER_ACTION))
+            .unwrap();
+        let text = std::fs::read_to_string(with_handover).unwrap();
+        let forged = text.replacen("\"sealed_key\":\"", "\"sealed_key\":\"AAAA", 1);
+        std::fs::write(with_handover, forged).unwrap();
+        assert!(verify(&dir, &k3).is_err());
+        std::fs::write(with_handover, text).unwrap();
+        assert!(verify(&dir, &k3).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn chain_detects_removal_edit_and_reorder_and_survives_rotation() {
         let dir = temp_dir();
         let ks = keystore();
