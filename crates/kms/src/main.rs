@@ -80,7 +80,11 @@ fn main() -> std::process::ExitCode {
                     database_url: dir.database_url,
                     audit_dir,
                     batch,
-                    grace: std::time::Duration::from_secs_f64(grace_seconds.clamp(0.0, 3600.0)),
+                    grace: std::time::Duration::from_secs_f64(if grace_seconds.is_finite() {
+                        grace_seconds.clamp(0.0, 3600.0)
+                    } else {
+                        3.0
+                    }),
                 })
                 .await?),
                 AdminCommand::SeedKeys {
