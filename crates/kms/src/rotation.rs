@@ -138,8 +138,23 @@ impl Progress {
     }
 }
 
-/// Runs (or resumes) the rotation of the data dir's root key to the end.
+/// Runs (or resumes) the rotation of the data dir's root key to the end. On failure the
+/// data dir is left in a phase the next run resumes from, and the error says so.
 pub async fn rotate(opts: Options) -> Result<(), String> {
+    let root_path = root_key_path(&opts.data_dir);
+    rotate_to_end(&opts).await.map_err(|e| {
+        if root_key::next_root_key_path(&root_path).exists() {
+            format!(
+                "{e}\nThe rotation stopped at a safe point: fix the cause (e.g. free some space) and run `kms admin rotate-root-key --data-dir {}` again to finish it; until then the server refuses to start.",
+                opts.data_dir.display()
+            )
+        } else {
+            e
+        }
+    })
+}
+
+async fn rotate_to_end(opts: &Options) -> Result<(), String> {
     let started = Instant::now();
     let root_path = root_key_path(&opts.data_dir);
     if !root_path.exists() {
