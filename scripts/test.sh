@@ -82,7 +82,7 @@ step "end-to-end again, on PostgreSQL (every server on its own database), plus m
 # engine and run once, above.
 PG_TESTS=(test_keys.py test_versions_rotation.py test_aliases.py test_tags.py test_byok.py
   test_crypto.py test_lifecycle.py test_isolation.py test_crash_safety.py test_console.py
-  test_console_security.py test_protocol.py test_multinode.py)
+  test_console_security.py test_protocol.py test_multinode.py test_root_rotation.py)
 KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q "${PG_TESTS[@]/#/tests/e2e/}"
 
 step "end-to-end: Node SDK"
