@@ -1094,7 +1094,9 @@ pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
                     stored.seq
                 ));
             }
-            let key = keys.get(segment).ok_or_else(|| format!("{place}: no audit key"))?;
+            let key = keys
+                .get(segment)
+                .ok_or_else(|| format!("{place}: no audit key"))?;
             if mac_of(key, &want_prev, &body) != mac {
                 return Err(format!(
                     "{place}: the line was changed (its mac does not match)"
@@ -1412,7 +1414,11 @@ mod tests {
         let all: Vec<PathBuf> = files(&dir).unwrap();
         let with_handover = all
             .iter()
-            .find(|f| std::fs::read_to_string(f).unwrap().contains(HANDOVER_ACTION))
+            .find(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .contains(HANDOVER_ACTION)
+            })
             .unwrap();
         let text = std::fs::read_to_string(with_handover).unwrap();
         let forged = text.replacen("\"sealed_key\":\"", "\"sealed_key\":\"AAAA", 1);

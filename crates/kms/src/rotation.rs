@@ -267,7 +267,11 @@ async fn rotate_to_end(opts: &Options) -> Result<(), String> {
 
 /// Seals the commitment key in force (carried over before, else the old root's own) under
 /// the new root key, unless a resumed run already did.
-async fn carry_commitment_key(store: &dyn Store, old: &Keystore, new: &Keystore) -> Result<(), String> {
+async fn carry_commitment_key(
+    store: &dyn Store,
+    old: &Keystore,
+    new: &Keystore,
+) -> Result<(), String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let aad = root_key::COMMITMENT_KEY_AAD.as_bytes();
@@ -315,9 +319,16 @@ pub async fn reseal_all(
     for pass in 1..=10 {
         let mut resealed = 0;
         for s in SEALED {
-            let (done, seen) =
-                reseal_column(store.as_ref(), s, old, new, batch, total + resealed, &mut progress)
-                    .await?;
+            let (done, seen) = reseal_column(
+                store.as_ref(),
+                s,
+                old,
+                new,
+                batch,
+                total + resealed,
+                &mut progress,
+            )
+            .await?;
             resealed += done;
             progress.line(true, || {
                 format!(
@@ -385,4 +396,140 @@ async fn reseal_column(
         });
     }
     Ok((done, seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::keystore::wrapping::Pool;
+    use crate::server::DataDir;
+    use crate::service::{Kms, ServiceConfig};
+
+    const ACCOUNT: &str = "1234567890123456";
+
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("kms-rotation-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn options(dir: &std::path::Path) -> Options {
+        Options {
+            data_dir: dir.to_path_buf(),
+            database_url: None,
+            audit_dir: None,
+            batch: 7,
+            grace: Duration::ZERO,
+        }
+    }
+
+    async fn open(dir: &std::path::Path) -> Result<(DataDir, Kms), String> {
+        let d = DataDir::open(dir, None).await?;
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000_000));
+        let kms = d.service(clock, Pool::new(0), ServiceConfig::default());
+        Ok((d, kms))
+    }
+
+    /// Every secret the data dir holds opens, and is what it was.
+    async fn check(dir: &std::path::Path, secret: &[u8], materials: &[(String, String, Vec<u8>)]) {
+        let (d, kms) = open(dir).await.unwrap();
+        let ak = d.store.list_access_keys().await.unwrap();
+        let (_, got) = kms.access_key_secret(&ak[0].access_key_id).await.unwrap();
+        assert_eq!(got.as_slice(), secret);
+        for (key_id, version_id, material) in materials {
+            let v = d
+                .store
+                .get_version(key_id, version_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let sealed = v.sealed_material.unwrap();
+            let opened = kms.open_material(key_id, version_id, &sealed).unwrap();
+            assert_eq!(opened.as_slice(), material.as_slice());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_rotation_is_refused_at_start_and_finished_by_the_next_run() {
+        let dir = temp_dir();
+        let (d, kms) = open(&dir).await.unwrap();
+        d.store.ensure_account(ACCOUNT, 1).await.unwrap();
+        let ak = kms.create_access_key(ACCOUNT, None).await.unwrap();
+        let secret = ak.access_key_secret.as_bytes().to_vec();
+        let batch = kms
+            .new_keys_for_seeding(ACCOUNT, "cn-hangzhou", 40)
+            .await
+            .unwrap();
+        d.store.insert_keys_bulk(batch).await.unwrap();
+        let mut materials = Vec::new();
+        for k in d.store.list_keys(ACCOUNT, "cn-hangzhou").await.unwrap() {
+            let v = d
+                .store
+                .get_version(&k.key_id, &k.primary_version)
+                .await
+                .unwrap()
+                .unwrap();
+            let m = kms
+                .open_material(&k.key_id, &v.version_id, &v.sealed_material.unwrap())
+                .unwrap();
+            materials.push((k.key_id, v.version_id, m.to_vec()));
+        }
+        let old = d.keystore.clone();
+        let store = d.store.clone();
+        drop((d, kms));
+
+        // A run killed half-way through re-sealing: the next key written, the rotation
+        // recorded, one column done.
+        let root = root_key_path(&dir);
+        let new_root = [9u8; 32];
+        root_key::write_next_root_key(&root, &new_root).unwrap();
+        let new = Keystore::from_root(&new_root).unwrap();
+        store
+            .change_meta(
+                vec![(root_key::ROTATION_META.into(), new.check_value())],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let mut progress = Progress {
+            last: Instant::now(),
+        };
+        let (done, _) = reseal_column(store.as_ref(), &SEALED[0], &old, &new, 7, 0, &mut progress)
+            .await
+            .unwrap();
+        assert_eq!(done, 40);
+        drop(store);
+        let refused = open(&dir).await.err().unwrap();
+        assert!(
+            refused.contains("kms admin rotate-root-key --data-dir"),
+            "{refused}"
+        );
+
+        rotate(options(&dir)).await.unwrap();
+        assert_eq!(std::fs::read(&root).unwrap(), new_root);
+        assert!(!root_key::next_root_key_path(&root).exists());
+        check(&dir, &secret, &materials).await;
+        let v = crate::audit::verify(&dir.join("audit"), &new).unwrap();
+        assert_eq!(v.handovers, 1);
+
+        // A second rotation from scratch; values sealed under neither key stop it cleanly.
+        rotate(options(&dir)).await.unwrap();
+        check(&dir, &secret, &materials).await;
+        let (d, _) = open(&dir).await.unwrap();
+        let stranger = Keystore::from_root(&[3u8; 32]).unwrap();
+        d.store
+            .insert_access_key(crate::store::AccessKeyRecord {
+                access_key_id: "LTAIstranger".into(),
+                account_id: ACCOUNT.into(),
+                sealed_secret: stranger.seal(b"access-key:LTAIstranger", b"x").unwrap(),
+                enabled: true,
+                creation_date: 1,
+            })
+            .await
+            .unwrap();
+        drop(d);
+        let err = rotate(options(&dir)).await.unwrap_err();
+        assert!(err.contains("opens under neither"), "{err}");
+        assert!(err.contains("run `kms admin rotate-root-key"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -303,9 +303,7 @@ mod tests {
         let c = old.commitment("k1", &[1u8; 32]);
         let new = Keystore::from_root(&[8u8; 32]).unwrap();
         let check = new.check_value();
-        let new = new
-            .with_commitment_key(old.commitment_key_bytes())
-            .unwrap();
+        let new = new.with_commitment_key(old.commitment_key_bytes()).unwrap();
         assert!(new.commitment_matches("k1", &[1u8; 32], &c));
         assert_eq!(new.check_value(), check);
         assert_ne!(new.check_value(), old.check_value());
@@ -313,7 +311,9 @@ mod tests {
         // The previous audit key opens with the next one only.
         let sealed = new.seal_for_handover(old.audit_key_bytes()).unwrap();
         assert_eq!(
-            open_handover(new.audit_key_bytes(), &sealed).unwrap().as_slice(),
+            open_handover(new.audit_key_bytes(), &sealed)
+                .unwrap()
+                .as_slice(),
             old.audit_key_bytes()
         );
         assert!(open_handover(old.audit_key_bytes(), &sealed).is_none());

@@ -113,7 +113,9 @@ pub fn write_next_root_key(root: &Path, key: &[u8]) -> Result<(), String> {
         .mode(0o600)
         .open(&tmp)
         .map_err(failed)?;
-    f.write_all(key).and_then(|_| f.sync_all()).map_err(failed)?;
+    f.write_all(key)
+        .and_then(|_| f.sync_all())
+        .map_err(failed)?;
     drop(f);
     std::fs::rename(&tmp, next_root_key_path(root)).map_err(failed)?;
     fsync_dir_of(root)

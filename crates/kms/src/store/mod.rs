@@ -375,8 +375,11 @@ pub trait SealedStore: Send + Sync {
     ) -> StoreResult<Vec<SealedValue>>;
     /// In one transaction: each value still equal to the one read becomes the new one (a row
     /// changed or removed meanwhile is left alone); returns how many were replaced.
-    async fn reseal(&self, col: SealedColumn, changes: Vec<(SealedValue, Vec<u8>)>)
-        -> StoreResult<u64>;
+    async fn reseal(
+        &self,
+        col: SealedColumn,
+        changes: Vec<(SealedValue, Vec<u8>)>,
+    ) -> StoreResult<u64>;
     /// In one transaction: sets the entries of `set` and removes those named in `remove`.
     async fn change_meta(&self, set: Vec<(String, String)>, remove: Vec<String>)
         -> StoreResult<()>;

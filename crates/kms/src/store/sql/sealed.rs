@@ -26,7 +26,9 @@ impl<B: Backend> SealedStore for SqlStore<B> {
         limit: i64,
     ) -> StoreResult<Vec<SealedValue>> {
         if after.as_ref().is_some_and(|a| a.len() != col.key.len()) {
-            return Err(StoreError::Corrupt("sealed page cursor of another table".into()));
+            return Err(StoreError::Corrupt(
+                "sealed page cursor of another table".into(),
+            ));
         }
         let keys = col.key.join(", ");
         let (table, column) = (col.table, col.column);
