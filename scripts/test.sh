@@ -77,12 +77,14 @@ step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl, on SQLite"
 step "end-to-end again, on PostgreSQL (every server on its own database), plus multi-node tests"
 # Only the files whose behaviour depends on the store engine run twice: keys, versions,
 # aliases, tags, import, crypto (material from the store), lifecycle and clock-driven work,
-# isolation, crash safety, console sessions, nonce claims (test_protocol) and the multi-node
-# tests. Protocol parsing, TLS, HTTP limits, the CLI and the audit trail do not touch the
+# isolation, crash safety, console sessions, nonce claims (test_protocol), the multi-node
+# tests, backup/restore (the PostgreSQL export path) and the store gauges of /metrics (pool use).
+# Protocol parsing, TLS, HTTP limits, the CLI and the audit trail do not touch the
 # engine and run once, above.
 PG_TESTS=(test_keys.py test_versions_rotation.py test_aliases.py test_tags.py test_byok.py
   test_crypto.py test_lifecycle.py test_isolation.py test_crash_safety.py test_console.py
-  test_console_security.py test_protocol.py test_multinode.py test_root_rotation.py)
+  test_console_security.py test_protocol.py test_multinode.py
+  test_backup.py test_metrics.py::test_store_gauges_keys_cache_and_pool test_root_rotation.py)
 KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q "${PG_TESTS[@]/#/tests/e2e/}"
 
 step "end-to-end: Node SDK"

@@ -89,6 +89,43 @@ def test_metrics_are_served_to_loopback_only_and_count_requests(started):
     assert "--metrics-allow-remote" in json.loads(body)["Message"]
 
 
+def test_store_gauges_keys_cache_and_pool(started):
+    """Keys by state and origin (read at most every 30 s), the cache's hits and misses, and on
+    PostgreSQL the pool's connections (scripts/test.sh runs this case on both engines)."""
+    srv = started()
+    raw = RawClient(srv)
+    enabled = [raw.ok("CreateKey")["KeyMetadata"]["KeyId"] for _ in range(2)]
+    off = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
+    raw.ok("DisableKey", {"KeyId": off})
+    raw.ok("CreateKey", {"Origin": "EXTERNAL"})
+    for _ in range(5):
+        raw.ok("Encrypt", {"KeyId": enabled[0], "Plaintext": "aGVsbG8="})
+    _, _, text = get(srv.port, "/metrics")
+    assert sample(text, "kms_keys", 'state="Enabled",origin="Aliyun_KMS"') == 2
+    assert sample(text, "kms_keys", 'state="Disabled",origin="Aliyun_KMS"') == 1
+    assert sample(text, "kms_keys", 'state="PendingImport",origin="EXTERNAL"') == 1
+    assert not any(line.startswith('kms_keys{state="PendingDeletion"') for line in text.splitlines())
+    assert "kms_keys_read_errors_total 0" in text.splitlines()
+    hits = float(next(line for line in text.splitlines()
+                      if line.startswith("kms_store_cache_hits_total ")).split()[1])
+    misses = float(next(line for line in text.splitlines()
+                        if line.startswith("kms_store_cache_misses_total ")).split()[1])
+    assert hits >= 4 and misses >= 1, (hits, misses)
+    pool = [line for line in text.splitlines() if line.startswith("kms_db_pool_")]
+    if srv.database_url:
+        assert "kms_db_pool_max_connections 16" in pool, pool
+        in_use = sample(text, "kms_db_pool_connections", 'state="in_use"')
+        idle = sample(text, "kms_db_pool_connections", 'state="idle"')
+        assert in_use >= 0 and idle >= 1 and in_use + idle <= 16, (in_use, idle)
+        assert "kms_db_pool_waiting 0" in pool, pool
+    else:
+        assert sorted(pool) == ["kms_db_pool_max_connections 0", "kms_db_pool_waiting 0"], pool
+    # Counted at most every 30 s: a new key shows on a later scrape, not this one.
+    raw.ok("CreateKey")
+    _, _, text = get(srv.port, "/metrics")
+    assert sample(text, "kms_keys", 'state="Enabled",origin="Aliyun_KMS"') == 2
+
+
 def test_metrics_allow_remote_serves_other_peers(started):
     srv = started("--metrics-allow-remote")
     status, _, text = get(srv.port, "/metrics", source="127.0.0.2")
@@ -146,6 +183,11 @@ def test_a_real_prometheus_scrapes_the_request_counter_and_histogram(started, tm
         assert float(inf[0]["value"][1]) == burst
         up = prom_query(prom_port, 'up{job="kms"}')
         assert up and up[0]["value"][1] == "1"
+        # The store's gauges and counters reach Prometheus too.
+        keys = prom_query(prom_port, 'kms_keys{state="Enabled",origin="Aliyun_KMS"}')
+        assert keys and keys[0]["value"][1] == "1", keys
+        hits = prom_query(prom_port, "kms_store_cache_hits_total")
+        assert hits and float(hits[0]["value"][1]) >= burst - 1, hits
     finally:
         prom.terminate()
         try:

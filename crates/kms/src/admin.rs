@@ -97,6 +97,9 @@ async fn set_enabled(
     Ok(())
 }
 
+/// Keys `seed-keys` creates and inserts at once.
+const SEED_BATCH: usize = 10_000;
+
 /// `kms admin seed-keys`: `count` Enabled `Aliyun_KMS` keys, each with its own sealed material,
 /// inserted in batches.
 pub async fn seed_keys(
@@ -113,9 +116,10 @@ pub async fn seed_keys(
         None => default_account(d.store.as_ref(), None).await?,
     };
     let started = std::time::Instant::now();
+    let progress = crate::progress::Progress::new("Creating keys", count as u64);
     let mut done = 0;
     while done < count {
-        let n = (count - done).min(50_000);
+        let n = (count - done).min(SEED_BATCH);
         let batch = kms
             .new_keys_for_seeding(&account, &region, n)
             .await
@@ -125,9 +129,9 @@ pub async fn seed_keys(
             .await
             .map_err(|e| e.to_string())?;
         done += n;
-        eprint!("\r{done} keys");
+        progress.inc(n as u64);
     }
-    eprintln!();
+    progress.finish();
     println!(
         "Created {count} keys in account {account}, region {region}, in {:.1} s.",
         started.elapsed().as_secs_f64()
@@ -238,10 +242,12 @@ pub async fn migrate_store(from: &str, to: &str) -> Result<(), String> {
     let started = std::time::Instant::now();
     let dump = source.export().await.map_err(|e| e.to_string())?;
     println!("Read {}.", dump.summary());
+    let progress = crate::progress::Progress::new("Copying rows", dump.rows());
     target
-        .import(dump.clone())
+        .import_with_progress(dump.clone(), progress.clone())
         .await
         .map_err(|e| e.to_string())?;
+    progress.finish();
     let copy = target.export().await.map_err(|e| e.to_string())?;
     if copy != dump {
         return Err(describe_difference(&dump, &copy));
@@ -427,4 +433,52 @@ fn read_console_password() -> Result<zeroize::Zeroizing<String>, String> {
     };
     crate::console::session::validate_password(&password)?;
     Ok(password)
+}
+
+/// `kms admin backup --to FILE`.
+pub async fn backup(dir: &crate::config::DataDirArg, to: &std::path::Path) -> Result<(), String> {
+    let source = crate::backup::Source::of(&dir.data_dir, dir.database_url.as_deref())?;
+    let m = crate::backup::backup(source, to).await?;
+    println!(
+        "Backed up {} keys, {} key versions and {} access keys ({} database, schema {}) to {} ({} bytes, SHA-256 checked on restore).",
+        m.keys,
+        m.key_versions,
+        m.access_keys,
+        m.source_engine,
+        m.source_schema_version,
+        to.display(),
+        m.payload_bytes
+    );
+    println!("Root key fingerprint: {}", m.root_key_fingerprint);
+    println!("The file holds {}.", crate::backup::CONTENTS);
+    eprintln!("{}", crate::backup::ROOT_KEY_WARNING);
+    Ok(())
+}
+
+/// `kms admin restore --from FILE --data-dir DIR [--database-url postgres://…]`.
+pub async fn restore(
+    from: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<(), String> {
+    let m = crate::backup::restore(from, data_dir, database_url).await?;
+    match database_url {
+        Some(_) => println!(
+            "Restored the backup of {} into the PostgreSQL database; the data dir {} is for the root key, the audit trail and TLS files.",
+            m.created_at,
+            data_dir.display()
+        ),
+        None => println!(
+            "Restored the backup of {} into {}.",
+            m.created_at,
+            data_dir.join("kms.db").display()
+        ),
+    }
+    println!(
+        "Next: put the root key with fingerprint {} at {} (mode 0600) or point KMS_ROOT_KEY_FILE at it, then start the server. A server started without it creates a new root key and refuses this database.",
+        m.root_key_fingerprint,
+        data_dir.join("root.key").display()
+    );
+    println!("The audit trail is not part of a backup: the restored server starts a new one (keep the old audit files with their backups).");
+    Ok(())
 }

@@ -236,6 +236,29 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 3.0)]
         grace_seconds: f64,
     },
+    /// Back the database up while the server runs: one consistent snapshot in one file with
+    /// a manifest and a SHA-256 checksum. It holds sealed data only: back the root key up
+    /// separately.
+    Backup {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new or empty data dir (SQLite kms.db there), after checking it
+    /// from end to end. Then put the root key it names there and start the server.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data dir to create; it must be missing or empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Copy the restored rows on into this empty PostgreSQL database (postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]

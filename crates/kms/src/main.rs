@@ -87,6 +87,12 @@ fn main() -> std::process::ExitCode {
                     }),
                 })
                 .await?),
+                AdminCommand::Backup { dir, to } => Ok(kms::admin::backup(&dir, &to).await?),
+                AdminCommand::Restore {
+                    from,
+                    data_dir,
+                    database_url,
+                } => Ok(kms::admin::restore(&from, &data_dir, database_url.as_deref()).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,

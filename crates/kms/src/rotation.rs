@@ -35,6 +35,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::progress::Progress;
+
 use crate::keystore::Keystore;
 use crate::server::data_dir::{load_root_key, open_database};
 use crate::server::root_key::{self, decide, root_key_path, Facts, Phase};
@@ -119,21 +121,6 @@ fn kill_point(point: &str, rows: u64) {
         // SAFETY: sends a signal to this very process; no memory is involved.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
-
-/// Plain progress lines on standard error, at most one a second (and at the end of each
-/// column).
-struct Progress {
-    last: Instant,
-}
-
-impl Progress {
-    fn line(&mut self, force: bool, text: impl FnOnce() -> String) {
-        if force || self.last.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", text());
-            self.last = Instant::now();
         }
     }
 }
@@ -312,13 +299,15 @@ pub async fn reseal_all(
     new: &Keystore,
     batch: usize,
 ) -> Result<u64, String> {
-    let mut progress = Progress {
-        last: Instant::now(),
-    };
     let mut total = 0;
     for pass in 1..=10 {
         let mut resealed = 0;
         for s in SEALED {
+            // A bar on a terminal, plain lines otherwise (crate::progress).
+            let progress = Progress::new(
+                &format!("pass {pass}: {}.{} values", s.column.table, s.column.column),
+                0,
+            );
             let (done, seen) = reseal_column(
                 store.as_ref(),
                 s,
@@ -326,16 +315,15 @@ pub async fn reseal_all(
                 new,
                 batch,
                 total + resealed,
-                &mut progress,
+                &progress,
             )
             .await?;
+            progress.finish();
             resealed += done;
-            progress.line(true, || {
-                format!(
-                    "  pass {pass}: {}.{}: {seen} values, {done} re-sealed",
-                    s.column.table, s.column.column
-                )
-            });
+            eprintln!(
+                "  pass {pass}: {}.{}: {seen} values, {done} re-sealed",
+                s.column.table, s.column.column
+            );
         }
         total += resealed;
         if resealed == 0 {
@@ -352,7 +340,7 @@ async fn reseal_column(
     new: &Keystore,
     batch: usize,
     before: u64,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Result<(u64, u64), String> {
     let col = s.column;
     let (mut after, mut done, mut seen) = (None, 0u64, 0u64);
@@ -363,7 +351,8 @@ async fn reseal_column(
             .map_err(|e| format!("database: {e}"))?;
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
-        seen += page.len() as u64;
+        let page_len = page.len() as u64;
+        seen += page_len;
         let mut changes: Vec<(SealedValue, Vec<u8>)> = Vec::new();
         for v in page {
             let aad = (s.aad)(&v.key);
@@ -388,12 +377,7 @@ async fn reseal_column(
                 .map_err(|e| format!("database: {e}"))?;
             kill_point("rows", before + done);
         }
-        progress.line(false, || {
-            format!(
-                "  {}.{}: {seen} values read, {done} re-sealed",
-                col.table, col.column
-            )
-        });
+        progress.inc(page_len);
     }
     Ok((done, seen))
 }
@@ -490,10 +474,8 @@ mod tests {
             )
             .await
             .unwrap();
-        let mut progress = Progress {
-            last: Instant::now(),
-        };
-        let (done, _) = reseal_column(store.as_ref(), &SEALED[0], &old, &new, 7, 0, &mut progress)
+        let progress = Progress::hidden();
+        let (done, _) = reseal_column(store.as_ref(), &SEALED[0], &old, &new, 7, 0, &progress)
             .await
             .unwrap();
         assert_eq!(done, 40);

@@ -212,6 +212,7 @@ async fn metrics_handler(
         )
             .into_response();
     }
+    metrics.refresh_key_counts().await;
     match metrics.render() {
         Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         Err(_) => (

@@ -28,6 +28,14 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_DATABASE_POOL: usize = 16;
 const ROOT_KEY_CHECK_META: &str = root_key::CHECK_META;
 
+/// Handles on the store for the metrics ([`DataDir::store_probes`]).
+#[derive(Clone)]
+pub struct StoreProbes {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<CachedStore>,
+    pub postgres: Option<Arc<PostgresStore>>,
+}
+
 /// An opened data dir: the store and the keystore derived from the root key.
 pub struct DataDir {
     pub path: PathBuf,
@@ -36,6 +44,8 @@ pub struct DataDir {
     cache: Arc<CachedStore>,
     /// The connection settings when the database is PostgreSQL.
     postgres: Option<tokio_postgres::Config>,
+    /// The PostgreSQL store itself (its pool's use is a metric).
+    postgres_store: Option<Arc<PostgresStore>>,
 }
 
 pub(crate) fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -107,11 +117,19 @@ pub fn open_keystore(path: &Path) -> Result<Keystore, String> {
 /// The database of a data dir (SQLite in `<data dir>/kms.db` unless `database_url` says
 /// otherwise), without the cache or any root-key check; with its PostgreSQL settings and the
 /// cache lifetime that suits it.
+#[allow(clippy::type_complexity)]
 pub async fn open_database(
     path: &Path,
     database_url: Option<&str>,
     pool_size: usize,
-) -> Result<(Arc<dyn Store>, Option<tokio_postgres::Config>, Duration), String> {
+) -> Result<
+    (
+        Arc<dyn Store>,
+        Option<(tokio_postgres::Config, Arc<PostgresStore>)>,
+        Duration,
+    ),
+    String,
+> {
     let url = match database_url {
         Some(url) => DatabaseUrl::parse(url)?,
         None => DatabaseUrl::Sqlite(path.join("kms.db")),
@@ -121,9 +139,10 @@ pub async fn open_database(
             let store = PostgresStore::connect((*pg).clone(), pool_size)
                 .await
                 .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {e}"))?;
+            let store = Arc::new(store);
             (
-                Arc::new(store),
-                Some(*pg),
+                store.clone(),
+                Some((*pg, store)),
                 crate::store::postgres::CACHE_TTL,
             )
         }
@@ -186,6 +205,10 @@ impl DataDir {
         let root = load_root_key(path)?;
         let keystore = Keystore::from_root(&root).map_err(|e| e.to_string())?;
         let (inner, postgres, ttl) = open_database(path, database_url, pool_size).await?;
+        let (postgres, postgres_store) = match postgres {
+            Some((config, store)) => (Some(config), Some(store)),
+            None => (None, None),
+        };
         let check = keystore.check_value();
         let recorded = inner
             .init_meta(ROOT_KEY_CHECK_META, &check)
@@ -214,8 +237,19 @@ impl DataDir {
             store: cache.clone(),
             cache,
             postgres,
+            postgres_store,
             keystore,
         })
+    }
+
+    /// What the metrics read from the store: the cache's hits and misses, the PostgreSQL
+    /// pool's use.
+    pub fn store_probes(&self) -> StoreProbes {
+        StoreProbes {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            postgres: self.postgres_store.clone(),
+        }
     }
 
     /// On PostgreSQL: listens for other nodes' changes and drops them from this node's cache

@@ -9,7 +9,9 @@
 //!
 //! The request path pays one read-locked map lookup for the counter and one for the
 //! histogram (the handles per label set are created on first use). Everything else (pool
-//! level, audit queue, nonce cache, refusals) is read when Prometheus scrapes.
+//! level, audit queue, nonce cache, refusals, the store's cache hits and PostgreSQL pool) is
+//! read when Prometheus scrapes; the key counts by state and origin (one aggregate query) at
+//! most every [`KEY_COUNT_TTL`].
 //!
 //! Answered only to loopback peers (127.0.0.1, ::1) unless `--metrics-allow-remote`.
 
@@ -55,6 +57,22 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    state: &'static str,
+    origin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabel {
+    state: &'static str,
+}
+
+/// How long the key counts read on a scrape are reused: they cost one aggregate query over
+/// the keys table, which several Prometheus servers scraping every few seconds should not
+/// repeat each time.
+pub const KEY_COUNT_TTL: Duration = Duration::from_secs(30);
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -65,6 +83,8 @@ pub struct Sources {
     pub pool: Arc<Pool>,
     pub audit: Option<AuditGate>,
     pub refusals: Arc<Refusals>,
+    /// The store: key counts, cache hits and misses, the PostgreSQL pool.
+    pub store: Option<super::data_dir::StoreProbes>,
 }
 
 /// The server's metrics: the request counters (updated on the request path) and the
@@ -79,6 +99,15 @@ pub struct Metrics {
     audit_writable: Gauge,
     nonces: Gauge,
     refused: Family<ReasonLabel, Counter>,
+    keys: Family<KeyLabels, Gauge>,
+    keys_read_errors: Counter,
+    /// When the key counts were last read (None: never).
+    keys_read: tokio::sync::Mutex<Option<std::time::Instant>>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    db_connections: Family<ConnectionLabel, Gauge>,
+    db_connections_max: Gauge,
+    db_waiting: Gauge,
     sources: Sources,
     /// One scrape at a time (the counters copied from elsewhere are advanced by deltas).
     scrape: Mutex<()>,
@@ -138,8 +167,58 @@ impl Metrics {
             "Connections and requests refused by the HTTP layer before the protocol, by reason",
             refused.clone(),
         );
+        let keys = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "kms_keys",
+            "Keys by state and origin over every account (read at most every 30 s)",
+            keys.clone(),
+        );
+        let keys_read_errors = Counter::default();
+        registry.register(
+            "kms_keys_read_errors",
+            "Scrapes on which the key counts could not be read from the store (kms_keys keeps its last values)",
+            keys_read_errors.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "kms_store_cache_hits",
+            "Lookups of keys, versions, aliases and access keys answered from the node's cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "kms_store_cache_misses",
+            "Lookups of keys, versions, aliases and access keys that went to the database",
+            cache_misses.clone(),
+        );
+        let db_connections = Family::<ConnectionLabel, Gauge>::default();
+        registry.register(
+            "kms_db_pool_connections",
+            "PostgreSQL pool connections by state (in_use, idle); absent on SQLite",
+            db_connections.clone(),
+        );
+        let db_connections_max = Gauge::default();
+        registry.register(
+            "kms_db_pool_max_connections",
+            "The most connections the PostgreSQL pool opens (--database-pool); 0 on SQLite",
+            db_connections_max.clone(),
+        );
+        let db_waiting = Gauge::default();
+        registry.register(
+            "kms_db_pool_waiting",
+            "Operations waiting for a PostgreSQL pool connection",
+            db_waiting.clone(),
+        );
         Metrics {
             registry,
+            keys,
+            keys_read_errors,
+            keys_read: tokio::sync::Mutex::new(None),
+            cache_hits,
+            cache_misses,
+            db_connections,
+            db_connections_max,
+            db_waiting,
             requests,
             latency,
             pool_level,
@@ -178,10 +257,56 @@ impl Metrics {
         self.allow_remote || is_local_peer(peer)
     }
 
+    /// The key counts, read from the store unless read less than [`KEY_COUNT_TTL`] ago
+    /// (one reader at a time; the others wait for its result).
+    pub async fn refresh_key_counts(&self) {
+        let Some(probes) = &self.sources.store else {
+            return;
+        };
+        let mut read = self.keys_read.lock().await;
+        if read.is_some_and(|at| at.elapsed() < KEY_COUNT_TTL) {
+            return;
+        }
+        match probes.store.count_keys_by_state().await {
+            Ok(counts) => {
+                self.keys.clear();
+                for c in counts {
+                    self.keys
+                        .get_or_create(&KeyLabels {
+                            state: c.state.as_str(),
+                            origin: c.origin.as_str(),
+                        })
+                        .set(i64::try_from(c.keys).unwrap_or(i64::MAX));
+                }
+                *read = Some(std::time::Instant::now());
+            }
+            Err(e) => {
+                self.keys_read_errors.inc();
+                tracing::warn!(error = %e, "metrics: cannot count the keys");
+            }
+        }
+    }
+
     /// The exposition, after reading the gauges.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let s = &self.sources;
+        if let Some(probes) = &s.store {
+            let (hits, misses) = probes.cache.hits_and_misses();
+            advance(&self.cache_hits, hits);
+            advance(&self.cache_misses, misses);
+            if let Some(pg) = &probes.postgres {
+                let u = pg.pool_use();
+                let gauge = |state| {
+                    self.db_connections
+                        .get_or_create(&ConnectionLabel { state })
+                };
+                gauge("in_use").set(u.in_use as i64);
+                gauge("idle").set(u.idle as i64);
+                self.db_connections_max.set(u.max as i64);
+                self.db_waiting.set(u.waiting as i64);
+            }
+        }
         self.pool_level.set(s.pool.len() as i64);
         self.nonces.set(s.protocol.nonces.len() as i64);
         if let Some(audit) = &s.audit {

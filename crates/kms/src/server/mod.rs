@@ -258,6 +258,7 @@ where
             pool: pool.clone(),
             audit: Some(audit.gate()),
             refusals: refusals.clone(),
+            store: Some(dir.store_probes()),
         },
         config.metrics_allow_remote,
     ));

@@ -37,6 +37,9 @@ pub struct CachedStore {
     /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
     /// change them from another process.
     access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
+    /// Lookups answered from the cache, and those that went to the store (for the metrics).
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// Lifetime of a cached access key: a key disabled or deleted with `kms admin` (another
@@ -63,7 +66,35 @@ impl CachedStore {
             versions: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             access_keys: RwLock::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// (hits, misses) of the cached lookups (keys, versions, aliases, access keys) since
+    /// start.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// [`get_fresh`], counted as a hit or a miss.
+    fn lookup<K: std::hash::Hash + Eq, T: Clone>(
+        &self,
+        map: &RwLock<HashMap<K, Entry<T>>>,
+        key: &K,
+        ttl: Duration,
+    ) -> Option<T> {
+        let found = get_fresh(map, key, ttl);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     fn fill<K: std::hash::Hash + Eq, T>(
@@ -159,7 +190,7 @@ impl Delegate for CachedStore {
 impl AccountStore for CachedStore {
     async fn get_access_key(&self, id: &str) -> StoreResult<Option<AccessKeyRecord>> {
         let ttl = self.ttl.min(ACCESS_KEY_TTL);
-        if let Some(ak) = get_fresh(&self.access_keys, &id.to_string(), ttl) {
+        if let Some(ak) = self.lookup(&self.access_keys, &id.to_string(), ttl) {
             return Ok(Some(ak));
         }
         let gen = self.generation.load(Ordering::SeqCst);
@@ -194,7 +225,7 @@ impl AccountStore for CachedStore {
 #[async_trait]
 impl KeyStore for CachedStore {
     async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>> {
-        if let Some(k) = get_fresh(&self.keys, &loc.key_id, self.ttl) {
+        if let Some(k) = self.lookup(&self.keys, &loc.key_id, self.ttl) {
             if k.account_id == loc.account_id && k.region == loc.region {
                 return Ok(Some(k));
             }
@@ -227,7 +258,7 @@ impl KeyStore for CachedStore {
         version_id: &str,
     ) -> StoreResult<Option<KeyVersionRecord>> {
         let k = (key_id.to_string(), version_id.to_string());
-        if let Some(v) = get_fresh(&self.versions, &k, self.ttl) {
+        if let Some(v) = self.lookup(&self.versions, &k, self.ttl) {
             return Ok(Some(v));
         }
         let gen = self.generation.load(Ordering::SeqCst);
@@ -278,6 +309,9 @@ impl KeyStore for CachedStore {
     async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>> {
         self.inner.due_material_expiry(now).await
     }
+    async fn count_keys_by_state(&self) -> StoreResult<Vec<KeyCount>> {
+        self.inner.count_keys_by_state().await
+    }
 }
 
 #[async_trait]
@@ -289,7 +323,7 @@ impl AliasStore for CachedStore {
         name: &str,
     ) -> StoreResult<Option<AliasRecord>> {
         let k = (account_id.to_string(), region.to_string(), name.to_string());
-        if let Some(a) = get_fresh(&self.aliases, &k, self.ttl) {
+        if let Some(a) = self.lookup(&self.aliases, &k, self.ttl) {
             return Ok(Some(a));
         }
         let gen = self.generation.load(Ordering::SeqCst);
@@ -342,8 +376,12 @@ impl AliasStore for CachedStore {
 
 #[async_trait]
 impl DumpStore for CachedStore {
-    async fn import(&self, dump: Dump) -> StoreResult<()> {
-        let r = self.inner.import(dump).await;
+    async fn import_with_progress(
+        &self,
+        dump: Dump,
+        progress: crate::progress::Progress,
+    ) -> StoreResult<()> {
+        let r = self.inner.import_with_progress(dump, progress).await;
         self.invalidate_all();
         r
     }

@@ -113,6 +113,19 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// How many rows it holds.
+    pub fn rows(&self) -> u64 {
+        (self.meta.len()
+            + self.accounts.len()
+            + self.access_keys.len()
+            + self.keys.len()
+            + self.versions.len()
+            + self.tags.len()
+            + self.aliases.len()
+            + self.wrapping_keys.len()
+            + self.console_users.len()) as u64
+    }
+
     /// Counts of each kind of row, for reports.
     pub fn summary(&self) -> String {
         format!(
@@ -207,6 +220,17 @@ pub trait KeyStore: Send + Sync {
     async fn due_deletions(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
     /// Keys whose imported material expires at or before `now`.
     async fn due_material_expiry(&self, now: i64) -> StoreResult<Vec<KeyLocator>>;
+    /// How many keys there are by stored state and origin, over every account (one
+    /// aggregate query, for the metrics); combinations without keys are left out.
+    async fn count_keys_by_state(&self) -> StoreResult<Vec<KeyCount>>;
+}
+
+/// One row of [`KeyStore::count_keys_by_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCount {
+    pub state: crate::model::KeyState,
+    pub origin: crate::model::Origin,
+    pub keys: u64,
 }
 
 /// Tags on keys.
@@ -341,7 +365,17 @@ pub trait DumpStore: Send + Sync {
     async fn export(&self) -> StoreResult<Dump>;
     /// Writes every row of `dump` in one transaction into a store that holds no keys and no
     /// access keys yet ([`StoreError::NotEmpty`] otherwise).
-    async fn import(&self, dump: Dump) -> StoreResult<()>;
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        self.import_with_progress(dump, crate::progress::Progress::hidden())
+            .await
+    }
+    /// [`DumpStore::import`], moving `progress` on by one per row written (see
+    /// [`Dump::rows`]).
+    async fn import_with_progress(
+        &self,
+        dump: Dump,
+        progress: crate::progress::Progress,
+    ) -> StoreResult<()>;
 }
 
 /// A column of sealed values, for a root-key rotation (`crate::rotation` lists them all):

@@ -63,6 +63,19 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 /// The store on PostgreSQL.
 pub type PostgresStore = SqlStore<Postgres>;
 
+/// A PostgreSQL pool's connections (for the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Lent to an operation.
+    pub in_use: usize,
+    /// Open and waiting in the pool.
+    pub idle: usize,
+    /// The most the pool opens (`--database-pool`).
+    pub max: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+}
+
 /// The PostgreSQL engine: a connection pool, and the nonce workers with their own.
 pub struct Postgres {
     pool: Pool,
@@ -212,6 +225,17 @@ impl SqlStore<Postgres> {
         });
         store.backend.migrate().await?;
         Ok(store)
+    }
+
+    /// The request pool's connections now (the nonce workers' own few are not counted).
+    pub fn pool_use(&self) -> PoolUse {
+        let s = self.backend.pool.status();
+        PoolUse {
+            in_use: s.size.saturating_sub(s.available),
+            idle: s.available,
+            max: s.max_size,
+            waiting: s.waiting,
+        }
     }
 }
 

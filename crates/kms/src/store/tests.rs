@@ -106,6 +106,7 @@ on_both_engines!(
     console_users_and_sessions,
     nonces,
     export_import_round_trip,
+    keys_are_counted_by_state_and_origin,
     concurrent_inserts_respect_the_key_limit,
     concurrent_updates_serialise,
     concurrent_aliases_respect_the_limits,
@@ -1094,6 +1095,39 @@ async fn fill(s: &dyn Store) {
     })
     .await
     .unwrap();
+}
+
+async fn keys_are_counted_by_state_and_origin(s: Arc<dyn Store>) {
+    assert_eq!(s.count_keys_by_state().await.unwrap(), vec![]);
+    fill(s.as_ref()).await;
+    let k = key("k-off", 3);
+    s.insert_key(k.clone(), first_version(&k), vec![], 10)
+        .await
+        .unwrap();
+    s.update_key(
+        &loc(&k),
+        Box::new(|k| {
+            k.state = KeyState::Disabled;
+            Ok(vec![])
+        }),
+    )
+    .await
+    .unwrap();
+    let mut counts = s.count_keys_by_state().await.unwrap();
+    counts.sort_by_key(|c| (c.state.as_str(), c.origin.as_str()));
+    let count = |state, origin, keys| KeyCount {
+        state,
+        origin,
+        keys,
+    };
+    assert_eq!(
+        counts,
+        vec![
+            count(KeyState::Disabled, Origin::AliyunKms, 1),
+            count(KeyState::Enabled, Origin::AliyunKms, 1),
+            count(KeyState::PendingImport, Origin::External, 1),
+        ]
+    );
 }
 
 async fn export_import_round_trip(s: Arc<dyn Store>) {

@@ -10,6 +10,7 @@ use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{
     AccessKeyRecord, AliasRecord, ConsoleUserRecord, KeyRecord, KeyVersionRecord, WrappingKeyRecord,
 };
+use crate::progress::Progress;
 use crate::store::cache::Change;
 use crate::store::{Dump, DumpStore, StoreError, StoreResult};
 
@@ -61,7 +62,7 @@ async fn export(c: &mut dyn Conn) -> StoreResult<Dump> {
     })
 }
 
-async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
+async fn import(c: &mut dyn Conn, dump: &Dump, progress: &Progress) -> StoreResult<()> {
     let existing: i64 = c
         .query_value(
             "SELECT (SELECT COUNT(*) FROM keys) + (SELECT COUNT(*) FROM access_keys)",
@@ -78,6 +79,7 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
             args![name, value],
         )
         .await?;
+        progress.inc(1);
     }
     for (id, date) in &dump.accounts {
         c.execute(
@@ -85,21 +87,27 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
             args![id, date],
         )
         .await?;
+        progress.inc(1);
     }
     for ak in &dump.access_keys {
         c.execute(AccessKeyRecord::insert(), &ak.params()).await?;
+        progress.inc(1);
     }
     for k in &dump.keys {
         c.execute(KeyRecord::insert(), &k.params()).await?;
+        progress.inc(1);
     }
     for v in &dump.versions {
         c.execute(KeyVersionRecord::insert(), &v.params()).await?;
+        progress.inc(1);
     }
     for (key_id, t) in &dump.tags {
         insert_tag(c, key_id, t).await?;
+        progress.inc(1);
     }
     for a in &dump.aliases {
         c.execute(AliasRecord::insert(), &a.params()).await?;
+        progress.inc(1);
     }
     let d = c.dialect();
     for (wk, failures) in &dump.wrapping_keys {
@@ -114,9 +122,11 @@ async fn import(c: &mut dyn Conn, dump: &Dump) -> StoreResult<()> {
             &params,
         )
         .await?;
+        progress.inc(1);
     }
     for u in &dump.console_users {
         c.execute(ConsoleUserRecord::insert(), &u.params()).await?;
+        progress.inc(1);
     }
     c.notify(&Change::All.payload()).await
 }
@@ -127,7 +137,7 @@ impl<B: Backend> DumpStore for SqlStore<B> {
         self.run(Mode::Snapshot, |c| Box::pin(export(c))).await
     }
 
-    async fn import(&self, dump: Dump) -> StoreResult<()> {
-        run!(self, Mode::Write, |c| { import(c, &dump).await })
+    async fn import_with_progress(&self, dump: Dump, progress: Progress) -> StoreResult<()> {
+        run!(self, Mode::Write, |c| { import(c, &dump, &progress).await })
     }
 }

@@ -7,9 +7,11 @@ use super::conn::{args, Conn, Dialect, Param, ToParam};
 use super::table::Table;
 use super::tags::insert_tag;
 use super::{run, sql, Backend, Mode, SqlStore};
-use crate::model::{KeyLocator, KeyRecord, KeyVersionRecord, Tag};
+use crate::model::{KeyLocator, KeyRecord, KeyState, KeyVersionRecord, Origin, Tag};
 use crate::store::cache::Change;
-use crate::store::{KeyField, KeyMutation, KeyStore, StoreError, StoreResult, VersionChange};
+use crate::store::{
+    KeyCount, KeyField, KeyMutation, KeyStore, StoreError, StoreResult, VersionChange,
+};
 
 /// The state ListKeys shows, in SQL: imported material past its expiry (at `$3`) reads as
 /// PendingImport. The SQL form of [`KeyRecord::material_expired`] and
@@ -377,6 +379,31 @@ impl<B: Backend> KeyStore for SqlStore<B> {
                 d.is_true("material_present")
             );
             locators(c, sql, now).await
+        })
+    }
+
+    async fn count_keys_by_state(&self) -> StoreResult<Vec<KeyCount>> {
+        run!(self, Mode::Auto, |c| {
+            let rows: Vec<(String, String, i64)> = c
+                .query_all(
+                    "SELECT state, origin, COUNT(*) FROM keys GROUP BY state, origin",
+                    &[],
+                    |r| Ok((r.get()?, r.get()?, r.get()?)),
+                )
+                .await?;
+            rows.into_iter()
+                .map(|(state, origin, n)| {
+                    Ok(KeyCount {
+                        state: KeyState::parse(&state).ok_or_else(|| {
+                            StoreError::Corrupt(format!("keys: unknown state {state:?}"))
+                        })?,
+                        origin: Origin::parse(&origin).ok_or_else(|| {
+                            StoreError::Corrupt(format!("keys: unknown origin {origin:?}"))
+                        })?,
+                        keys: u64::try_from(n).unwrap_or(0),
+                    })
+                })
+                .collect()
         })
     }
 }

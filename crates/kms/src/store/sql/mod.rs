@@ -87,6 +87,20 @@ impl<B: Backend> SqlStore<B> {
     {
         self.backend.run(mode, Box::new(f)).await
     }
+
+    /// The highest migration applied (the schema version a backup records).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.run(Mode::Auto, |c| {
+            Box::pin(async move {
+                c.query_value(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )
+                .await
+            })
+        })
+        .await
+    }
 }
 
 /// `run!(store, mode, |c| { … })`: runs the block as a [`Job`] (an `async move` block with
