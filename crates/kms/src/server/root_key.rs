@@ -171,7 +171,7 @@ pub fn decide(f: &Facts, root: &Path) -> Result<Phase, String> {
             next_path.display()
         )),
         (None, None) => Err(format!(
-            "this database was created with (or rotated to) a different root key: it is sealed under root key {d}, not under this data dir's ({k}, {}). If another node rotated the root key, put the new key at {} and run `kms admin rotate-root-key` here; otherwise every node must use the same root key (KMS_ROOT_KEY_FILE or <data dir>/root.key)",
+            "this database was created with a different root key (or rotated to one): it is sealed under root key {d}, not under this data dir's ({k}, {}). If another node rotated the root key, put the new key at {} and run `kms admin rotate-root-key` here; otherwise every node must use the same root key (KMS_ROOT_KEY_FILE or <data dir>/root.key)",
             root.display(),
             next_path.display()
         )),
