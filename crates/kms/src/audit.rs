@@ -579,6 +579,24 @@ fn repair_tail(
             }
             good = start;
         }
+        if link.is_none() {
+            // Whole audit lines, none chained under this root key: the trail of a root key
+            // rotated away without handing it over (another node ran the rotation). Setting
+            // it all aside would cut the chain; refuse and say how to hand it over.
+            let foreign = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .last()
+                .and_then(|l| std::str::from_utf8(l).ok())
+                .and_then(split_line)
+                .is_some_and(|(body, _)| serde_json::from_str::<Stored>(&body).is_ok());
+            if foreign {
+                return Err(format!(
+                    "{}: no line is chained under this root key's audit key: the root key was rotated without handing this trail over. Put the previous root key back in place, the new one at root.key.next beside it, and run `kms admin rotate-root-key --data-dir …` (it finds the database rotated and only hands this trail over)",
+                    current.display()
+                ));
+            }
+        }
         let complete = link.is_some() && bytes[..good].ends_with(b"\n");
         if good < bytes.len() || (link.is_some() && !complete) {
             let mut f = private_fs::options()
@@ -1400,6 +1418,17 @@ mod tests {
         assert_eq!((v.lines, v.handovers, v.gaps.len()), (43, 2, 0));
         // k1 alone cannot verify lines chained under k2 and k3.
         assert!(verify(&dir, &k1).is_err());
+        // A trail never handed over is not set aside by a server with another root key.
+        let other = temp_dir();
+        let log = AuditLog::start(settings(&other, 0), k1.clone()).unwrap();
+        log.record(rec(1), true).await;
+        drop(log);
+        let refused = AuditLog::start(settings(&other, 0), k2.clone())
+            .err()
+            .unwrap();
+        assert!(refused.contains("rotate-root-key"), "{refused}");
+        assert_eq!(verify(&other, &k1).unwrap().lines, 1);
+        let _ = std::fs::remove_dir_all(&other);
         // A line before the first handover changed: caught under the oldest key.
         let first = files(&dir).unwrap().remove(0);
         let original = std::fs::read_to_string(&first).unwrap();
