@@ -160,6 +160,11 @@ def test_rotation_keeps_every_secret_and_the_audit_chain(world):
     srv = world.srv
     root = srv.data_dir / "root.key"
     before = root.read_bytes()
+    # Not while the server runs on the data dir: refused before anything changes.
+    r = rotate(srv)
+    assert r.returncode == 2 and "a server is running on this data dir" in r.stderr, r.stderr
+    assert not (srv.data_dir / "root.key.next").exists() and root.read_bytes() == before
+    world.check()
     srv.stop()
     r = rotate(srv)
     assert r.returncode == 0, r.stderr

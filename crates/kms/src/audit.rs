@@ -338,6 +338,9 @@ impl AuditLog {
         for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let _ = private_fs::narrow(&f.path(), private_fs::FILE_MODE);
         }
+        // Best effort: a second server on one trail is not refused here (it never was), but
+        // a rotation refuses to run while the lock is held.
+        let lock = try_lock_writer(&dir).ok().flatten();
         let (seq, prev, repaired) = repair_tail(&dir, &keystore)?;
         let gate = AuditGate::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
@@ -350,6 +353,7 @@ impl AuditLog {
             gate: gate.clone(),
             closed_since: None,
             gap: repaired,
+            _lock: lock,
         };
         writer.open();
         if writer.gap.is_some() {
@@ -430,6 +434,39 @@ struct Writer {
     closed_since: Option<(String, String)>,
     /// Lines lost and not yet recorded: (since, count, reason).
     gap: Option<(String, u64, String)>,
+    /// Held while the writer lives, so that `kms admin rotate-root-key` sees a running server.
+    _lock: Option<WriterLock>,
+}
+
+/// The advisory lock file of a trail's writer, in the audit directory.
+pub const WRITER_LOCK: &str = "writer.lock";
+
+/// An exclusive `flock` on `<audit dir>/writer.lock`, released when dropped (or when the
+/// process dies).
+pub struct WriterLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the writer lock of the trail in `dir`: `Ok(None)` when another process holds it (a
+/// running server).
+pub fn try_lock_writer(dir: &Path) -> Result<Option<WriterLock>, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(WRITER_LOCK);
+    let f = private_fs::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(Some(WriterLock(f)));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(format!("cannot lock {}: {e}", path.display()))
+    }
 }
 
 /// The line for `stored`: its JSON with the chained mac appended.

@@ -150,6 +150,24 @@ async fn rotate_to_end(opts: &Options) -> Result<(), String> {
             root_path.display()
         ));
     }
+    let audit_dir = opts
+        .audit_dir
+        .clone()
+        .unwrap_or_else(|| opts.data_dir.join("audit"));
+    crate::private_fs::create_dir(&audit_dir).map_err(|e| {
+        format!(
+            "cannot use {} as the audit directory: {e}",
+            audit_dir.display()
+        )
+    })?;
+    // Held to the end: no server of this data dir runs meanwhile (it could not open what is
+    // re-sealed, and its audit lines would interleave with the handover).
+    let _lock = crate::audit::try_lock_writer(&audit_dir)?.ok_or_else(|| {
+        format!(
+            "a server is running on this data dir (it holds {}): stop it first, then run the command again",
+            audit_dir.join(crate::audit::WRITER_LOCK).display()
+        )
+    })?;
     root_key::remove_stale_tmp(&root_path);
     let old = Keystore::from_root(&load_root_key(&opts.data_dir)?).map_err(|e| e.to_string())?;
     let (store, _, _) = open_database(&opts.data_dir, opts.database_url.as_deref(), 4).await?;
@@ -230,10 +248,6 @@ async fn rotate_to_end(opts: &Options) -> Result<(), String> {
         eprintln!("The database is sealed under the new root key {new_check}.");
         kill_point("committed", 0);
     }
-    let audit_dir = opts
-        .audit_dir
-        .clone()
-        .unwrap_or_else(|| opts.data_dir.join("audit"));
     match crate::audit::hand_over(&audit_dir, &old, &new)? {
         crate::audit::Handover::Written => eprintln!(
             "The audit trail in {} hands its chain over to the new key.",
