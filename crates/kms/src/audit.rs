@@ -622,8 +622,7 @@ fn repair_tail(
             // it all aside would cut the chain; refuse and say how to hand it over.
             let foreign = bytes
                 .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .last()
+                .rfind(|l| !l.is_empty())
                 .and_then(|l| std::str::from_utf8(l).ok())
                 .and_then(split_line)
                 .is_some_and(|(body, _)| serde_json::from_str::<Stored>(&body).is_ok());
@@ -1759,6 +1758,7 @@ mod tests {
             gate: AuditGate::default(),
             closed_since: None,
             gap: None,
+            _lock: None,
         };
         w.open();
         assert!(!w.gate.is_open());
