@@ -85,7 +85,7 @@ PG_TESTS=(test_keys.py test_versions_rotation.py test_aliases.py test_tags.py te
   test_crypto.py test_lifecycle.py test_isolation.py test_crash_safety.py test_console.py
   test_console_security.py test_protocol.py test_multinode.py test_asymmetric.py
   test_sm.py test_secrets.py test_ram.py test_sts.py test_backup.py
-  test_metrics.py::test_store_gauges_keys_cache_and_pool)
+  test_metrics.py::test_store_gauges_keys_cache_and_pool test_root_rotation.py)
 KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q "${PG_TESTS[@]/#/tests/e2e/}"
 
 step "end-to-end: Node SDK"

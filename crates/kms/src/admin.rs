@@ -208,6 +208,18 @@ fn describe_verified(v: &crate::audit::Verified) -> String {
             v.first_seq - 1
         ));
     }
+    if v.handovers > 0 {
+        out.push_str(&format!(
+            " It hands its chain over {} time{} at root-key rotations{}.",
+            v.handovers,
+            if v.handovers == 1 { "" } else { "s" },
+            if v.pending_handover {
+                " (the last rotation is unfinished: run `kms admin rotate-root-key`)"
+            } else {
+                ""
+            }
+        ));
+    }
     if !v.gaps.is_empty() {
         out.push_str(&format!(
             "\nIt records {} gap{}:",

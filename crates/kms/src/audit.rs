@@ -65,6 +65,7 @@ pub const DEFAULT_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 /// Action names of the lines the trail writes about itself.
 pub const GAP_ACTION: &str = "AuditGap";
 pub const RETENTION_ACTION: &str = "AuditRetention";
+pub const HANDOVER_ACTION: &str = "AuditKeyHandover";
 /// Web console events recorded besides API actions.
 /// Console events that are not API actions (sign-in, sign-out, a refused session cookie).
 pub const CONSOLE_EVENTS: [&str; 3] = ["ConsoleSignIn", "ConsoleSignOut", "ConsoleSession"];
@@ -191,6 +192,14 @@ pub enum Event {
         files: u64,
         bytes: u64,
     },
+    /// A root-key rotation: this line is chained under the audit key in force so far; every
+    /// line after it under the key named `next_key` ([`Keystore::audit_key_id`]).
+    /// `sealed_key` (base64) is the previous key sealed under one derived from the next, so
+    /// that `verify` with today's root key can walk back through every handover.
+    KeyHandover {
+        next_key: String,
+        sealed_key: String,
+    },
 }
 
 /// A line as stored: the record, its sequence number and the chain. (Fields are listed
@@ -242,6 +251,7 @@ impl Stored {
         let action = match event {
             Event::Gap { .. } => GAP_ACTION,
             Event::Retention { .. } => RETENTION_ACTION,
+            Event::KeyHandover { .. } => HANDOVER_ACTION,
         };
         let mut s = Self::new(
             seq,
@@ -337,6 +347,9 @@ impl AuditLog {
         for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let _ = private_fs::narrow(&f.path(), private_fs::FILE_MODE);
         }
+        // Best effort: a second server on one trail is not refused here (it never was), but
+        // a rotation refuses to run while the lock is held.
+        let lock = try_lock_writer(&dir).ok().flatten();
         let (seq, prev, repaired) = repair_tail(&dir, &keystore)?;
         let gate = AuditGate::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
@@ -349,6 +362,7 @@ impl AuditLog {
             gate: gate.clone(),
             closed_since: None,
             gap: repaired,
+            _lock: lock,
         };
         writer.open();
         if writer.gap.is_some() {
@@ -429,6 +443,39 @@ struct Writer {
     closed_since: Option<(String, String)>,
     /// Lines lost and not yet recorded: (since, count, reason).
     gap: Option<(String, u64, String)>,
+    /// Held while the writer lives, so that `kms admin rotate-root-key` sees a running server.
+    _lock: Option<WriterLock>,
+}
+
+/// The advisory lock file of a trail's writer, in the audit directory.
+pub const WRITER_LOCK: &str = "writer.lock";
+
+/// An exclusive `flock` on `<audit dir>/writer.lock`, released when dropped (or when the
+/// process dies).
+pub struct WriterLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the writer lock of the trail in `dir`: `Ok(None)` when another process holds it (a
+/// running server).
+pub fn try_lock_writer(dir: &Path) -> Result<Option<WriterLock>, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(WRITER_LOCK);
+    let f = private_fs::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(Some(WriterLock(f)));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(format!("cannot lock {}: {e}", path.display()))
+    }
 }
 
 /// The line for `stored`: its JSON with the chained mac appended.
@@ -463,6 +510,40 @@ fn sound_line(key: &hmac::Key, line: &[u8]) -> Option<(u64, String)> {
     let (body, mac) = split_line(line)?;
     let stored: Stored = serde_json::from_str(&body).ok()?;
     (mac_of(key, &stored.prev, &body) == mac).then_some((stored.seq, mac))
+}
+
+/// A line the chain can continue from with `keystore`: one sound under its audit key, or
+/// the handover line of a root-key rotation to that key (sound under the previous key,
+/// which it carries sealed). (seq, mac).
+fn link_line(keystore: &Keystore, line: &[u8]) -> Option<(u64, String)> {
+    if let Some(l) = sound_line(keystore.audit_key(), line) {
+        return Some(l);
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let (body, mac) = split_line(text)?;
+    let stored: Stored = serde_json::from_str(&body).ok()?;
+    let Some(Event::KeyHandover {
+        next_key,
+        sealed_key,
+    }) = &stored.event
+    else {
+        return None;
+    };
+    if *next_key != keystore.audit_key_id() {
+        return None;
+    }
+    let previous = previous_key(keystore.audit_key_bytes(), sealed_key)?;
+    let previous = hmac::Key::new(hmac::HMAC_SHA256, &previous);
+    (mac_of(&previous, &stored.prev, &body) == mac).then_some((stored.seq, mac))
+}
+
+/// The audit key before a handover, from the handover's `sealed_key` and the raw key after.
+fn previous_key(next_raw: &[u8], sealed_key: &str) -> Option<crate::keystore::Secret> {
+    use base64::Engine;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(sealed_key)
+        .ok()?;
+    crate::keystore::open_handover(next_raw, &sealed)
 }
 
 /// The files of the trail, oldest first.
@@ -523,7 +604,6 @@ fn repair_tail(
     dir: &Path,
     keystore: &Keystore,
 ) -> Result<(u64, String, Option<(String, u64, String)>), String> {
-    let key = keystore.audit_key();
     let current = dir.join(CURRENT);
     let mut gap = None;
     if current.exists() {
@@ -539,11 +619,28 @@ fn repair_tail(
             let before = &bytes[..good];
             let body = before.strip_suffix(b"\n").unwrap_or(before);
             let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            if let Some(l) = sound_line(key, &body[start..]) {
+            if let Some(l) = link_line(keystore, &body[start..]) {
                 link = Some(l);
                 break;
             }
             good = start;
+        }
+        if link.is_none() {
+            // Whole audit lines, none chained under this root key: the trail of a root key
+            // rotated away without handing it over (another node ran the rotation). Setting
+            // it all aside would cut the chain; refuse and say how to hand it over.
+            let foreign = bytes
+                .split(|b| *b == b'\n')
+                .rfind(|l| !l.is_empty())
+                .and_then(|l| std::str::from_utf8(l).ok())
+                .and_then(split_line)
+                .is_some_and(|(body, _)| serde_json::from_str::<Stored>(&body).is_ok());
+            if foreign {
+                return Err(format!(
+                    "{}: no line is chained under this root key's audit key: the root key was rotated without handing this trail over. Put the previous root key back in place, the new one at root.key.next beside it, and run `kms admin rotate-root-key --data-dir …` (it finds the database rotated and only hands this trail over)",
+                    current.display()
+                ));
+            }
         }
         let complete = link.is_some() && bytes[..good].ends_with(b"\n");
         if good < bytes.len() || (link.is_some() && !complete) {
@@ -601,7 +698,7 @@ fn repair_tail(
     for (_, f) in rotated(dir)?.iter().rev() {
         let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         if let Some(line) = last_line(&bytes) {
-            let (seq, mac) = sound_line(key, line).ok_or_else(|| {
+            let (seq, mac) = link_line(keystore, line).ok_or_else(|| {
                 format!(
                     "{}: its last line is not a sound audit line (changed, or written with another root key). Run `kms admin audit verify`, then move the file out of {} to start the server",
                     f.display(),
@@ -944,7 +1041,17 @@ impl Writer {
         let (through_seq, through_path) = &rotated[remove - 1];
         let Some(through_mac) = std::fs::read(through_path)
             .ok()
-            .and_then(|b| last_line(&b).and_then(|l| sound_line(self.keystore.audit_key(), l)))
+            .and_then(|b| {
+                // A file from before a root-key rotation ends under an earlier key: its
+                // link is taken as written (`verify` checks the whole chain).
+                last_line(&b).and_then(|l| {
+                    link_line(&self.keystore, l).or_else(|| {
+                        let (body, mac) = split_line(std::str::from_utf8(l).ok()?)?;
+                        let stored: Stored = serde_json::from_str(&body).ok()?;
+                        Some((stored.seq, mac))
+                    })
+                })
+            })
             .filter(|(s, _)| s == through_seq)
             .map(|(_, mac)| mac)
         else {
@@ -993,12 +1100,19 @@ pub struct Verified {
     /// The first line's sequence number (above 1 when retention removed older files).
     pub first_seq: u64,
     pub gaps: Vec<GapReport>,
+    /// Root-key rotations the trail hands its chain over through.
+    pub handovers: usize,
+    /// The last handover names a root key not yet in place (an unfinished rotation).
+    pub pending_handover: bool,
 }
 
 /// Checks every line of every file of the trail, in order. A trail whose oldest files were
 /// removed by retention starts after line 1; a chained retention line must then name exactly
 /// the line before its first.
 pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
+    let files = files(dir)?;
+    let (keys, pending) = chain_keys(&files, keystore)?;
+    let mut segment = 0usize;
     let mut prev: Option<String> = None;
     let mut expected_seq = 0u64;
     let mut first_seq = 1u64;
@@ -1007,7 +1121,7 @@ pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
     let mut start_prev = String::new();
     let mut gaps = Vec::new();
     let mut lines = 0u64;
-    let files = files(dir)?;
+    let mut handovers = 0usize;
     for f in &files {
         let file =
             std::fs::File::open(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
@@ -1043,10 +1157,21 @@ pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
                     stored.seq
                 ));
             }
-            if mac_of(keystore.audit_key(), &want_prev, &body) != mac {
+            let key = keys
+                .get(segment)
+                .ok_or_else(|| format!("{place}: no audit key"))?;
+            if mac_of(key, &want_prev, &body) != mac {
                 return Err(format!(
                     "{place}: the line was changed (its mac does not match)"
                 ));
+            }
+            if matches!(stored.event, Some(Event::KeyHandover { .. })) {
+                handovers += 1;
+                // Lines after a pending handover (its root key not yet in root.key) are not
+                // expected: the server does not start half-way through a rotation.
+                if !(pending && handovers == keys.len()) {
+                    segment += 1;
+                }
             }
             match stored.event {
                 Some(Event::Gap {
@@ -1084,7 +1209,146 @@ pub fn verify(dir: &Path, keystore: &Keystore) -> Result<Verified, String> {
         lines,
         first_seq,
         gaps,
+        handovers,
+        pending_handover: pending,
     })
+}
+
+/// The audit keys of the trail's segments, oldest first: the root key's own last, and before
+/// it each key a handover line names, opened from the handover after it (see
+/// [`Event::KeyHandover`]). `pending`: the last handover names a key that is not yet this
+/// root key's (a rotation stopped before retiring the old root key); the current key then
+/// chains every line, the handover included.
+fn chain_keys(files: &[PathBuf], keystore: &Keystore) -> Result<(Vec<hmac::Key>, bool), String> {
+    let mut handovers = Vec::new();
+    let mut last_is_handover = false;
+    for f in files {
+        let file =
+            std::fs::File::open(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            let line = line.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let event = std::str::from_utf8(&line)
+                .ok()
+                .and_then(split_line)
+                .and_then(|(body, _)| serde_json::from_str::<Stored>(&body).ok())
+                .and_then(|s| s.event);
+            last_is_handover = false;
+            if let Some(Event::KeyHandover {
+                next_key,
+                sealed_key,
+            }) = event
+            {
+                handovers.push((next_key, sealed_key));
+                last_is_handover = true;
+            }
+        }
+    }
+    let mut raw = zeroize::Zeroizing::new(keystore.audit_key_bytes().to_vec());
+    let mut keys = vec![hmac::Key::new(hmac::HMAC_SHA256, &raw)];
+    let mut pending = false;
+    for (i, (next_key, sealed_key)) in handovers.iter().enumerate().rev() {
+        let id = crate::keystore::audit_key_id(&hmac::Key::new(hmac::HMAC_SHA256, &raw));
+        if *next_key != id {
+            if i + 1 == handovers.len() && last_is_handover {
+                pending = true;
+                continue;
+            }
+            return Err(format!(
+                "the audit trail hands its chain over to audit key {next_key}, which is not this root key's ({id}) nor one a later handover names: verify with the root key of this trail"
+            ));
+        }
+        let previous = previous_key(&raw, sealed_key).ok_or_else(|| {
+            format!("the handover to audit key {next_key} carries a previous key that does not open (the line was changed)")
+        })?;
+        raw = zeroize::Zeroizing::new(previous.to_vec());
+        keys.push(hmac::Key::new(hmac::HMAC_SHA256, &raw));
+    }
+    keys.reverse();
+    Ok((keys, pending))
+}
+
+/// What [`hand_over`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// The handover line is written (and on disk).
+    Written,
+    /// The trail already continues under the new key (a resumed rotation).
+    AlreadyDone,
+}
+
+/// The audit side of a root-key rotation: appends (durably) a chained `AuditKeyHandover`
+/// line under `old`'s audit key naming `new`'s, carrying `old`'s key sealed for `new` (see
+/// [`Event::KeyHandover`]). A damaged end is set aside first (with its gap line), as at
+/// start. Idempotent: when the trail's last line already links under `new`, nothing is
+/// written. No server may be writing the trail meanwhile.
+pub fn hand_over(dir: &Path, old: &Keystore, new: &Keystore) -> Result<Handover, String> {
+    use base64::Engine;
+    private_fs::create_dir(dir)
+        .map_err(|e| format!("cannot use {} as the audit directory: {e}", dir.display()))?;
+    if let Some(last) = last_line_of_trail(dir)? {
+        if link_line(new, &last).is_some() {
+            return Ok(Handover::AlreadyDone);
+        }
+    }
+    let (mut seq, mut prev, gap) = repair_tail(dir, old)?;
+    let mut lines = String::new();
+    if let Some((since, lost, reason)) = gap {
+        let (line, mac) = seal_line(
+            old.audit_key(),
+            &Stored::event(
+                seq + 1,
+                Event::Gap {
+                    since,
+                    lost,
+                    reason,
+                },
+                prev,
+            ),
+        )?;
+        lines.push_str(&line);
+        lines.push('\n');
+        (seq, prev) = (seq + 1, mac);
+    }
+    let sealed = new
+        .seal_for_handover(old.audit_key_bytes())
+        .map_err(|e| e.to_string())?;
+    let event = Event::KeyHandover {
+        next_key: new.audit_key_id(),
+        sealed_key: base64::engine::general_purpose::STANDARD.encode(sealed),
+    };
+    let (line, _) = seal_line(old.audit_key(), &Stored::event(seq + 1, event, prev))?;
+    lines.push_str(&line);
+    lines.push('\n');
+    let path = dir.join(CURRENT);
+    let mut f = private_fs::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let size = f
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if let Err(e) = f.write_all(lines.as_bytes()).and_then(|_| f.sync_all()) {
+        // Leave no line in part: the next attempt starts from a sound end.
+        let _ = f.set_len(size).and_then(|_| f.sync_all());
+        return Err(format!(
+            "cannot write the audit key handover to {}: {e}. Free some space there and run the command again",
+            path.display()
+        ));
+    }
+    Ok(Handover::Written)
+}
+
+/// The last line of the trail (of `audit.log`, else of the newest rotated file).
+fn last_line_of_trail(dir: &Path) -> Result<Option<Vec<u8>>, String> {
+    for f in files(dir)?.iter().rev() {
+        let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        if let Some(line) = last_line(&bytes) {
+            return Ok(Some(line.to_vec()));
+        }
+    }
+    Ok(None)
 }
 
 /// Lines matching the filters (all optional), oldest first.
@@ -1166,6 +1430,78 @@ mod tests {
 
     fn keystore() -> Arc<Keystore> {
         Arc::new(Keystore::from_root(&[4u8; 32]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_chain_verifies_across_root_key_handovers_and_refuses_forged_ones() {
+        let dir = temp_dir();
+        let k1 = keystore();
+        let k2 = Arc::new(Keystore::from_root(&[6u8; 32]).unwrap());
+        let k3 = Arc::new(Keystore::from_root(&[7u8; 32]).unwrap());
+        let log = AuditLog::start(settings(&dir, 2_000), k1.clone()).unwrap();
+        for i in 0..30 {
+            log.record(rec(i), true).await;
+        }
+        drop(log);
+        assert_eq!(hand_over(&dir, &k1, &k2).unwrap(), Handover::Written);
+        // Resumed: nothing more; the old key still verifies (the handover is pending).
+        assert_eq!(hand_over(&dir, &k1, &k2).unwrap(), Handover::AlreadyDone);
+        let v = verify(&dir, &k1).unwrap();
+        assert_eq!((v.lines, v.handovers, v.pending_handover), (31, 1, true));
+        let v = verify(&dir, &k2).unwrap();
+        assert_eq!((v.lines, v.handovers, v.pending_handover), (31, 1, false));
+        // The writer continues from the handover under the new key.
+        let log = AuditLog::start(settings(&dir, 2_000), k2.clone()).unwrap();
+        for i in 30..40 {
+            log.record(rec(i), true).await;
+        }
+        drop(log);
+        assert_eq!(hand_over(&dir, &k2, &k3).unwrap(), Handover::Written);
+        let log = AuditLog::start(settings(&dir, 2_000), k3.clone()).unwrap();
+        log.record(rec(40), true).await;
+        drop(log);
+        let v = verify(&dir, &k3).unwrap();
+        assert_eq!((v.lines, v.handovers, v.gaps.len()), (43, 2, 0));
+        // k1 alone cannot verify lines chained under k2 and k3.
+        assert!(verify(&dir, &k1).is_err());
+        // A trail never handed over is not set aside by a server with another root key.
+        let other = temp_dir();
+        let log = AuditLog::start(settings(&other, 0), k1.clone()).unwrap();
+        log.record(rec(1), true).await;
+        drop(log);
+        let refused = AuditLog::start(settings(&other, 0), k2.clone())
+            .err()
+            .unwrap();
+        assert!(refused.contains("rotate-root-key"), "{refused}");
+        assert_eq!(verify(&other, &k1).unwrap().lines, 1);
+        let _ = std::fs::remove_dir_all(&other);
+        // A line before the first handover changed: caught under the oldest key.
+        let first = files(&dir).unwrap().remove(0);
+        let original = std::fs::read_to_string(&first).unwrap();
+        std::fs::write(
+            &first,
+            original.replacen("\"result\":\"OK\"", "\"result\":\"NO\"", 1),
+        )
+        .unwrap();
+        assert!(verify(&dir, &k3).unwrap_err().contains("changed"));
+        std::fs::write(&first, &original).unwrap();
+        // A handover forged without the keys (its sealed key replaced) is refused.
+        let all: Vec<PathBuf> = files(&dir).unwrap();
+        let with_handover = all
+            .iter()
+            .find(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .contains(HANDOVER_ACTION)
+            })
+            .unwrap();
+        let text = std::fs::read_to_string(with_handover).unwrap();
+        let forged = text.replacen("\"sealed_key\":\"", "\"sealed_key\":\"AAAA", 1);
+        std::fs::write(with_handover, forged).unwrap();
+        assert!(verify(&dir, &k3).is_err());
+        std::fs::write(with_handover, text).unwrap();
+        assert!(verify(&dir, &k3).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -1433,6 +1769,7 @@ mod tests {
             gate: AuditGate::default(),
             closed_since: None,
             gap: None,
+            _lock: None,
         };
         w.open();
         assert!(!w.gate.is_open());

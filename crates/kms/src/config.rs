@@ -235,6 +235,24 @@ pub enum AdminCommand {
     /// Print the action tables (every product's actions, parameters and RAM checks) as JSON.
     #[command(name = "action-table", hide = true)]
     ActionTable,
+    /// Rotate the root key: re-seal every secret under a new one, hand the audit chain over,
+    /// retire the old key. Crash-safe: run it again to finish an interrupted rotation. Stop
+    /// the server first (nodes on a shared PostgreSQL database refuse requests until they
+    /// are restarted with the new key; see the README's runbook).
+    RotateRootKey {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The server's audit directory, if not <data dir>/audit (as `kms server --audit-dir`).
+        #[arg(long, env = "KMS_AUDIT_DIR")]
+        audit_dir: Option<PathBuf>,
+        /// Values re-sealed per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Seconds running nodes get to notice the rotation and stop serving before the
+        /// first value changes (they check every second).
+        #[arg(long, default_value_t = 3.0)]
+        grace_seconds: f64,
+    },
     /// Back the database up while the server runs: one consistent snapshot in one file with
     /// a manifest and a SHA-256 checksum. It holds sealed data only: back the root key up
     /// separately.

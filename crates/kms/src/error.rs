@@ -102,6 +102,10 @@ pub enum KmsError {
     /// [`crate::protocol::nonce_journal`]).
     #[error("nonce journal unavailable")]
     NonceJournalUnavailable,
+    /// The database's root key was rotated away from this node's (see `crate::rotation`):
+    /// every request is refused until the node restarts with the new root key.
+    #[error("root key rotated")]
+    RootKeyRotated,
 }
 
 /// The 409 codes of the key-state × action matrix (reference §3.18).
@@ -184,7 +188,9 @@ impl KmsError {
             Throttling => "Rejected.Throttling",
             LimitExceeded(_) => "Rejected.LimitExceeded",
             Internal(_) => "InternalFailure",
-            AuditUnavailable | NonceJournalUnavailable => "ServiceUnavailableTemporary",
+            AuditUnavailable | NonceJournalUnavailable | RootKeyRotated => {
+                "ServiceUnavailableTemporary"
+            }
         }
     }
 
@@ -200,7 +206,7 @@ impl KmsError {
             Throttling => 429,
             Rejected(_) | ResourceExist | ResourceInDeleteWindow => 409,
             Internal(_) => 500,
-            AuditUnavailable | NonceJournalUnavailable => 503,
+            AuditUnavailable | NonceJournalUnavailable | RootKeyRotated => 503,
             _ => 400,
         }
     }
@@ -265,6 +271,7 @@ impl KmsError {
             LimitExceeded(what) => format!("Resource limit exceeded: {what}."),
             Internal(_) => "Internal Failure.".into(),
             AuditUnavailable => "Service Unavailable Temporary. The audit trail cannot be written at the moment (for example its disk is full), so changes are refused until it can; reads and cryptographic calls still work.".into(),
+            RootKeyRotated => "Service Unavailable Temporary. The root key of this deployment is being rotated (kms admin rotate-root-key): this node refuses requests until it is restarted with the new root key.".into(),
             NonceJournalUnavailable => "Service Unavailable Temporary. The server cannot record the request's signature nonce at the moment (for example its disk is full), so that a replay after a restart could not be refused; the request was not served.".into(),
         }
     }

@@ -28,7 +28,8 @@
 //! bound, so tests can use `127.0.0.1:0`); [`console`] is the web console (one module per
 //! page, askama templates, a session extractor; its sessions go through
 //! [`service::console`]); [`audit`] is the hash-chained audit trail (fails closed: state
-//! changes are refused while it cannot write); [`admin`] holds the offline admin commands;
+//! changes are refused while it cannot write); [`admin`] holds the offline admin commands
+//! ([`rotation`] the root-key rotation, crash-safe and resumable);
 //! [`clock`] is the injectable clock every time-dependent rule goes through; [`client`]
 //! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
 //! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
@@ -56,6 +57,7 @@ pub mod policy;
 pub mod private_fs;
 pub mod progress;
 pub mod protocol;
+pub mod rotation;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -77,6 +77,23 @@ fn main() -> std::process::ExitCode {
                     kms::admin::action_table();
                     Ok(())
                 }
+                AdminCommand::RotateRootKey {
+                    dir,
+                    audit_dir,
+                    batch,
+                    grace_seconds,
+                } => Ok(kms::rotation::rotate(kms::rotation::Options {
+                    data_dir: dir.data_dir,
+                    database_url: dir.database_url,
+                    audit_dir,
+                    batch,
+                    grace: std::time::Duration::from_secs_f64(if grace_seconds.is_finite() {
+                        grace_seconds.clamp(0.0, 3600.0)
+                    } else {
+                        3.0
+                    }),
+                })
+                .await?),
                 AdminCommand::Backup { dir, to } => Ok(kms::admin::backup(&dir, &to).await?),
                 AdminCommand::Restore {
                     from,

@@ -36,7 +36,13 @@ pub type Secret = Zeroizing<Vec<u8>>;
 pub struct Keystore {
     seal_key: LessSafeKey,
     token_key: LessSafeKey,
+    /// The key of material commitments: derived from this root key, or carried over from
+    /// the first root key by a root-key rotation ([`Keystore::with_commitment_key`]).
+    commit_raw: Zeroizing<[u8; 32]>,
     commit_key: hmac::Key,
+    /// The commitment key derived from this root key itself: the check value's key.
+    check_key: hmac::Key,
+    audit_raw: Zeroizing<[u8; 32]>,
     audit_key: hmac::Key,
     console_key: hmac::Key,
     rng: SystemRandom,
@@ -71,6 +77,7 @@ impl Keystore {
             .and_then(|okm| okm.fill(commit.as_mut()))
             .map_err(|_| KmsError::internal("hkdf expand"))?;
         let commit_key = hmac::Key::new(hmac::HMAC_SHA256, commit.as_ref());
+        let check_key = hmac::Key::new(hmac::HMAC_SHA256, commit.as_ref());
         let mut audit = Zeroizing::new([0u8; 32]);
         prk.expand(&[b"audit chain v1"], Len(32))
             .and_then(|okm| okm.fill(audit.as_mut()))
@@ -84,11 +91,56 @@ impl Keystore {
         Ok(Self {
             seal_key,
             token_key,
+            commit_raw: commit,
             commit_key,
+            check_key,
+            audit_raw: audit,
             audit_key,
             console_key,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// This keystore with `raw` as the key of material commitments instead of the one
+    /// derived from its root key: a root-key rotation carries the first commitment key over
+    /// (sealed in the database), since a commitment cannot be recomputed once the material it
+    /// commits to was deleted.
+    pub fn with_commitment_key(mut self, raw: &[u8]) -> Result<Self, KmsError> {
+        if raw.len() != 32 {
+            return Err(KmsError::internal("commitment key must be 32 bytes"));
+        }
+        self.commit_raw.copy_from_slice(raw);
+        self.commit_key = hmac::Key::new(hmac::HMAC_SHA256, raw);
+        Ok(self)
+    }
+
+    /// The raw key of material commitments (for a root-key rotation to carry it over).
+    pub fn commitment_key_bytes(&self) -> &[u8] {
+        self.commit_raw.as_ref()
+    }
+
+    /// The raw audit chain key (for the audit trail's key handover at a root-key rotation).
+    pub fn audit_key_bytes(&self) -> &[u8] {
+        self.audit_raw.as_ref()
+    }
+
+    /// A public name of the audit chain key: 16 bytes of HMAC under it of a fixed label, hex.
+    pub fn audit_key_id(&self) -> String {
+        audit_key_id(&self.audit_key)
+    }
+
+    /// Seals `old_audit_key` (the raw audit chain key before a root-key rotation) for the
+    /// audit trail's handover line, under a key derived from this keystore's audit chain key:
+    /// whoever holds the new root key can open it, and from it the key before, and so on
+    /// back through every handover of the trail.
+    pub fn seal_for_handover(&self, old_audit_key: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let key = handover_key(self.audit_raw.as_ref())?;
+        seal_with(
+            &key,
+            &self.rng,
+            self.audit_key_id().as_bytes(),
+            old_audit_key,
+        )
     }
 
     /// Fresh random bytes (wiped on drop).
@@ -136,15 +188,15 @@ impl Keystore {
         ok
     }
 
-    /// The key that chains audit log lines (HMAC-SHA256).
     /// A public fingerprint of the root key (HMAC under the commitment key of a fixed label),
     /// recorded in the database on first start so that a node with another root key refuses
     /// to serve it. It reveals nothing about the root key.
     pub fn check_value(&self) -> String {
-        let tag = hmac::sign(&self.commit_key, b"kms root key check v1");
+        let tag = hmac::sign(&self.check_key, b"kms root key check v1");
         hex::encode(&tag.as_ref()[..16])
     }
 
+    /// The key that chains audit log lines (HMAC-SHA256).
     pub fn audit_key(&self) -> &hmac::Key {
         &self.audit_key
     }
@@ -198,6 +250,24 @@ impl Keystore {
         let key = UnboundKey::new(&AES_256_GCM, data_key).ok()?;
         open_with(&LessSafeKey::new(key), aad, sealed)
     }
+}
+
+fn handover_key(audit_raw: &[u8]) -> Result<LessSafeKey, KmsError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"kms audit key handover v1").extract(audit_raw);
+    derive_aead(&prk, b"previous audit key v1")
+}
+
+/// Opens a previous audit chain key sealed by [`Keystore::seal_for_handover`] with the raw
+/// audit key `audit_raw` that followed it; `None` if it does not open.
+pub fn open_handover(audit_raw: &[u8], sealed: &[u8]) -> Option<Secret> {
+    let key = handover_key(audit_raw).ok()?;
+    let id = audit_key_id(&hmac::Key::new(hmac::HMAC_SHA256, audit_raw));
+    open_with(&key, id.as_bytes(), sealed)
+}
+
+/// The public name of an audit chain key (see [`Keystore::audit_key_id`]).
+pub fn audit_key_id(key: &hmac::Key) -> String {
+    hex::encode(&hmac::sign(key, b"kms audit key id v1").as_ref()[..16])
 }
 
 pub(crate) fn seal_with(
@@ -267,6 +337,29 @@ mod tests {
         assert!(!ks.commitment_matches("k2", &[1u8; 32], &c));
         let other = Keystore::from_root(&[8u8; 32]).unwrap();
         assert!(!other.commitment_matches("k1", &[1u8; 32], &c));
+    }
+
+    #[test]
+    fn a_carried_commitment_key_keeps_commitments_and_not_the_check_value() {
+        let old = Keystore::from_root(&[7u8; 32]).unwrap();
+        let c = old.commitment("k1", &[1u8; 32]);
+        let new = Keystore::from_root(&[8u8; 32]).unwrap();
+        let check = new.check_value();
+        let new = new.with_commitment_key(old.commitment_key_bytes()).unwrap();
+        assert!(new.commitment_matches("k1", &[1u8; 32], &c));
+        assert_eq!(new.check_value(), check);
+        assert_ne!(new.check_value(), old.check_value());
+        assert_ne!(new.audit_key_id(), old.audit_key_id());
+        // The previous audit key opens with the next one only.
+        let sealed = new.seal_for_handover(old.audit_key_bytes()).unwrap();
+        assert_eq!(
+            open_handover(new.audit_key_bytes(), &sealed)
+                .unwrap()
+                .as_slice(),
+            old.audit_key_bytes()
+        );
+        assert!(open_handover(old.audit_key_bytes(), &sealed).is_none());
+        assert!(new.with_commitment_key(&[0u8; 16]).is_err());
     }
 
     #[test]

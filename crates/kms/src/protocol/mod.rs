@@ -55,6 +55,33 @@ pub struct Protocol {
     pub audit_gate: crate::audit::AuditGate,
     /// Whether requests arrive over TLS (`acs:SecureTransport`).
     pub secure: bool,
+    /// Closed once the database's root key is being rotated away from this node's: every
+    /// request is then refused (see `crate::rotation`).
+    pub root_key_gate: RootKeyGate,
+}
+
+/// Whether this node's root key is still the database's. A node whose root key was rotated
+/// away (another process runs `kms admin rotate-root-key` on the database) can no longer open
+/// what is sealed: it refuses every request with 503 `ServiceUnavailableTemporary` until it
+/// is restarted with the new root key.
+#[derive(Clone, Default)]
+pub struct RootKeyGate(Arc<std::sync::atomic::AtomicBool>);
+
+impl RootKeyGate {
+    /// `Ok` unless the root key was rotated away.
+    pub fn admit(&self) -> Result<(), KmsError> {
+        if self.is_closed() {
+            return Err(KmsError::RootKeyRotated);
+        }
+        Ok(())
+    }
+    pub fn is_closed(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// Closes the gate for good (until restart); returns whether it was open.
+    pub fn close(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
 }
 
 /// The outcome of one request, for logging and auditing.
@@ -103,6 +130,7 @@ impl Protocol {
             throttle: throttle::Throttle::new(limits),
             audit_gate: crate::audit::AuditGate::default(),
             secure: false,
+            root_key_gate: RootKeyGate::default(),
         }
     }
 
@@ -221,6 +249,7 @@ impl Protocol {
                     .map(|s| format!("secret/{}", s.chars().take(256).collect::<String>()))
             });
         ctx.region = self.region(req, &params)?;
+        self.root_key_gate.admit()?;
 
         // Authentication: signature, then time window, then nonce.
         let view = RequestView {
@@ -310,6 +339,7 @@ impl Protocol {
         params: &Params,
         transport: api::authz::Transport,
     ) -> Result<serde_json::Value, KmsError> {
+        self.root_key_gate.admit()?;
         self.audit_gate.admit(action.changes_state())?;
         self.throttle
             .check(&caller.account_id, action.throttle_class())?;

@@ -236,14 +236,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let store_ok = matches!(store, Ok(Ok(_)));
     let audit_ok = state.audit.as_ref().is_none_or(|a| a.gate().is_open());
-    // The server does not start without its root key, so a running one has it loaded.
-    let root_key_ok = true;
+    // The server does not start without its root key, so a running one has it loaded; it
+    // fails once the database's root key was rotated away from this node's.
+    let root_key_ok = !state.protocol.root_key_gate.is_closed();
     let mut failed = Vec::new();
     if !store_ok {
         failed.push("Store");
     }
     if !audit_ok {
         failed.push("Audit");
+    }
+    if !root_key_ok {
+        failed.push("RootKey");
     }
     let ready = failed.is_empty();
     let body = serde_json::json!({

@@ -18,13 +18,15 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DatabaseUrl, Store};
 
+use super::root_key::{self, root_key_path, Facts};
+
 /// Safety-net lifetime of cached key rows, versions and aliases (every change made through
 /// this process invalidates them at once).
 const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Connections in a node's PostgreSQL pool.
 pub const DEFAULT_DATABASE_POOL: usize = 16;
-const ROOT_KEY_CHECK_META: &str = "root_key_check";
+const ROOT_KEY_CHECK_META: &str = root_key::CHECK_META;
 
 /// Handles on the store for the metrics ([`DataDir::store_probes`]).
 #[derive(Clone)]
@@ -46,7 +48,7 @@ pub struct DataDir {
     postgres_store: Option<Arc<PostgresStore>>,
 }
 
-fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     use base64::Engine;
     if bytes.len() == ROOT_KEY_LEN {
         return Some(Zeroizing::new(bytes.to_vec()));
@@ -65,8 +67,9 @@ fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 }
 
 /// Reads the root key from `KMS_ROOT_KEY_FILE`, or from `root.key` in the data dir,
-/// creating that file (mode 0600, 32 random bytes) on first start.
-fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+/// creating that file (mode 0600, 32 random bytes) on first start. (A rotation's next key:
+/// [`super::root_key::load_next_root_key`].)
+pub(crate) fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(path) = std::env::var_os("KMS_ROOT_KEY_FILE") {
         let shown = Path::new(&path).display().to_string();
         let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| {
@@ -111,6 +114,78 @@ pub fn open_keystore(path: &Path) -> Result<Keystore, String> {
     Keystore::from_root(&root).map_err(|e| e.to_string())
 }
 
+/// The database of a data dir (SQLite in `<data dir>/kms.db` unless `database_url` says
+/// otherwise), without the cache or any root-key check; with its PostgreSQL settings and the
+/// cache lifetime that suits it.
+#[allow(clippy::type_complexity)]
+pub async fn open_database(
+    path: &Path,
+    database_url: Option<&str>,
+    pool_size: usize,
+) -> Result<
+    (
+        Arc<dyn Store>,
+        Option<(tokio_postgres::Config, Arc<PostgresStore>)>,
+        Duration,
+    ),
+    String,
+> {
+    let url = match database_url {
+        Some(url) => DatabaseUrl::parse(url)?,
+        None => DatabaseUrl::Sqlite(path.join("kms.db")),
+    };
+    Ok(match url {
+        DatabaseUrl::Postgres(pg) => {
+            let store = PostgresStore::connect((*pg).clone(), pool_size)
+                .await
+                .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {e}"))?;
+            let store = Arc::new(store);
+            (
+                store.clone(),
+                Some((*pg, store)),
+                crate::store::postgres::CACHE_TTL,
+            )
+        }
+        DatabaseUrl::Sqlite(file) => (
+            Arc::new({
+                crate::private_fs::prepare_sqlite(&file)?;
+                SqliteStore::open(&file).map_err(|e| format!("cannot open the SQLite database {}: {e} (--database-url, or <data dir>/kms.db)", file.display()))?
+            }),
+            None,
+            CACHE_TTL,
+        ),
+    })
+}
+
+/// `keystore` with the commitment key a root-key rotation carried over (sealed in the
+/// database's metadata), if there is one.
+pub async fn with_carried_commitment_key(
+    keystore: Keystore,
+    store: &dyn Store,
+) -> Result<Keystore, String> {
+    use base64::Engine;
+    let Some(sealed) = store
+        .get_meta(root_key::COMMITMENT_KEY_META)
+        .await
+        .map_err(|e| format!("database: {e}"))?
+    else {
+        return Ok(keystore);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sealed.trim())
+        .ok()
+        .and_then(|b| keystore.open(root_key::COMMITMENT_KEY_AAD.as_bytes(), &b).ok())
+        .ok_or_else(|| {
+            format!(
+                "the database's {} does not open with this root key (a damaged database, or a rotation left unfinished: run `kms admin rotate-root-key`)",
+                root_key::COMMITMENT_KEY_META
+            )
+        })?;
+    keystore
+        .with_commitment_key(&raw)
+        .map_err(|e| e.to_string())
+}
+
 impl DataDir {
     /// Opens the data dir (root key, audit log, TLS files) and the database: SQLite in
     /// `<data dir>/kms.db` unless `database_url` is a `postgres://` URL (or `sqlite:<path>`).
@@ -128,38 +203,34 @@ impl DataDir {
             .map_err(|e| format!("cannot create the data dir {}: {e} (choose another with --data-dir or KMS_DATA_DIR)", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         let root = load_root_key(path)?;
-        let keystore = Arc::new(Keystore::from_root(&root).map_err(|e| e.to_string())?);
-        let url = match database_url {
-            Some(url) => DatabaseUrl::parse(url)?,
-            None => DatabaseUrl::Sqlite(path.join("kms.db")),
-        };
-        let mut postgres_store = None;
-        let (inner, postgres, ttl): (Arc<dyn Store>, _, _) = match url {
-            DatabaseUrl::Postgres(pg) => {
-                let store = PostgresStore::connect((*pg).clone(), pool_size)
-                    .await
-                    .map_err(|e| format!("cannot use the PostgreSQL database of --database-url (KMS_DATABASE_URL): {e}"))?;
-                let store = Arc::new(store);
-                postgres_store = Some(store.clone());
-                (store, Some(*pg), crate::store::postgres::CACHE_TTL)
-            }
-            DatabaseUrl::Sqlite(file) => (
-                Arc::new({
-                    crate::private_fs::prepare_sqlite(&file)?;
-                    SqliteStore::open(&file).map_err(|e| format!("cannot open the SQLite database {}: {e} (--database-url, or <data dir>/kms.db)", file.display()))?
-                }),
-                None,
-                CACHE_TTL,
-            ),
+        let keystore = Keystore::from_root(&root).map_err(|e| e.to_string())?;
+        let (inner, postgres, ttl) = open_database(path, database_url, pool_size).await?;
+        let (postgres, postgres_store) = match postgres {
+            Some((config, store)) => (Some(config), Some(store)),
+            None => (None, None),
         };
         let check = keystore.check_value();
         let recorded = inner
             .init_meta(ROOT_KEY_CHECK_META, &check)
             .await
             .map_err(|e| format!("database: {e}"))?;
-        if recorded != check {
-            return Err("this database was created with a different root key: every node must use the same root key (KMS_ROOT_KEY_FILE or <data dir>/root.key)".into());
+        let root_path = root_key_path(path);
+        let facts = Facts {
+            current: check,
+            next: root_key::load_next_root_key(&root_path)?
+                .map(|n| Keystore::from_root(&n).map(|k| k.check_value()))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            database: Some(recorded),
+            rotation: inner
+                .get_meta(root_key::ROTATION_META)
+                .await
+                .map_err(|e| format!("database: {e}"))?,
+        };
+        if let Some(why) = root_key::refusal(&facts, &root_path, path) {
+            return Err(why);
         }
+        let keystore = Arc::new(with_carried_commitment_key(keystore, inner.as_ref()).await?);
         let cache = Arc::new(CachedStore::new(inner, ttl));
         Ok(Self {
             path: path.to_path_buf(),

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod data_dir;
 pub mod metrics;
 pub mod refusals;
+pub mod root_key;
 pub mod serve;
 
 use std::future::Future;
@@ -107,6 +108,33 @@ where
     result
 }
 
+/// Checks every second that the database is still sealed under this node's root key and no
+/// rotation is under way (`kms admin rotate-root-key`, perhaps from another node); otherwise
+/// closes `gate` for good: every request is refused (503) until a restart with the new key.
+async fn watch_root_key(
+    store: Arc<dyn crate::store::Store>,
+    check: String,
+    gate: crate::protocol::RootKeyGate,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (Ok(recorded), Ok(rotation)) = (
+            store.get_meta(root_key::CHECK_META).await,
+            store.get_meta(root_key::ROTATION_META).await,
+        ) else {
+            continue;
+        };
+        let rotated = recorded.is_some_and(|r| r != check);
+        if (rotated || rotation.is_some()) && gate.close() {
+            tracing::error!(
+                rotating_to = rotation.as_deref().unwrap_or_default(),
+                "the root key is being rotated away from this node's: every request is refused (503) until this node is restarted with the new root key (see `kms admin rotate-root-key`)"
+            );
+        }
+    }
+}
+
 /// `addr` as a client on this machine reaches it: a wildcard address becomes loopback.
 fn local(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
@@ -172,6 +200,11 @@ where
             "nonce journal opened"
         );
     }
+    let root_key_watch = tokio::spawn(watch_root_key(
+        dir.store.clone(),
+        dir.keystore.check_value(),
+        protocol.root_key_gate.clone(),
+    ));
     let protocol = Arc::new(protocol);
     // Both accept loops stop on the one shutdown, and count their refusals together.
     let shutdown = shutdown.boxed().shared();
@@ -244,6 +277,7 @@ where
         let _ = console.await;
     }
     refusal_log.abort();
+    root_key_watch.abort();
     tracing::info!("refused before the API since start: {}", refusals.summary());
     Ok(())
 }

@@ -49,7 +49,7 @@ pub struct ImportParameters {
     pub token_expire_time: i64,
 }
 
-fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
+pub(crate) fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
     format!("wrapping-key:{wrapping_key_id}:{key_id}")
 }
 

@@ -376,11 +376,11 @@ pub(crate) fn new_id() -> String {
     Uuid::new_v4().hyphenated().to_string()
 }
 
-fn access_key_aad(id: &str) -> String {
+pub(crate) fn access_key_aad(id: &str) -> String {
     format!("access-key:{id}")
 }
 
-fn material_aad(key_id: &str, version_id: &str) -> String {
+pub(crate) fn material_aad(key_id: &str, version_id: &str) -> String {
     format!("key-material:{key_id}:{version_id}")
 }
 

@@ -1,7 +1,7 @@
 //! Pass-through of the aggregates a wrapper does not change: a store that wraps another
 //! (like [`super::cache::CachedStore`]) implements [`Delegate`] and the aggregates it adds
 //! behaviour to; the rest ([`MetaStore`], [`TagStore`], [`ImportStore`], [`ConsoleStore`],
-//! [`NonceStore`], [`SecretStore`]) reach the inner store through the impls here, written once.
+//! [`NonceStore`], [`SecretStore`], [`SealedStore`]) reach the inner store through the impls here, written once.
 
 use async_trait::async_trait;
 
@@ -220,5 +220,31 @@ impl<T: Delegate> SecretStore for T {
         self.inner()
             .list_account_secret_tags(account_id, region)
             .await
+    }
+}
+
+#[async_trait]
+impl<T: Delegate> SealedStore for T {
+    async fn sealed_page(
+        &self,
+        col: SealedColumn,
+        after: Option<Vec<String>>,
+        limit: i64,
+    ) -> StoreResult<Vec<SealedValue>> {
+        self.inner().sealed_page(col, after, limit).await
+    }
+    async fn reseal(
+        &self,
+        col: SealedColumn,
+        changes: Vec<(SealedValue, Vec<u8>)>,
+    ) -> StoreResult<u64> {
+        self.inner().reseal(col, changes).await
+    }
+    async fn change_meta(
+        &self,
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+    ) -> StoreResult<()> {
+        self.inner().change_meta(set, remove).await
     }
 }

@@ -590,6 +590,47 @@ pub trait DumpStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// A column of sealed values, for a root-key rotation (`crate::rotation` lists them all):
+/// its table, the table's primary-key columns (text), and the column (a blob; NULL means
+/// nothing sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedColumn {
+    pub table: &'static str,
+    pub key: &'static [&'static str],
+    pub column: &'static str,
+}
+
+/// One sealed value of a [`SealedColumn`]: its row's primary key and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub key: Vec<String>,
+    pub sealed: Vec<u8>,
+}
+
+/// What a root-key rotation needs from the store: every sealed value, page by page, and
+/// replacing them in transactions.
+#[async_trait]
+pub trait SealedStore: Send + Sync {
+    /// Up to `limit` sealed (non-NULL) values of `col` whose row comes after the primary key
+    /// `after` (all rows when `None`), in primary-key order.
+    async fn sealed_page(
+        &self,
+        col: SealedColumn,
+        after: Option<Vec<String>>,
+        limit: i64,
+    ) -> StoreResult<Vec<SealedValue>>;
+    /// In one transaction: each value still equal to the one read becomes the new one (a row
+    /// changed or removed meanwhile is left alone); returns how many were replaced.
+    async fn reseal(
+        &self,
+        col: SealedColumn,
+        changes: Vec<(SealedValue, Vec<u8>)>,
+    ) -> StoreResult<u64>;
+    /// In one transaction: sets the entries of `set` and removes those named in `remove`.
+    async fn change_meta(&self, set: Vec<(String, String)>, remove: Vec<String>)
+        -> StoreResult<()>;
+}
+
 /// All the aggregates: what the service, console, server and admin commands hold (as
 /// `Arc<dyn Store>`). Implemented for every type that implements each aggregate.
 pub trait Store:
@@ -604,6 +645,7 @@ pub trait Store:
     + DumpStore
     + SecretStore
     + RamStore
+    + SealedStore
     + Send
     + Sync
     + 'static
@@ -622,6 +664,7 @@ impl<T> Store for T where
         + DumpStore
         + SecretStore
         + RamStore
+        + SealedStore
         + Send
         + Sync
         + 'static

@@ -11,6 +11,8 @@
 //! - [`keys`]: keys and versions, ListKeys.
 //! - [`tags`], [`aliases`], [`import`] (wrapping keys), [`console`], [`dump`].
 //! - [`secrets`]: Secrets Manager (secrets, sealed versions, stages, tags).
+//! - [`tags`], [`aliases`], [`import`] (wrapping keys), [`console`], [`dump`], [`sealed`]
+//!   (every sealed value, for a root-key rotation).
 
 pub mod conn;
 pub mod table;
@@ -23,6 +25,7 @@ mod import;
 mod keys;
 mod secrets;
 mod ram;
+mod sealed;
 mod tags;
 
 use std::future::Future;
