@@ -79,6 +79,12 @@ pub enum KmsError {
     /// [`crate::protocol::nonce_journal`]).
     #[error("nonce journal unavailable")]
     NonceJournalUnavailable,
+    /// The HSM (PKCS#11) failed or did not answer within its deadline (issue 20).
+    #[error("HSM unavailable: {0}")]
+    HsmUnavailable(String),
+    /// ProtectionLevel=HSM without an HSM configured (issue 20).
+    #[error("unsupported protection level")]
+    UnsupportedProtectionLevel(String),
 }
 
 /// The 409 codes of the key-state × action matrix (reference §3.18).
@@ -150,6 +156,8 @@ impl KmsError {
             LimitExceeded(_) => "Rejected.LimitExceeded",
             Internal(_) => "InternalFailure",
             AuditUnavailable | NonceJournalUnavailable => "ServiceUnavailableTemporary",
+            HsmUnavailable(_) => "ServiceUnavailableTemporary",
+            UnsupportedProtectionLevel(_) => "Unsupported.ProtectionLevel",
         }
     }
 
@@ -165,6 +173,7 @@ impl KmsError {
             Rejected(_) => 409,
             Internal(_) => 500,
             AuditUnavailable | NonceJournalUnavailable => 503,
+            HsmUnavailable(_) => 503,
             _ => 400,
         }
     }
@@ -225,6 +234,8 @@ impl KmsError {
             Internal(_) => "Internal Failure.".into(),
             AuditUnavailable => "Service Unavailable Temporary. The audit trail cannot be written at the moment (for example its disk is full), so changes are refused until it can; reads and cryptographic calls still work.".into(),
             NonceJournalUnavailable => "Service Unavailable Temporary. The server cannot record the request's signature nonce at the moment (for example its disk is full), so that a replay after a restart could not be refused; the request was not served.".into(),
+            HsmUnavailable(why) => format!("Service Unavailable Temporary. The HSM that holds this key is unavailable: {why}."),
+            UnsupportedProtectionLevel(why) => format!("protection level not valid for this region. {why}"),
         }
     }
 }

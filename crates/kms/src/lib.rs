@@ -45,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod hsm;
 pub mod keystore;
 pub mod model;
 pub mod policy;

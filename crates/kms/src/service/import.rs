@@ -47,7 +47,7 @@ pub struct ImportParameters {
     pub token_expire_time: i64,
 }
 
-fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
+pub(super) fn wrapping_key_aad(wrapping_key_id: &str, key_id: &str) -> String {
     format!("wrapping-key:{wrapping_key_id}:{key_id}")
 }
 
@@ -92,6 +92,10 @@ impl Kms {
         let key = self.load(&loc).await?;
         require_external(&key)?;
         check(row::GetParametersForImport, key.state)?;
+        if key.protection_level == crate::model::ProtectionLevel::Hsm {
+            // The wrapping pair is made in the token (issue 20; see `hsm_keys`).
+            return self.hsm_import_parameters(&key, algorithm).await;
+        }
 
         let pair = self.pool.take().await?;
         let wrapping_key_id = new_id();
@@ -180,6 +184,12 @@ impl Kms {
             .claim_unwrap_attempt(&claims.wrapping_key_id, &key.key_id, &claims.algorithm, max)
             .await?
             .ok_or(KmsError::InvalidImportToken)?;
+        if key.protection_level == crate::model::ProtectionLevel::Hsm {
+            // Unwrapped inside the token (issue 20; see `hsm_keys`).
+            return self
+                .hsm_import(&loc, &key, &wk, algorithm, encrypted_material, expire, max)
+                .await;
+        }
         let pkcs8 = self.keystore.open(
             wrapping_key_aad(&wk.wrapping_key_id, &key.key_id).as_bytes(),
             &wk.sealed_private_key,
@@ -252,6 +262,9 @@ impl Kms {
             )
             .await?
             .ok_or(KmsError::KeyNotFound)?;
+        if key.protection_level == crate::model::ProtectionLevel::Hsm {
+            self.forget_hsm_objects(&key.key_id).await;
+        }
         Ok(())
     }
 

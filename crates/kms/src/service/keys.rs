@@ -174,8 +174,11 @@ impl Kms {
             ProtectionLevel::Software,
             ProtectionLevel::parse,
             "ProtectionLevel",
-            "This server offers the SOFTWARE protection level.",
+            "ProtectionLevel is SOFTWARE or HSM.",
         )?;
+        if protection_level == ProtectionLevel::Hsm {
+            self.hsm_for_create()?;
+        }
         let description = input.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::invalid("Description"));
@@ -225,7 +228,7 @@ impl Kms {
                 sealed_material: None,
             }
         } else {
-            self.new_version(&key_id)?
+            self.new_version_at(&key_id, protection_level).await?
         };
         let key = KeyRecord {
             description,
@@ -243,10 +246,17 @@ impl Kms {
                 now,
             )
         };
-        self.store.ensure_account(&caller.account_id, now).await?;
-        self.store
-            .insert_key(key.clone(), first, tags, self.config.max_keys)
-            .await?;
+        let stored = async {
+            self.store.ensure_account(&caller.account_id, now).await?;
+            self.store
+                .insert_key(key.clone(), first.clone(), tags, self.config.max_keys)
+                .await
+        }
+        .await;
+        if let Err(e) = stored {
+            self.discard_version(protection_level, &first).await;
+            return Err(e.into());
+        }
         Ok(key)
     }
 
@@ -714,7 +724,7 @@ mod tests {
                 ..Default::default()
             },
             CreateKeyInput {
-                protection_level: Some("HSM".into()),
+                protection_level: Some("hsm".into()),
                 ..Default::default()
             },
             CreateKeyInput {

@@ -6,6 +6,7 @@
 pub mod aliases;
 pub mod console;
 pub mod crypto;
+mod hsm_keys;
 pub mod import;
 pub mod keys;
 #[cfg(test)]
@@ -83,6 +84,10 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) config: ServiceConfig,
+    /// The HSM for ProtectionLevel=HSM keys (issue 20; see `hsm_keys`), and the wrapping
+    /// algorithms it was found to unwrap with.
+    pub(crate) hsm: Option<Arc<crate::hsm::Hsm>>,
+    pub(crate) hsm_unwrap: tokio::sync::OnceCell<Vec<crate::keystore::wrapping::WrappingAlgorithm>>,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -107,6 +112,8 @@ impl Kms {
             clock,
             pool,
             config,
+            hsm: None,
+            hsm_unwrap: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -246,11 +253,19 @@ impl Kms {
         if key.state == state::KeyState::PendingDeletion
             && key.delete_date.is_some_and(|d| d <= now)
         {
-            self.store.delete_key_if_due(loc, now).await?;
+            if self.store.delete_key_if_due(loc, now).await?
+                && key.protection_level == crate::model::ProtectionLevel::Hsm
+            {
+                self.forget_hsm_objects(&key.key_id).await;
+            }
             return Err(KmsError::KeyNotFound);
         }
         if key.material_expired(now) {
-            return self.expire_material(loc).await;
+            let k = self.expire_material(loc).await?;
+            if k.protection_level == crate::model::ProtectionLevel::Hsm && !k.material_present {
+                self.forget_hsm_objects(&k.key_id).await;
+            }
+            return Ok(k);
         }
         Ok(key)
     }
@@ -283,11 +298,20 @@ impl Kms {
         for loc in self.store.due_deletions(now).await? {
             if self.store.delete_key_if_due(&loc, now).await? {
                 tracing::info!(key_id = %loc.key_id, "key deleted after its pending window");
+                // An HSM key's objects go with it (a no-op for software keys).
+                self.forget_hsm_objects(&loc.key_id).await;
             }
         }
         for loc in self.store.due_material_expiry(now).await? {
             match self.expire_material(&loc).await {
-                Ok(_) | Err(KmsError::KeyNotFound) => {}
+                Ok(k) => {
+                    if k.protection_level == crate::model::ProtectionLevel::Hsm
+                        && !k.material_present
+                    {
+                        self.forget_hsm_objects(&k.key_id).await;
+                    }
+                }
+                Err(KmsError::KeyNotFound) => {}
                 Err(e) => return Err(e),
             }
             tracing::info!(key_id = %loc.key_id, "imported key material expired");
@@ -300,6 +324,12 @@ impl Kms {
             }
         }
         self.store.purge_wrapping_keys(now).await?;
+        if let Some(hsm) = &self.hsm {
+            // Wrapping keys in the token expire with their import tokens.
+            if let Err(e) = crate::hsm::ops::purge_wrapping_keys(hsm, now).await {
+                tracing::warn!(error = %e, "could not purge expired wrapping keys from the HSM");
+            }
+        }
         // Nonces live by the wall clock (request timestamps), not the lifecycle clock.
         self.store.purge_nonces(crate::clock::system_now()).await?;
         Ok(())
