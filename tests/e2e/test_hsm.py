@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,34 @@ def test_restart_with_the_token_present_and_absent(kms_binary, tmp_path):
                                       EncryptionContext={"app": "hsm"}),
                      "ServiceUnavailableTemporary", 503)
     assert "HSM" in e.message
+    srv.stop()
+
+
+def test_token_removed_mid_run_gives_a_clear_error_not_a_hang(kms_binary, tmp_path):
+    env = make_token(tmp_path / "hsm", "kms-removal")
+    srv = KmsServer(tmp_path / "data", tmp_path / "logs", extra_env=env)
+    srv.start()
+    api = ClassicApi(srv)
+    key = api.call("CreateKey", ProtectionLevel="HSM")["KeyMetadata"]
+    soft = api.call("CreateKey")["KeyMetadata"]
+    enc = roundtrip(api, key["KeyId"])
+    tokens, away = tmp_path / "hsm" / "tokens", tmp_path / "hsm" / "away"
+    shutil.move(str(tokens), str(away))  # SoftHSM2's token is its directory
+    started = time.monotonic()
+    e = expect_error(lambda: api.call("Encrypt", KeyId=key["KeyId"], Plaintext=b64(b"x")),
+                     "ServiceUnavailableTemporary", 503)
+    assert "HSM" in e.message and "removed" in e.message
+    expect_error(lambda: api.call("Decrypt", CiphertextBlob=enc["CiphertextBlob"],
+                                  EncryptionContext={"app": "hsm"}),
+                 "ServiceUnavailableTemporary", 503)
+    assert time.monotonic() - started < 5
+    roundtrip(api, soft["KeyId"])  # software keys are not affected
+    srv.stop()
+    # The token back: a restart serves the key again.
+    shutil.move(str(away), str(tokens))
+    srv.start()
+    assert unb64(api.call("Decrypt", CiphertextBlob=enc["CiphertextBlob"],
+                          EncryptionContext={"app": "hsm"})["Plaintext"]) == b"hsm data"
     srv.stop()
 
 

@@ -173,7 +173,13 @@ pub struct Hsm {
     settings: HsmSettings,
     idle: Mutex<Vec<Session>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Object handles by label, so the hot path does not search the token per call (each
+    /// use re-checks the handle's label: a handle may be reused once its object is gone).
+    handles: Mutex<std::collections::HashMap<String, cryptoki::object::ObjectHandle>>,
 }
+
+/// Most object handles remembered (the map is emptied when it grows beyond).
+const MAX_HANDLES: usize = 65_536;
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -256,6 +262,7 @@ impl Hsm {
             settings: settings.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            handles: Mutex::new(Default::default()),
         });
         let session = hsm.open_session().map_err(|e| match rv_of(&e) {
             Some(RvError::PinIncorrect) => format!(
@@ -275,6 +282,25 @@ impl Hsm {
         hsm.give_back(session);
         tracing::info!(module = %module, token = %settings.token_label, "HSM token opened");
         Ok(hsm)
+    }
+
+    pub(crate) fn cached_handle(&self, label: &str) -> Option<cryptoki::object::ObjectHandle> {
+        self.handles.lock().ok()?.get(label).copied()
+    }
+
+    pub(crate) fn remember_handle(&self, label: &str, h: cryptoki::object::ObjectHandle) {
+        if let Ok(mut m) = self.handles.lock() {
+            if m.len() >= MAX_HANDLES {
+                m.clear();
+            }
+            m.insert(label.to_string(), h);
+        }
+    }
+
+    pub(crate) fn forget_handle(&self, label: &str) {
+        if let Ok(mut m) = self.handles.lock() {
+            m.remove(label);
+        }
     }
 
     pub fn settings(&self) -> &HsmSettings {
@@ -327,6 +353,9 @@ impl Hsm {
                 drop(session);
                 if let Ok(mut idle) = self.idle.lock() {
                     idle.clear();
+                }
+                if let Ok(mut handles) = self.handles.lock() {
+                    handles.clear();
                 }
                 tracing::warn!(what, error = %e, "HSM token error; its sessions will be re-opened");
                 Err(HsmError::Device {

@@ -73,6 +73,24 @@ fn find(session: &Session, class: ObjectClass, label: &str) -> Result<ObjectHand
         ))
 }
 
+/// A secret key by label through the handle cache; the cached handle is used only while it
+/// still carries that label.
+fn find_key(hsm: &Hsm, session: &Session, label: &str) -> Result<ObjectHandle, CkError> {
+    if let Some(h) = hsm.cached_handle(label) {
+        let still = session
+            .get_attributes(h, &[AttributeType::Label])
+            .map(|a| a.first() == Some(&Attribute::Label(label.as_bytes().to_vec())))
+            .unwrap_or(false);
+        if still {
+            return Ok(h);
+        }
+        hsm.forget_handle(label);
+    }
+    let h = find(session, ObjectClass::SECRET_KEY, label)?;
+    hsm.remember_handle(label, h);
+    Ok(h)
+}
+
 fn gcm_encrypt(
     session: &Session,
     key: ObjectHandle,
@@ -118,9 +136,10 @@ pub async fn encrypt_blob(
     let aad = blob::associated_data(&header, context);
     let label = label.to_string();
     let plaintext = Zeroizing::new(plaintext.to_vec());
+    let me = hsm.clone();
     let body = hsm
         .call("C_Encrypt (AES-GCM)", move |s| {
-            let key = find(s, ObjectClass::SECRET_KEY, &label)?;
+            let key = find_key(&me, s, &label)?;
             gcm_encrypt(s, key, &nonce, &aad, &plaintext)
         })
         .await
@@ -147,9 +166,10 @@ pub async fn decrypt_blob(
     iv.copy_from_slice(nonce);
     let body = body.to_vec();
     let label = label.to_string();
+    let me = hsm.clone();
     let r = hsm
         .call("C_Decrypt (AES-GCM)", move |s| {
-            let key = find(s, ObjectClass::SECRET_KEY, &label)?;
+            let key = find_key(&me, s, &label)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, GCM_TAG_BITS.into())?;
             s.decrypt(&Mechanism::AesGcm(params), key, &body)
@@ -168,7 +188,7 @@ pub async fn decrypt_blob(
 fn missing_object(e: HsmError) -> KmsError {
     if e.refused_with(RvError::KeyHandleInvalid) {
         return KmsError::HsmUnavailable(
-            "the key's object is not in the HSM token (another token, or the object was deleted)"
+            "the key's object is not in the HSM token (the token was removed or replaced, or the object was deleted)"
                 .into(),
         );
     }
@@ -191,6 +211,7 @@ pub async fn destroy_key_objects(hsm: &Arc<Hsm>, key_id: &str) -> Result<usize, 
 
 /// Destroys one object by label (a superseded import).
 pub async fn destroy_label(hsm: &Arc<Hsm>, label: &str) -> Result<(), KmsError> {
+    hsm.forget_handle(label);
     let label = label.to_string();
     Ok(hsm
         .call("C_DestroyObject", move |s| {

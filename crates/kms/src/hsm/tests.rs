@@ -187,6 +187,7 @@ async fn a_hung_call_times_out_with_a_clear_error() {
         settings: s,
         idle: Mutex::new(Vec::new()),
         permits: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        handles: Mutex::new(Default::default()),
     });
     let started = std::time::Instant::now();
     let e = slow
