@@ -152,7 +152,8 @@ fn is_token_error(e: &CkError) -> bool {
                 | RvError::TokenNotPresent
                 | RvError::TokenNotRecognized
                 | RvError::UserNotLoggedIn
-                | RvError::CryptokiNotInitialized,
+                | RvError::CryptokiNotInitialized
+                | RvError::OperationActive,
             _
         )
     )

@@ -3,7 +3,7 @@
 //! | object | CKA_ID | CKA_LABEL |
 //! |---|---|---|
 //! | AES-256 key of an HSM key version | `kms-key:<key id>` | `kms-key:<key id>:<version id>:<random>` |
-//! | RSA-2048 BYOK wrapping private key | `kms-wrap` | `kms-wrap:<expiry unix>:<wrapping key id>` |
+//! | RSA-2048 BYOK wrapping private key | `kms-wrap:<key id>` | `kms-wrap:<expiry unix>:<wrapping key id>` |
 //! | AES-256 root-sealing key | `kms-root` | `kms-root:<random>` |
 //!
 //! Every secret key is `CKA_SENSITIVE`, not `CKA_EXTRACTABLE`, a token object and private
@@ -195,16 +195,28 @@ fn missing_object(e: HsmError) -> KmsError {
     e.into()
 }
 
-/// Destroys every object of a key (all versions, imported or generated).
-pub async fn destroy_key_objects(hsm: &Arc<Hsm>, key_id: &str) -> Result<usize, KmsError> {
-    let id = key_id_attr(key_id);
+/// Destroys the objects of a key: all versions, imported or generated, and with
+/// `wrapping_keys` its BYOK wrapping keys too (a deleted key; not a deleted material, whose
+/// outstanding import tokens stay usable as for software keys).
+pub async fn destroy_key_objects(
+    hsm: &Arc<Hsm>,
+    key_id: &str,
+    wrapping_keys: bool,
+) -> Result<usize, KmsError> {
+    let mut ids = vec![key_id_attr(key_id)];
+    if wrapping_keys {
+        ids.push(wrap_id(key_id));
+    }
     Ok(hsm
         .call("C_DestroyObject", move |s| {
-            let objs = s.find_objects(&[Attribute::Id(id)])?;
-            for o in &objs {
-                s.destroy_object(*o)?;
+            let mut n = 0;
+            for id in ids {
+                for o in s.find_objects(&[Attribute::Id(id)])? {
+                    s.destroy_object(o)?;
+                    n += 1;
+                }
             }
-            Ok(objs.len())
+            Ok(n)
         })
         .await?)
 }
@@ -249,16 +261,56 @@ pub struct TokenWrappingKey {
     pub public_der: Vec<u8>,
 }
 
-const WRAP_ID: &[u8] = b"kms-wrap";
+fn wrap_id(key_id: &str) -> Vec<u8> {
+    format!("kms-wrap:{key_id}").into_bytes()
+}
+
+fn label_of_object(s: &Session, o: ObjectHandle) -> Result<String, CkError> {
+    Ok(s.get_attributes(o, &[AttributeType::Label])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Label(l) => String::from_utf8(l).ok(),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+/// `(expiry, wrapping key id)` of a wrapping key's label.
+fn parse_wrap_label(label: &str) -> Option<(i64, &str)> {
+    let (expires, id) = label.strip_prefix("kms-wrap:")?.split_once(':')?;
+    Some((expires.parse().ok()?, id))
+}
+
+/// The wrapping key ids of a key's wrapping objects in the token, with their labels.
+pub async fn wrapping_keys_of(
+    hsm: &Arc<Hsm>,
+    key_id: &str,
+) -> Result<Vec<(String, String)>, KmsError> {
+    let id = wrap_id(key_id);
+    Ok(hsm
+        .call("C_FindObjects (wrapping keys)", move |s| {
+            let mut out = Vec::new();
+            for o in s.find_objects(&[Attribute::Id(id)])? {
+                let label = label_of_object(s, o)?;
+                if let Some((_, wk)) = parse_wrap_label(&label) {
+                    out.push((wk.to_string(), label.clone()));
+                }
+            }
+            Ok(out)
+        })
+        .await?)
+}
 
 /// Generates an RSA-2048 pair in the token (private half sensitive, non-extractable, only
 /// for unwrapping); the public object is read and destroyed.
 pub async fn generate_wrapping_key(
     hsm: &Arc<Hsm>,
+    key_id: &str,
     wrapping_key_id: &str,
     expires: i64,
 ) -> Result<TokenWrappingKey, KmsError> {
     let label = format!("kms-wrap:{expires}:{wrapping_key_id}");
+    let id = wrap_id(key_id);
     let l = label.clone();
     let (n, e) = hsm
         .call("C_GenerateKeyPair (RSA-2048)", move |s| {
@@ -281,7 +333,7 @@ pub async fn generate_wrapping_key(
                 Attribute::Sign(false),
                 Attribute::Derive(false),
                 Attribute::Label(l.into_bytes()),
-                Attribute::Id(WRAP_ID.to_vec()),
+                Attribute::Id(id),
             ];
             let (pubk, _) =
                 s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
@@ -483,20 +535,9 @@ pub async fn purge_wrapping_keys(hsm: &Arc<Hsm>, now: i64) -> Result<usize, KmsE
     Ok(hsm
         .call("C_DestroyObject (expired wrapping keys)", move |s| {
             let mut n = 0;
-            for o in s.find_objects(&[Attribute::Id(WRAP_ID.to_vec())])? {
-                let label = s
-                    .get_attributes(o, &[AttributeType::Label])?
-                    .into_iter()
-                    .find_map(|a| match a {
-                        Attribute::Label(l) => Some(l),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                let expires = std::str::from_utf8(&label)
-                    .ok()
-                    .and_then(|l| l.strip_prefix("kms-wrap:"))
-                    .and_then(|l| l.split(':').next())
-                    .and_then(|t| t.parse::<i64>().ok());
+            for o in s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])? {
+                let label = label_of_object(s, o)?;
+                let expires = parse_wrap_label(&label).map(|(t, _)| t);
                 if expires.is_some_and(|t| t <= now) {
                     s.destroy_object(o)?;
                     n += 1;

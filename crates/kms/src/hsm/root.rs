@@ -188,33 +188,8 @@ pub fn to_hsm(dir: &Path) -> Result<String, String> {
     let root = crate::server::data_dir::load_root_key(dir)?;
     let hsm = need_hsm()?;
     let key_label = ops::generate_root_key_blocking(&hsm).map_err(|e| e.to_string())?;
-    let mut nonce = [0u8; 12];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "random number generator failed")?;
-    let body = ops::seal_blocking(&hsm, &key_label, nonce, &aad(&key_label), &root)
-        .map_err(|e| e.to_string())?;
-    let sealed = SealedRoot {
-        format: FORMAT.into(),
-        token_label: hsm.settings().token_label.clone(),
-        key_label: key_label.clone(),
-        nonce: b64().encode(nonce),
-        sealed: b64().encode(body),
-    };
-    let text = serde_json::to_string_pretty(&sealed).map_err(|e| e.to_string())?;
-    // Written beside, checked by unsealing, then moved into place: a crash leaves either
-    // the file root or both (never neither).
-    let tmp = dir.join(format!("{SEALED_ROOT_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, text.as_bytes())?;
-    let check = unseal(&hsm, &sealed, &tmp)?;
-    if check.as_slice() != root.as_slice() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err("the HSM did not give back the root key it sealed; nothing changed".into());
-    }
-    std::fs::rename(&tmp, &sealed_path)
-        .map_err(|e| format!("cannot move {} into place: {e}", sealed_path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let sealed = seal_root(&hsm, &key_label, &root)?;
+    put_in_place(dir, &hsm, &sealed, &root)?;
     let mut note = format!(
         "the root key of {} is now sealed by the HSM key {key_label:?} in token {:?} ({})",
         dir.display(),
@@ -228,6 +203,73 @@ pub fn to_hsm(dir: &Path) -> Result<String, String> {
         note.push_str("; root.key was overwritten and removed");
     }
     Ok(note)
+}
+
+/// For a root-key rotation (`kms admin rotate-root-key`): when the data dir's root key is
+/// held by an HSM, seals `new_root` under the same token key and puts it in place of
+/// `root.key.hsm` (written beside, checked by unsealing, then renamed); `Ok(false)` when the
+/// root key is a file (the caller writes the file itself).
+pub fn reseal_if_present(dir: &Path, new_root: &[u8]) -> Result<bool, String> {
+    let path = dir.join(SEALED_ROOT_FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    if new_root.len() != ROOT_KEY_LEN {
+        return Err("a root key is 32 bytes".into());
+    }
+    let old: SealedRoot = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    )
+    .map_err(|_| format!("{} is not a sealed root key ({FORMAT})", path.display()))?;
+    let hsm = need_hsm()?;
+    let sealed = seal_root(&hsm, &old.key_label, new_root)?;
+    put_in_place(dir, &hsm, &sealed, new_root)?;
+    Ok(true)
+}
+
+fn seal_root(
+    hsm: &std::sync::Arc<Hsm>,
+    key_label: &str,
+    root: &[u8],
+) -> Result<SealedRoot, String> {
+    let mut nonce = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "random number generator failed")?;
+    let body = ops::seal_blocking(hsm, key_label, nonce, &aad(key_label), root)
+        .map_err(|e| e.to_string())?;
+    Ok(SealedRoot {
+        format: FORMAT.into(),
+        token_label: hsm.settings().token_label.clone(),
+        key_label: key_label.to_string(),
+        nonce: b64().encode(nonce),
+        sealed: b64().encode(body),
+    })
+}
+
+/// Writes `sealed` beside as a temporary file, checks it unseals to `root`, then renames it
+/// over `root.key.hsm`: a crash leaves the old file or the new one, never neither.
+fn put_in_place(
+    dir: &Path,
+    hsm: &std::sync::Arc<Hsm>,
+    sealed: &SealedRoot,
+    root: &[u8],
+) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(sealed).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!("{SEALED_ROOT_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, text.as_bytes())?;
+    let check = unseal(hsm, sealed, &tmp)?;
+    if check.as_slice() != root {
+        let _ = std::fs::remove_file(&tmp);
+        return Err("the HSM did not give back the root key it sealed; nothing changed".into());
+    }
+    let path = dir.join(SEALED_ROOT_FILE);
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| format!("cannot move {} into place: {e}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// `kms admin hsm-root from-hsm --i-understand-the-root-key-leaves-the-hsm`.

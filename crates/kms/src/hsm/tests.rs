@@ -451,6 +451,15 @@ fn root_key_sealed_by_the_token_round_trips_and_needs_the_token() {
     std::fs::write(bad.join(root::SEALED_ROOT_FILE), v.to_string()).unwrap();
     let e = root::unseal_if_present(&bad).unwrap_err();
     assert!(e.contains("is not in the token"), "{e}");
+    // A root-key rotation re-seals the new root under the same token key.
+    let new_root = [0x43u8; 32];
+    assert!(root::reseal_if_present(&dir, &new_root).unwrap());
+    assert_eq!(
+        root::unseal_if_present(&dir).unwrap().unwrap().as_slice(),
+        &new_root
+    );
+    assert!(!root::reseal_if_present(&t.dir.join("no-such-dir"), &new_root).unwrap());
+    assert!(root::reseal_if_present(&dir, &root).unwrap());
     root::from_hsm(&dir, true).unwrap();
     assert_eq!(std::fs::read(dir.join("root.key")).unwrap(), root);
     assert!(!dir.join(root::SEALED_ROOT_FILE).exists());

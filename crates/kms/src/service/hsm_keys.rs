@@ -109,11 +109,43 @@ impl Kms {
         }
     }
 
-    /// Destroys every token object of a key (deleted key, deleted or expired material).
-    /// A failure is logged: the database no longer names the objects either way.
+    /// Destroys every token object of a deleted key (versions and wrapping keys). A failure
+    /// is logged: the database no longer names the objects either way.
     pub(crate) async fn forget_hsm_objects(&self, key_id: &str) {
+        self.destroy_hsm_objects(key_id, true).await
+    }
+
+    /// The label of the object holding an HSM key's current material, if any (read before
+    /// the material is deleted or expires, to destroy exactly that object afterwards and not
+    /// one a concurrent import has just made).
+    pub(crate) async fn hsm_material_label(&self, key: &KeyRecord) -> Option<String> {
+        if key.protection_level != ProtectionLevel::Hsm || self.hsm.is_none() {
+            return None;
+        }
+        let v = self
+            .store
+            .get_version(&key.key_id, &key.primary_version)
+            .await
+            .ok()??;
+        let sealed = v.sealed_material?;
+        let opened = self
+            .open_material(&key.key_id, &v.version_id, &sealed)
+            .ok()?;
+        label_of(&opened).ok()
+    }
+
+    /// Destroys the object of a deleted or expired material.
+    pub(crate) async fn forget_hsm_material(&self, label: Option<String>) {
+        if let (Some(hsm), Some(label)) = (&self.hsm, label) {
+            if let Err(e) = ops::destroy_label(hsm, &label).await {
+                tracing::warn!(error = %e, "could not destroy a deleted material's HSM object");
+            }
+        }
+    }
+
+    async fn destroy_hsm_objects(&self, key_id: &str, wrapping_keys: bool) {
         if let Some(hsm) = &self.hsm {
-            match ops::destroy_key_objects(hsm, key_id).await {
+            match ops::destroy_key_objects(hsm, key_id, wrapping_keys).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(key_id, objects = n, "HSM key objects destroyed"),
                 Err(e) => {
@@ -210,7 +242,7 @@ impl Kms {
         }
         let wrapping_key_id = new_id();
         let expires = self.now() + self.config.import_token_lifetime;
-        let pair = ops::generate_wrapping_key(&hsm, &wrapping_key_id, expires).await?;
+        let pair = ops::generate_wrapping_key(&hsm, &key.key_id, &wrapping_key_id, expires).await?;
         let sealed_private_key = self.keystore.seal(
             super::import::wrapping_key_aad(&wrapping_key_id, &key.key_id).as_bytes(),
             &handle(&pair.label),
@@ -238,6 +270,12 @@ impl Kms {
         };
         if withdrawn > 0 {
             tracing::info!(key_id = %key.key_id, withdrawn, "oldest import tokens withdrawn: the key has reached its limit of outstanding tokens");
+            // Their token objects go too, so a loop of calls cannot fill the token.
+            for (wk, label) in ops::wrapping_keys_of(&hsm, &key.key_id).await? {
+                if self.store.get_wrapping_key(&wk).await?.is_none() {
+                    ops::destroy_label(&hsm, &label).await?;
+                }
+            }
         }
         let import_token = self.keystore.issue_token(&TokenClaims {
             account_id: key.account_id.clone(),
@@ -299,6 +337,7 @@ impl Kms {
             .await?
         {
             tracing::warn!(key_id = %key.key_id, "an import token was withdrawn after repeated failed unwraps");
+            let _ = ops::destroy_label(&hsm, &wrapping_label).await;
         }
         let Some(u) = unwrapped else {
             return Err(KmsError::InvalidKeyMaterial);

@@ -252,6 +252,7 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
+        let hsm_label = self.hsm_material_label(&key).await;
         self.store
             .update_key(
                 &loc,
@@ -262,9 +263,8 @@ impl Kms {
             )
             .await?
             .ok_or(KmsError::KeyNotFound)?;
-        if key.protection_level == crate::model::ProtectionLevel::Hsm {
-            self.forget_hsm_objects(&key.key_id).await;
-        }
+        // An HSM key's material object goes too (issue 20; see `hsm_keys`).
+        self.forget_hsm_material(hsm_label).await;
         Ok(())
     }
 

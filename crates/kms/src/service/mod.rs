@@ -261,9 +261,10 @@ impl Kms {
             return Err(KmsError::KeyNotFound);
         }
         if key.material_expired(now) {
+            let label = self.hsm_material_label(&key).await;
             let k = self.expire_material(loc).await?;
-            if k.protection_level == crate::model::ProtectionLevel::Hsm && !k.material_present {
-                self.forget_hsm_objects(&k.key_id).await;
+            if !k.material_present {
+                self.forget_hsm_material(label).await;
             }
             return Ok(k);
         }
@@ -303,12 +304,14 @@ impl Kms {
             }
         }
         for loc in self.store.due_material_expiry(now).await? {
+            let label = match self.store.get_key(&loc).await? {
+                Some(k) => self.hsm_material_label(&k).await,
+                None => None,
+            };
             match self.expire_material(&loc).await {
                 Ok(k) => {
-                    if k.protection_level == crate::model::ProtectionLevel::Hsm
-                        && !k.material_present
-                    {
-                        self.forget_hsm_objects(&k.key_id).await;
+                    if !k.material_present {
+                        self.forget_hsm_material(label).await;
                     }
                 }
                 Err(KmsError::KeyNotFound) => {}
