@@ -380,6 +380,26 @@ async fn byok_into_the_hsm_for_each_supported_algorithm() {
         kms.import_key_material(&caller, &k.key_id, &p.import_token, &w, None)
             .await
             .unwrap();
+        // The imported object is sensitive and not extractable, like a generated one.
+        let id = ops::key_id_attr(&k.key_id);
+        let attrs = t
+            .hsm
+            .call("test", move |s| {
+                let o = s.find_objects(&[cryptoki::object::Attribute::Id(id)])?;
+                s.get_attributes(
+                    o[0],
+                    &[
+                        cryptoki::object::AttributeType::Sensitive,
+                        cryptoki::object::AttributeType::Extractable,
+                        cryptoki::object::AttributeType::Token,
+                    ],
+                )
+            })
+            .await
+            .unwrap();
+        assert!(attrs.contains(&cryptoki::object::Attribute::Sensitive(true)));
+        assert!(attrs.contains(&cryptoki::object::Attribute::Extractable(false)));
+        assert!(attrs.contains(&cryptoki::object::Attribute::Token(true)));
         let c = ctx("{}");
         let s = kms
             .encrypt(&caller, &k.key_id, b"byok", &c, false)
