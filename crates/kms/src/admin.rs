@@ -416,3 +416,20 @@ fn read_console_password() -> Result<zeroize::Zeroizing<String>, String> {
     crate::console::session::validate_password(&password)?;
     Ok(password)
 }
+
+/// `kms admin hsm-root …` (issue 20): the root key into an HSM's keeping, back, or its
+/// status (the PKCS#11 work on a blocking thread).
+pub async fn hsm_root(cmd: crate::hsm::root::HsmRootCommand) -> Result<(), String> {
+    use crate::hsm::root::{self, HsmRootCommand};
+    let out = tokio::task::spawn_blocking(move || match cmd {
+        HsmRootCommand::ToHsm { data_dir } => {
+            root::to_hsm(&data_dir, crate::server::data_dir::load_root_key)
+        }
+        HsmRootCommand::FromHsm { data_dir, confirm } => root::from_hsm(&data_dir, confirm),
+        HsmRootCommand::Status { data_dir } => root::status(&data_dir),
+    })
+    .await
+    .map_err(|e| format!("internal error: {e}"))??;
+    println!("{out}");
+    Ok(())
+}

@@ -33,6 +33,9 @@
 //! signs requests like the SDKs do, for the command line ([`cli`], whose subcommands come
 //! from the [`action`] table), [`bench`](mod@bench) (`kms bench`) and the integration tests.
 //! [`policy`] is the RAM policy language (parse, compile, evaluate; pure, not yet enforced).
+//! [`hsm`] is the PKCS#11 HSM (beside [`keystore`]): `ProtectionLevel=HSM` keys, BYOK
+//! unwrapped in the token and a root key sealed by the token; [`service`] and [`server`] use
+//! it, it uses only [`keystore`] and [`error`].
 
 pub mod action;
 pub mod admin;

@@ -70,7 +70,7 @@ fn main() -> std::process::ExitCode {
                     Ok(kms::admin::migrate_store(&from, &to).await?)
                 }
                 AdminCommand::ConsoleUser(cmd) => Ok(kms::admin::console_user(cmd).await?),
-                AdminCommand::HsmRoot(cmd) => Ok(kms::hsm::root::run(cmd).await?),
+                AdminCommand::HsmRoot(cmd) => Ok(kms::admin::hsm_root(cmd).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,

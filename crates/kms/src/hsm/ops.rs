@@ -37,7 +37,7 @@ pub fn key_id_attr(key_id: &str) -> Vec<u8> {
 }
 
 fn random_suffix() -> String {
-    crate::service::new_id()
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
 fn secret_key_template(label: &str, id: &[u8]) -> Vec<Attribute> {

@@ -168,7 +168,12 @@ fn need_hsm() -> Result<std::sync::Arc<Hsm>, String> {
 }
 
 /// `kms admin hsm-root to-hsm`: seals the file root key under a new token key.
-pub fn to_hsm(dir: &Path) -> Result<String, String> {
+/// `load_file_root` reads the current (file) root key: the data dir's loader, passed in by
+/// `kms admin` so that this module does not depend on the server's.
+pub fn to_hsm(
+    dir: &Path,
+    load_file_root: impl FnOnce(&Path) -> Result<Zeroizing<Vec<u8>>, String>,
+) -> Result<String, String> {
     let sealed_path = dir.join(SEALED_ROOT_FILE);
     if sealed_path.exists() {
         return Err(format!(
@@ -185,7 +190,7 @@ pub fn to_hsm(dir: &Path) -> Result<String, String> {
             dir.display()
         ));
     }
-    let root = crate::server::data_dir::load_root_key(dir)?;
+    let root = load_file_root(dir)?;
     let hsm = need_hsm()?;
     let key_label = ops::generate_root_key_blocking(&hsm).map_err(|e| e.to_string())?;
     let sealed = seal_root(&hsm, &key_label, &root)?;
@@ -313,17 +318,4 @@ pub fn status(dir: &Path) -> Result<String, String> {
             dir.display()
         )),
     }
-}
-
-/// Runs an `hsm-root` admin command (blocking work on a blocking thread).
-pub async fn run(cmd: HsmRootCommand) -> Result<(), String> {
-    let out = tokio::task::spawn_blocking(move || match cmd {
-        HsmRootCommand::ToHsm { data_dir } => to_hsm(&data_dir),
-        HsmRootCommand::FromHsm { data_dir, confirm } => from_hsm(&data_dir, confirm),
-        HsmRootCommand::Status { data_dir } => status(&data_dir),
-    })
-    .await
-    .map_err(|e| format!("internal error: {e}"))??;
-    println!("{out}");
-    Ok(())
 }

@@ -444,7 +444,7 @@ fn root_key_sealed_by_the_token_round_trips_and_needs_the_token() {
     std::fs::create_dir_all(&dir).unwrap();
     let root = [0x42u8; 32];
     std::fs::write(dir.join("root.key"), root).unwrap();
-    let note = root::to_hsm(&dir).unwrap();
+    let note = root::to_hsm(&dir, crate::server::data_dir::load_root_key).unwrap();
     assert!(note.contains("sealed by the HSM key"), "{note}");
     assert!(!dir.join("root.key").exists());
     let text = std::fs::read_to_string(dir.join(root::SEALED_ROOT_FILE)).unwrap();
