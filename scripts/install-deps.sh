@@ -5,7 +5,7 @@
 # suite and the multi-node tests), chromium and chromium-driver (the web console tests drive
 # /usr/bin/chromium headless), a C++ compiler (libFuzzer, for scripts/fuzz.sh), Prometheus
 # (tests/e2e/test_metrics.py runs /usr/bin/prometheus itself; the package's system service is
-# not needed and may be left stopped). Uses apt-get as root, or through sudo.
+# not needed and may be left stopped), SoftHSM2 (the HSM tests). Uses apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -19,6 +19,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v c++ >/dev/null || missing+=(g++)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+# SoftHSM2: the PKCS#11 token of the HSM tests (issue 20; tests/e2e/test_hsm.py, hsm::tests).
+command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

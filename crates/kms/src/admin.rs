@@ -615,3 +615,20 @@ pub async fn restore(
     println!("The audit trail is not part of a backup: the restored server starts a new one (keep the old audit files with their backups).");
     Ok(())
 }
+
+/// `kms admin hsm-root …` (issue 20): the root key into an HSM's keeping, back, or its
+/// status (the PKCS#11 work on a blocking thread).
+pub async fn hsm_root(cmd: crate::hsm::root::HsmRootCommand) -> Result<(), String> {
+    use crate::hsm::root::{self, HsmRootCommand};
+    let out = tokio::task::spawn_blocking(move || match cmd {
+        HsmRootCommand::ToHsm { data_dir } => {
+            root::to_hsm(&data_dir, crate::server::data_dir::load_root_key)
+        }
+        HsmRootCommand::FromHsm { data_dir, confirm } => root::from_hsm(&data_dir, confirm),
+        HsmRootCommand::Status { data_dir } => root::status(&data_dir),
+    })
+    .await
+    .map_err(|e| format!("internal error: {e}"))??;
+    println!("{out}");
+    Ok(())
+}

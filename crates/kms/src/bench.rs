@@ -82,6 +82,10 @@ pub struct BenchArgs {
     /// For https endpoints: do not check the server's certificate (testing only).
     #[arg(long, conflicts_with = "ca_cert")]
     pub insecure: bool,
+    /// ProtectionLevel of the keys the run creates: SOFTWARE, or HSM on a server started
+    /// with --hsm-module (issue 20).
+    #[arg(long, default_value = "SOFTWARE")]
+    pub protection_level: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,11 +116,15 @@ fn ok_str(r: &crate::client::ApiResponse, field: &str) -> Result<String, String>
         .ok_or_else(|| format!("setup: no {field} in {}", r.body))
 }
 
-async fn create_key(client: &Client, origin: Origin) -> Result<String, String> {
+async fn create_key(client: &Client, origin: Origin, level: &str) -> Result<String, String> {
     let r = client
         .call(
             "CreateKey",
-            &params(&[("Origin", origin.as_str()), ("Description", "kms bench")]),
+            &params(&[
+                ("Origin", origin.as_str()),
+                ("Description", "kms bench"),
+                ("ProtectionLevel", level),
+            ]),
         )
         .await?;
     if !r.is_ok() {
@@ -185,21 +193,21 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             }
         }
         BenchAction::DescribeKey => {
-            let k = create_key(client, Origin::AliyunKms).await?;
+            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
             Plan {
                 action: "DescribeKey",
                 params: params(&[("KeyId", &k)]),
             }
         }
         BenchAction::Encrypt => {
-            let k = create_key(client, Origin::AliyunKms).await?;
+            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
             Plan {
                 action: "Encrypt",
                 params: params(&[("KeyId", &k), ("Plaintext", &payload)]),
             }
         }
         BenchAction::Decrypt => {
-            let k = create_key(client, Origin::AliyunKms).await?;
+            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
             let r = client
                 .call(
                     "Encrypt",
@@ -213,14 +221,14 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             }
         }
         BenchAction::GenerateDataKey => {
-            let k = create_key(client, Origin::AliyunKms).await?;
+            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
             Plan {
                 action: "GenerateDataKey",
                 params: params(&[("KeyId", &k)]),
             }
         }
         BenchAction::GetParametersForImport => {
-            let k = create_key(client, Origin::External).await?;
+            let k = create_key(client, Origin::External, &args.protection_level).await?;
             Plan {
                 action: "GetParametersForImport",
                 params: params(&[
@@ -234,7 +242,7 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             // One token and one wrapped material, imported again and again (re-importing
             // the same material is allowed): each request unwraps, checks the commitment
             // and writes the key.
-            let k = create_key(client, Origin::External).await?;
+            let k = create_key(client, Origin::External, &args.protection_level).await?;
             let r = client
                 .call(
                     "GetParametersForImport",

@@ -52,7 +52,8 @@ pub struct ServerArgs {
     /// region (string or list), account_id, wrapping_key_pool, max_keys, max_aliases_per_key,
     /// max_versions_per_key, max_import_tokens_per_key, throttle_*, tls_*, audit_dir, audit_max_bytes,
     /// audit_retain_files, audit_retain_bytes, audit_reserve_bytes, console_listen,
-    /// console_idle_timeout, metrics_allow_remote, and the HTTP limits (max_connections,
+    /// console_idle_timeout, metrics_allow_remote, hsm_module, hsm_token_label, hsm_pin_file,
+    /// hsm_timeout, and the HTTP limits (max_connections,
     /// max_connections_per_address, first_request_timeout, max_header_bytes, max_headers,
     /// header_read_timeout, body_read_timeout).
     #[arg(long, env = "KMS_CONFIG")]
@@ -181,6 +182,9 @@ pub struct ServerArgs {
     /// publish its load by default.
     #[arg(long, env = "KMS_METRICS_ALLOW_REMOTE")]
     pub metrics_allow_remote: bool,
+    /// The HSM (PKCS#11) for ProtectionLevel=HSM keys and an HSM-held root key (issue 20).
+    #[command(flatten)]
+    pub hsm: crate::hsm::HsmArgs,
     /// Log lines as `text` (for people) or `json` (one object per line, for log shippers).
     /// Read before the configuration file, so it is a flag or KMS_LOG_FORMAT only.
     #[arg(long, env = "KMS_LOG_FORMAT", value_enum, default_value = "text")]
@@ -276,6 +280,9 @@ pub enum AdminCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Move the root key into an HSM's keeping, or back (issue 20).
+    #[command(name = "hsm-root", subcommand)]
+    HsmRoot(crate::hsm::root::HsmRootCommand),
     /// Create many ordinary keys quickly (for benchmarks), through the real storage code.
     SeedKeys {
         #[command(flatten)]
@@ -435,6 +442,11 @@ struct FileConfig {
     max_headers: Option<usize>,
     header_read_timeout: Option<u64>,
     body_read_timeout: Option<u64>,
+    // The HSM (issue 20).
+    hsm_module: Option<PathBuf>,
+    hsm_token_label: Option<String>,
+    hsm_pin_file: Option<PathBuf>,
+    hsm_timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -477,6 +489,8 @@ pub struct ServerConfig {
     /// Seconds without a request before a console session ends.
     pub console_idle_timeout: i64,
     pub http: crate::server::HttpLimits,
+    /// The HSM (PKCS#11), if one is configured.
+    pub hsm: Option<crate::hsm::HsmSettings>,
 }
 
 /// Where the web console listens.
@@ -637,7 +651,14 @@ impl ServerArgs {
                 1,
             )?),
         };
+        let hsm = self.hsm.resolve(
+            file.hsm_module,
+            file.hsm_token_label,
+            file.hsm_pin_file,
+            file.hsm_timeout,
+        )?;
         Ok(ServerConfig {
+            hsm,
             http,
             console,
             console_idle_timeout,
@@ -751,6 +772,7 @@ mod tests {
             max_headers: None,
             header_read_timeout: None,
             body_read_timeout: None,
+            hsm: Default::default(),
         }
     }
 

@@ -106,6 +106,12 @@ pub enum KmsError {
     /// every request is refused until the node restarts with the new root key.
     #[error("root key rotated")]
     RootKeyRotated,
+    /// The HSM (PKCS#11) failed or did not answer within its deadline (issue 20).
+    #[error("HSM unavailable: {0}")]
+    HsmUnavailable(String),
+    /// ProtectionLevel=HSM without an HSM configured (issue 20).
+    #[error("unsupported protection level")]
+    UnsupportedProtectionLevel(String),
 }
 
 /// The 409 codes of the key-state × action matrix (reference §3.18).
@@ -191,6 +197,8 @@ impl KmsError {
             AuditUnavailable | NonceJournalUnavailable | RootKeyRotated => {
                 "ServiceUnavailableTemporary"
             }
+            HsmUnavailable(_) => "ServiceUnavailableTemporary",
+            UnsupportedProtectionLevel(_) => "Unsupported.ProtectionLevel",
         }
     }
 
@@ -207,6 +215,7 @@ impl KmsError {
             Rejected(_) | ResourceExist | ResourceInDeleteWindow => 409,
             Internal(_) => 500,
             AuditUnavailable | NonceJournalUnavailable | RootKeyRotated => 503,
+            HsmUnavailable(_) => 503,
             _ => 400,
         }
     }
@@ -273,6 +282,8 @@ impl KmsError {
             AuditUnavailable => "Service Unavailable Temporary. The audit trail cannot be written at the moment (for example its disk is full), so changes are refused until it can; reads and cryptographic calls still work.".into(),
             RootKeyRotated => "Service Unavailable Temporary. The root key of this deployment is being rotated (kms admin rotate-root-key): this node refuses requests until it is restarted with the new root key.".into(),
             NonceJournalUnavailable => "Service Unavailable Temporary. The server cannot record the request's signature nonce at the moment (for example its disk is full), so that a replay after a restart could not be refused; the request was not served.".into(),
+            HsmUnavailable(why) => format!("Service Unavailable Temporary. The HSM that holds this key is unavailable: {why}."),
+            UnsupportedProtectionLevel(why) => format!("protection level not valid for this region. {why}"),
         }
     }
 }

@@ -38,6 +38,9 @@
 //! [`service::ram`], sessions in [`service::sts`]).
 //! [`backup`] is `kms admin backup`/`restore` (the self-checking backup file); [`progress`]
 //! the progress display of the long admin commands.
+//! [`hsm`] is the PKCS#11 HSM (beside [`keystore`]): `ProtectionLevel=HSM` keys, BYOK
+//! unwrapped in the token and a root key sealed by the token; [`service`] and [`server`] use
+//! it, it uses only [`keystore`] and [`error`].
 
 pub mod action;
 pub mod admin;
@@ -51,6 +54,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod hsm;
 pub mod keystore;
 pub mod model;
 pub mod policy;

@@ -100,6 +100,7 @@ fn main() -> std::process::ExitCode {
                     data_dir,
                     database_url,
                 } => Ok(kms::admin::restore(&from, &data_dir, database_url.as_deref()).await?),
+                AdminCommand::HsmRoot(cmd) => Ok(kms::admin::hsm_root(cmd).await?),
                 AdminCommand::SeedKeys {
                     dir,
                     count,

@@ -224,6 +224,30 @@ pub fn decrypt_with(
     }
 }
 
+/// The pieces of a blob for an AES-GCM done elsewhere (in an HSM, `crate::hsm::ops`): the
+/// 33-byte header of a new blob for `key_id`/`version_id`, and the associated data of a
+/// header and context. The format and associated data are exactly those above.
+pub fn new_header(key_id: &str, version_id: &str) -> Result<Vec<u8>, KmsError> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.push(FORMAT_V1);
+    h.extend_from_slice(&uuid_bytes(key_id)?);
+    h.extend_from_slice(&uuid_bytes(version_id)?);
+    Ok(h)
+}
+
+/// The associated data of a blob with this header and canonical context.
+pub fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
+    aad(header, context)
+}
+
+/// Splits a well-formed blob into header, nonce and `ciphertext ‖ tag`.
+pub fn split(blob: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    parse_header(blob)?;
+    let (header, rest) = blob.split_at(HEADER_LEN);
+    let (nonce, body) = rest.split_at(NONCE_LEN);
+    Some((header, nonce, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

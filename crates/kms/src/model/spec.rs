@@ -175,6 +175,8 @@ wire_enum! {
     /// `ProtectionLevel`: where the key material is protected.
     pub enum ProtectionLevel {
         Software = "SOFTWARE",
+        /// Material generated or imported inside a PKCS#11 HSM (issue 20).
+        Hsm = "HSM",
     }
 }
 
@@ -210,7 +212,8 @@ mod tests {
             ProtectionLevel::parse("SOFTWARE"),
             Some(ProtectionLevel::Software)
         );
-        assert_eq!(ProtectionLevel::parse("HSM"), None);
+        assert_eq!(ProtectionLevel::parse("HSM"), Some(ProtectionLevel::Hsm));
+        assert_eq!(ProtectionLevel::parse("hsm"), None);
         assert_eq!(ProtectionLevel::parse(""), None);
     }
 

@@ -67,9 +67,13 @@ pub(crate) fn parse_root_key(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 }
 
 /// Reads the root key from `KMS_ROOT_KEY_FILE`, or from `root.key` in the data dir,
-/// creating that file (mode 0600, 32 random bytes) on first start. (A rotation's next key:
-/// [`super::root_key::load_next_root_key`].)
+/// creating that file (mode 0600, 32 random bytes) on first start. A root key held by an
+/// HSM (`root.key.hsm`, issue 20) is unsealed through the token instead. (A rotation's next
+/// key: [`super::root_key::load_next_root_key`].)
 pub(crate) fn load_root_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    if let Some(root) = crate::hsm::root::unseal_if_present(dir)? {
+        return Ok(root);
+    }
     if let Some(path) = std::env::var_os("KMS_ROOT_KEY_FILE") {
         let shown = Path::new(&path).display().to_string();
         let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| {

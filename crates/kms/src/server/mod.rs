@@ -55,6 +55,22 @@ where
     C: TestClock,
     F: Future<Output = ()> + Send + 'static,
 {
+    // The HSM first: the root key may be sealed by it (issue 20).
+    if let Some(settings) = config.hsm.clone() {
+        let deadline = settings.timeout * 3;
+        let module = settings.module.display().to_string();
+        let opening = tokio::task::spawn_blocking(move || crate::hsm::Hsm::open(&settings));
+        let hsm = tokio::time::timeout(deadline, opening)
+            .await
+            .map_err(|_| {
+                format!(
+                    "the HSM (PKCS#11 module {module}) did not answer within {} s at start-up",
+                    deadline.as_secs()
+                )
+            })?
+            .map_err(|e| format!("cannot open the HSM: {e}"))??;
+        crate::hsm::install(hsm);
+    }
     let dir = DataDir::open_with_pool(
         &config.data_dir,
         config.database_url.as_deref(),
@@ -63,18 +79,21 @@ where
     .await?;
     let mut background: Vec<JoinHandle<()>> = dir.start_change_listener().into_iter().collect();
     let pool = Pool::new(config.wrapping_key_pool);
-    let kms = Arc::new(dir.service(
-        clock.clone(),
-        pool.clone(),
-        ServiceConfig {
-            regions: config.regions.clone(),
-            max_keys: config.max_keys,
-            max_aliases_per_key: config.max_aliases_per_key,
-            max_versions_per_key: config.max_versions_per_key,
-            max_import_tokens_per_key: config.max_import_tokens_per_key,
-            ..ServiceConfig::default()
-        },
-    ));
+    let kms = Arc::new(
+        dir.service(
+            clock.clone(),
+            pool.clone(),
+            ServiceConfig {
+                regions: config.regions.clone(),
+                max_keys: config.max_keys,
+                max_aliases_per_key: config.max_aliases_per_key,
+                max_versions_per_key: config.max_versions_per_key,
+                max_import_tokens_per_key: config.max_import_tokens_per_key,
+                ..ServiceConfig::default()
+            },
+        )
+        .with_hsm(crate::hsm::installed()),
+    );
     let first = bootstrap::bootstrap(&dir, &kms, &config).await?;
 
     background.push(tokio::spawn(pool.clone().refill_forever()));

@@ -143,15 +143,16 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
         let (key, version_id, material) = self.key_material(&loc, state_row, None).await?;
-        let ciphertext_blob = blob::encrypt_with(
-            blob::BlobCipher::for_spec(key.key_spec).ok_or(KmsError::UnsupportedOperation)?,
-            self.keystore.rng(),
-            &key.key_id,
-            &version_id,
-            &material,
-            &context.canonical(),
-            plaintext,
-        )?;
+        // Software material, or the handle of an HSM key (issue 20; see `hsm_keys`).
+        let ciphertext_blob = self
+            .seal_with_version(
+                &key,
+                &version_id,
+                &material,
+                &context.canonical(),
+                plaintext,
+            )
+            .await?;
         Ok(Sealed {
             ciphertext_blob,
             key_id: key.key_id,
@@ -198,11 +199,10 @@ impl Kms {
         let (key, version_id, material) = self
             .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
-        let cipher =
-            blob::BlobCipher::for_spec(key.key_spec).ok_or(KmsError::UnsupportedOperation)?;
-        let plaintext =
-            blob::decrypt_with(cipher, &material, &context.canonical(), ciphertext_blob)
-                .ok_or_else(bad_blob)?;
+        let plaintext = self
+            .open_with_version(&key, &material, &context.canonical(), ciphertext_blob)
+            .await?
+            .ok_or_else(bad_blob)?;
         Ok(Opened {
             plaintext,
             key_id: key.key_id,

@@ -109,6 +109,18 @@ impl Kms {
             ));
         }
         check(row::GetParametersForImport, key.state)?;
+        if key.protection_level == crate::model::ProtectionLevel::Hsm {
+            // The wrapping pair is made in the token (issue 20; see `hsm_keys`).
+            return match algorithm {
+                Wrapping::Rsa(a) => self.hsm_import_parameters(&key, a).await,
+                // [inference] SM2 wrapping keys are not made in the token (SoftHSM2 and most
+                // modules have no SM2): refused by name rather than unwrapped in software.
+                Wrapping::Sm2Pke => Err(KmsError::invalid_because(
+                    "WrappingAlgorithm",
+                    "SM2PKE cannot be unwrapped inside the HSM, and the material of an HSM key is never unwrapped outside it; use an RSAES_* algorithm.",
+                )),
+            };
+        }
 
         let pair = match algorithm {
             Wrapping::Rsa(_) => self.pool.take().await?,
@@ -199,6 +211,15 @@ impl Kms {
             .claim_unwrap_attempt(&claims.wrapping_key_id, &key.key_id, &claims.algorithm, max)
             .await?
             .ok_or(KmsError::InvalidImportToken)?;
+        if key.protection_level == crate::model::ProtectionLevel::Hsm {
+            // Unwrapped inside the token (issue 20; see `hsm_keys`).
+            let Wrapping::Rsa(algorithm) = algorithm else {
+                return Err(KmsError::InvalidImportToken);
+            };
+            return self
+                .hsm_import(&loc, &key, &wk, algorithm, encrypted_material, expire, max)
+                .await;
+        }
         let pkcs8 = self.keystore.open(
             wrapping_key_aad(&wk.wrapping_key_id, &key.key_id).as_bytes(),
             &wk.sealed_private_key,
@@ -268,6 +289,7 @@ impl Kms {
         let loc = self.locate(caller, key_ref)?;
         let key = self.load(&loc).await?;
         require_external(&key)?;
+        let hsm_label = self.hsm_material_label(&key).await;
         self.store
             .update_key(
                 &loc,
@@ -278,6 +300,8 @@ impl Kms {
             )
             .await?
             .ok_or(KmsError::KeyNotFound)?;
+        // An HSM key's material object goes too (issue 20; see `hsm_keys`).
+        self.forget_hsm_material(hsm_label).await;
         Ok(())
     }
 

@@ -182,13 +182,24 @@ impl Kms {
             ProtectionLevel::Software,
             ProtectionLevel::parse,
             "ProtectionLevel",
-            "This server offers the SOFTWARE protection level.",
+            "ProtectionLevel is SOFTWARE or HSM.",
         )?;
         if key_spec.is_asymmetric() && input.enable_automatic_rotation {
             return Err(KmsError::invalid_because(
                 "EnableAutomaticRotation",
                 "Asymmetric keys are not rotated automatically; CreateKeyVersion makes a new key pair.",
             ));
+        }
+        if protection_level == ProtectionLevel::Hsm {
+            self.hsm_for_create()?;
+            // [inference] The token holds AES-256 keys only here (AES-GCM inside the token);
+            // asymmetric and SM4 keys are software keys in this build.
+            if key_spec != KeySpec::Aes256 {
+                return Err(KmsError::invalid_because(
+                    "ProtectionLevel",
+                    "ProtectionLevel=HSM keys are Aliyun_AES_256 in this server; asymmetric and SM4 keys are SOFTWARE keys.",
+                ));
+            }
         }
         let description = input.description.unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION {
@@ -239,7 +250,8 @@ impl Kms {
                 sealed_material: None,
             }
         } else {
-            self.new_version_of(&key_id, key_spec).await?
+            self.new_version_at(&key_id, key_spec, protection_level)
+                .await?
         };
         let key = KeyRecord {
             description,
@@ -257,10 +269,17 @@ impl Kms {
                 now,
             )
         };
-        self.store.ensure_account(&caller.account_id, now).await?;
-        self.store
-            .insert_key(key.clone(), first, tags, self.config.max_keys)
-            .await?;
+        let stored = async {
+            self.store.ensure_account(&caller.account_id, now).await?;
+            self.store
+                .insert_key(key.clone(), first.clone(), tags, self.config.max_keys)
+                .await
+        }
+        .await;
+        if let Err(e) = stored {
+            self.discard_version(protection_level, &first).await;
+            return Err(e.into());
+        }
         Ok(key)
     }
 
@@ -744,7 +763,7 @@ mod tests {
                 ..Default::default()
             },
             CreateKeyInput {
-                protection_level: Some("HSM".into()),
+                protection_level: Some("hsm".into()),
                 ..Default::default()
             },
             CreateKeyInput {

@@ -7,6 +7,7 @@ pub mod aliases;
 pub mod asymmetric;
 pub mod console;
 pub mod crypto;
+mod hsm_keys;
 pub mod import;
 pub mod keys;
 #[cfg(test)]
@@ -101,6 +102,10 @@ pub struct Kms {
     pub(crate) policies: ram::PolicyCache,
     /// RAM users' names and STS sessions per access key ([`sts::AuthCache`]).
     pub(crate) auth_cache: sts::AuthCache,
+    /// The HSM for ProtectionLevel=HSM keys (issue 20; see `hsm_keys`), and the wrapping
+    /// algorithms it was found to unwrap with.
+    pub(crate) hsm: Option<Arc<crate::hsm::Hsm>>,
+    pub(crate) hsm_unwrap: tokio::sync::OnceCell<Vec<crate::keystore::wrapping::WrappingAlgorithm>>,
 }
 
 /// A freshly created access key; the secret is shown once.
@@ -127,6 +132,8 @@ impl Kms {
             config,
             policies: ram::PolicyCache::default(),
             auth_cache: sts::AuthCache::default(),
+            hsm: None,
+            hsm_unwrap: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -267,11 +274,20 @@ impl Kms {
         if key.state == state::KeyState::PendingDeletion
             && key.delete_date.is_some_and(|d| d <= now)
         {
-            self.store.delete_key_if_due(loc, now).await?;
+            if self.store.delete_key_if_due(loc, now).await?
+                && key.protection_level == crate::model::ProtectionLevel::Hsm
+            {
+                self.forget_hsm_objects(&key.key_id).await;
+            }
             return Err(KmsError::KeyNotFound);
         }
         if key.material_expired(now) {
-            return self.expire_material(loc).await;
+            let label = self.hsm_material_label(&key).await;
+            let k = self.expire_material(loc).await?;
+            if !k.material_present {
+                self.forget_hsm_material(label).await;
+            }
+            return Ok(k);
         }
         Ok(key)
     }
@@ -304,11 +320,22 @@ impl Kms {
         for loc in self.store.due_deletions(now).await? {
             if self.store.delete_key_if_due(&loc, now).await? {
                 tracing::info!(key_id = %loc.key_id, "key deleted after its pending window");
+                // An HSM key's objects go with it (a no-op for software keys).
+                self.forget_hsm_objects(&loc.key_id).await;
             }
         }
         for loc in self.store.due_material_expiry(now).await? {
+            let label = match self.store.get_key(&loc).await? {
+                Some(k) => self.hsm_material_label(&k).await,
+                None => None,
+            };
             match self.expire_material(&loc).await {
-                Ok(_) | Err(KmsError::KeyNotFound) => {}
+                Ok(k) => {
+                    if !k.material_present {
+                        self.forget_hsm_material(label).await;
+                    }
+                }
+                Err(KmsError::KeyNotFound) => {}
                 Err(e) => return Err(e),
             }
             tracing::info!(key_id = %loc.key_id, "imported key material expired");
@@ -322,6 +349,12 @@ impl Kms {
         }
         self.store.purge_wrapping_keys(now).await?;
         self.purge_secrets(now).await?;
+        if let Some(hsm) = &self.hsm {
+            // Wrapping keys in the token expire with their import tokens.
+            if let Err(e) = crate::hsm::ops::purge_wrapping_keys(hsm, now).await {
+                tracing::warn!(error = %e, "could not purge expired wrapping keys from the HSM");
+            }
+        }
         // Nonces live by the wall clock (request timestamps), not the lifecycle clock.
         self.store.purge_nonces(crate::clock::system_now()).await?;
         Ok(())

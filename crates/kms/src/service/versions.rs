@@ -77,12 +77,16 @@ impl Kms {
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOrigin);
         }
-        let v = self.new_version_of(&key.key_id, key.key_spec).await?;
+        // An HSM key's new version is a new key in the token (issue 20).
+        let v = self
+            .new_version_at(&key.key_id, key.key_spec, key.protection_level)
+            .await?;
         let record = v.clone();
         let max = self.config.max_versions_per_key;
         let asymmetric = key.key_spec.is_asymmetric();
         let now = self.now();
-        self.store
+        let stored = self
+            .store
             .update_key(
                 &loc,
                 Box::new(move |k| {
@@ -103,8 +107,13 @@ impl Kms {
                     Ok(add_version(k, v))
                 }),
             )
-            .await?
-            .ok_or(KmsError::KeyNotFound)?;
+            .await
+            .map_err(KmsError::from)
+            .and_then(|r| r.ok_or(KmsError::KeyNotFound));
+        if let Err(e) = stored {
+            self.discard_version(key.protection_level, &record).await;
+            return Err(e);
+        }
         Ok(record)
     }
 
@@ -153,10 +162,16 @@ impl Kms {
             (_, Some(t)) => Some(parse_rotation_interval(t)?),
             (false, None) => None,
         };
-        let v = self.new_version(&key.key_id, key.key_spec)?;
+        let v = self
+            .new_version_at(&key.key_id, key.key_spec, key.protection_level)
+            .await?;
+        let unused = v.clone();
         let now = self.now();
         let max = self.config.max_versions_per_key;
-        self.store
+        let used = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = used.clone();
+        let stored = self
+            .store
             .update_key(
                 &loc,
                 Box::new(move |k| {
@@ -166,34 +181,39 @@ impl Kms {
                         k.rotation_interval = interval;
                     }
                     if is_due(k, now) && k.version_count < max {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
                         return Ok(add_version(k, v));
                     }
                     Ok(Vec::new())
                 }),
             )
-            .await?
-            .ok_or(KmsError::KeyNotFound)?;
-        Ok(())
+            .await
+            .map_err(KmsError::from)
+            .and_then(|r| r.ok_or(KmsError::KeyNotFound));
+        if stored.is_err() || !used.load(std::sync::atomic::Ordering::SeqCst) {
+            self.discard_version(key.protection_level, &unused).await;
+        }
+        stored.map(|_| ())
     }
 
     /// Rotates a key if its automatic rotation is due; returns whether it did.
     pub(crate) async fn rotate_if_due(&self, loc: &KeyLocator) -> Result<bool, KmsError> {
         // The spec never changes after CreateKey; it sets the new material's length.
-        let spec = self
-            .store
-            .get_key(loc)
-            .await?
-            .ok_or(KmsError::KeyNotFound)?
-            .key_spec;
+        let (spec, level) = match self.store.get_key(loc).await? {
+            Some(k) => (k.key_spec, k.protection_level),
+            None => return Err(KmsError::KeyNotFound),
+        };
         if spec.is_asymmetric() {
             return Ok(false);
         }
-        let v = self.new_version(&loc.key_id, spec)?;
+        let v = self.new_version_at(&loc.key_id, spec, level).await?;
+        let unused = v.clone();
         let now = self.now();
         let max = self.config.max_versions_per_key;
         let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = rotated.clone();
-        self.store
+        let stored = self
+            .store
             .update_key(
                 loc,
                 Box::new(move |k| {
@@ -208,9 +228,14 @@ impl Kms {
                     Ok(Vec::new())
                 }),
             )
-            .await?
-            .ok_or(KmsError::KeyNotFound)?;
-        Ok(rotated.load(std::sync::atomic::Ordering::SeqCst))
+            .await
+            .map_err(KmsError::from)
+            .and_then(|r| r.ok_or(KmsError::KeyNotFound));
+        let rotated = rotated.load(std::sync::atomic::Ordering::SeqCst);
+        if stored.is_err() || !rotated {
+            self.discard_version(level, &unused).await;
+        }
+        stored.map(|_| rotated)
     }
 }
 
