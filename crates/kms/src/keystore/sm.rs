@@ -16,6 +16,8 @@
 //!   the old raw C1C2C3 order (tried when the C1C3C2 check fails) — reference §6.6, which
 //!   leaves Alibaba's own format open.
 //! - SM4-GCM (RFC 8998): 128-bit key, 96-bit nonce, 128-bit tag.
+//!   The `sm4` crate uses a 256-byte S-box table: not constant time against cache-timing
+//!   attackers on the same machine (README, "China's national algorithms").
 //!
 //! Every decryption failure is `None` through one path, so callers cannot become an oracle.
 //! What is written by hand here: the Z_A formula (a concatenation hashed with the `sm3`

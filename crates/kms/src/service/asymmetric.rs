@@ -34,7 +34,7 @@ pub struct ExportTarget {
 
 impl ExportTarget {
     /// Checks the three parameters: the spec is one a data key can be exported to
-    /// (`RSA_2048`; `EC_SM2` is the SM2 hook), the algorithm an encryption algorithm of that
+    /// (`RSA_2048` or `EC_SM2`), the algorithm an encryption algorithm of that
     /// spec, the blob a DER SubjectPublicKeyInfo of that spec. Each failure is
     /// `InvalidParameter` naming the parameter (reference asymmetric §4.1, \[inference\]).
     pub fn parse(spec: &str, algorithm: &str, public_der: Vec<u8>) -> Result<Self, KmsError> {
