@@ -118,6 +118,39 @@ def test_lifecycle_of_a_secret(api):
     create(api, n, data="again")
 
 
+def test_plural_tag_actions_with_resource_type_secret(server):
+    from kms_helpers import ClassicApi
+    acct = server.new_account()
+    api = ClassicApi(server, acct["AccessKeyId"], acct["AccessKeySecret"])
+    a, b = create(api, "tag-a"), create(api, "tag-b")
+
+    def multi(ids=(), tags=(), keys=()):
+        p = {f"ResourceId.{i + 1}": r for i, r in enumerate(ids)}
+        for i, (k, v) in enumerate(tags):
+            p[f"Tag.{i + 1}.Key"], p[f"Tag.{i + 1}.Value"] = k, v
+        for i, k in enumerate(keys):
+            p[f"TagKey.{i + 1}"] = k
+        return p
+
+    api.call("TagResources", RegionId=REGION, ResourceType="secret", **multi([a, b], [("env", "prod"), ("team", "x")]))
+    rows = api.call("ListTagResources", RegionId=REGION, ResourceType="secret")["TagResources"]["TagResource"]
+    assert [(r["ResourceId"], r["ResourceType"], r["TagKey"], r["TagValue"]) for r in rows] == [
+        (a, "secret", "env", "prod"), (a, "secret", "team", "x"),
+        (b, "secret", "env", "prod"), (b, "secret", "team", "x")]
+    api.call("UntagResources", RegionId=REGION, ResourceType="secret", **multi([a], keys=["team"]))
+    rows = api.call("ListTagResources", RegionId=REGION, ResourceType="secret",
+                    **multi([a]))["TagResources"]["TagResource"]
+    assert [(r["TagKey"], r["TagValue"]) for r in rows] == [("env", "prod")]
+    api.call("UntagResources", RegionId=REGION, ResourceType="secret", All="true", **multi([b]))
+    assert api.call("DescribeSecret", SecretName=b, FetchTags="true")["Tags"]["Tag"] == []
+    # An unknown secret anywhere in the list: nothing is tagged.
+    expect_error(lambda: api.call("TagResources", RegionId=REGION, ResourceType="secret",
+                                  **multi([b, "nope"], [("k", "v")])), "Forbidden.ResourceNotFound", 404)
+    assert api.call("DescribeSecret", SecretName=b, FetchTags="true")["Tags"]["Tag"] == []
+    # Keys stay apart.
+    assert api.call("ListTagResources", RegionId=REGION, ResourceType="key")["TagResources"]["TagResource"] == []
+
+
 def test_random_password(api):
     pw = api.call("GetRandomPassword")["RandomPassword"]
     assert len(pw) == 32

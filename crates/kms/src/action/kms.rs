@@ -48,7 +48,7 @@ const fn tag_list(required: bool, help: &'static str) -> ParamSpec {
 const PAGE_NUMBER: ParamSpec = opt("PageNumber", "page, from 1 (default 1)");
 const PAGE_SIZE: ParamSpec = opt("PageSize", "1 to 100 (default 10)");
 const REGION_ID: ParamSpec = req("RegionId", "the region, e.g. cn-hangzhou");
-const RESOURCE_TYPE: ParamSpec = req("ResourceType", "key");
+const RESOURCE_TYPE: ParamSpec = req("ResourceType", "key or secret");
 
 const KEY_ID: ParamSpec = req("KeyId", "key id or ARN acs:kms:<region>:<account>:key/<id>");
 const KEY_OR_ALIAS: ParamSpec = req("KeyId", "key id, ARN, or alias/<name>");
@@ -337,7 +337,7 @@ actions! {
         params: [
             REGION_ID,
             RESOURCE_TYPE,
-            list("ResourceId", true, "key ids (up to 50)"),
+            list("ResourceId", true, "key ids or secret names (up to 50)"),
             tag_list(true, "tags, Key=Value (up to 20)"),
         ],
         throttle: Management,
@@ -352,7 +352,7 @@ actions! {
         params: [
             REGION_ID,
             RESOURCE_TYPE,
-            list("ResourceId", true, "key ids (up to 50)"),
+            list("ResourceId", true, "key ids or secret names (up to 50)"),
             list("TagKey", false, "tag keys to remove (up to 20)"),
             opt("All", "true: remove all tags (when no TagKey is given)"),
         ],
@@ -369,7 +369,7 @@ actions! {
         params: [
             REGION_ID,
             RESOURCE_TYPE,
-            list("ResourceId", false, "only these key ids"),
+            list("ResourceId", false, "only these key ids or secret names"),
             tag_list(false, "only these tags, Key=Value (empty value: any)"),
             opt("NextToken", "from the previous page"),
         ],

@@ -90,12 +90,20 @@ pub async fn untag_resource(kms: &Kms, caller: &Caller, p: &Params) -> Result<Va
     empty()
 }
 
-fn resource_type(p: &Params) -> Result<(), KmsError> {
+/// What the plural tag actions tag: keys, or (issue 18) secrets by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResourceType {
+    Key,
+    Secret,
+}
+
+fn resource_type(p: &Params) -> Result<ResourceType, KmsError> {
     match p.required("ResourceType")? {
-        "key" | "Key" => Ok(()),
+        "key" | "Key" => Ok(ResourceType::Key),
+        "secret" | "Secret" => Ok(ResourceType::Secret),
         _ => Err(KmsError::invalid_because(
             "ResourceType",
-            "This server tags keys only: ResourceType=key.",
+            "This server tags keys and secrets: ResourceType=key or secret.",
         )),
     }
 }
@@ -127,18 +135,21 @@ fn tag_pairs(p: &Params) -> Result<Vec<Tag>, KmsError> {
 }
 
 pub async fn tag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    resource_type(p)?;
+    let rtype = resource_type(p)?;
     let ids = resource_ids(p, true)?;
     let tags = tag_pairs(p)?;
     if tags.is_empty() {
         return Err(KmsError::missing("Tag.1.Key"));
     }
-    kms.tag_keys(caller, &ids, tags, row::TagResources).await?;
+    match rtype {
+        ResourceType::Key => kms.tag_keys(caller, &ids, tags, row::TagResources).await?,
+        ResourceType::Secret => kms.tag_secrets(caller, &ids, tags).await?,
+    }
     empty()
 }
 
 pub async fn untag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    resource_type(p)?;
+    let rtype = resource_type(p)?;
     let ids = resource_ids(p, true)?;
     let keys = p.list("TagKey");
     if keys.len() > MAX_TAGS {
@@ -150,8 +161,13 @@ pub async fn untag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<V
         (true, true) => None,
         (true, false) => return Err(KmsError::missing("TagKey.1")),
     };
-    kms.untag_keys(caller, &ids, which, row::UntagResources)
-        .await?;
+    match rtype {
+        ResourceType::Key => {
+            kms.untag_keys(caller, &ids, which, row::UntagResources)
+                .await?
+        }
+        ResourceType::Secret => kms.untag_secrets(caller, &ids, which).await?,
+    }
     empty()
 }
 
@@ -195,25 +211,37 @@ fn decode_token(token: &str) -> Result<usize, KmsError> {
 }
 
 pub async fn list_tag_resources(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
-    resource_type(p)?;
+    let rtype = resource_type(p)?;
     let ids = resource_ids(p, false)?;
     let filters = tag_pairs(p)?;
     let offset = match p.opt("NextToken") {
         Some(t) => decode_token(t)?,
         None => 0,
     };
-    let (rows, next) = kms
-        .list_tag_resources(caller, &ids, &filters, offset)
-        .await?;
+    let (rows, next, kind): (Vec<(String, Tag)>, _, &str) = match rtype {
+        ResourceType::Key => {
+            let (rows, next) = kms
+                .list_tag_resources(caller, &ids, &filters, offset)
+                .await?;
+            let rows = rows.into_iter().map(|r| (r.key_id, r.tag)).collect();
+            (rows, next, "key")
+        }
+        ResourceType::Secret => {
+            let (rows, next) = kms
+                .list_secret_tag_resources(caller, &ids, &filters, offset)
+                .await?;
+            (rows, next, "secret")
+        }
+    };
     to_value(&ListTagResourcesResponse {
         tag_resources: TagResourceList {
             tag_resource: rows
                 .into_iter()
-                .map(|r| TagResourceEntry {
-                    resource_id: r.key_id,
-                    resource_type: "key".into(),
-                    tag_key: r.tag.key,
-                    tag_value: r.tag.value,
+                .map(|(id, tag)| TagResourceEntry {
+                    resource_id: id,
+                    resource_type: kind.into(),
+                    tag_key: tag.key,
+                    tag_value: tag.value,
                 })
                 .collect(),
         },
