@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -183,3 +185,29 @@ def test_expired_session_is_refused(server, setup):
     kms.call("Encrypt", key_id=setup["key"], plaintext=PT)
     server.advance_clock(901)
     err(lambda: kms.call("Encrypt", key_id=setup["key"], plaintext=PT), "InvalidSecurityToken.Expired", 403)
+
+
+@pytest.mark.skipif(not os.environ.get("KMS_TEST_DATABASE_URL"),
+                    reason="two nodes need PostgreSQL (KMS_TEST_DATABASE_URL)")
+def test_policy_changes_on_one_node_apply_at_once_on_another(tmp_path):
+    """Compiled policies are cached per node; a RAM change made through one node is heard by
+    the others (PostgreSQL notification) before their next request."""
+    from test_multinode import start_nodes
+
+    a, b = start_nodes(tmp_path, 2)
+    try:
+        ram_a = Ram(a.srv)
+        ak, sk = ram_a.user_with_key("roamer")
+        key = a.call("CreateKey")["KeyMetadata"]["KeyId"]
+        ram_a.set_policy("roam", policy(allow("kms:DescribeKey", f"{ARN}:key/{key}")), user="roamer")
+        on_b = RawClient(b.srv, ak, sk)
+        assert on_b.ok("DescribeKey", {"KeyId": key})  # compiled and cached on B
+        ram_a.api.call("DetachPolicyFromUser", user_name="roamer", policy_name="roam", policy_type="Custom")
+        deadline = time.time() + 2
+        while on_b.call("DescribeKey", {"KeyId": key}).status == 200:
+            assert time.time() < deadline, "node B kept the detached policy"
+        r = on_b.call("DescribeKey", {"KeyId": key})
+        assert (r.status, r.json["Code"]) == (403, "Forbidden.NoPermission")
+    finally:
+        a.srv.stop()
+        b.srv.stop()

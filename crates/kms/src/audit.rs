@@ -147,6 +147,8 @@ fn clip(s: &mut String, max: usize) {
 fn known_action(name: &str) -> Option<&'static str> {
     crate::action::kms::Action::from_name(name)
         .map(|a| a.name())
+        .or_else(|| crate::action::ram::Action::from_name(name).map(|a| a.name()))
+        .or_else(|| crate::action::sts::Action::from_name(name).map(|a| a.name()))
         .or_else(|| CONSOLE_EVENTS.iter().copied().find(|e| *e == name))
 }
 

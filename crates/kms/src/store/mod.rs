@@ -424,9 +424,9 @@ pub trait RamStore: Send + Sync {
         name: &str,
         mutation: RamMutation,
     ) -> StoreResult<Option<RamEntityRecord>>;
-    /// Adds a link unless both ends... exist is the caller's check: [`StoreError::Duplicate`]
+    /// Adds a link (that both ends exist is the caller's check): [`StoreError::Duplicate`]
     /// if it exists, [`StoreError::LimitExceeded`] if its source already has `max` links of
-    /// the kind whose target starts like this one's (`system:` or not).
+    /// the kind whose target is of the same sort as this one's (`system:<Name>` or not).
     async fn add_ram_link(&self, link: RamLinkRecord, max: i64) -> StoreResult<()>;
     /// Returns false if there was no such link.
     async fn remove_ram_link(
