@@ -210,7 +210,9 @@ impl Kms {
         if key.protection_level != ProtectionLevel::Hsm {
             let cipher = crate::keystore::blob::BlobCipher::for_spec(key.key_spec)
                 .ok_or(KmsError::UnsupportedOperation)?;
-            return Ok(crate::keystore::blob::decrypt_with(cipher, opened, context, blob));
+            return Ok(crate::keystore::blob::decrypt_with(
+                cipher, opened, context, blob,
+            ));
         }
         let hsm = self.hsm_for_use()?;
         ops::decrypt_blob(hsm, &label_of(opened)?, context, blob).await

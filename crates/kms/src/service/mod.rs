@@ -12,12 +12,12 @@ pub mod import;
 pub mod keys;
 #[cfg(test)]
 mod model_tests;
-#[cfg(test)]
-mod sm_tests;
-pub mod secrets;
 pub mod ram;
 #[cfg(test)]
 mod ram_tests;
+pub mod secrets;
+#[cfg(test)]
+mod sm_tests;
 pub mod state;
 pub mod sts;
 pub mod tags;

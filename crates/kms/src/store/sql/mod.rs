@@ -23,9 +23,9 @@ mod console;
 mod dump;
 mod import;
 mod keys;
-mod secrets;
 mod ram;
 mod sealed;
+mod secrets;
 mod tags;
 
 use std::future::Future;
