@@ -530,6 +530,7 @@ mod tests {
                 sealed_secret: stranger.seal(b"access-key:LTAIstranger", b"x").unwrap(),
                 enabled: true,
                 creation_date: 1,
+                user_id: None,
             })
             .await
             .unwrap();

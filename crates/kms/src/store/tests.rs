@@ -1842,6 +1842,7 @@ async fn secrets_export_import_round_trip(s: Arc<dyn Store>) {
         sealed_secret: vec![1, 2],
         enabled: true,
         creation_date: 8,
+        user_id: None,
     })
     .await
     .unwrap();
