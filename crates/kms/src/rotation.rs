@@ -154,6 +154,16 @@ pub async fn rotate(opts: Options) -> Result<(), String> {
 
 async fn rotate_to_end(opts: &Options) -> Result<(), String> {
     let started = Instant::now();
+    // An HSM-held root (issue 20) is not rotated here: the next key would lie on disk
+    // unsealed while the rotation runs, and `root.key.hsm` would keep unsealing the old key.
+    let hsm_root = opts.data_dir.join(crate::hsm::root::SEALED_ROOT_FILE);
+    if hsm_root.exists() {
+        return Err(format!(
+            "the root key of {} is held by an HSM ({}): rotate-root-key does not rotate an HSM-held root yet. Take it out of the HSM with `kms admin hsm-root from-hsm --i-understand-the-root-key-leaves-the-hsm`, rotate, then put the new key back with `kms admin hsm-root to-hsm`.",
+            opts.data_dir.display(),
+            hsm_root.display()
+        ));
+    }
     let root_path = root_key_path(&opts.data_dir);
     if !root_path.exists() {
         return Err(format!(
@@ -455,6 +465,26 @@ mod tests {
             let opened = kms.open_material(key_id, version_id, &sealed).unwrap();
             assert_eq!(opened.as_slice(), material.as_slice());
         }
+    }
+
+    #[tokio::test]
+    async fn an_hsm_held_root_is_refused_with_the_way_out() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(crate::hsm::root::SEALED_ROOT_FILE), b"sealed").unwrap();
+        let e = rotate(Options {
+            data_dir: dir.clone(),
+            database_url: None,
+            audit_dir: None,
+            batch: 10,
+            grace: std::time::Duration::ZERO,
+        })
+        .await
+        .unwrap_err();
+        assert!(e.contains("held by an HSM"), "{e}");
+        assert!(e.contains("hsm-root from-hsm"), "{e}");
+        assert!(!dir.join("root.key.next").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
