@@ -352,8 +352,9 @@ test('tags: TagResource / ListResourceTags / UntagResource', async () => {
 
   await expectError(kms.tagResource(new Kms.TagResourceRequest({ keyId: md.keyId, tags: '[{"TagKey":"aliyun-x","TagValue":"v"}]' })),
     'InvalidParameter', 400);
+  // Secrets are taggable since issue 18: an unknown secret is not found (secrets.test.mjs).
   await expectError(kms.tagResource(new Kms.TagResourceRequest({ secretName: 's', tags: '[{"TagKey":"k","TagValue":"v"}]' })),
-    'InvalidParameter', 400);
+    'Forbidden.ResourceNotFound', 404);
   const many = JSON.stringify(Array.from({ length: 20 }, (_, i) => ({ TagKey: `k${i}`, TagValue: 'v' })));
   await expectError(kms.tagResource(new Kms.TagResourceRequest({ keyId: md.keyId, tags: many })), 'Rejected.LimitExceeded', 400);
   await kms.scheduleKeyDeletion(new Kms.ScheduleKeyDeletionRequest({ keyId: md.keyId, pendingWindowInDays: 7 }));
@@ -388,7 +389,9 @@ test('tags: TagResources / ListTagResources / UntagResources with ResourceId and
   assert.deepEqual([...p1.TagResources.TagResource, ...p2.TagResources.TagResource], expected);
   await expectError(callApi(v3, 'ListTagResources', { RegionId: REGION, ResourceType: 'key', NextToken: 'garbage' }),
     'InvalidParameter', 400);
-  await expectError(callApi(v3, 'ListTagResources', { RegionId: REGION, ResourceType: 'secret' }), 'InvalidParameter', 400);
+  // ResourceType=secret lists secrets' tags since issue 18 (none in this account); others are refused.
+  assert.deepEqual((await callApi(v3, 'ListTagResources', { RegionId: REGION, ResourceType: 'secret' })).TagResources.TagResource, []);
+  await expectError(callApi(v3, 'ListTagResources', { RegionId: REGION, ResourceType: 'certificate' }), 'InvalidParameter', 400);
 
   // filters
   const f = await callApi(v3, 'ListTagResources', {

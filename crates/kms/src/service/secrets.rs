@@ -773,8 +773,10 @@ impl Kms {
             })
             .collect();
         let total = matching.len();
-        let secrets = crate::api::page(matching, page, size)
+        let secrets = matching
             .into_iter()
+            .skip(page.saturating_sub(1).saturating_mul(size))
+            .take(size)
             .map(|s| {
                 let t = fetch_tags.then(|| tags.get(&s.secret_id).cloned().unwrap_or_default());
                 (s, t)
