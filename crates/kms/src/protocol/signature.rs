@@ -59,13 +59,6 @@ pub struct RequestView<'a> {
 }
 
 impl RequestView<'_> {
-    fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -89,22 +82,128 @@ pub fn parse(req: &RequestView<'_>) -> Result<Pending, KmsError> {
     }
 }
 
+/// Whether RFC 3986 leaves `b` as it is (`A–Z a–z 0–9 - _ . ~`; see [`RFC3986`]).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The bytes of [`percent_encode`]`(s)`, one at a time, without building the string: what
+/// the canonical forms sort by.
+struct Encoded<'a> {
+    bytes: std::slice::Iter<'a, u8>,
+    /// The two hex digits still to come after a `%`, low one first.
+    pending: [u8; 2],
+    left: u8,
+}
+
+fn encoded(s: &str) -> Encoded<'_> {
+    Encoded {
+        bytes: s.as_bytes().iter(),
+        pending: [0; 2],
+        left: 0,
+    }
+}
+
+impl Iterator for Encoded<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        if self.left > 0 {
+            self.left -= 1;
+            return Some(self.pending[usize::from(self.left)]);
+        }
+        let b = *self.bytes.next()?;
+        if unreserved(b) {
+            return Some(b);
+        }
+        self.pending = [HEX[usize::from(b & 15)], HEX[usize::from(b >> 4)]];
+        self.left = 2;
+        Some(b'%')
+    }
+}
+
+/// `percent_encode(a).cmp(&percent_encode(b))`, without allocating.
+fn cmp_encoded(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.bytes().all(unreserved) && b.bytes().all(unreserved) {
+        return a.cmp(b);
+    }
+    encoded(a).cmp(encoded(b))
+}
+
+/// The parameters sorted as the canonical forms require: by encoded name, then encoded
+/// value (what sorting the `(percent_encode(name), percent_encode(value))` pairs gives).
+fn sorted_params<'a>(
+    params: impl Iterator<Item = &'a (String, String)>,
+) -> Vec<&'a (String, String)> {
+    let mut sorted: Vec<&(String, String)> = params.collect();
+    sorted.sort_by(|a, b| cmp_encoded(&a.0, &b.0).then_with(|| cmp_encoded(&a.1, &b.1)));
+    sorted
+}
+
+/// Appends `percent_encode(s)`.
+fn push_encoded(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
+/// Appends `percent_encode(percent_encode(s))`: a byte RFC 3986 keeps stays, any other
+/// becomes `%25XX` (its `%XX` with the `%` encoded again; hex digits are unreserved).
+fn push_encoded_twice(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str("%25");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
+/// Length of `percent_encode(s)` (`twice`: of `percent_encode(percent_encode(s))`).
+fn encoded_len(s: &str, twice: bool) -> usize {
+    let wide = if twice { 5 } else { 3 };
+    s.bytes()
+        .map(|b| if unreserved(b) { 1 } else { wide })
+        .sum()
+}
+
 /// The v1 string to sign: `METHOD&%2F&` + encode(sorted `name=value` joined by `&`).
+///
+/// Built in one pass into one string: the pairs are sorted by their encoded forms without
+/// building them, and each name and value is encoded twice at once (`=` and `&` of the
+/// canonical query become `%3D` and `%26`).
 pub fn v1_string_to_sign<'a>(
     method: &str,
     params: impl Iterator<Item = &'a (String, String)>,
 ) -> String {
-    let mut pairs: Vec<(String, String)> = params
-        .filter(|(k, _)| k != "Signature")
-        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
-        .collect();
-    pairs.sort();
-    let canonical = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{method}&%2F&{}", percent_encode(&canonical))
+    let sorted = sorted_params(params.filter(|(k, _)| k != "Signature"));
+    let len = method.len()
+        + 5
+        + sorted
+            .iter()
+            .map(|(k, v)| encoded_len(k, true) + encoded_len(v, true) + 6)
+            .sum::<usize>();
+    let mut out = String::with_capacity(len);
+    out.push_str(method);
+    out.push_str("&%2F&");
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push_str("%26");
+        }
+        push_encoded_twice(&mut out, k);
+        out.push_str("%3D");
+        push_encoded_twice(&mut out, v);
+    }
+    out
 }
 
 fn parse_v1(req: &RequestView<'_>) -> Result<Pending, KmsError> {
@@ -152,37 +251,54 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data))
 }
 
-/// The V3 canonical request (reference §1.4).
+/// The V3 canonical request (reference §1.4), built into one string.
 pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
-    let mut query: Vec<(String, String)> = req
-        .params
-        .query
-        .iter()
-        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
-        .collect();
-    query.sort();
-    let canonical_query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut canonical_headers = String::new();
-    for name in signed_headers {
-        let values: Vec<&str> = req.header_values(name).into_iter().map(str::trim).collect();
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(&values.join(","));
-        canonical_headers.push('\n');
+    let sorted = sorted_params(req.params.query.iter());
+    let mut out = String::with_capacity(
+        256 + sorted
+            .iter()
+            .map(|(k, v)| encoded_len(k, false) + encoded_len(v, false) + 2)
+            .sum::<usize>(),
+    );
+    out.push_str(req.method);
+    out.push('\n');
+    out.push_str(if req.path.is_empty() { "/" } else { req.path });
+    out.push('\n');
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        push_encoded(&mut out, k);
+        out.push('=');
+        push_encoded(&mut out, v);
     }
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        if req.path.is_empty() { "/" } else { req.path },
-        canonical_query,
-        canonical_headers,
-        signed_headers.join(";"),
-        sha256_hex(req.body)
-    )
+    out.push('\n');
+    for name in signed_headers {
+        out.push_str(name);
+        out.push(':');
+        let values = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim());
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(v);
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(&sha256_hex(req.body));
+    out
 }
 
 fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
@@ -500,6 +616,139 @@ mod tests {
             format!("{secret}&").as_bytes(),
         );
         base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, sts.as_bytes()))
+    }
+
+    /// The canonical forms as first written, with a string per step: the one-pass versions
+    /// must give exactly these.
+    fn v1_string_to_sign_by_steps(method: &str, params: &[(String, String)]) -> String {
+        let mut pairs: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "Signature")
+            .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+            .collect();
+        pairs.sort();
+        let canonical = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        format!("{method}&%2F&{}", percent_encode(&canonical))
+    }
+
+    fn v3_canonical_request_by_steps(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
+        let mut query: Vec<(String, String)> = req
+            .params
+            .query
+            .iter()
+            .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+            .collect();
+        query.sort();
+        let canonical_query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut canonical_headers = String::new();
+        for name in signed_headers {
+            let values: Vec<&str> = req
+                .headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.trim())
+                .collect();
+            canonical_headers.push_str(name);
+            canonical_headers.push(':');
+            canonical_headers.push_str(&values.join(","));
+            canonical_headers.push('\n');
+        }
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            req.method,
+            if req.path.is_empty() { "/" } else { req.path },
+            canonical_query,
+            canonical_headers,
+            signed_headers.join(";"),
+            sha256_hex(req.body)
+        )
+    }
+
+    /// Names and values that sort differently raw and encoded (`%` is below digits and
+    /// letters, a space below `%`, non-ASCII above everything), equal names, empty values.
+    fn awkward_params() -> Vec<(String, String)> {
+        pairs(&[
+            ("Signature", "ignored"),
+            ("a b", "1"),
+            ("a%b", "2"),
+            ("a+b", "3"),
+            ("a~b", "4"),
+            ("aéb", "5"),
+            ("a", "x y"),
+            ("a", "x%y"),
+            ("a", "x~y"),
+            ("a", ""),
+            ("A", "é\u{1F600}&=?/"),
+            ("Z*", "'()!"),
+            ("", "empty name"),
+        ])
+    }
+
+    #[test]
+    fn one_pass_canonical_forms_match_the_step_by_step_ones() {
+        let p = awkward_params();
+        for method in ["GET", "POST"] {
+            assert_eq!(
+                v1_string_to_sign(method, p.iter()),
+                v1_string_to_sign_by_steps(method, &p)
+            );
+        }
+        let params = Params {
+            query: p,
+            body: vec![],
+        };
+        let headers = pairs(&[
+            ("host", " h "),
+            ("x-acs-date", "2024-01-01T00:00:00Z"),
+            ("x-acs-date", "second"),
+            ("x-acs-signature-nonce", "n"),
+        ]);
+        for (path, body) in [("/", &b""[..]), ("", &b"a=b"[..])] {
+            let view = RequestView {
+                method: "POST",
+                path,
+                params: &params,
+                headers: &headers,
+                body,
+            };
+            for signed in [
+                &["host", "x-acs-date", "x-acs-signature-nonce"][..],
+                &["x-acs-date", "absent"][..],
+                &[][..],
+            ] {
+                assert_eq!(
+                    v3_canonical_request(&view, signed),
+                    v3_canonical_request_by_steps(&view, signed)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_v1_matches_for_any_parameters(
+            raw in proptest::collection::vec(("[a-zA-Z0-9 %+~*é=&._-]{0,6}", "\\PC{0,8}"), 0..8)
+        ) {
+            let p: Vec<(String, String)> = raw;
+            proptest::prop_assert_eq!(
+                v1_string_to_sign("POST", p.iter()),
+                v1_string_to_sign_by_steps("POST", &p)
+            );
+            let params = Params { query: p, body: vec![] };
+            let view = RequestView { method: "GET", path: "/", params: &params, headers: &[], body: b"" };
+            proptest::prop_assert_eq!(
+                v3_canonical_request(&view, &["host"]),
+                v3_canonical_request_by_steps(&view, &["host"])
+            );
+        }
     }
 
     #[test]
