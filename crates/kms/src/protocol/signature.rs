@@ -123,12 +123,17 @@ impl Iterator for Encoded<'_> {
     }
 }
 
-/// `percent_encode(a).cmp(&percent_encode(b))`, without allocating.
-fn cmp_encoded(a: &str, b: &str) -> std::cmp::Ordering {
-    if a.bytes().all(unreserved) && b.bytes().all(unreserved) {
+/// `percent_encode(a).cmp(&percent_encode(b))`, without allocating; `plain`: whether each
+/// needs no encoding at all (then the encoded forms are the strings themselves).
+fn cmp_encoded((a, a_plain): (&str, bool), (b, b_plain): (&str, bool)) -> std::cmp::Ordering {
+    if a_plain && b_plain {
         return a.cmp(b);
     }
     encoded(a).cmp(encoded(b))
+}
+
+fn plain(s: &str) -> bool {
+    s.bytes().all(unreserved)
 }
 
 /// The parameters sorted as the canonical forms require: by encoded name, then encoded
@@ -136,36 +141,40 @@ fn cmp_encoded(a: &str, b: &str) -> std::cmp::Ordering {
 fn sorted_params<'a>(
     params: impl Iterator<Item = &'a (String, String)>,
 ) -> Vec<&'a (String, String)> {
-    let mut sorted: Vec<&(String, String)> = params.collect();
-    sorted.sort_by(|a, b| cmp_encoded(&a.0, &b.0).then_with(|| cmp_encoded(&a.1, &b.1)));
-    sorted
+    let mut sorted: Vec<(&(String, String), bool, bool)> =
+        params.map(|p| (p, plain(&p.0), plain(&p.1))).collect();
+    sorted.sort_by(|(a, ak, av), (b, bk, bv)| {
+        cmp_encoded((&a.0, *ak), (&b.0, *bk)).then_with(|| cmp_encoded((&a.1, *av), (&b.1, *bv)))
+    });
+    sorted.into_iter().map(|(p, _, _)| p).collect()
 }
 
-/// Appends `percent_encode(s)`.
-fn push_encoded(out: &mut String, s: &str) {
-    for b in s.bytes() {
-        if unreserved(b) {
-            out.push(char::from(b));
+/// Appends `percent_encode(s)` (`twice`: `percent_encode(percent_encode(s))`: a byte RFC
+/// 3986 keeps stays, any other becomes `%25XX`, its `%XX` with the `%` encoded again; hex
+/// digits are unreserved). Runs of unreserved bytes are copied at once.
+fn push_encoded(out: &mut Vec<u8>, s: &str, twice: bool) {
+    let mut rest = s.as_bytes();
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| !unreserved(b))
+            .unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        if let Some(&b) = rest.get(run) {
+            out.extend_from_slice(if twice { b"%25" } else { b"%" });
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+            rest = &rest[run + 1..];
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            rest = &[];
         }
     }
 }
 
-/// Appends `percent_encode(percent_encode(s))`: a byte RFC 3986 keeps stays, any other
-/// becomes `%25XX` (its `%XX` with the `%` encoded again; hex digits are unreserved).
-fn push_encoded_twice(out: &mut String, s: &str) {
-    for b in s.bytes() {
-        if unreserved(b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str("%25");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
+/// `out` as a string: what the canonical forms build is ASCII (escaped bytes, and the
+/// method, path and header values as received, which are strings).
+fn into_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Length of `percent_encode(s)` (`twice`: of `percent_encode(percent_encode(s))`).
@@ -192,18 +201,18 @@ pub fn v1_string_to_sign<'a>(
             .iter()
             .map(|(k, v)| encoded_len(k, true) + encoded_len(v, true) + 6)
             .sum::<usize>();
-    let mut out = String::with_capacity(len);
-    out.push_str(method);
-    out.push_str("&%2F&");
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"&%2F&");
     for (i, (k, v)) in sorted.iter().enumerate() {
         if i > 0 {
-            out.push_str("%26");
+            out.extend_from_slice(b"%26");
         }
-        push_encoded_twice(&mut out, k);
-        out.push_str("%3D");
-        push_encoded_twice(&mut out, v);
+        push_encoded(&mut out, k, true);
+        out.extend_from_slice(b"%3D");
+        push_encoded(&mut out, v, true);
     }
-    out
+    into_string(out)
 }
 
 fn parse_v1(req: &RequestView<'_>) -> Result<Pending, KmsError> {
@@ -254,28 +263,28 @@ fn sha256_hex(data: &[u8]) -> String {
 /// The V3 canonical request (reference §1.4), built into one string.
 pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
     let sorted = sorted_params(req.params.query.iter());
-    let mut out = String::with_capacity(
+    let mut out = Vec::with_capacity(
         256 + sorted
             .iter()
             .map(|(k, v)| encoded_len(k, false) + encoded_len(v, false) + 2)
             .sum::<usize>(),
     );
-    out.push_str(req.method);
-    out.push('\n');
-    out.push_str(if req.path.is_empty() { "/" } else { req.path });
-    out.push('\n');
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(if req.path.is_empty() { "/" } else { req.path }.as_bytes());
+    out.push(b'\n');
     for (i, (k, v)) in sorted.iter().enumerate() {
         if i > 0 {
-            out.push('&');
+            out.push(b'&');
         }
-        push_encoded(&mut out, k);
-        out.push('=');
-        push_encoded(&mut out, v);
+        push_encoded(&mut out, k, false);
+        out.push(b'=');
+        push_encoded(&mut out, v, false);
     }
-    out.push('\n');
+    out.push(b'\n');
     for name in signed_headers {
-        out.push_str(name);
-        out.push(':');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
         let values = req
             .headers
             .iter()
@@ -283,22 +292,22 @@ pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> S
             .map(|(_, v)| v.trim());
         for (i, v) in values.enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str(v);
+            out.extend_from_slice(v.as_bytes());
         }
-        out.push('\n');
+        out.push(b'\n');
     }
-    out.push('\n');
+    out.push(b'\n');
     for (i, name) in signed_headers.iter().enumerate() {
         if i > 0 {
-            out.push(';');
+            out.push(b';');
         }
-        out.push_str(name);
+        out.extend_from_slice(name.as_bytes());
     }
-    out.push('\n');
-    out.push_str(&sha256_hex(req.body));
-    out
+    out.push(b'\n');
+    out.extend_from_slice(sha256_hex(req.body).as_bytes());
+    into_string(out)
 }
 
 fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
