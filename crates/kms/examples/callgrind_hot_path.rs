@@ -111,11 +111,7 @@ fn healthz() -> Request<Body> {
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (u16, bytes::Bytes) {
     // The router is always ready (its `poll_ready` returns `Ready` at once).
-    let resp = app
-        .clone()
-        .call(req)
-        .await
-        .unwrap_or_else(|e| match e {});
+    let resp = app.clone().call(req).await.unwrap_or_else(|e| match e {});
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
@@ -195,8 +191,8 @@ async fn run(action: &str, n: usize) {
     assert_eq!(status, 200, "CreateKey: {}", String::from_utf8_lossy(&body));
     let key_id = field(
         &serde_json::to_vec(
-            &serde_json::from_slice::<serde_json::Value>(&body)
-                .unwrap_or_else(|e| panic!("{e}"))["KeyMetadata"],
+            &serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}"))
+                ["KeyMetadata"],
         )
         .unwrap_or_else(|e| panic!("{e}")),
         "KeyId",
