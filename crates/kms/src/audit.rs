@@ -482,10 +482,28 @@ pub fn try_lock_writer(dir: &Path) -> Result<Option<WriterLock>, String> {
 
 /// The line for `stored`: its JSON with the chained mac appended.
 fn seal_line(key: &hmac::Key, stored: &Stored) -> Result<(String, String), String> {
-    let body = serde_json::to_string(stored).map_err(|e| e.to_string())?;
-    let mac = mac_of(key, &stored.prev, &body);
-    let line = format!("{},\"mac\":\"{mac}\"}}", &body[..body.len() - 1]);
+    let mut line = String::new();
+    let mac = seal_into(key, stored, &mut line)?;
     Ok((line, mac))
+}
+
+/// Appends the line for `stored` (without its newline) to `out`; returns its mac. The JSON
+/// is written once into a buffer sized for a line, then copied once, its closing brace
+/// giving way to the `mac` field.
+fn seal_into(key: &hmac::Key, stored: &Stored, out: &mut String) -> Result<String, String> {
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(&mut body, stored).map_err(|e| e.to_string())?;
+    let body = String::from_utf8(body).map_err(|e| e.to_string())?;
+    let open = body
+        .strip_suffix('}')
+        .ok_or("an audit line is not a JSON object")?;
+    let mac = mac_of(key, &stored.prev, &body);
+    out.reserve(body.len() + 80);
+    out.push_str(open);
+    out.push_str(",\"mac\":\"");
+    out.push_str(&mac);
+    out.push_str("\"}");
+    Ok(mac)
 }
 
 fn mac_of(key: &hmac::Key, prev: &str, body: &str) -> String {
@@ -493,7 +511,15 @@ fn mac_of(key: &hmac::Key, prev: &str, body: &str) -> String {
     ctx.update(prev.as_bytes());
     ctx.update(b"\n");
     ctx.update(body.as_bytes());
-    hex::encode(ctx.sign())
+    let tag = ctx.sign();
+    let mut text = [0u8; 64];
+    match hex::encode_to_slice(tag.as_ref(), &mut text)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&text).ok())
+    {
+        Some(t) => t.to_owned(),
+        None => hex::encode(tag.as_ref()),
+    }
 }
 
 /// Splits a stored line into (body without mac, mac).
@@ -908,12 +934,12 @@ impl Writer {
                     }
                     continue;
                 }
-                match seal_line(
+                match seal_into(
                     self.keystore.audit_key(),
                     &Stored::new(seq + 1, record, prev.clone()),
+                    &mut chunk,
                 ) {
-                    Ok((line, mac)) => {
-                        chunk.push_str(&line);
+                    Ok(mac) => {
                         chunk.push('\n');
                         (seq, prev) = (seq + 1, mac);
                         chunk_records += 1;

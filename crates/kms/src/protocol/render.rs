@@ -34,16 +34,25 @@ pub struct Rendered {
     pub body: Vec<u8>,
 }
 
-fn render(format: Format, root: &str, status: u16, value: &Value) -> Rendered {
+/// The body of `value`: JSON written straight into a buffer sized for a typical answer, or
+/// XML under `<{root}{suffix}>` (the root's name is only built for XML).
+fn render(format: Format, root: (&str, &str), status: u16, value: &Value) -> Rendered {
     match format {
-        Format::Json => Rendered {
-            status,
-            content_type: JSON,
-            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
-        },
+        Format::Json => {
+            let mut body = Vec::with_capacity(512);
+            if serde_json::to_writer(&mut body, value).is_err() {
+                body = b"{}".to_vec();
+            }
+            Rendered {
+                status,
+                content_type: JSON,
+                body,
+            }
+        }
         Format::Xml => {
+            let root = format!("{}{}", root.0, root.1);
             let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            match quick_xml::se::to_string_with_root(root, value) {
+            match quick_xml::se::to_string_with_root(&root, value) {
                 Ok(x) => body.push_str(&x),
                 Err(_) => body.push_str(&format!("<{root}/>")),
             }
@@ -63,12 +72,7 @@ pub fn success(format: Format, action: &str, body: Value, request_id: &str) -> R
         _ => Map::new(),
     };
     obj.insert("RequestId".into(), Value::String(request_id.to_string()));
-    render(
-        format,
-        &format!("{action}Response"),
-        200,
-        &Value::Object(obj),
-    )
+    render(format, (action, "Response"), 200, &Value::Object(obj))
 }
 
 #[derive(Serialize)]
@@ -91,7 +95,7 @@ pub fn error(format: Format, err: &KmsError, request_id: &str, host_id: &str) ->
         recommend: "",
     };
     let value = serde_json::to_value(&body).unwrap_or(Value::Null);
-    render(format, "Error", err.status(), &value)
+    render(format, ("Error", ""), err.status(), &value)
 }
 
 #[cfg(test)]

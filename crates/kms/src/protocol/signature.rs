@@ -59,13 +59,6 @@ pub struct RequestView<'a> {
 }
 
 impl RequestView<'_> {
-    fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -89,22 +82,137 @@ pub fn parse(req: &RequestView<'_>) -> Result<Pending, KmsError> {
     }
 }
 
+/// Whether RFC 3986 leaves `b` as it is (`A–Z a–z 0–9 - _ . ~`; see [`RFC3986`]).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The bytes of [`percent_encode`]`(s)`, one at a time, without building the string: what
+/// the canonical forms sort by.
+struct Encoded<'a> {
+    bytes: std::slice::Iter<'a, u8>,
+    /// The two hex digits still to come after a `%`, low one first.
+    pending: [u8; 2],
+    left: u8,
+}
+
+fn encoded(s: &str) -> Encoded<'_> {
+    Encoded {
+        bytes: s.as_bytes().iter(),
+        pending: [0; 2],
+        left: 0,
+    }
+}
+
+impl Iterator for Encoded<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        if self.left > 0 {
+            self.left -= 1;
+            return Some(self.pending[usize::from(self.left)]);
+        }
+        let b = *self.bytes.next()?;
+        if unreserved(b) {
+            return Some(b);
+        }
+        self.pending = [HEX[usize::from(b & 15)], HEX[usize::from(b >> 4)]];
+        self.left = 2;
+        Some(b'%')
+    }
+}
+
+/// `percent_encode(a).cmp(&percent_encode(b))`, without allocating; `plain`: whether each
+/// needs no encoding at all (then the encoded forms are the strings themselves).
+fn cmp_encoded((a, a_plain): (&str, bool), (b, b_plain): (&str, bool)) -> std::cmp::Ordering {
+    if a_plain && b_plain {
+        return a.cmp(b);
+    }
+    encoded(a).cmp(encoded(b))
+}
+
+fn plain(s: &str) -> bool {
+    s.bytes().all(unreserved)
+}
+
+/// The parameters sorted as the canonical forms require: by encoded name, then encoded
+/// value (what sorting the `(percent_encode(name), percent_encode(value))` pairs gives).
+fn sorted_params<'a>(
+    params: impl Iterator<Item = &'a (String, String)>,
+) -> Vec<&'a (String, String)> {
+    let mut sorted: Vec<(&(String, String), bool, bool)> =
+        params.map(|p| (p, plain(&p.0), plain(&p.1))).collect();
+    sorted.sort_by(|(a, ak, av), (b, bk, bv)| {
+        cmp_encoded((&a.0, *ak), (&b.0, *bk)).then_with(|| cmp_encoded((&a.1, *av), (&b.1, *bv)))
+    });
+    sorted.into_iter().map(|(p, _, _)| p).collect()
+}
+
+/// Appends `percent_encode(s)` (`twice`: `percent_encode(percent_encode(s))`: a byte RFC
+/// 3986 keeps stays, any other becomes `%25XX`, its `%XX` with the `%` encoded again; hex
+/// digits are unreserved). Runs of unreserved bytes are copied at once.
+fn push_encoded(out: &mut Vec<u8>, s: &str, twice: bool) {
+    let mut rest = s.as_bytes();
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| !unreserved(b))
+            .unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        if let Some(&b) = rest.get(run) {
+            out.extend_from_slice(if twice { b"%25" } else { b"%" });
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+            rest = &rest[run + 1..];
+        } else {
+            rest = &[];
+        }
+    }
+}
+
+/// `out` as a string: what the canonical forms build is ASCII (escaped bytes, and the
+/// method, path and header values as received, which are strings).
+fn into_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Length of `percent_encode(s)` (`twice`: of `percent_encode(percent_encode(s))`).
+fn encoded_len(s: &str, twice: bool) -> usize {
+    let wide = if twice { 5 } else { 3 };
+    s.bytes()
+        .map(|b| if unreserved(b) { 1 } else { wide })
+        .sum()
+}
+
 /// The v1 string to sign: `METHOD&%2F&` + encode(sorted `name=value` joined by `&`).
+///
+/// Built in one pass into one string: the pairs are sorted by their encoded forms without
+/// building them, and each name and value is encoded twice at once (`=` and `&` of the
+/// canonical query become `%3D` and `%26`).
 pub fn v1_string_to_sign<'a>(
     method: &str,
     params: impl Iterator<Item = &'a (String, String)>,
 ) -> String {
-    let mut pairs: Vec<(String, String)> = params
-        .filter(|(k, _)| k != "Signature")
-        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
-        .collect();
-    pairs.sort();
-    let canonical = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{method}&%2F&{}", percent_encode(&canonical))
+    let sorted = sorted_params(params.filter(|(k, _)| k != "Signature"));
+    let len = method.len()
+        + 5
+        + sorted
+            .iter()
+            .map(|(k, v)| encoded_len(k, true) + encoded_len(v, true) + 6)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"&%2F&");
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"%26");
+        }
+        push_encoded(&mut out, k, true);
+        out.extend_from_slice(b"%3D");
+        push_encoded(&mut out, v, true);
+    }
+    into_string(out)
 }
 
 fn parse_v1(req: &RequestView<'_>) -> Result<Pending, KmsError> {
@@ -152,37 +260,54 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data))
 }
 
-/// The V3 canonical request (reference §1.4).
+/// The V3 canonical request (reference §1.4), built into one string.
 pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
-    let mut query: Vec<(String, String)> = req
-        .params
-        .query
-        .iter()
-        .map(|(k, v)| (percent_encode(k), percent_encode(v)))
-        .collect();
-    query.sort();
-    let canonical_query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut canonical_headers = String::new();
-    for name in signed_headers {
-        let values: Vec<&str> = req.header_values(name).into_iter().map(str::trim).collect();
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(&values.join(","));
-        canonical_headers.push('\n');
+    let sorted = sorted_params(req.params.query.iter());
+    let mut out = Vec::with_capacity(
+        256 + sorted
+            .iter()
+            .map(|(k, v)| encoded_len(k, false) + encoded_len(v, false) + 2)
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(if req.path.is_empty() { "/" } else { req.path }.as_bytes());
+    out.push(b'\n');
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        push_encoded(&mut out, k, false);
+        out.push(b'=');
+        push_encoded(&mut out, v, false);
     }
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        if req.path.is_empty() { "/" } else { req.path },
-        canonical_query,
-        canonical_headers,
-        signed_headers.join(";"),
-        sha256_hex(req.body)
-    )
+    out.push(b'\n');
+    for name in signed_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        let values = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim());
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(v.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(sha256_hex(req.body).as_bytes());
+    into_string(out)
 }
 
 fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
@@ -512,6 +637,139 @@ mod tests {
             format!("{secret}&").as_bytes(),
         );
         base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, sts.as_bytes()))
+    }
+
+    /// The canonical forms as first written, with a string per step: the one-pass versions
+    /// must give exactly these.
+    fn v1_string_to_sign_by_steps(method: &str, params: &[(String, String)]) -> String {
+        let mut pairs: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "Signature")
+            .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+            .collect();
+        pairs.sort();
+        let canonical = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        format!("{method}&%2F&{}", percent_encode(&canonical))
+    }
+
+    fn v3_canonical_request_by_steps(req: &RequestView<'_>, signed_headers: &[&str]) -> String {
+        let mut query: Vec<(String, String)> = req
+            .params
+            .query
+            .iter()
+            .map(|(k, v)| (percent_encode(k), percent_encode(v)))
+            .collect();
+        query.sort();
+        let canonical_query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut canonical_headers = String::new();
+        for name in signed_headers {
+            let values: Vec<&str> = req
+                .headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.trim())
+                .collect();
+            canonical_headers.push_str(name);
+            canonical_headers.push(':');
+            canonical_headers.push_str(&values.join(","));
+            canonical_headers.push('\n');
+        }
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            req.method,
+            if req.path.is_empty() { "/" } else { req.path },
+            canonical_query,
+            canonical_headers,
+            signed_headers.join(";"),
+            sha256_hex(req.body)
+        )
+    }
+
+    /// Names and values that sort differently raw and encoded (`%` is below digits and
+    /// letters, a space below `%`, non-ASCII above everything), equal names, empty values.
+    fn awkward_params() -> Vec<(String, String)> {
+        pairs(&[
+            ("Signature", "ignored"),
+            ("a b", "1"),
+            ("a%b", "2"),
+            ("a+b", "3"),
+            ("a~b", "4"),
+            ("aéb", "5"),
+            ("a", "x y"),
+            ("a", "x%y"),
+            ("a", "x~y"),
+            ("a", ""),
+            ("A", "é\u{1F600}&=?/"),
+            ("Z*", "'()!"),
+            ("", "empty name"),
+        ])
+    }
+
+    #[test]
+    fn one_pass_canonical_forms_match_the_step_by_step_ones() {
+        let p = awkward_params();
+        for method in ["GET", "POST"] {
+            assert_eq!(
+                v1_string_to_sign(method, p.iter()),
+                v1_string_to_sign_by_steps(method, &p)
+            );
+        }
+        let params = Params {
+            query: p,
+            body: vec![],
+        };
+        let headers = pairs(&[
+            ("host", " h "),
+            ("x-acs-date", "2024-01-01T00:00:00Z"),
+            ("x-acs-date", "second"),
+            ("x-acs-signature-nonce", "n"),
+        ]);
+        for (path, body) in [("/", &b""[..]), ("", &b"a=b"[..])] {
+            let view = RequestView {
+                method: "POST",
+                path,
+                params: &params,
+                headers: &headers,
+                body,
+            };
+            for signed in [
+                &["host", "x-acs-date", "x-acs-signature-nonce"][..],
+                &["x-acs-date", "absent"][..],
+                &[][..],
+            ] {
+                assert_eq!(
+                    v3_canonical_request(&view, signed),
+                    v3_canonical_request_by_steps(&view, signed)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_v1_matches_for_any_parameters(
+            raw in proptest::collection::vec(("[a-zA-Z0-9 %+~*é=&._-]{0,6}", "\\PC{0,8}"), 0..8)
+        ) {
+            let p: Vec<(String, String)> = raw;
+            proptest::prop_assert_eq!(
+                v1_string_to_sign("POST", p.iter()),
+                v1_string_to_sign_by_steps("POST", &p)
+            );
+            let params = Params { query: p, body: vec![] };
+            let view = RequestView { method: "GET", path: "/", params: &params, headers: &[], body: b"" };
+            proptest::prop_assert_eq!(
+                v3_canonical_request(&view, &["host"]),
+                v3_canonical_request_by_steps(&view, &["host"])
+            );
+        }
     }
 
     #[test]
