@@ -72,7 +72,16 @@ step "fuzz: every target for 20 s from the committed corpus"
 ./scripts/fuzz.sh 20
 
 step "end-to-end: Python SDKs (classic, Tea V3, Tea v2) and openssl, on SQLite"
-.venv/bin/python -m pytest tests/e2e -q
+# Two workers (pytest-xdist, one file per worker at a time, a block of ports per worker:
+# tests/e2e/kms_helpers.free_port), except the files that measure time, kill servers under
+# load or fill disks: those run alone afterwards, so a loaded machine cannot fail them.
+SERIAL_TESTS=(test_console_security.py test_crash_safety.py test_replay_restart.py
+  test_connection_limits.py test_hardening.py test_throttling.py test_bench_smoke.py
+  test_metrics.py test_root_rotation.py test_hsm.py)
+deselect=()
+for t in "${SERIAL_TESTS[@]}"; do deselect+=(--ignore "tests/e2e/$t"); done
+.venv/bin/python -m pytest tests/e2e -q -n 2 --dist loadfile "${deselect[@]}"
+.venv/bin/python -m pytest -q "${SERIAL_TESTS[@]/#/tests/e2e/}"
 
 step "end-to-end again, on PostgreSQL (every server on its own database), plus multi-node tests"
 # Only the files whose behaviour depends on the store engine run twice: keys, versions,
@@ -86,7 +95,15 @@ PG_TESTS=(test_keys.py test_versions_rotation.py test_aliases.py test_tags.py te
   test_console_security.py test_protocol.py test_multinode.py test_asymmetric.py
   test_sm.py test_secrets.py test_ram.py test_sts.py test_backup.py
   test_metrics.py::test_store_gauges_keys_cache_and_pool test_root_rotation.py)
-KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q "${PG_TESTS[@]/#/tests/e2e/}"
+pg_parallel=() pg_serial=()
+for t in "${PG_TESTS[@]}"; do
+  case " ${SERIAL_TESTS[*]} " in
+    *" ${t%%::*} "*) pg_serial+=("tests/e2e/$t") ;;
+    *) pg_parallel+=("tests/e2e/$t") ;;
+  esac
+done
+KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q -n 2 --dist loadfile "${pg_parallel[@]}"
+KMS_TEST_DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -q "${pg_serial[@]}"
 
 step "end-to-end: Node SDK"
 node --test tests/node/
