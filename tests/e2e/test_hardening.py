@@ -193,17 +193,23 @@ def test_state_changes_are_refused_while_the_audit_trail_cannot_be_written(serve
     srv.stop()
 
     lines = lines_of(small_fs)
+    # Every stretch of lost lines is followed by a gap line counting them. While the disk is
+    # full, a short line may still fit where a longer one did not, so there can be more than
+    # one stretch (how many depends on the machine's timing); together they account for
+    # every refused call whose own line was not written.
     gaps = [line for line in lines if line["action"] == "AuditGap"]
-    assert len(gaps) == 1 and gaps[0]["event"]["kind"] == "gap", gaps
-    # Lines of refused calls were written while the reserve lasted; the rest are counted.
-    assert gaps[0]["event"]["lost"] >= 1
+    assert gaps and all(g["event"]["kind"] == "gap" for g in gaps), gaps
+    lost = sum(g["event"]["lost"] for g in gaps)
+    assert lost >= 1
     refused = [line for line in lines if line["result"] == SERVICE_UNAVAILABLE]
-    assert refused and len(refused) + gaps[0]["event"]["lost"] >= 42, (len(refused), gaps)
+    assert len(refused) + lost >= 42, (len(refused), gaps)
+    # The one state change accepted once space returned comes after the last gap line.
     disables = [line for line in lines if line["action"] == "DisableKey" and line["result"] == "OK"]
-    assert len(disables) == 1 and disables[0]["seq"] > gaps[0]["seq"]
+    assert len(disables) == 1 and disables[0]["seq"] > max(g["seq"] for g in gaps)
     v = audit_verify(srv, "--audit-dir", str(small_fs))
     assert v.returncode == 3, (v.returncode, v.stdout, v.stderr)
-    assert "1 gap" in v.stdout and "could not be written" in v.stdout
+    n = len(gaps)
+    assert f"{n} gap{'' if n == 1 else 's'}" in v.stdout and "could not be written" in v.stdout
 
 
 # ------------------------------------------------------------------------------------------
