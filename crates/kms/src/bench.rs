@@ -784,4 +784,111 @@ mod tests {
         }
         assert_eq!(percentile(&[1000, 2000, 3000], 50.0), 2.0);
     }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        use clap::Parser;
+        let base = ["kms", "--access-key-id", "a", "--access-key-secret", "s"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.bench)
+    }
+
+    #[test]
+    fn new_options_parse() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.key_spec, a.as_ram_user), (None, false));
+        let a = parse(&[
+            "--action",
+            "AsymmetricSign",
+            "--key-spec",
+            "EC_SM2",
+            "--as-ram-user",
+        ])
+        .unwrap();
+        assert_eq!(a.key_spec, Some(KeySpec::EcSm2));
+        assert!(a.as_ram_user);
+        assert_eq!(
+            parse_mix(&a.action).unwrap(),
+            vec![(BenchAction::AsymmetricSign, 1)]
+        );
+        for (text, spec) in [
+            ("Aliyun_SM4", KeySpec::Sm4),
+            ("RSA_2048", KeySpec::Rsa2048),
+            ("EC_P256", KeySpec::EcP256),
+        ] {
+            assert_eq!(parse(&["--key-spec", text]).unwrap().key_spec, Some(spec));
+        }
+        for bad in ["sm4", "AES", ""] {
+            assert!(parse(&["--key-spec", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--as-ram-user", "yes"]).is_err());
+        for name in ["AsymmetricVerify", "GetSecretValue"] {
+            assert_eq!(parse_mix(name).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn key_specs_fit_actions() {
+        use BenchAction as A;
+        assert_eq!(key_spec_for(A::Encrypt, None), Ok(Some(KeySpec::Aes256)));
+        assert_eq!(
+            key_spec_for(A::AsymmetricSign, None),
+            Ok(Some(KeySpec::EcP256))
+        );
+        assert_eq!(key_spec_for(A::GetSecretValue, None), Ok(None));
+        for a in [A::Encrypt, A::Decrypt, A::GenerateDataKey, A::DescribeKey] {
+            assert_eq!(key_spec_for(a, Some(KeySpec::Sm4)), Ok(Some(KeySpec::Sm4)));
+        }
+        for s in [KeySpec::Rsa2048, KeySpec::EcP256, KeySpec::EcSm2] {
+            assert_eq!(key_spec_for(A::AsymmetricSign, Some(s)), Ok(Some(s)));
+            assert_eq!(key_spec_for(A::AsymmetricVerify, Some(s)), Ok(Some(s)));
+            assert!(key_spec_for(A::Encrypt, Some(s)).is_err());
+        }
+        assert_eq!(
+            key_spec_for(A::AsymmetricSign, Some(KeySpec::Sm4)),
+            Err("--key-spec Aliyun_SM4 does not fit action AsymmetricSign".into())
+        );
+        assert!(key_spec_for(A::ImportKeyMaterial, Some(KeySpec::Sm4)).is_err());
+        // Ceilings ignore the key spec, so --compare runs beside any of them.
+        assert_eq!(key_spec_for(A::Healthz, Some(KeySpec::EcSm2)), Ok(None));
+        assert_eq!(
+            key_spec_for(A::DescribeRegions, Some(KeySpec::Sm4)),
+            Ok(None)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::Rsa2048),
+            Some(AsymmetricAlgorithm::RsaPssSha256)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::EcP256),
+            Some(AsymmetricAlgorithm::EcdsaSha256)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::EcSm2),
+            Some(AsymmetricAlgorithm::Sm2Dsa)
+        );
+        assert_eq!(sign_algorithm(KeySpec::Aes256), None);
+    }
+
+    #[test]
+    fn ram_policy_allows_exactly_the_benched_actions() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ram_policy(&["Decrypt"], &["acs:kms:*:*:key/k1"])).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({"Version": "1", "Statement": [{"Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:Encrypt"], "Resource": ["acs:kms:*:*:key/k1"]}]})
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&ram_policy(&["Encrypt", "Encrypt"], &["k", "k"])).unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Action"],
+            serde_json::json!(["kms:Encrypt"])
+        );
+        assert_eq!(doc["Statement"][0]["Resource"], serde_json::json!(["k"]));
+    }
 }
