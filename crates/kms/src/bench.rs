@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{params, Client, Credentials, SignatureVersion};
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
-use crate::model::Origin;
+use crate::model::{AsymmetricAlgorithm, KeySpec, Origin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "verbatim")]
@@ -33,6 +33,84 @@ pub enum BenchAction {
     ListKeys,
     /// ListKeys, last page of 10 (the slowest to find in a large store).
     ListKeysLastPage,
+    /// AsymmetricSign of a fixed 32-byte digest with a SIGN/VERIFY key of --key-spec
+    /// (RSA_2048: RSA_PSS_SHA_256, EC_P256: ECDSA_SHA_256, EC_SM2: SM2DSA).
+    AsymmetricSign,
+    /// AsymmetricVerify of a signature made once in the setup (same keys as AsymmetricSign).
+    AsymmetricVerify,
+    /// GetSecretValue of a secret with a 64-byte value, created in the setup.
+    GetSecretValue,
+}
+
+impl BenchAction {
+    /// The key spec the action's key gets when --key-spec is not given; `None` for the
+    /// actions that use no key.
+    fn default_key_spec(self) -> Option<KeySpec> {
+        match self {
+            BenchAction::DescribeKey
+            | BenchAction::Encrypt
+            | BenchAction::Decrypt
+            | BenchAction::GenerateDataKey
+            | BenchAction::GetParametersForImport
+            | BenchAction::ImportKeyMaterial => Some(KeySpec::Aes256),
+            BenchAction::AsymmetricSign | BenchAction::AsymmetricVerify => Some(KeySpec::EcP256),
+            BenchAction::Healthz
+            | BenchAction::DescribeRegions
+            | BenchAction::ListKeys
+            | BenchAction::ListKeysLastPage
+            | BenchAction::GetSecretValue => None,
+        }
+    }
+}
+
+/// The key spec an action's key is created with: `--key-spec` if given and it fits the
+/// action, else the action's default. `Ok(None)`: the action uses no key (--key-spec is
+/// then ignored, so `--compare` ceilings run alongside).
+pub fn key_spec_for(
+    action: BenchAction,
+    given: Option<KeySpec>,
+) -> Result<Option<KeySpec>, String> {
+    let Some(default) = action.default_key_spec() else {
+        return Ok(None);
+    };
+    let Some(spec) = given else {
+        return Ok(Some(default));
+    };
+    let fits = match action {
+        BenchAction::DescribeKey => true,
+        BenchAction::Encrypt | BenchAction::Decrypt | BenchAction::GenerateDataKey => {
+            !spec.is_asymmetric()
+        }
+        // The import plans wrap 32 bytes of AES material with RSAES_OAEP_SHA_256.
+        BenchAction::GetParametersForImport | BenchAction::ImportKeyMaterial => {
+            spec == KeySpec::Aes256
+        }
+        BenchAction::AsymmetricSign | BenchAction::AsymmetricVerify => {
+            sign_algorithm(spec).is_some()
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(Some(spec))
+    } else {
+        Err(format!("--key-spec {spec} does not fit action {action:?}"))
+    }
+}
+
+/// The signing algorithm the bench uses with a key of `spec`.
+pub fn sign_algorithm(spec: KeySpec) -> Option<AsymmetricAlgorithm> {
+    match spec {
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 => Some(AsymmetricAlgorithm::RsaPssSha256),
+        KeySpec::EcP256 | KeySpec::EcP256K => Some(AsymmetricAlgorithm::EcdsaSha256),
+        KeySpec::EcSm2 => Some(AsymmetricAlgorithm::Sm2Dsa),
+        KeySpec::Aes256 | KeySpec::Sm4 => None,
+    }
+}
+
+fn parse_key_spec(text: &str) -> Result<KeySpec, String> {
+    KeySpec::parse(text).ok_or_else(|| {
+        format!("unknown key spec {text:?} (Aliyun_AES_256, Aliyun_SM4, RSA_2048, RSA_3072, EC_P256, EC_P256K, EC_SM2)")
+    })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -48,7 +126,8 @@ pub struct BenchArgs {
     pub region: String,
     /// The action to load, or a weighted mix such as `Encrypt:3,Decrypt:1`. Actions:
     /// Healthz, DescribeRegions, DescribeKey, Encrypt, Decrypt, GenerateDataKey,
-    /// GetParametersForImport, ImportKeyMaterial, ListKeys, ListKeysLastPage.
+    /// GetParametersForImport, ImportKeyMaterial, ListKeys, ListKeysLastPage,
+    /// AsymmetricSign, AsymmetricVerify, GetSecretValue.
     #[arg(long, default_value = "Encrypt")]
     pub action: String,
     /// Also run Healthz and DescribeRegions with the same settings first, and print the
@@ -86,6 +165,17 @@ pub struct BenchArgs {
     /// with --hsm-module (issue 20).
     #[arg(long, default_value = "SOFTWARE")]
     pub protection_level: String,
+    /// KeySpec of the keys the run creates: Aliyun_AES_256 (default) or Aliyun_SM4 for
+    /// Encrypt/Decrypt/GenerateDataKey; RSA_2048, EC_P256 (default) or EC_SM2 for
+    /// AsymmetricSign/AsymmetricVerify.
+    #[arg(long, value_parser = parse_key_spec)]
+    pub key_spec: Option<KeySpec>,
+    /// Sign the load with a RAM user's access key: the setup (signed with the key given)
+    /// creates a RAM user, an access key and a policy allowing exactly kms:Encrypt and the
+    /// benched actions on the run's key (or secret), attached to the user. The --compare
+    /// ceilings stay signed with the key given.
+    #[arg(long)]
+    pub as_ram_user: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +195,8 @@ pub struct Report {
 struct Plan {
     action: &'static str,
     params: Vec<(String, String)>,
+    /// The resource a RAM policy must allow the action on (`*` when there is none).
+    resource: String,
 }
 
 fn ok_str(r: &crate::client::ApiResponse, field: &str) -> Result<String, String> {
@@ -116,17 +208,25 @@ fn ok_str(r: &crate::client::ApiResponse, field: &str) -> Result<String, String>
         .ok_or_else(|| format!("setup: no {field} in {}", r.body))
 }
 
-async fn create_key(client: &Client, origin: Origin, level: &str) -> Result<String, String> {
-    let r = client
-        .call(
-            "CreateKey",
-            &params(&[
-                ("Origin", origin.as_str()),
-                ("Description", "kms bench"),
-                ("ProtectionLevel", level),
-            ]),
-        )
-        .await?;
+async fn create_key(
+    client: &Client,
+    origin: Origin,
+    level: &str,
+    spec: Option<KeySpec>,
+) -> Result<String, String> {
+    let mut p = params(&[
+        ("Origin", origin.as_str()),
+        ("Description", "kms bench"),
+        ("ProtectionLevel", level),
+    ]);
+    // Only when asked for: the default runs send exactly what they always sent.
+    if let Some(spec) = spec.filter(|s| *s != KeySpec::Aes256) {
+        p.push(("KeySpec".into(), spec.as_str().into()));
+        if spec.is_asymmetric() {
+            p.push(("KeyUsage".into(), "SIGN/VERIFY".into()));
+        }
+    }
+    let r = client.call("CreateKey", &p).await?;
     if !r.is_ok() {
         return Err(format!("setup CreateKey failed: {} {}", r.status, r.body));
     }
@@ -161,22 +261,37 @@ pub fn parse_mix(text: &str) -> Result<Vec<(BenchAction, u32)>, String> {
     Ok(out)
 }
 
+fn key_arn(key_id: &str) -> String {
+    format!("acs:kms:*:*:key/{key_id}")
+}
+
+/// The fixed 32-byte digest the asymmetric actions sign (SHA-256 sized; for SM2DSA it
+/// stands for e = SM3(Z_A || M)).
+const DIGEST: [u8; 32] = [0x5a; 32];
+
 async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<Plan, String> {
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let payload = b64(&vec![0x5au8; args.payload]);
+    let spec = key_spec_for(action, args.key_spec)?;
+    let level = args.protection_level.as_str();
+    let keyed = |action: &'static str, k: &str, extra: &[(&str, &str)]| {
+        let mut p = params(&[("KeyId", k)]);
+        p.extend(params(extra));
+        Plan {
+            action,
+            params: p,
+            resource: key_arn(k),
+        }
+    };
+    let plain = |action: &'static str, p: Vec<(String, String)>| Plan {
+        action,
+        params: p,
+        resource: "*".into(),
+    };
     Ok(match action {
-        BenchAction::Healthz => Plan {
-            action: "",
-            params: vec![],
-        },
-        BenchAction::DescribeRegions => Plan {
-            action: "DescribeRegions",
-            params: vec![],
-        },
-        BenchAction::ListKeys => Plan {
-            action: "ListKeys",
-            params: params(&[("PageSize", "10")]),
-        },
+        BenchAction::Healthz => plain("", vec![]),
+        BenchAction::DescribeRegions => plain("DescribeRegions", vec![]),
+        BenchAction::ListKeys => plain("ListKeys", params(&[("PageSize", "10")])),
         BenchAction::ListKeysLastPage => {
             let r = client
                 .call("ListKeys", &params(&[("PageSize", "10")]))
@@ -187,27 +302,21 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
                 .and_then(|v| v.as_u64())
                 .unwrap_or(0);
             let last = total.div_ceil(10).max(1).to_string();
-            Plan {
-                action: "ListKeys",
-                params: params(&[("PageSize", "10"), ("PageNumber", &last)]),
-            }
+            plain(
+                "ListKeys",
+                params(&[("PageSize", "10"), ("PageNumber", &last)]),
+            )
         }
         BenchAction::DescribeKey => {
-            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
-            Plan {
-                action: "DescribeKey",
-                params: params(&[("KeyId", &k)]),
-            }
+            let k = create_key(client, Origin::AliyunKms, level, spec).await?;
+            keyed("DescribeKey", &k, &[])
         }
         BenchAction::Encrypt => {
-            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
-            Plan {
-                action: "Encrypt",
-                params: params(&[("KeyId", &k), ("Plaintext", &payload)]),
-            }
+            let k = create_key(client, Origin::AliyunKms, level, spec).await?;
+            keyed("Encrypt", &k, &[("Plaintext", &payload)])
         }
         BenchAction::Decrypt => {
-            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
+            let k = create_key(client, Origin::AliyunKms, level, spec).await?;
             let r = client
                 .call(
                     "Encrypt",
@@ -218,31 +327,86 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
             Plan {
                 action: "Decrypt",
                 params: params(&[("CiphertextBlob", &blob)]),
+                resource: key_arn(&k),
             }
         }
         BenchAction::GenerateDataKey => {
-            let k = create_key(client, Origin::AliyunKms, &args.protection_level).await?;
+            let k = create_key(client, Origin::AliyunKms, level, spec).await?;
+            keyed("GenerateDataKey", &k, &[])
+        }
+        BenchAction::AsymmetricSign | BenchAction::AsymmetricVerify => {
+            let spec = spec.unwrap_or(KeySpec::EcP256);
+            let alg = sign_algorithm(spec)
+                .ok_or_else(|| format!("--key-spec {spec} cannot sign"))?
+                .as_str();
+            let k = create_key(client, Origin::AliyunKms, level, Some(spec)).await?;
+            let r = client
+                .call("ListKeyVersions", &params(&[("KeyId", &k)]))
+                .await?;
+            if !r.is_ok() {
+                return Err(format!(
+                    "setup ListKeyVersions failed: {} {}",
+                    r.status, r.body
+                ));
+            }
+            let version = r.body["KeyVersions"]["KeyVersion"][0]["KeyVersionId"]
+                .as_str()
+                .ok_or_else(|| format!("setup: no KeyVersionId in {}", r.body))?
+                .to_string();
+            let digest = b64(&DIGEST);
+            let sign = [
+                ("KeyVersionId", version.as_str()),
+                ("Algorithm", alg),
+                ("Digest", digest.as_str()),
+            ];
+            if action == BenchAction::AsymmetricSign {
+                keyed("AsymmetricSign", &k, &sign)
+            } else {
+                let mut p = params(&[("KeyId", &k)]);
+                p.extend(params(&sign));
+                let r = client.call("AsymmetricSign", &p).await?;
+                let value = ok_str(&r, "Value")?;
+                let mut verify = sign.to_vec();
+                verify.push(("Value", &value));
+                keyed("AsymmetricVerify", &k, &verify)
+            }
+        }
+        BenchAction::GetSecretValue => {
+            let name = format!("kms-bench-{}", uuid::Uuid::new_v4().simple());
+            let data = "s".repeat(64);
+            let r = client
+                .call(
+                    "CreateSecret",
+                    &params(&[
+                        ("SecretName", &name),
+                        ("VersionId", "v1"),
+                        ("SecretData", &data),
+                    ]),
+                )
+                .await?;
+            ok_str(&r, "SecretName")?;
             Plan {
-                action: "GenerateDataKey",
-                params: params(&[("KeyId", &k)]),
+                action: "GetSecretValue",
+                params: params(&[("SecretName", &name)]),
+                resource: format!("acs:kms:*:*:secret/{name}"),
             }
         }
         BenchAction::GetParametersForImport => {
-            let k = create_key(client, Origin::External, &args.protection_level).await?;
-            Plan {
-                action: "GetParametersForImport",
-                params: params(&[
-                    ("KeyId", &k),
+            let k = create_key(client, Origin::External, level, spec).await?;
+            keyed(
+                "GetParametersForImport",
+                &k,
+                &[
                     ("WrappingAlgorithm", "RSAES_OAEP_SHA_256"),
                     ("WrappingKeySpec", "RSA_2048"),
-                ]),
-            }
+                ],
+            )
         }
         BenchAction::ImportKeyMaterial => {
             // One token and one wrapped material, imported again and again (re-importing
             // the same material is allowed): each request unwraps, checks the commitment
             // and writes the key.
-            let k = create_key(client, Origin::External, &args.protection_level).await?;
+            let k = create_key(client, Origin::External, level, spec).await?;
             let r = client
                 .call(
                     "GetParametersForImport",
@@ -264,17 +428,90 @@ async fn plan(client: &Client, args: &BenchArgs, action: BenchAction) -> Result<
                 WrappingAlgorithm::RsaesOaepSha256,
                 material.as_ref(),
             )?;
-            Plan {
-                action: "ImportKeyMaterial",
-                params: params(&[
-                    ("KeyId", &k),
+            keyed(
+                "ImportKeyMaterial",
+                &k,
+                &[
                     ("ImportToken", &token),
                     ("EncryptedKeyMaterial", &b64(&wrapped)),
                     ("KeyMaterialExpireUnix", "0"),
-                ]),
-            }
+                ],
+            )
         }
     })
+}
+
+/// The RAM policy document of an --as-ram-user run: exactly `kms:Encrypt` and the plans'
+/// actions, on the plans' resources.
+pub fn ram_policy(actions: &[&str], resources: &[&str]) -> String {
+    let mut acts: Vec<String> = std::iter::once("Encrypt")
+        .chain(actions.iter().copied().filter(|a| !a.is_empty()))
+        .map(|a| format!("kms:{a}"))
+        .collect();
+    acts.sort();
+    acts.dedup();
+    let mut res: Vec<&str> = resources.to_vec();
+    res.sort_unstable();
+    res.dedup();
+    serde_json::json!({
+        "Version": "1",
+        "Statement": [{ "Effect": "Allow", "Action": acts, "Resource": res }],
+    })
+    .to_string()
+}
+
+/// Creates a RAM user allowed exactly what `plans` need, and returns a client signing with
+/// its new access key (same endpoint and settings as `root`).
+async fn ram_user_client(
+    root: &Client,
+    args: &BenchArgs,
+    trust: &crate::tls::Trust,
+    plans: &[Plan],
+) -> Result<Client, String> {
+    const RAM: &str = crate::action::ram::VERSION;
+    let ram = |action: &'static str, p: Vec<(String, String)>| async move {
+        let r = root.call_version(RAM, action, &p).await?;
+        if r.is_ok() {
+            Ok(r)
+        } else {
+            Err(format!("setup {action} failed: {} {}", r.status, r.body))
+        }
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let user = format!("kms-bench-{}", &tag[..12]);
+    let policy_name = format!("kms-bench-{}", &tag[..12]);
+    let actions: Vec<&str> = plans.iter().map(|p| p.action).collect();
+    let resources: Vec<&str> = plans.iter().map(|p| p.resource.as_str()).collect();
+    ram("CreateUser", params(&[("UserName", &user)])).await?;
+    let r = ram("CreateAccessKey", params(&[("UserName", &user)])).await?;
+    let key = &r.body["AccessKey"];
+    let (Some(id), Some(secret)) = (key["AccessKeyId"].as_str(), key["AccessKeySecret"].as_str())
+    else {
+        return Err(format!("setup: no AccessKey in {}", r.body));
+    };
+    let creds = Credentials {
+        access_key_id: id.to_string(),
+        access_key_secret: Zeroizing::new(secret.to_string()),
+    };
+    ram(
+        "CreatePolicy",
+        params(&[
+            ("PolicyName", &policy_name),
+            ("PolicyDocument", &ram_policy(&actions, &resources)),
+            ("Description", "kms bench --as-ram-user"),
+        ]),
+    )
+    .await?;
+    ram(
+        "AttachPolicyToUser",
+        params(&[
+            ("PolicyType", "Custom"),
+            ("PolicyName", &policy_name),
+            ("UserName", &user),
+        ]),
+    )
+    .await?;
+    Client::with_trust(&args.endpoint, creds, root.signature, &args.region, trust)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -295,6 +532,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         return Err("--concurrency must be at least 1".into());
     }
     let mix = parse_mix(&args.action)?;
+    for (action, _) in &mix {
+        key_spec_for(*action, args.key_spec)?;
+    }
     let trust = match (&args.ca_cert, args.insecure) {
         (_, true) => crate::tls::Trust::Nothing,
         (Some(p), false) => crate::tls::Trust::CaFile(p.clone()),
@@ -313,12 +553,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut reports = Vec::new();
     if args.compare {
         for ceiling in [BenchAction::Healthz, BenchAction::DescribeRegions] {
-            reports.push(phase(&client, &args, &[(ceiling, 1)]).await?);
+            reports.push(phase(&client, &args, &[(ceiling, 1)], None).await?);
         }
     }
-    reports.push(phase(&client, &args, &mix).await?);
+    reports.push(phase(&client, &args, &mix, None).await?);
+    if args.as_ram_user {
+        // The same load signed by a RAM user, right after the root-signed one.
+        reports.push(phase(&client, &args, &mix, Some(&trust)).await?);
+    }
     let main = reports.last().map(|r| r.throughput).unwrap_or(0.0);
-    let ratios: BTreeMap<String, f64> = if args.compare {
+    let mut ratios: BTreeMap<String, f64> = if args.compare {
         reports[..2]
             .iter()
             .map(|r| {
@@ -335,6 +579,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         BTreeMap::new()
     };
+    if args.as_ram_user {
+        let root = reports[reports.len() - 2].throughput;
+        ratios.insert(
+            "vs_root_signed".into(),
+            if root > 0.0 { main / root } else { 0.0 },
+        );
+    }
     if args.json {
         let out = serde_json::json!({ "runs": reports, "ratios": ratios });
         println!("{out}");
@@ -377,6 +628,7 @@ async fn phase(
     client: &Arc<Client>,
     args: &BenchArgs,
     mix: &[(BenchAction, u32)],
+    ram_user: Option<&crate::tls::Trust>,
 ) -> Result<Report, String> {
     let mut plans = Vec::new();
     let mut schedule = Vec::new();
@@ -384,7 +636,11 @@ async fn phase(
         plans.push(plan(client, args, *action).await?);
         schedule.extend(std::iter::repeat_n(i, *weight as usize));
     }
-    let name = mix
+    let client = match ram_user {
+        Some(trust) => Arc::new(ram_user_client(client, args, trust, &plans).await?),
+        None => client.clone(),
+    };
+    let mut name = mix
         .iter()
         .map(|(a, w)| {
             if mix.len() == 1 {
@@ -395,6 +651,9 @@ async fn phase(
         })
         .collect::<Vec<_>>()
         .join(",");
+    if ram_user.is_some() {
+        name.push_str(" as RAM user");
+    }
     let plans = Arc::new(plans);
     let schedule = Arc::new(schedule);
     let issued = Arc::new(AtomicU64::new(0));
@@ -524,5 +783,112 @@ mod tests {
             assert!(parse_mix(bad).is_err(), "{bad}");
         }
         assert_eq!(percentile(&[1000, 2000, 3000], 50.0), 2.0);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        use clap::Parser;
+        let base = ["kms", "--access-key-id", "a", "--access-key-secret", "s"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.bench)
+    }
+
+    #[test]
+    fn new_options_parse() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.key_spec, a.as_ram_user), (None, false));
+        let a = parse(&[
+            "--action",
+            "AsymmetricSign",
+            "--key-spec",
+            "EC_SM2",
+            "--as-ram-user",
+        ])
+        .unwrap();
+        assert_eq!(a.key_spec, Some(KeySpec::EcSm2));
+        assert!(a.as_ram_user);
+        assert_eq!(
+            parse_mix(&a.action).unwrap(),
+            vec![(BenchAction::AsymmetricSign, 1)]
+        );
+        for (text, spec) in [
+            ("Aliyun_SM4", KeySpec::Sm4),
+            ("RSA_2048", KeySpec::Rsa2048),
+            ("EC_P256", KeySpec::EcP256),
+        ] {
+            assert_eq!(parse(&["--key-spec", text]).unwrap().key_spec, Some(spec));
+        }
+        for bad in ["sm4", "AES", ""] {
+            assert!(parse(&["--key-spec", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--as-ram-user", "yes"]).is_err());
+        for name in ["AsymmetricVerify", "GetSecretValue"] {
+            assert_eq!(parse_mix(name).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn key_specs_fit_actions() {
+        use BenchAction as A;
+        assert_eq!(key_spec_for(A::Encrypt, None), Ok(Some(KeySpec::Aes256)));
+        assert_eq!(
+            key_spec_for(A::AsymmetricSign, None),
+            Ok(Some(KeySpec::EcP256))
+        );
+        assert_eq!(key_spec_for(A::GetSecretValue, None), Ok(None));
+        for a in [A::Encrypt, A::Decrypt, A::GenerateDataKey, A::DescribeKey] {
+            assert_eq!(key_spec_for(a, Some(KeySpec::Sm4)), Ok(Some(KeySpec::Sm4)));
+        }
+        for s in [KeySpec::Rsa2048, KeySpec::EcP256, KeySpec::EcSm2] {
+            assert_eq!(key_spec_for(A::AsymmetricSign, Some(s)), Ok(Some(s)));
+            assert_eq!(key_spec_for(A::AsymmetricVerify, Some(s)), Ok(Some(s)));
+            assert!(key_spec_for(A::Encrypt, Some(s)).is_err());
+        }
+        assert_eq!(
+            key_spec_for(A::AsymmetricSign, Some(KeySpec::Sm4)),
+            Err("--key-spec Aliyun_SM4 does not fit action AsymmetricSign".into())
+        );
+        assert!(key_spec_for(A::ImportKeyMaterial, Some(KeySpec::Sm4)).is_err());
+        // Ceilings ignore the key spec, so --compare runs beside any of them.
+        assert_eq!(key_spec_for(A::Healthz, Some(KeySpec::EcSm2)), Ok(None));
+        assert_eq!(
+            key_spec_for(A::DescribeRegions, Some(KeySpec::Sm4)),
+            Ok(None)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::Rsa2048),
+            Some(AsymmetricAlgorithm::RsaPssSha256)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::EcP256),
+            Some(AsymmetricAlgorithm::EcdsaSha256)
+        );
+        assert_eq!(
+            sign_algorithm(KeySpec::EcSm2),
+            Some(AsymmetricAlgorithm::Sm2Dsa)
+        );
+        assert_eq!(sign_algorithm(KeySpec::Aes256), None);
+    }
+
+    #[test]
+    fn ram_policy_allows_exactly_the_benched_actions() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ram_policy(&["Decrypt"], &["acs:kms:*:*:key/k1"])).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({"Version": "1", "Statement": [{"Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:Encrypt"], "Resource": ["acs:kms:*:*:key/k1"]}]})
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&ram_policy(&["Encrypt", "Encrypt"], &["k", "k"])).unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Action"],
+            serde_json::json!(["kms:Encrypt"])
+        );
+        assert_eq!(doc["Statement"][0]["Resource"], serde_json::json!(["k"]));
     }
 }

@@ -138,7 +138,12 @@ impl Client {
     }
 
     /// Builds the query string and headers of a signed request.
-    fn sign(&self, action: &str, params: &[(String, String)]) -> (String, Vec<(String, String)>) {
+    fn sign(
+        &self,
+        version: &str,
+        action: &str,
+        params: &[(String, String)],
+    ) -> (String, Vec<(String, String)>) {
         let now = format_unix(system_now());
         match self.signature {
             SignatureVersion::V3 => {
@@ -149,7 +154,7 @@ impl Client {
                     ("x-acs-content-sha256".to_string(), empty_sha),
                     ("x-acs-date".to_string(), now),
                     ("x-acs-signature-nonce".to_string(), nonce()),
-                    ("x-acs-version".to_string(), API_VERSION.to_string()),
+                    ("x-acs-version".to_string(), version.to_string()),
                 ];
                 let p = Params {
                     query: params.to_vec(),
@@ -183,7 +188,7 @@ impl Client {
                 let mut all = params.to_vec();
                 for (k, v) in [
                     ("Action", action.to_string()),
-                    ("Version", API_VERSION.to_string()),
+                    ("Version", version.to_string()),
                     ("Format", "JSON".to_string()),
                     ("AccessKeyId", self.creds.access_key_id.clone()),
                     ("SignatureMethod", "HMAC-SHA1".to_string()),
@@ -213,7 +218,18 @@ impl Client {
         action: &str,
         params: &[(String, String)],
     ) -> Result<ApiResponse, String> {
-        let (query, headers) = self.sign(action, params);
+        self.call_version(API_VERSION, action, params).await
+    }
+
+    /// Like [`Client::call`], for another product on the same endpoint: `version` is its
+    /// API version, e.g. `2015-05-01` for RAM.
+    pub async fn call_version(
+        &self,
+        version: &str,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<ApiResponse, String> {
+        let (query, headers) = self.sign(version, action, params);
         let mut req = hyper::Request::builder()
             .method("POST")
             .uri(format!("{}/?{query}", self.base));
