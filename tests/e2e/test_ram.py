@@ -232,21 +232,25 @@ DUMMY = {
 }
 
 
-def arn_for(resource: str, key: str, alias: str) -> str:
+def arn_for(resource: str, key: str, alias: str, secret: str = "") -> str:
     return {
         "key/<KeyId>": f"{ARN}:key/{key}",
         "key": f"{ARN}:key",
         "alias/<AliasName>": f"{ARN}:alias/{alias[len('alias/'):]}",
         "alias": f"{ARN}:alias",
+        "secret/<SecretName>": f"{ARN}:secret/{secret}",
+        "secret": f"{ARN}:secret",
         "*": "*",
     }[resource]
 
 
-def request_params(row: dict, key: str, blob: str, alias: str) -> dict:
+def request_params(row: dict, key: str, blob: str, alias: str, secret: str = "") -> dict:
     params = {}
     for p in row["Params"]:
         n = p["Name"]
-        if n in ("KeyId", "DestinationKeyId"):
+        if n == "SecretName" and secret:
+            v = secret
+        elif n in ("KeyId", "DestinationKeyId"):
             v = key
         elif n == "ProtectedResourceArn":
             v = f"{ARN}:key/{key}"
@@ -281,16 +285,24 @@ def test_every_kms_action_is_authorised_by_its_table_row(server, ram, root_raw, 
     alias = f"alias/a-{uuid.uuid4().hex[:12]}"
     if action in ("UpdateAlias", "DeleteAlias"):
         root_raw.ok("CreateAlias", {"AliasName": alias, "KeyId": mine})
+    # Secret actions name a secret: one of the user's, one of another (both made by root;
+    # CreateSecret names a new one, on the secret container).
+    takes_secret = any(p["Name"] == "SecretName" for p in row["Params"])
+    secrets = {k: f"s-{uuid.uuid4().hex[:12]}" for k in (mine, other)}
+    if takes_secret and action != "CreateSecret":
+        for name in secrets.values():
+            root_raw.ok("CreateSecret", {"SecretName": name, "VersionId": "v1", "SecretData": "x"})
     as_user = RawClient(server, ak, sk)
 
     def call(key: str):
-        return as_user.call(action, request_params(row, key, blobs[key], alias))
+        secret = secrets[key] if takes_secret else ""
+        return as_user.call(action, request_params(row, key, blobs[key], alias, secret))
 
     def forbidden(r):
         assert (r.status, r.json.get("Code")) == (403, "Forbidden.NoPermission"), r
         assert r.json["Message"] == "This operation is forbidden by permission system."
 
-    exact = [allow(c["Action"], arn_for(c["Resource"], mine, alias)) for c in row["Ram"]]
+    exact = [allow(c["Action"], arn_for(c["Resource"], mine, alias, secrets[mine])) for c in row["Ram"]]
     # Without a policy: refused, nothing changed.
     forbidden(call(mine))
     ram.set_policy(f"p-{user}", policy(*exact), user=user)
@@ -300,8 +312,11 @@ def test_every_kms_action_is_authorised_by_its_table_row(server, ram, root_raw, 
         p["Name"] for p in row["Params"]}
     if names_key and any(c["Resource"] == "key/<KeyId>" for c in row["Ram"]):
         forbidden(call(other))
+    # The one secret allowed, another refused.
+    if takes_secret and any(c["Resource"] == "secret/<SecretName>" for c in row["Ram"]):
+        forbidden(call(other))
     # An explicit Deny wins over the Allow.
-    denied = [deny(c["Action"], arn_for(c["Resource"], mine, alias)) for c in row["Ram"]]
+    denied = [deny(c["Action"], arn_for(c["Resource"], mine, alias, secrets[mine])) for c in row["Ram"]]
     ram.set_policy(f"p-{user}", policy(*exact, *denied), user=user)
     forbidden(call(mine))
     # Allowed: the action runs (and may answer its own error for the dummy inputs).
