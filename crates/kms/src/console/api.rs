@@ -142,7 +142,20 @@ pub async fn api(
         return refuse(&st, &event, &KmsError::InvalidApi(action.clone())).await;
     };
     let params = api_params(params, s.region.clone());
-    match st.protocol.dispatch_as(&s.caller(), spec, &params).await {
+    let principal = match s.principal(&st).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refuse(&st, &event, &KmsError::Forbidden).await,
+        Err(e) => return refuse(&st, &event, &e).await,
+    };
+    let transport = crate::api::authz::Transport {
+        source_ip: Some(s.peer.ip()),
+        secure: st.secure,
+    };
+    let result = st
+        .protocol
+        .dispatch_principal(&s.caller(), &principal, spec, &params, transport)
+        .await;
+    match result {
         Ok(mut value) => {
             if let Some(id) = answered_key_id(&value) {
                 event = event.key(id);

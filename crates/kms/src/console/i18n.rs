@@ -100,6 +100,7 @@ texts! {
     Region => ("Region", "地域"),
     Language => ("Language", "语言"),
     Keys => ("Keys", "密钥"),
+    Forbidden => ("Not allowed", "无权操作"),
     Nav => ("Navigation", "导航"),
     CreateKey => ("Create key", "创建密钥"),
     Alias => ("Alias", "别名"),
