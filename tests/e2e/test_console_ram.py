@@ -3,6 +3,7 @@ login profile (`<user>@<account>`), and everything it sees and does in the conso
 its policies, exactly as its signed API calls would. One server for the module."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,109 @@ def test_a_custom_policy_allows_exactly_what_it_says(srv, ram, page):
     r = page.goto(f"{srv.console}/console/keys/{other}")
     assert r.status == 403
     expect(page.locator("#page-error")).to_contain_text("Forbidden.NoPermission")
+
+
+def signin_root(page, srv) -> None:
+    page.goto(srv.console + "/console/signin")
+    page.check("#kind-ak")
+    page.fill("#access_key_id", srv.ak)
+    page.fill("#access_key_secret", srv.sk)
+    page.click("#signin-submit")
+    on_keys(page, srv)
+
+
+def ram_form(page, op: str, **fields: str) -> str:
+    """Fills the RAM page's fields (by id) and submits `op`; the outcome line."""
+    for field_id, value in fields.items():
+        page.fill(f"#{field_id}", value)
+    page.click(op)
+    page.wait_for_url("**/console/ram**")
+    return page.locator("#ram-outcome").inner_text()
+
+
+def test_an_admin_manages_ram_in_the_pages_and_the_user_gets_exactly_that(srv, page, browser):
+    api = ClassicApi(srv)
+    allowed = api.call("CreateKey", Description="allowed")["KeyMetadata"]["KeyId"]
+    other = api.call("CreateKey", Description="other")["KeyMetadata"]["KeyId"]
+    signin_root(page, srv)
+    page.click("#nav-ram")
+    page.wait_for_url(srv.console + "/console/ram")
+
+    assert ram_form(page, "#ru-create", **{"ru-name": "dev"}) == "CreateUser: done."
+    assert page.locator("#users-table tr[data-user=dev]").count() == 1
+    assert ram_form(page, "#ru-profile", **{"ru-name": "dev", "ru-password": RAM_PASSWORD}) \
+        == "CreateLoginProfile: done."
+    # a malformed document: the server's validation error, with its position; text kept
+    bad = '{"Version": "1", "Statement": [{"Effect": "Allow",}]}'
+    out = ram_form(page, "#rp-create", **{"rp-name": "dev-one-key", "rp-doc": bad})
+    assert out.startswith("MalformedPolicyDocument: policy document is not valid JSON: "), out
+    assert "line 1 column" in out, out
+    assert page.locator("#rp-doc").input_value() == bad
+    assert page.locator("#policies-table tr[data-policy=dev-one-key]").count() == 0
+    doc = policy(
+        {"Effect": "Allow", "Action": ["kms:ListKeys", "kms:ListAliases"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:ListAliasesByKeyId",
+                                       "kms:ListKeyVersions", "kms:ListResourceTags",
+                                       "kms:DisableKey"],
+         "Resource": f"acs:kms:*:{srv.account_id}:key/{allowed}"},
+    )
+    assert ram_form(page, "#rp-create", **{"rp-name": "dev-one-key", "rp-doc": doc}) \
+        == "CreatePolicy: done."
+    assert page.locator("#policies-table tr[data-policy=dev-one-key]").count() == 1
+    # edit: the default version loads into the editor
+    page.locator("#policies-table tr[data-policy=dev-one-key] a").click()
+    assert '"kms:DisableKey"' in page.locator("#rp-doc").input_value()
+    assert page.locator("#rp-name").input_value() == "dev-one-key"
+    page.select_option("#ra-type", "Custom")
+    assert ram_form(page, "#ra-attach-user", **{"ra-policy": "dev-one-key", "ra-user": "dev"}) \
+        == "AttachPolicyToUser: done."
+    # an access key: the secret shown once
+    assert ram_form(page, "#ru-ak", **{"ru-name": "dev"}) == "CreateAccessKey: done."
+    ak_id = page.locator("#new-ak-id").inner_text()
+    assert ak_id.startswith("LTAI") and len(page.locator("#new-ak-secret").inner_text()) >= 30
+    page.goto(srv.console + "/console/ram")
+    assert page.locator("#new-ak-secret").count() == 0
+    # groups and roles
+    assert ram_form(page, "#rg-create", **{"rg-name": "ops"}) == "CreateGroup: done."
+    assert ram_form(page, "#rg-add", **{"rg-name": "ops", "rg-user": "dev"}) == "AddUserToGroup: done."
+    trust = policy({"Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"RAM": [f"acs:ram::{srv.account_id}:root"]}})
+    assert ram_form(page, "#rr-create", **{"rr-name": "app", "rr-trust": trust}) == "CreateRole: done."
+    assert page.locator("#roles-table tr[data-role=app]").count() == 1
+
+    # the user signs in and may do exactly what the policy says
+    ctx = browser.new_context()
+    ctx.set_default_timeout(15000)
+    try:
+        dev = ctx.new_page()
+        signin(dev, srv, f"dev@{srv.account_id}")
+        on_keys(dev, srv)
+        dev.goto(f"{srv.console}/console/keys/{allowed}")
+        dev.once("dialog", lambda d: d.accept())
+        dev.click("#btn-disable")
+        wait_state(dev, "Disabled")
+        # EnableKey is not in the policy
+        dev.click("#btn-enable")
+        expect(dev.locator("#flash")).to_contain_text("Forbidden.NoPermission")
+        assert api.call("DescribeKey", KeyId=allowed)["KeyMetadata"]["KeyState"] == "Disabled"
+        assert dev.goto(f"{srv.console}/console/keys/{other}").status == 403
+        # no ram:* rights: every RAM list and change is refused in the page
+        dev.goto(f"{srv.console}/console/ram")
+        expect(dev.locator("#users-refused")).to_contain_text("NoPermission")
+        out = ram_form(dev, "#ru-create", **{"ru-name": "intruder"})
+        assert out.startswith("NoPermission: "), out
+    finally:
+        ctx.close()
+    assert "intruder" not in json.dumps(ram_users(srv))
+
+
+def ram_users(srv) -> list:
+    return Tea("ram", srv, srv.ak, srv.sk).call("ListUsers")["Users"]["User"]
+
+
+def test_ram_forms_need_the_csrf_token(srv, page):
+    signin_root(page, srv)
+    r = page.request.post(srv.console + "/console/ram",
+                          form={"op": "CreateUser", "UserName": "forged", "csrf": "nope"})
+    assert r.status == 403
+    assert all(u["UserName"] != "forged" for u in ram_users(srv))

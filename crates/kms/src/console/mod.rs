@@ -33,6 +33,7 @@ pub mod guard;
 pub mod i18n;
 pub mod key;
 pub mod keys;
+pub mod ram;
 pub mod secrets;
 pub mod session;
 pub mod signin;
@@ -101,6 +102,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/console/secrets", get(secrets::secrets_page))
         .route("/console/secret", get(secrets::secret_page))
+        .route("/console/ram", get(ram::ram_page).post(ram::ram_post))
         .route("/console/api/{action}", post(api::api))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
