@@ -247,3 +247,24 @@ def test_ram_forms_need_the_csrf_token(srv, page):
                           form={"op": "CreateUser", "UserName": "forged", "csrf": "nope"})
     assert r.status == 403
     assert all(u["UserName"] != "forged" for u in ram_users(srv))
+
+
+def test_ram_sign_in_attempts_are_limited_across_both_name_forms(srv, ram, page):
+    ram_user(ram, "guarded")
+    for i in range(5):
+        name = f"guarded@{srv.account_id}" + (".onaliyun.com" if i % 2 else "")
+        refused(page, srv, name, f"wrong password {i}")
+    signin(page, srv, f"guarded@{srv.account_id}.onaliyun.com")
+    expect(page.locator("#signin-message")).to_have_text(
+        "Too many failed sign-ins. Try again in 15 minutes.")
+
+
+def test_a_ram_users_sessions_end_when_its_password_changes(srv, ram, page):
+    ram_user(ram, "rotated")
+    ram.call("AttachPolicyToUser", user_name="rotated", policy_name="AliyunKMSReadOnlyAccess",
+             policy_type="System")
+    signin(page, srv, f"rotated@{srv.account_id}")
+    on_keys(page, srv)
+    ram.call("UpdateLoginProfile", user_name="rotated", password="another good password")
+    page.goto(srv.console + "/console/keys")
+    page.wait_for_url("**/console/signin**")

@@ -222,7 +222,12 @@ impl SigninForm {
         if self.is_access_key() {
             ConsolePrincipal::AccessKey(self.access_key_id.chars().take(128).collect())
         } else {
-            ConsolePrincipal::User(self.user_name.chars().take(64).collect())
+            // Both forms of a RAM user's principal name count as one principal.
+            let name = match ram_principal_name(&self.user_name) {
+                Some((user, account)) => format!("{user}@{account}"),
+                None => self.user_name.clone(),
+            };
+            ConsolePrincipal::User(name.chars().take(64).collect())
         }
     }
 }
