@@ -3,8 +3,9 @@
 //! `X-CSRF-Token` (or a `csrf` field). It answers the API's JSON body, or
 //! `{Code, Message, RequestId}` with the API's status.
 //!
-//! The action runs through [`crate::protocol::Protocol::dispatch_as`], exactly as a signed
-//! API request would after authentication, in the region chosen in the console. Only
+//! The action runs through [`crate::protocol::Protocol::dispatch_principal`] as the
+//! session's principal (a RAM user's policies apply), exactly as a signed API request would
+//! after authentication, in the region chosen in the console. Only
 //! [`ACTIONS`] are offered (no cryptographic calls from the browser).
 
 use axum::body::Bytes;

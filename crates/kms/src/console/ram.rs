@@ -410,6 +410,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ram_page_escapes_what_it_shows() {
+        let frame = Frame {
+            lang: crate::console::i18n::Lang::Zh,
+            csrf: "c\"t".into(),
+            regions: vec!["cn-hangzhou".into()],
+            region: "cn-hangzhou".into(),
+            principal: "ram-user:a".into(),
+            account: "1".into(),
+        };
+        let page = RamPage {
+            frame,
+            title: "t",
+            outcome: Some(Outcome {
+                is_error: true,
+                text: "<b>".into(),
+            }),
+            secret: None,
+            users: Section {
+                rows: vec![vec!["<u>".into(), "1".into(), "d".into()]],
+                refused: None,
+            },
+            groups: Section::default(),
+            roles: Section::default(),
+            policies: Section {
+                rows: Vec::new(),
+                refused: Some("NoPermission: x".into()),
+            },
+            policy_name: String::new(),
+            policy_document: "</textarea>".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("id=\"ram-outcome\">&#60;b&#62;</p>"),
+            "{html}"
+        );
+        assert!(html.contains("data-user=\"&#60;u&#62;\""));
+        assert!(html.contains("&#60;/textarea&#62;</textarea>"));
+        assert!(html.contains("id=\"policies-refused\">NoPermission: x</p>"));
+        assert!(html.contains("value=\"c&#34;t\""));
+        assert!(html.contains("访问控制 (RAM)"));
+    }
+
+    #[test]
     fn only_the_offered_fields_reach_the_action() {
         let f =
             RamForm::parse(b"csrf=t&op=CreateUser&UserName=a&Action=Encrypt&MaxItems=1&Password=")
