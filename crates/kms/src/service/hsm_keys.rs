@@ -12,15 +12,13 @@
 
 use std::sync::Arc;
 
-use super::state::{check, row, KeyState};
 use super::{new_id, Kms};
 use crate::error::KmsError;
 use crate::hsm::{ops, Hsm};
-use crate::keystore::token::TokenClaims;
 use crate::keystore::wrapping::WrappingAlgorithm;
 use crate::keystore::Secret;
-use crate::model::{KeySpec, Origin, ProtectionLevel};
-use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, VersionChange, WrappingKeyRecord};
+use crate::model::{KeySpec, ProtectionLevel};
+use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord, WrappingKeyRecord};
 
 use super::import::ImportParameters;
 
@@ -258,17 +256,12 @@ impl Kms {
             &handle(&pair.label),
         )?;
         let withdrawn = self
-            .store
-            .insert_wrapping_key(
-                WrappingKeyRecord {
-                    wrapping_key_id: wrapping_key_id.clone(),
-                    key_id: key.key_id.clone(),
-                    account_id: key.account_id.clone(),
-                    algorithm: algorithm.as_str().to_string(),
-                    sealed_private_key,
-                    expires,
-                },
-                self.config.max_import_tokens_per_key,
+            .record_wrapping_key(
+                key,
+                &wrapping_key_id,
+                algorithm.as_str(),
+                sealed_private_key,
+                expires,
             )
             .await;
         let withdrawn = match withdrawn {
@@ -279,7 +272,6 @@ impl Kms {
             }
         };
         if withdrawn > 0 {
-            tracing::info!(key_id = %key.key_id, withdrawn, "oldest import tokens withdrawn: the key has reached its limit of outstanding tokens");
             // Their token objects go too, so a loop of calls cannot fill the token.
             for (wk, label) in ops::wrapping_keys_of(&hsm, &key.key_id).await? {
                 if self.store.get_wrapping_key(&wk).await?.is_none() {
@@ -287,14 +279,8 @@ impl Kms {
                 }
             }
         }
-        let import_token = self.keystore.issue_token(&TokenClaims {
-            account_id: key.account_id.clone(),
-            region: key.region.clone(),
-            key_id: key.key_id.clone(),
-            wrapping_key_id,
-            algorithm: algorithm.as_str().to_string(),
-            expires,
-        })?;
+        let import_token =
+            self.import_token_for(key, wrapping_key_id, algorithm.as_str(), expires)?;
         Ok(ImportParameters {
             key_id: key.key_id.clone(),
             import_token,
@@ -364,38 +350,16 @@ impl Kms {
             _ => None,
         };
         let sealed = self.seal_material(&key.key_id, &key.primary_version, &handle(&u.label))?;
-        let keystore = Arc::clone(&self.keystore);
-        let commit_input = u.commitment_input;
         let result = self
             .store
             .update_key(
                 loc,
-                Box::new(move |k| {
-                    if k.origin != Origin::External {
-                        return Err(KmsError::UnsupportedOrigin);
-                    }
-                    check(row::ImportKeyMaterial, k.state)?;
-                    match &k.material_commitment {
-                        Some(c) => {
-                            if !keystore.commitment_matches(&k.key_id, &commit_input, c) {
-                                return Err(KmsError::InvalidKeyMaterial);
-                            }
-                        }
-                        None => {
-                            k.material_commitment =
-                                Some(keystore.commitment(&k.key_id, &commit_input))
-                        }
-                    }
-                    k.material_present = true;
-                    k.material_expire = expire;
-                    if k.state == KeyState::PendingImport {
-                        k.state = KeyState::Enabled;
-                    }
-                    Ok(vec![VersionChange::SetMaterial {
-                        version_id: k.primary_version.clone(),
-                        sealed_material: Some(sealed),
-                    }])
-                }),
+                super::import::bind_material(
+                    Arc::clone(&self.keystore),
+                    u.commitment_input,
+                    sealed,
+                    expire,
+                ),
             )
             .await;
         match result {

@@ -31,8 +31,9 @@ use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::token::TokenClaims;
 use crate::keystore::wrapping::{self, Wrapping, WrappingKeySpec};
+use crate::keystore::Keystore;
 use crate::model::Origin;
-use crate::store::{KeyLocator, KeyRecord, VersionChange, WrappingKeyRecord};
+use crate::store::{KeyLocator, KeyMutation, KeyRecord, VersionChange, WrappingKeyRecord};
 
 pub const WRAPPING_KEY_SPEC: &str = "RSA_2048";
 /// Material length of `Aliyun_AES_256` keys; `Aliyun_SM4` takes 16 bytes
@@ -70,7 +71,91 @@ fn drop_material(k: &mut KeyRecord) -> Vec<VersionChange> {
     }]
 }
 
+/// The store mutation both ImportKeyMaterial paths (software and HSM) end with. Under the
+/// store's lock it checks origin and state again, binds the key to its material on the first
+/// import (a keyed commitment over `commit_input`) or requires the same material on later
+/// ones, sets the expiry, enables a PendingImport key and stores `sealed` as the primary
+/// version's material. `commit_input` is the material itself (software) or the HSM's tag
+/// over it (`hsm::ops::Unwrapped::commitment_input`).
+pub(crate) fn bind_material(
+    keystore: Arc<Keystore>,
+    commit_input: impl AsRef<[u8]> + Send + 'static,
+    sealed: Vec<u8>,
+    expire: Option<i64>,
+) -> KeyMutation {
+    Box::new(move |k| {
+        require_external(k)?;
+        check(row::ImportKeyMaterial, k.state)?;
+        let input = commit_input.as_ref();
+        match &k.material_commitment {
+            Some(c) => {
+                if !keystore.commitment_matches(&k.key_id, input, c) {
+                    return Err(KmsError::InvalidKeyMaterial);
+                }
+            }
+            None => k.material_commitment = Some(keystore.commitment(&k.key_id, input)),
+        }
+        k.material_present = true;
+        k.material_expire = expire;
+        if k.state == KeyState::PendingImport {
+            k.state = KeyState::Enabled;
+        }
+        Ok(vec![VersionChange::SetMaterial {
+            version_id: k.primary_version.clone(),
+            sealed_material: Some(sealed),
+        }])
+    })
+}
+
 impl Kms {
+    /// Records a new wrapping key of `key` for GetParametersForImport (software and HSM):
+    /// beyond `max_import_tokens_per_key` the oldest are withdrawn; returns how many were.
+    pub(crate) async fn record_wrapping_key(
+        &self,
+        key: &KeyRecord,
+        wrapping_key_id: &str,
+        algorithm: &str,
+        sealed_private_key: Vec<u8>,
+        expires: i64,
+    ) -> Result<u64, crate::store::StoreError> {
+        let withdrawn = self
+            .store
+            .insert_wrapping_key(
+                WrappingKeyRecord {
+                    wrapping_key_id: wrapping_key_id.to_string(),
+                    key_id: key.key_id.clone(),
+                    account_id: key.account_id.clone(),
+                    algorithm: algorithm.to_string(),
+                    sealed_private_key,
+                    expires,
+                },
+                self.config.max_import_tokens_per_key,
+            )
+            .await?;
+        if withdrawn > 0 {
+            tracing::info!(key_id = %key.key_id, withdrawn, "oldest import tokens withdrawn: the key has reached its limit of outstanding tokens");
+        }
+        Ok(withdrawn)
+    }
+
+    /// The import token of a wrapping key just recorded for `key`.
+    pub(crate) fn import_token_for(
+        &self,
+        key: &KeyRecord,
+        wrapping_key_id: String,
+        algorithm: &str,
+        expires: i64,
+    ) -> Result<String, KmsError> {
+        self.keystore.issue_token(&TokenClaims {
+            account_id: key.account_id.clone(),
+            region: key.region.clone(),
+            key_id: key.key_id.clone(),
+            wrapping_key_id,
+            algorithm: algorithm.to_string(),
+            expires,
+        })
+    }
+
     pub async fn get_parameters_for_import(
         &self,
         caller: &Caller,
@@ -132,31 +217,16 @@ impl Kms {
             wrapping_key_aad(&wrapping_key_id, &key.key_id).as_bytes(),
             &pair.pkcs8,
         )?;
-        let withdrawn = self
-            .store
-            .insert_wrapping_key(
-                WrappingKeyRecord {
-                    wrapping_key_id: wrapping_key_id.clone(),
-                    key_id: key.key_id.clone(),
-                    account_id: key.account_id.clone(),
-                    algorithm: algorithm.as_str().to_string(),
-                    sealed_private_key,
-                    expires,
-                },
-                self.config.max_import_tokens_per_key,
-            )
-            .await?;
-        if withdrawn > 0 {
-            tracing::info!(key_id = %key.key_id, withdrawn, "oldest import tokens withdrawn: the key has reached its limit of outstanding tokens");
-        }
-        let import_token = self.keystore.issue_token(&TokenClaims {
-            account_id: key.account_id.clone(),
-            region: key.region.clone(),
-            key_id: key.key_id.clone(),
-            wrapping_key_id,
-            algorithm: algorithm.as_str().to_string(),
+        self.record_wrapping_key(
+            &key,
+            &wrapping_key_id,
+            algorithm.as_str(),
+            sealed_private_key,
             expires,
-        })?;
+        )
+        .await?;
+        let import_token =
+            self.import_token_for(&key, wrapping_key_id, algorithm.as_str(), expires)?;
         Ok(ImportParameters {
             key_id: key.key_id,
             import_token,
@@ -248,33 +318,10 @@ impl Kms {
         };
 
         let sealed = self.seal_material(&key.key_id, &key.primary_version, &material)?;
-        let keystore = Arc::clone(&self.keystore);
         self.store
             .update_key(
                 &loc,
-                Box::new(move |k| {
-                    require_external(k)?;
-                    check(row::ImportKeyMaterial, k.state)?;
-                    match &k.material_commitment {
-                        Some(c) => {
-                            if !keystore.commitment_matches(&k.key_id, &material, c) {
-                                return Err(KmsError::InvalidKeyMaterial);
-                            }
-                        }
-                        None => {
-                            k.material_commitment = Some(keystore.commitment(&k.key_id, &material))
-                        }
-                    }
-                    k.material_present = true;
-                    k.material_expire = expire;
-                    if k.state == KeyState::PendingImport {
-                        k.state = KeyState::Enabled;
-                    }
-                    Ok(vec![VersionChange::SetMaterial {
-                        version_id: k.primary_version.clone(),
-                        sealed_material: Some(sealed),
-                    }])
-                }),
+                bind_material(Arc::clone(&self.keystore), material, sealed, expire),
             )
             .await?
             .ok_or(KmsError::KeyNotFound)?;
