@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::conn::{args, Conn};
 use super::table::Table;
+use super::tags::SECRET_TAGS;
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag};
 use crate::store::{SecretChange, SecretMutation, SecretStore, StoreError, StoreResult};
@@ -68,12 +69,7 @@ pub(super) async fn insert_secret_tag(
     secret_id: &str,
     t: &Tag,
 ) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO secret_tags (secret_id, tag_key, tag_value) VALUES ($1,$2,$3)",
-        args![secret_id, t.key, t.value],
-    )
-    .await?;
-    Ok(())
+    SECRET_TAGS.insert(c, secret_id, t).await
 }
 
 async fn lock_secret(c: &mut dyn Conn, secret_id: &str) -> StoreResult<()> {
@@ -280,19 +276,7 @@ impl<B: Backend> SecretStore for SqlStore<B> {
 
     async fn list_secret_tags(&self, secret_id: &str) -> StoreResult<Vec<Tag>> {
         let s = secret_id.to_string();
-        run!(self, Mode::Auto, |c| {
-            c.query_all(
-                "SELECT tag_key, tag_value FROM secret_tags WHERE secret_id=$1 ORDER BY tag_key",
-                args![s],
-                |r| {
-                    Ok(Tag {
-                        key: r.get()?,
-                        value: r.get()?,
-                    })
-                },
-            )
-            .await
-        })
+        run!(self, Mode::Auto, |c| { SECRET_TAGS.list(c, &s).await })
     }
 
     async fn put_secret_tags(
@@ -304,26 +288,7 @@ impl<B: Backend> SecretStore for SqlStore<B> {
         let s = secret_id.to_string();
         run!(self, Mode::Write, |c| {
             lock_secret(c, &s).await?;
-            for t in &tags {
-                c.execute(
-                    "INSERT INTO secret_tags (secret_id, tag_key, tag_value) VALUES ($1,$2,$3) \
-                     ON CONFLICT (secret_id, tag_key) DO UPDATE SET tag_value=excluded.tag_value",
-                    args![s, t.key, t.value],
-                )
-                .await?;
-            }
-            let n: i64 = c
-                .query_value(
-                    "SELECT COUNT(*) FROM secret_tags WHERE secret_id=$1",
-                    args![s],
-                )
-                .await?;
-            if usize::try_from(n).map_or(true, |n| n > max) {
-                return Err(StoreError::LimitExceeded(format!(
-                    "at most {max} tags per secret"
-                )));
-            }
-            Ok(())
+            SECRET_TAGS.put(c, &s, &tags, max).await
         })
     }
 
@@ -334,22 +299,7 @@ impl<B: Backend> SecretStore for SqlStore<B> {
     ) -> StoreResult<()> {
         let s = secret_id.to_string();
         run!(self, Mode::Write, |c| {
-            match tag_keys {
-                None => {
-                    c.execute("DELETE FROM secret_tags WHERE secret_id=$1", args![s])
-                        .await?;
-                }
-                Some(keys) => {
-                    for t in keys {
-                        c.execute(
-                            "DELETE FROM secret_tags WHERE secret_id=$1 AND tag_key=$2",
-                            args![s, t],
-                        )
-                        .await?;
-                    }
-                }
-            }
-            Ok(())
+            SECRET_TAGS.remove(c, &s, tag_keys.as_deref()).await
         })
     }
 
