@@ -407,3 +407,28 @@ def test_readme_least_privilege_example_runs_verbatim(own_server):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["aGVsbG8=", "Forbidden.NoPermission", "Forbidden.NoPermission",
                                   "Forbidden.NoPermission"]
+
+
+def test_delete_conflicts_of_group_membership_and_attachments(server):
+    """DeleteUser/DeleteGroup refuse while the entity is still in a group or has a policy
+    attached, with the conflict Alibaba names for that link, and change nothing."""
+    api = Tea("ram", server, server.ak, server.sk)
+    api.call("CreateUser", user_name="carol-dc")
+    api.call("CreateGroup", group_name="ops-dc")
+    api.call("AddUserToGroup", group_name="ops-dc", user_name="carol-dc")
+    err(lambda: api.call("DeleteUser", user_name="carol-dc"), "DeleteConflict.User.Group", 409)
+    api.call("RemoveUserFromGroup", group_name="ops-dc", user_name="carol-dc")
+    api.call("AttachPolicyToUser", policy_type="System", policy_name="AliyunKMSReadOnlyAccess",
+             user_name="carol-dc")
+    err(lambda: api.call("DeleteUser", user_name="carol-dc"), "DeleteConflict.User.Policy", 409)
+    assert api.call("GetUser", user_name="carol-dc")["User"]["UserName"] == "carol-dc"
+    api.call("AttachPolicyToGroup", policy_type="System", policy_name="AliyunKMSReadOnlyAccess",
+             group_name="ops-dc")
+    err(lambda: api.call("DeleteGroup", group_name="ops-dc"), "DeleteConflict.Group.Policy", 409)
+    api.call("DetachPolicyFromGroup", policy_type="System", policy_name="AliyunKMSReadOnlyAccess",
+             group_name="ops-dc")
+    api.call("DeleteGroup", group_name="ops-dc")
+    api.call("DetachPolicyFromUser", policy_type="System", policy_name="AliyunKMSReadOnlyAccess",
+             user_name="carol-dc")
+    api.call("DeleteUser", user_name="carol-dc")
+    err(lambda: api.call("GetUser", user_name="carol-dc"), "EntityNotExist.User", 404)

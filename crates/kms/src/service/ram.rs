@@ -736,19 +736,21 @@ impl Kms {
                         "The user CAN NOT has any login profile while deleting the user.",
                     ));
                 }
-                let has = |k: RamLinkKind| usage.links.iter().any(|l| l.kind == k.as_str());
-                if has(RamLinkKind::Member) {
-                    return Err(err::conflict(
-                        "DeleteConflict.User.Group",
-                        "The user CAN NOT be in any group while deleting the user.",
-                    ));
-                }
-                if has(RamLinkKind::Attachment) {
-                    return Err(err::conflict(
-                        "DeleteConflict.User.Policy",
-                        "The user CAN NOT has any attached policy while deleting the user.",
-                    ));
-                }
+                refuse_linked(
+                    usage,
+                    &[
+                        (
+                            RamLinkKind::Member,
+                            "DeleteConflict.User.Group",
+                            "The user CAN NOT be in any group while deleting the user.",
+                        ),
+                        (
+                            RamLinkKind::Attachment,
+                            "DeleteConflict.User.Policy",
+                            "The user CAN NOT has any attached policy while deleting the user.",
+                        ),
+                    ],
+                )?;
                 Ok(RamWrite::Delete)
             },
         )
@@ -1023,19 +1025,21 @@ impl Kms {
             name,
             "Group",
             |_, _: &mut GroupBody, usage| {
-                let has = |k: RamLinkKind| usage.links.iter().any(|l| l.kind == k.as_str());
-                if has(RamLinkKind::Member) {
-                    return Err(err::conflict(
-                        "DeleteConflict.Group.User",
-                        "The group CAN NOT has any user member while deleting the group.",
-                    ));
-                }
-                if has(RamLinkKind::Attachment) {
-                    return Err(err::conflict(
-                        "DeleteConflict.Group.Policy",
-                        "The entity CAN NOT has any attached policy while deleting the group.",
-                    ));
-                }
+                refuse_linked(
+                    usage,
+                    &[
+                        (
+                            RamLinkKind::Member,
+                            "DeleteConflict.Group.User",
+                            "The group CAN NOT has any user member while deleting the group.",
+                        ),
+                        (
+                            RamLinkKind::Attachment,
+                            "DeleteConflict.Group.Policy",
+                            "The entity CAN NOT has any attached policy while deleting the group.",
+                        ),
+                    ],
+                )?;
                 Ok(RamWrite::Delete)
             },
         )
@@ -1824,6 +1828,20 @@ fn check_user_fields(f: &UserFields, prefix: &str) -> Result<(), KmsError> {
             } else {
                 err::format("InvalidParameter.MobilePhone.Format", "MobilePhone")
             });
+        }
+    }
+    Ok(())
+}
+
+/// The DeleteConflict error of the first link kind in `refusals` that the entity being
+/// deleted still has (RAM refuses to delete a user, group or role that is still linked).
+fn refuse_linked(
+    usage: &RamUsage,
+    refusals: &[(RamLinkKind, &'static str, &'static str)],
+) -> Result<(), KmsError> {
+    for (kind, code, message) in refusals {
+        if usage.links.iter().any(|l| l.kind == kind.as_str()) {
+            return Err(err::conflict(code, message));
         }
     }
     Ok(())
