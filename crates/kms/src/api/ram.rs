@@ -44,7 +44,10 @@ fn page<T>(p: &Params, items: Vec<T>, max: i64) -> Result<(Vec<T>, Option<String
     Ok((items, (next < total).then(|| next.to_string())))
 }
 
-fn paged(mut body: Map<String, Value>, next: Option<String>) -> Value {
+/// A page of a RAM list: `{"<list>": {"<item>": [...]}, "IsTruncated": …, "Marker": …}`.
+fn paged(list: &str, item: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    let mut body = Map::new();
+    body.insert(list.into(), json!({ item: items }));
     body.insert("IsTruncated".into(), Value::Bool(next.is_some()));
     if let Some(m) = next {
         body.insert("Marker".into(), Value::String(m));
@@ -200,9 +203,7 @@ pub async fn dispatch(
         Action::ListUsers => {
             let (users, next) = page(p, kms.list_users(caller).await?, 1000)?;
             let items: Vec<Value> = users.iter().map(|u| user_json(u, true)).collect();
-            let mut m = Map::new();
-            m.insert("Users".into(), json!({ "User": items }));
-            Ok(paged(m, next))
+            Ok(paged("Users", "User", items, next))
         }
         Action::DeleteUser => {
             kms.delete_user(caller, p.required("UserName")?).await?;
@@ -309,9 +310,7 @@ pub async fn dispatch(
         Action::ListGroups => {
             let (groups, next) = page(p, kms.list_groups(caller).await?, 100)?;
             let items: Vec<Value> = groups.iter().map(|g| group_json(g, true)).collect();
-            let mut m = Map::new();
-            m.insert("Groups".into(), json!({ "Group": items }));
-            Ok(paged(m, next))
+            Ok(paged("Groups", "Group", items, next))
         }
         Action::DeleteGroup => {
             kms.delete_group(caller, p.required("GroupName")?).await?;
@@ -357,9 +356,7 @@ pub async fn dispatch(
                     })
                 })
                 .collect();
-            let mut m = Map::new();
-            m.insert("Users".into(), json!({ "User": items }));
-            Ok(paged(m, next))
+            Ok(paged("Users", "User", items, next))
         }
         Action::CreatePolicy => {
             let v = kms
@@ -411,9 +408,7 @@ pub async fn dispatch(
                 j["AttachmentCount"] = json!(kms.attachment_count(v).await?);
                 items.push(j);
             }
-            let mut m = Map::new();
-            m.insert("Policies".into(), json!({ "Policy": items }));
-            Ok(paged(m, next))
+            Ok(paged("Policies", "Policy", items, next))
         }
         Action::DeletePolicy => {
             kms.delete_policy(
@@ -589,9 +584,7 @@ pub async fn dispatch(
         Action::ListRoles => {
             let (roles, next) = page(p, kms.list_roles(caller).await?, 1000)?;
             let items: Vec<Value> = roles.iter().map(|r| role_json(account, r, false)).collect();
-            let mut m = Map::new();
-            m.insert("Roles".into(), json!({ "Role": items }));
-            Ok(paged(m, next))
+            Ok(paged("Roles", "Role", items, next))
         }
         Action::DeleteRole => {
             kms.delete_role(caller, p.required("RoleName")?).await?;
