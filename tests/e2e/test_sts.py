@@ -211,3 +211,19 @@ def test_policy_changes_on_one_node_apply_at_once_on_another(tmp_path):
     finally:
         a.srv.stop()
         b.srv.stop()
+
+
+def test_external_id_is_checked_against_the_trust_policy(server, setup):
+    """A role whose trust policy requires sts:ExternalId: assumed only with that ExternalId;
+    a missing or different one is refused like an untrusted caller, a malformed one as a bad
+    parameter ([inference] sts:ExternalId is the condition key, reference §5)."""
+    ram = setup["ram"]
+    ram.api.call("CreateRole", role_name="partner",
+                 assume_role_policy_document=trust(f"acs:ram::{ACCOUNT_ID}:root",
+                                                   StringEquals={"sts:ExternalId": "partner-7f3a"}))
+    err(lambda: assume(setup, role="partner"), "NoPermission", 403)
+    err(lambda: assume(setup, role="partner", external_id="partner-7f3b"), "NoPermission", 403)
+    err(lambda: assume(setup, role="partner", external_id="x"), "InvalidParameter", 400)
+    err(lambda: assume(setup, role="partner", external_id="bad id!"), "InvalidParameter", 400)
+    c = assume(setup, role="partner", external_id="partner-7f3a")["Credentials"]
+    assert c["AccessKeyId"].startswith("STS.")
