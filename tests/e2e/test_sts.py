@@ -216,7 +216,7 @@ def test_policy_changes_on_one_node_apply_at_once_on_another(tmp_path):
 def test_external_id_is_checked_against_the_trust_policy(server, setup):
     """A role whose trust policy requires sts:ExternalId: assumed only with that ExternalId;
     a missing or different one is refused like an untrusted caller, a malformed one as a bad
-    parameter ([inference] sts:ExternalId is the condition key, reference §5)."""
+    parameter ([inference] in alibaba-ram-sts.md: sts:ExternalId is the condition key)."""
     ram = setup["ram"]
     ram.api.call("CreateRole", role_name="partner",
                  assume_role_policy_document=trust(f"acs:ram::{ACCOUNT_ID}:root",
