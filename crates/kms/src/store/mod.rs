@@ -498,8 +498,9 @@ pub type SecretMutation = Box<
         + Send,
 >;
 
-/// Secrets (Secrets Manager): metadata, sealed versions, stages and tags. Not cached (a
-/// value put on one node is read from the database by every other at once).
+/// Secrets (Secrets Manager): metadata, sealed versions, stages and tags. The secret row and
+/// the versions GetSecretValue reads are cached ([`cache::CachedStore`]); every write announces
+/// [`cache::Change::Secret`], so other nodes drop what they hold of that secret.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Inserts a secret with its first version (stages `stages`) and tags, unless the account

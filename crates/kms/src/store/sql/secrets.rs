@@ -8,6 +8,7 @@ use super::conn::{args, Conn};
 use super::table::Table;
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag};
+use crate::store::cache::Change;
 use crate::store::{SecretChange, SecretMutation, SecretStore, StoreError, StoreResult};
 
 /// The versions of a secret with their stages, newest first.
@@ -205,6 +206,8 @@ impl<B: Backend> SecretStore for SqlStore<B> {
                     insert_stage(c, &secret.secret_id, s, &v.version_id).await?;
                 }
             }
+            c.notify(&Change::Secret(&secret.secret_id).payload())
+                .await?;
             Ok(Some((secret, versions)))
         })
     }
@@ -248,6 +251,9 @@ impl<B: Backend> SecretStore for SqlStore<B> {
             let n = c
                 .execute("DELETE FROM secrets WHERE secret_id=$1", args![s])
                 .await?;
+            if n > 0 {
+                c.notify(&Change::Secret(&s).payload()).await?;
+            }
             Ok(n > 0)
         })
     }
@@ -262,6 +268,9 @@ impl<B: Backend> SecretStore for SqlStore<B> {
                     args![s, now],
                 )
                 .await?;
+            if n > 0 {
+                c.notify(&Change::Secret(&s).payload()).await?;
+            }
             Ok(n > 0)
         })
     }
