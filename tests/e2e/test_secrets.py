@@ -593,6 +593,59 @@ def test_a_value_put_on_one_node_is_served_by_another_at_once(kms_binary, tmp_pa
 
 
 @needs_postgres
+def test_a_value_cached_on_one_node_is_replaced_when_another_puts(kms_binary, tmp_path):
+    """Node B serves a secret from its cache; a PutSecretValue (and a stage move, and a
+    deletion) on node A reaches B through the change notification, well within the cache's
+    lifetime (10 s): B serves the new value at once (allowing for the notification's delivery)."""
+    import os
+    import time
+    from kms_helpers import new_test_database
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    root.chmod(0o600)
+    ak, sk = "LTAIsecrets" + os.urandom(4).hex(), b64(os.urandom(18))
+    nodes = [KmsServer(tmp_path / f"n{i}", tmp_path / f"l{i}", ak=ak, sk=sk, database_url=db,
+                       extra_env={"KMS_ROOT_KEY_FILE": str(root)}).start() for i in range(2)]
+
+    def served_on_b_within(expected, limit=1.0):
+        start = time.monotonic()
+        while True:
+            got = b.call("GetSecretValue", SecretName=n)["SecretData"]
+            if got == expected:
+                return time.monotonic() - start
+            assert time.monotonic() - start < limit, f"node B still serves {got!r}"
+            time.sleep(0.01)
+
+    try:
+        a, b = (make_api("tea_v3", n) for n in nodes)
+        n = create(a, data="one")
+        for _ in range(3):  # cached on B
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
+        for i in range(2, 6):
+            a.call("PutSecretValue", SecretName=n, VersionId=f"v{i}", SecretData=f"value {i}")
+            assert served_on_b_within(f"value {i}") < 1.0
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == f"value {i}"
+        # A stage moved back on A: B serves the old version again.
+        a.call("UpdateSecretVersionStage", SecretName=n, VersionStage="ACSCurrent",
+               MoveToVersion="v2", RemoveFromVersion="v5")
+        assert served_on_b_within("value 2") < 1.0
+        a.call("DeleteSecret", SecretName=n, ForceDeleteWithoutRecovery="true")
+        start = time.monotonic()
+        while True:
+            try:
+                b.call("GetSecretValue", SecretName=n)
+            except Exception:
+                break
+            assert time.monotonic() - start < 1.0, "node B still serves a deleted secret"
+            time.sleep(0.01)
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@needs_postgres
 def test_migrate_store_copies_secrets(kms_binary, tmp_path):
     import subprocess
     from kms_helpers import kms_bin, new_test_database
