@@ -44,6 +44,8 @@ pub struct CachedStore {
     secrets: RwLock<HashMap<SecretKey, Entry<SecretRecord>>>,
     secret_versions: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
     secret_stages: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
+    /// A secret's versions with their stages (no values), by secret id.
+    secret_version_lists: RwLock<HashMap<String, Entry<Vec<SecretVersionMeta>>>>,
     /// Bumped by every RAM change (here, or announced by another node).
     ram_epoch: AtomicU64,
     /// Lookups answered from the cache, and those that went to the store (for the metrics).
@@ -78,6 +80,7 @@ impl CachedStore {
             secrets: RwLock::new(HashMap::new()),
             secret_versions: RwLock::new(HashMap::new()),
             secret_stages: RwLock::new(HashMap::new()),
+            secret_version_lists: RwLock::new(HashMap::new()),
             ram_epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -161,6 +164,9 @@ impl CachedStore {
                 m.retain(|(s, _), _| s != secret_id);
             }
         }
+        if let Ok(mut m) = self.secret_version_lists.write() {
+            m.remove(secret_id);
+        }
     }
 
     fn invalidate_alias(&self, account_id: &str, region: &str, name: &str) {
@@ -223,6 +229,9 @@ impl CachedStore {
             if let Ok(mut m) = map.write() {
                 m.clear();
             }
+        }
+        if let Ok(mut m) = self.secret_version_lists.write() {
+            m.clear();
         }
     }
 }
@@ -529,12 +538,19 @@ impl SecretStore for CachedStore {
         self.invalidate_secret(secret_id);
         r
     }
-    // Not cached (lists, tags: GetSecretValue does not read them):
+    // Not cached (the list of secrets, tags: GetSecretValue does not read them):
     async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>> {
         self.inner.list_secrets(account_id, region).await
     }
     async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
-        self.inner.list_secret_versions(secret_id).await
+        let k = secret_id.to_string();
+        if let Some(v) = self.lookup(&self.secret_version_lists, &k, self.ttl) {
+            return Ok(v);
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.list_secret_versions(secret_id).await?;
+        self.fill(&self.secret_version_lists, gen, k, found.clone());
+        Ok(found)
     }
     async fn due_secret_deletions(&self, now: i64) -> StoreResult<Vec<String>> {
         self.inner.due_secret_deletions(now).await
@@ -828,6 +844,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.unwrap().version_id, "v1");
+        assert_eq!(cache.list_secret_versions("sid").await.unwrap().len(), 1);
         // Another node (the inner store, behind the cache's back) puts v2 and moves the stage.
         let put = |id: &'static str| -> SecretMutation {
             Box::new(move |_, versions| {
@@ -851,8 +868,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.unwrap().version_id, "v1", "served from the cache");
+        assert_eq!(cache.list_secret_versions("sid").await.unwrap().len(), 1);
         // Its announcement arrives: the next read is fresh.
         cache.apply_remote(Some(&Change::Secret("sid").payload()));
+        let list = cache.list_secret_versions("sid").await.unwrap();
+        assert_eq!(list[0].version_id, "v2");
+        assert_eq!(list[0].stages, ["ACSCurrent"]);
         let v = cache
             .get_secret_version_by_stage("sid", "ACSCurrent")
             .await
