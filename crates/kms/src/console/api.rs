@@ -3,8 +3,9 @@
 //! `X-CSRF-Token` (or a `csrf` field). It answers the API's JSON body, or
 //! `{Code, Message, RequestId}` with the API's status.
 //!
-//! The action runs through [`crate::protocol::Protocol::dispatch_as`], exactly as a signed
-//! API request would after authentication, in the region chosen in the console. Only
+//! The action runs through [`crate::protocol::Protocol::dispatch_principal`] as the
+//! session's principal (a RAM user's policies apply), exactly as a signed API request would
+//! after authentication, in the region chosen in the console. Only
 //! [`ACTIONS`] are offered (no cryptographic calls from the browser).
 
 use axum::body::Bytes;
@@ -142,7 +143,20 @@ pub async fn api(
         return refuse(&st, &event, &KmsError::InvalidApi(action.clone())).await;
     };
     let params = api_params(params, s.region.clone());
-    match st.protocol.dispatch_as(&s.caller(), spec, &params).await {
+    let principal = match s.principal(&st).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refuse(&st, &event, &KmsError::Forbidden).await,
+        Err(e) => return refuse(&st, &event, &e).await,
+    };
+    let transport = crate::api::authz::Transport {
+        source_ip: Some(s.peer.ip()),
+        secure: st.secure,
+    };
+    let result = st
+        .protocol
+        .dispatch_principal(&s.caller(), &principal, spec, &params, transport)
+        .await;
+    match result {
         Ok(mut value) => {
             if let Some(id) = answered_key_id(&value) {
                 event = event.key(id);

@@ -74,7 +74,11 @@ impl ConsoleState {
                 key_version_id: String::new(),
                 result: result.to_string(),
                 status,
-                principal: format!("console-user:{}", event.principal),
+                // A RAM user signed in with its login profile is audited by its ARN.
+                principal: match event.principal.strip_prefix("ram-user:") {
+                    Some(name) => format!("acs:ram::{}:user/{name}", event.account),
+                    None => format!("console-user:{}", event.principal),
+                },
             },
             durable,
         )

@@ -24,9 +24,12 @@ use super::i18n::{Lang, LANG_COOKIE};
 use super::session;
 use super::view::Frame;
 use super::{internal, redirect, set_session_cookie, ConsoleState};
+use crate::action::ApiAction;
 use crate::error::KmsError;
 use crate::protocol::new_request_id;
-use crate::service::console::SessionLookup;
+use crate::protocol::params::Params;
+use crate::service::console::{ConsolePrincipal, SessionLookup};
+use crate::service::ram::Principal;
 use crate::service::{Caller, Kms};
 use crate::store::ConsoleSessionRecord;
 
@@ -104,6 +107,55 @@ impl Signed {
             region: self.region.clone(),
             access_key_id: self.record.principal.clone(),
         }
+    }
+
+    /// The principal the console acts as: a RAM user signed in with its login profile is
+    /// authorised by its policies; console users and access keys act as the account's root.
+    /// A RAM user that is gone yields `None` (its session ends at its next request anyway).
+    pub async fn principal(&self, st: &ConsoleState) -> Result<Option<Principal>, KmsError> {
+        match ConsolePrincipal::parse(&self.record.principal) {
+            Some(ConsolePrincipal::RamUser(name)) => Ok(st
+                .sessions()
+                .ram_user_hash(&self.record.account_id, &name)
+                .await?
+                .map(|(user_id, _)| Principal::User {
+                    user_id,
+                    user_name: name,
+                })),
+            _ => Ok(Some(Principal::Root)),
+        }
+    }
+
+    /// Whether the session's principal may run `action` with `params` (always, for the
+    /// account's root): a page that reads without dispatching checks this first, so what a
+    /// RAM user sees follows its policies as its changes do.
+    pub async fn may(
+        &self,
+        st: &ConsoleState,
+        action: ApiAction,
+        params: &[(&str, &str)],
+    ) -> Result<(), KmsError> {
+        let Some(principal) = self.principal(st).await? else {
+            return Err(KmsError::Forbidden);
+        };
+        if principal.is_root() {
+            return Ok(());
+        }
+        let params = Params {
+            body: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Params::default()
+        };
+        let transport = crate::api::authz::Transport {
+            source_ip: Some(self.peer.ip()),
+            secure: st.secure,
+        };
+        let ctx = crate::api::authz::context(st.kms(), transport);
+        crate::api::authz::authorize(st.kms(), &self.caller(), &principal, action, &params, &ctx)
+            .await
+            .map(|_| ())
     }
 
     /// An audit event of this session (with a new request id).

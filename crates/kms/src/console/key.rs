@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::Signed;
 use super::i18n::Text as T;
-use super::view::{Badge, Frame};
+use super::view::{Badge, Forbidden, Frame};
 use super::{html, internal, ConsoleState};
+use crate::action::kms::Action;
+use crate::action::ApiAction;
 use crate::api::keys::KeyMetadata;
 use crate::error::KmsError;
 use crate::keystore::wrapping::{Wrapping, WrappingAlgorithm};
@@ -205,8 +207,22 @@ pub async fn key_page(
     s: Signed,
     Path(key_id): Path<String>,
 ) -> Response {
-    let loaded = load(st.kms(), &s.caller(), &key_id).await;
     let event = s.event("DescribeKey").key(&key_id);
+    if let Err(e) = s
+        .may(
+            &st,
+            ApiAction::Kms(Action::DescribeKey),
+            &[("KeyId", key_id.as_str())],
+        )
+        .await
+    {
+        st.audit_error(&event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return internal(&e);
+        }
+        return Forbidden::response(s.frame(&st), &e);
+    }
+    let loaded = load(st.kms(), &s.caller(), &key_id).await;
     match loaded {
         Ok(l) => {
             st.audit_ok(&event).await;
@@ -237,6 +253,20 @@ pub async fn public_key_download(
     Path((key_id, version_id)): Path<(String, String)>,
 ) -> Response {
     let event = s.event("GetPublicKey").key(&key_id);
+    if let Err(e) = s
+        .may(
+            &st,
+            ApiAction::Kms(Action::GetPublicKey),
+            &[("KeyId", key_id.as_str())],
+        )
+        .await
+    {
+        st.audit_error(&event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return internal(&e);
+        }
+        return Forbidden::response(s.frame(&st), &e);
+    }
     match st
         .kms()
         .get_public_key(&s.caller(), &key_id, &version_id, false)

@@ -10,8 +10,10 @@ use serde::Deserialize;
 
 use super::extract::Signed;
 use super::i18n::{Lang, Text as T};
-use super::view::{Badge, Frame};
+use super::view::{Badge, Forbidden, Frame};
 use super::{html, internal, ConsoleState};
+use crate::action::kms::Action;
+use crate::action::ApiAction;
 use crate::error::KmsError;
 use crate::model::KeyState;
 use crate::model::Origin;
@@ -147,6 +149,13 @@ pub async fn keys_page(
     let filters = Filters::from_query(&q);
     let caller = s.caller();
     let event = s.event("ListKeys");
+    if let Err(e) = s.may(&st, ApiAction::Kms(Action::ListKeys), &[]).await {
+        st.audit_error(&event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return internal(&e);
+        }
+        return Forbidden::response(s.frame(&st), &e);
+    }
     let listed = list_page(
         st.kms(),
         &caller,

@@ -2,11 +2,14 @@
 //!
 //! Server-rendered pages (key list, key page, sign-in) and one JSON endpoint,
 //! `POST /console/api/<Action>`, that the embedded JavaScript calls for every change. That
-//! endpoint runs the action through [`Protocol::dispatch_as`], the very code a signed API
-//! request reaches after authentication (throttling, required parameters, the `api` and
-//! `service` layers), as the signed-in account: the console can do nothing the API would
-//! refuse, and answers with the API's error codes. Pages read through the same service
-//! functions with the same account isolation.
+//! endpoint runs the action through [`Protocol::dispatch_principal`], the very code a signed
+//! API request reaches after authentication (throttling, required parameters, RAM
+//! authorisation, the `api` and `service` layers), as the signed-in principal: the account's
+//! root for an access key or console user, the RAM user itself for a RAM user signed in with
+//! its login profile (issue 16). The console can do nothing the API would refuse, and
+//! answers with the API's error codes. Pages read through the same service functions with
+//! the same account isolation, after checking the read action against a RAM user's
+//! policies ([`extract::Signed::may`]); the RAM page ([`ram`]) dispatches RAM actions.
 //!
 //! How the modules fit:
 //! - this file: the router, security headers, static assets and small response helpers;
@@ -23,7 +26,8 @@
 //!   the check, password checks bounded); [`i18n`]: the two languages.
 //!
 //! Every console action (sign-in, sign-out, page views, changes) is written to the audit
-//! trail with the principal (`console-user:<name>` or `console:<access key id>`), never
+//! trail with the principal (`console-user:<name>`, `console:<access key id>`, or a RAM
+//! user's ARN), never
 //! secrets, material or tokens.
 
 pub mod api;
@@ -33,6 +37,7 @@ pub mod guard;
 pub mod i18n;
 pub mod key;
 pub mod keys;
+pub mod ram;
 pub mod secrets;
 pub mod session;
 pub mod signin;
@@ -101,6 +106,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/console/secrets", get(secrets::secrets_page))
         .route("/console/secret", get(secrets::secret_page))
+        .route("/console/ram", get(ram::ram_page).post(ram::ram_post))
         .route("/console/api/{action}", post(api::api))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))

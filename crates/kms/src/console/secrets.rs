@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 use super::extract::Signed;
 use super::i18n::Text as T;
-use super::view::Frame;
+use super::view::{Forbidden, Frame};
 use super::{html, internal, ConsoleState};
+use crate::action::kms::Action;
+use crate::action::ApiAction;
 use crate::error::KmsError;
 use crate::model::SecretRecord;
 use crate::service::secrets::secret_arn;
@@ -41,6 +43,13 @@ struct SecretsPage {
 
 pub async fn secrets_page(State(st): State<ConsoleState>, s: Signed) -> Response {
     let event = s.event("ListSecrets");
+    if let Err(e) = s.may(&st, ApiAction::Kms(Action::ListSecrets), &[]).await {
+        st.audit_error(&event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return internal(&e);
+        }
+        return Forbidden::response(s.frame(&st), &e);
+    }
     let listed = st
         .kms()
         .list_secrets(&s.caller(), &[], false, 1, PAGE_SIZE)
@@ -160,6 +169,20 @@ pub async fn secret_page(
         "secret/{}",
         name.chars().take(256).collect::<String>()
     ));
+    if let Err(e) = s
+        .may(
+            &st,
+            ApiAction::Kms(Action::DescribeSecret),
+            &[("SecretName", name.as_str())],
+        )
+        .await
+    {
+        st.audit_error(&event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return internal(&e);
+        }
+        return Forbidden::response(s.frame(&st), &e);
+    }
     let loaded = async {
         let (r, _) = st.kms().describe_secret(&caller, &name, false).await?;
         let (_, versions) = st

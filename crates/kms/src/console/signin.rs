@@ -222,7 +222,12 @@ impl SigninForm {
         if self.is_access_key() {
             ConsolePrincipal::AccessKey(self.access_key_id.chars().take(128).collect())
         } else {
-            ConsolePrincipal::User(self.user_name.chars().take(64).collect())
+            // Both forms of a RAM user's principal name count as one principal.
+            let name = match ram_principal_name(&self.user_name) {
+                Some((user, account)) => format!("{user}@{account}"),
+                None => self.user_name.clone(),
+            };
+            ConsolePrincipal::User(name.chars().take(64).collect())
         }
     }
 }
@@ -385,7 +390,21 @@ async fn verify_user(
     } else {
         None
     };
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    // No console user by that name: a RAM user's principal name (`<user>@<account>`, or
+    // `<user>@<account>.onaliyun.com`) with its login profile (issue 16).
+    let ram = match (&user, ram_principal_name(name)) {
+        (None, Some((user_name, account))) => st
+            .sessions()
+            .ram_user_hash(account, user_name)
+            .await?
+            .map(|(_, hash)| (user_name.to_string(), account.to_string(), hash)),
+        _ => None,
+    };
+    let stored = match (&user, &ram) {
+        (Some(u), _) => Some(u.password_hash.clone()),
+        (None, Some((_, _, hash))) => Some(hash.clone()),
+        (None, None) => None,
+    };
     let password = Zeroizing::new(password.to_string());
     // PBKDF2 (600,000 iterations) off the async workers; an unknown name costs the same. The
     // permit moves into the task, so the slot is busy until the check ends even if this
@@ -397,6 +416,15 @@ async fn verify_user(
     })
     .await
     .map_err(KmsError::internal)?;
+    if let (true, None, Some((user_name, account, hash))) = (ok, &user, ram) {
+        let principal = ConsolePrincipal::RamUser(user_name);
+        let credential_tag = st.sessions().credential_tag(&principal, hash.as_bytes());
+        return Ok(Some(Verified {
+            account,
+            principal,
+            credential_tag,
+        }));
+    }
     Ok(match (ok, user) {
         (true, Some(u)) => {
             let principal = ConsolePrincipal::User(u.user_name);
@@ -411,6 +439,14 @@ async fn verify_user(
         }
         _ => None,
     })
+}
+
+/// A RAM user's principal name as typed at sign-in: `<user>@<account>` or
+/// `<user>@<account>.onaliyun.com` → (user name, account id).
+fn ram_principal_name(name: &str) -> Option<(&str, &str)> {
+    let (user, account) = name.split_once('@')?;
+    let account = account.strip_suffix(".onaliyun.com").unwrap_or(account);
+    (!user.is_empty() && !account.is_empty() && !account.contains('@')).then_some((user, account))
 }
 
 /// An access key id and secret: the verified principal if right and enabled.
@@ -467,6 +503,19 @@ pub async fn signout(State(st): State<ConsoleState>, s: Signed, body: Bytes) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ram_principal_names() {
+        assert_eq!(ram_principal_name("alice@1234"), Some(("alice", "1234")));
+        assert_eq!(
+            ram_principal_name("alice@1234.onaliyun.com"),
+            Some(("alice", "1234"))
+        );
+        assert_eq!(ram_principal_name("alice"), None);
+        assert_eq!(ram_principal_name("@1234"), None);
+        assert_eq!(ram_principal_name("alice@"), None);
+        assert_eq!(ram_principal_name("a@b@c"), None);
+    }
 
     #[test]
     fn the_sign_in_page_escapes_and_carries_the_token() {

@@ -55,6 +55,31 @@ pub struct CsrfRefused {
     pub lang: Lang,
 }
 
+/// A page the signed-in RAM user's policies do not allow (403 `Forbidden.NoPermission`).
+#[derive(Template)]
+#[template(path = "console/forbidden.html")]
+pub struct Forbidden {
+    pub frame: Frame,
+    pub title: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Forbidden {
+    /// The refusal page for `e` (its status, else 403).
+    pub fn response(frame: Frame, e: &crate::error::KmsError) -> axum::response::Response {
+        let status = axum::http::StatusCode::from_u16(e.status())
+            .unwrap_or(axum::http::StatusCode::FORBIDDEN);
+        let page = Forbidden {
+            title: frame.t(Text::Forbidden),
+            code: e.code(),
+            message: e.message(),
+            frame,
+        };
+        super::html(status, &page)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,14 +52,20 @@ pub enum ConsolePrincipal {
     User(String),
     /// An access key, by id.
     AccessKey(String),
+    /// A RAM user of the session's account, by name, signed in with its login profile
+    /// (issue 16): the console acts with that user's policies.
+    RamUser(String),
 }
 
 impl ConsolePrincipal {
     const USER_PREFIX: &'static str = "console-user:";
     const ACCESS_KEY_PREFIX: &'static str = "console:";
+    const RAM_USER_PREFIX: &'static str = "ram-user:";
 
     pub fn parse(s: &str) -> Option<ConsolePrincipal> {
-        if let Some(name) = s.strip_prefix(Self::USER_PREFIX) {
+        if let Some(name) = s.strip_prefix(Self::RAM_USER_PREFIX) {
+            Some(ConsolePrincipal::RamUser(name.to_string()))
+        } else if let Some(name) = s.strip_prefix(Self::USER_PREFIX) {
             Some(ConsolePrincipal::User(name.to_string()))
         } else {
             s.strip_prefix(Self::ACCESS_KEY_PREFIX)
@@ -73,6 +79,7 @@ impl fmt::Display for ConsolePrincipal {
         match self {
             ConsolePrincipal::User(name) => write!(f, "{}{name}", Self::USER_PREFIX),
             ConsolePrincipal::AccessKey(id) => write!(f, "{}{id}", Self::ACCESS_KEY_PREFIX),
+            ConsolePrincipal::RamUser(name) => write!(f, "{}{name}", Self::RAM_USER_PREFIX),
         }
     }
 }
@@ -135,6 +142,28 @@ impl<'a> ConsoleSessions<'a> {
         Ok(self.kms.store.get_console_user(name).await?)
     }
 
+    /// A RAM user of `account` with a login profile: its user id and stored password hash
+    /// (`None` if the user or its login profile does not exist).
+    pub async fn ram_user_hash(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<(String, String)>, KmsError> {
+        if crate::service::ram::check_user_name("UserName", name).is_err() {
+            return Ok(None);
+        }
+        let caller = crate::service::Caller {
+            account_id: account.to_string(),
+            region: String::new(),
+            access_key_id: String::new(),
+        };
+        match self.kms.get_user(&caller, name).await {
+            Ok(u) => Ok(u.body.login_profile.map(|p| (u.id, p.password_hash))),
+            Err(KmsError::Internal(d)) => Err(KmsError::Internal(d)),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// The session stored under `id_hash`, if live (see the module comment) for a token that
     /// carries `credential_tag`; a live session's idle timer is reset, a dead one is deleted.
     pub async fn check(
@@ -183,6 +212,10 @@ impl<'a> ConsoleSessions<'a> {
                 }
                 _ => None,
             },
+            ConsolePrincipal::RamUser(name) => self
+                .ram_user_hash(&rec.account_id, name)
+                .await?
+                .map(|(_, hash)| self.credential_tag(&principal, hash.as_bytes())),
         };
         Ok(current.is_some_and(|tag| {
             aws_lc_rs::constant_time::verify_slices_are_equal(
