@@ -26,6 +26,20 @@ struct Entry<T> {
 }
 
 type AliasKey = (String, String, String);
+
+/// Opened secret data keys are dropped wholesale past this many (each zeroized on drop).
+const MAX_DATA_KEYS: usize = 10_000;
+
+/// The opened data key of one secret version (no `Debug`: it must never be printed).
+struct DataKeyEntry {
+    /// The key that sealed it: a change of that key drops it.
+    key_id: String,
+    /// The sealed data key it is the opening of: it answers for that blob only.
+    sealed: Vec<u8>,
+    data_key: zeroize::Zeroizing<Vec<u8>>,
+    /// When it was opened, on the service's clock (Unix seconds).
+    at: i64,
+}
 /// (account, region, secret name).
 type SecretKey = (String, String, String);
 
@@ -46,6 +60,10 @@ pub struct CachedStore {
     secret_stages: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
     /// A secret's versions with their stages (no values), by secret id.
     secret_version_lists: RwLock<HashMap<String, Entry<Vec<SecretVersionMeta>>>>,
+    /// Opened data keys by (secret id, version id), kept only alongside their cached
+    /// version, at most [`MAX_DATA_KEYS`]; dropped (zeroized) with their secret, with the
+    /// key that sealed them, and after the cache lifetime on the service's clock.
+    data_keys: RwLock<HashMap<(String, String), DataKeyEntry>>,
     /// Bumped by every RAM change (here, or announced by another node).
     ram_epoch: AtomicU64,
     /// Lookups answered from the cache, and those that went to the store (for the metrics).
@@ -81,6 +99,7 @@ impl CachedStore {
             secret_versions: RwLock::new(HashMap::new()),
             secret_stages: RwLock::new(HashMap::new()),
             secret_version_lists: RwLock::new(HashMap::new()),
+            data_keys: RwLock::new(HashMap::new()),
             ram_epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -151,6 +170,9 @@ impl CachedStore {
                 m.retain(|_, e| e.value.key_id != key_id);
             }
         }
+        if let Ok(mut m) = self.data_keys.write() {
+            m.retain(|_, e| e.key_id != key_id);
+        }
     }
 
     /// Forgets a secret (by id: its row under any name) and its versions and stages.
@@ -167,6 +189,16 @@ impl CachedStore {
         if let Ok(mut m) = self.secret_version_lists.write() {
             m.remove(secret_id);
         }
+        if let Ok(mut m) = self.data_keys.write() {
+            m.retain(|(s, _), _| s != secret_id);
+        }
+    }
+
+    /// Whether a data key opened at `at` is still young at `now` (whole seconds: a lifetime
+    /// under one second keeps none; a clock moved back keeps none either).
+    fn data_key_fresh(&self, at: i64, now: i64) -> bool {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        at <= now && now - at < ttl
     }
 
     fn invalidate_alias(&self, account_id: &str, region: &str, name: &str) {
@@ -231,6 +263,9 @@ impl CachedStore {
             }
         }
         if let Ok(mut m) = self.secret_version_lists.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.data_keys.write() {
             m.clear();
         }
     }
@@ -582,6 +617,57 @@ impl SecretStore for CachedStore {
             .list_account_secret_tags(account_id, region)
             .await
     }
+
+    fn cached_data_key(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        sealed_data_key: &[u8],
+        now: i64,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let m = self.data_keys.read().ok()?;
+        let e = m.get(&(secret_id.to_string(), version_id.to_string()))?;
+        (e.sealed == sealed_data_key && self.data_key_fresh(e.at, now)).then(|| e.data_key.clone())
+    }
+
+    fn keep_data_key(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        key_id: &str,
+        sealed_data_key: &[u8],
+        data_key: &[u8],
+        now: i64,
+    ) {
+        let k = (secret_id.to_string(), version_id.to_string());
+        // Only alongside the cached version it opens (so it goes when that goes): a write
+        // that dropped the version meanwhile leaves nothing behind.
+        let Ok(versions) = self.secret_versions.read() else {
+            return;
+        };
+        let Some(v) = versions.get(&k) else {
+            return;
+        };
+        if v.value.sealed_data_key != sealed_data_key || v.at.elapsed() >= self.ttl {
+            return;
+        }
+        // Taken while the version map is read-locked: an invalidation (which write-locks it
+        // first) is either wholly before this (the version is gone) or wholly after.
+        if let Ok(mut m) = self.data_keys.write() {
+            if m.len() >= MAX_DATA_KEYS {
+                m.clear();
+            }
+            m.insert(
+                k,
+                DataKeyEntry {
+                    key_id: key_id.to_string(),
+                    sealed: sealed_data_key.to_vec(),
+                    data_key: zeroize::Zeroizing::new(data_key.to_vec()),
+                    at: now,
+                },
+            );
+        }
+    }
 }
 
 #[async_trait]
@@ -904,6 +990,102 @@ mod tests {
             .await
             .unwrap();
         assert!(v.is_none());
+    }
+
+    /// An opened secret data key is kept only alongside its cached version, answers for its
+    /// own sealed data key only, and is dropped by a secret write here, by another node's
+    /// secret or key announcement, by a change of its key here, and by age on the service's
+    /// (injectable) clock.
+    #[tokio::test]
+    async fn secret_data_keys_are_dropped_on_every_invalidation() {
+        use crate::clock::{Clock, ManualClock};
+        use crate::store::tests::{secret, secret_version, ACCOUNT};
+        let clock = ManualClock::new(1_000);
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let cache = CachedStore::new(inner.clone(), Duration::from_secs(10));
+        cache.ensure_account(ACCOUNT, 0).await.unwrap();
+        let s = secret("sid", "app/db");
+        let (a, r, n) = (
+            s.account_id.clone(),
+            s.region.clone(),
+            s.secret_name.clone(),
+        );
+        let v1 = secret_version("sid", "v1", 1);
+        let sealed = v1.sealed_data_key.clone();
+        let stage = vec!["ACSCurrent".to_string()];
+        cache.insert_secret(s, v1, stage, vec![], 10).await.unwrap();
+        let dk = [7u8; 32];
+        let has = |now: i64| {
+            cache
+                .cached_data_key("sid", "v1", &sealed, now)
+                .map(|k| k.to_vec())
+        };
+        // Not kept without its version in the cache.
+        cache.keep_data_key("sid", "v1", "key-1", &sealed, &dk, clock.now());
+        assert_eq!(has(clock.now()), None);
+        let fill = || async {
+            cache
+                .get_secret_version("sid", "v1")
+                .await
+                .unwrap()
+                .unwrap();
+            cache.keep_data_key("sid", "v1", "key-1", &sealed, &dk, clock.now());
+        };
+        fill().await;
+        assert_eq!(has(clock.now()), Some(dk.to_vec()));
+        // Another sealed data key under the same ids is not answered by it.
+        assert!(cache
+            .cached_data_key("sid", "v1", &[9, 9], clock.now())
+            .is_none());
+
+        // TTL on the injectable clock: 10 s lifetime.
+        clock.advance(9);
+        assert_eq!(has(clock.now()), Some(dk.to_vec()));
+        clock.advance(1);
+        assert_eq!(has(clock.now()), None, "expired at 10 s");
+        // A clock moved back does not revive or extend it either.
+        assert_eq!(has(clock.now() - 20), None);
+
+        // A secret write through this cache.
+        fill().await;
+        assert!(has(clock.now()).is_some());
+        let touch: SecretMutation = Box::new(|s, _| {
+            s.description = "changed".into();
+            Ok(vec![])
+        });
+        cache.update_secret(&a, &r, &n, touch).await.unwrap();
+        assert_eq!(has(clock.now()), None, "dropped by a secret write");
+
+        // Another node's secret announcement.
+        fill().await;
+        assert!(has(clock.now()).is_some());
+        cache.apply_remote(Some(&Change::Secret("sid").payload()));
+        assert_eq!(has(clock.now()), None, "dropped by Change::Secret");
+
+        // Another node's key announcement (DisableKey, ScheduleKeyDeletion, material
+        // deleted or expired there), for the key that sealed it; another key's is ignored.
+        fill().await;
+        cache.apply_remote(Some(&Change::Key("key-2").payload()));
+        assert!(has(clock.now()).is_some());
+        cache.apply_remote(Some(&Change::Key("key-1").payload()));
+        assert_eq!(has(clock.now()), None, "dropped by Change::Key");
+
+        // A key change through this cache.
+        fill().await;
+        let loc = KeyLocator {
+            account_id: ACCOUNT.into(),
+            region: r.clone(),
+            key_id: "key-1".into(),
+        };
+        let _ = cache.update_key(&loc, Box::new(|_| Ok(vec![]))).await;
+        assert_eq!(has(clock.now()), None, "dropped by a key change here");
+
+        // Deletion, and everything at once.
+        fill().await;
+        assert!(cache.delete_secret("sid").await.unwrap());
+        assert_eq!(has(clock.now()), None, "dropped with the secret");
+        cache.apply_remote(Some(&Change::All.payload()));
+        assert!(cache.data_keys.read().unwrap().is_empty());
     }
 
     #[tokio::test]
