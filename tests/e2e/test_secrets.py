@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from kms_helpers import REGION, KmsServer, b64, expect_error, make_api, parse_date
+from kms_helpers import REGION, KmsError, KmsServer, b64, expect_error, make_api, parse_date
 
 # The classic SDK sends SecretData (up to 30 KiB) in the query string: percent-encoded, up to
 # three times as long. The default request-head limit (16 KiB) is raised for it, as the README
@@ -665,9 +665,9 @@ def test_a_value_put_on_one_node_is_served_by_another_at_once(kms_binary, tmp_pa
         def on_a():
             try:
                 return a.call("GetSecretValue", SecretName=n)["SecretData"]
-            except Exception:
-                return "gone"
-        served_within(on_a, "gone")
+            except KmsError as e:
+                return e.code
+        served_within(on_a, "Forbidden.ResourceNotFound")
         expect_error(lambda: a.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
     finally:
         for node in nodes:
@@ -722,6 +722,47 @@ def test_a_value_cached_on_one_node_is_replaced_when_another_puts(kms_binary, tm
             assert time.monotonic() - start < 1.0, "node B still serves a deleted secret"
             time.sleep(0.01)
         expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@needs_postgres
+def test_a_key_disabled_on_one_node_stops_a_secret_warm_on_another(kms_binary, tmp_path):
+    """Node B holds a secret's opened data key; DisableKey (then ScheduleKeyDeletion) on node
+    A reaches B through the key's change notification: B refuses GetSecretValue with the same
+    code as A, within the cache bound."""
+    import os
+    from kms_helpers import new_test_database
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    root.chmod(0o600)
+    ak, sk = "LTAIsecrets" + os.urandom(4).hex(), b64(os.urandom(18))
+    nodes = [KmsServer(tmp_path / f"n{i}", tmp_path / f"l{i}", ak=ak, sk=sk, database_url=db,
+                       extra_env={"KMS_ROOT_KEY_FILE": str(root)}).start() for i in range(2)]
+
+    def code_on(api, n):
+        try:
+            return api.call("GetSecretValue", SecretName=n)["SecretData"]
+        except KmsError as e:
+            return e.code
+
+    try:
+        a, b = (make_api("tea_v3", n) for n in nodes)
+        key = a.call("CreateKey")["KeyMetadata"]["KeyId"]
+        n = create(a, data="one", EncryptionKeyId=key)
+        for _ in range(3):  # warm on B
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
+        a.call("DisableKey", KeyId=key)
+        expect_error(lambda: a.call("GetSecretValue", SecretName=n), "Rejected.Disabled", 409)
+        served_within(lambda: code_on(b, n), "Rejected.Disabled")
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Rejected.Disabled", 409)
+        a.call("EnableKey", KeyId=key)
+        served_within(lambda: code_on(b, n), "one")
+        a.call("ScheduleKeyDeletion", KeyId=key, PendingWindowInDays="7")
+        served_within(lambda: code_on(b, n), "Rejected.PendingDeletion")
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Rejected.PendingDeletion", 409)
     finally:
         for node in nodes:
             node.stop()
