@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from kms_helpers import REGION, KmsServer, b64, expect_error, make_api, parse_date
+from kms_helpers import REGION, KmsError, KmsServer, b64, expect_error, make_api, parse_date
 
 # The classic SDK sends SecretData (up to 30 KiB) in the query string: percent-encoded, up to
 # three times as long. The default request-head limit (16 KiB) is raised for it, as the README
@@ -393,6 +393,60 @@ def test_external_key_material_deleted(capi):
     expect_error(lambda: capi.call("GetSecretValue", SecretName=n), "Rejected.PendingImport", 409)
 
 
+def test_a_cached_data_key_still_follows_its_key_at_once(capi, own_server):
+    """GetSecretValue keeps a version's opened data key in the node's cache; the secret's key
+    is checked on every call all the same: disabling it, scheduling its deletion, deleting or
+    expiring its material makes the next GetSecretValue on the same node fail at once, with
+    the code a secret never read before gets."""
+    from kms_helpers import wrap_key_material
+    import os
+    import time
+
+    def warm(api, n, value="v1-data"):
+        for _ in range(3):
+            assert api.call("GetSecretValue", SecretName=n)["SecretData"] == value
+
+    key = capi.call("CreateKey")["KeyMetadata"]["KeyId"]
+    warmed, cold = create(capi, EncryptionKeyId=key), create(capi, EncryptionKeyId=key)
+    warm(capi, warmed)
+    capi.call("DisableKey", KeyId=key)
+    for n in (warmed, cold):
+        expect_error(lambda: capi.call("GetSecretValue", SecretName=n), "Rejected.Disabled", 409)
+    capi.call("EnableKey", KeyId=key)
+    warm(capi, warmed)
+    capi.call("ScheduleKeyDeletion", KeyId=key, PendingWindowInDays="7")
+    for n in (warmed, cold):
+        expect_error(lambda: capi.call("GetSecretValue", SecretName=n), "Rejected.PendingDeletion", 409)
+    capi.call("CancelKeyDeletion", KeyId=key)
+    capi.call("EnableKey", KeyId=key)
+    warm(capi, warmed)
+
+    def external(api, expire=0):
+        k = api.call("CreateKey", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        p = api.call("GetParametersForImport", KeyId=k, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                     WrappingKeySpec="RSA_2048")
+        api.call("ImportKeyMaterial", KeyId=k, ImportToken=p["ImportToken"], KeyMaterialExpireUnix=expire,
+                 EncryptedKeyMaterial=wrap_key_material(p["PublicKey"], os.urandom(32), "RSAES_OAEP_SHA_256"))
+        return k
+
+    # Material deleted.
+    ext = external(capi)
+    warmed, cold = create(capi, EncryptionKeyId=ext), create(capi, EncryptionKeyId=ext)
+    warm(capi, warmed)
+    capi.call("DeleteKeyMaterial", KeyId=ext)
+    for n in (warmed, cold):
+        expect_error(lambda: capi.call("GetSecretValue", SecretName=n), "Rejected.PendingImport", 409)
+
+    # Material expired on the test clock (no write announces it: the clock does).
+    api = make_api("tea_v3", own_server)
+    ext = external(api, expire=int(time.time()) + 3600)
+    warmed, cold = create(api, EncryptionKeyId=ext), create(api, EncryptionKeyId=ext)
+    warm(api, warmed)
+    own_server.advance_clock(7200)
+    for n in (warmed, cold):
+        expect_error(lambda: api.call("GetSecretValue", SecretName=n), "Rejected.PendingImport", 409)
+
+
 # ---------------------------------------------------------------------------------------------
 # the deletion window on the test clock
 # ---------------------------------------------------------------------------------------------
@@ -566,6 +620,24 @@ needs_postgres = pytest.mark.skipif(not __import__("os").environ.get("KMS_TEST_D
                                     reason="needs KMS_TEST_DATABASE_URL (scripts/test.sh runs it)")
 
 
+# How long a node may serve a secret another node changed: cached entries live at most one
+# second with PostgreSQL (README, "Caches"; the change notification is normally far faster),
+# plus the polling requests' own time on a loaded machine.
+CACHE_BOUND_S = 1.0 + 1.0
+
+
+def served_within(read, expected, limit=CACHE_BOUND_S):
+    """Polls `read()` until it returns `expected` (exactly), failing after `limit` seconds."""
+    import time
+    start = time.monotonic()
+    while True:
+        got = read()
+        if got == expected:
+            return time.monotonic() - start
+        assert time.monotonic() - start < limit, f"still {got!r} after {limit} s, expected {expected!r}"
+        time.sleep(0.01)
+
+
 @needs_postgres
 def test_a_value_put_on_one_node_is_served_by_another_at_once(kms_binary, tmp_path):
     import os
@@ -583,10 +655,114 @@ def test_a_value_put_on_one_node_is_served_by_another_at_once(kms_binary, tmp_pa
         assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
         for i in range(2, 12):
             (a if i % 2 else b).call("PutSecretValue", SecretName=n, VersionId=f"v{i}", SecretData=f"value {i}")
-            # No cache between the nodes and the database: the other node serves it at once.
-            assert (b if i % 2 else a).call("GetSecretValue", SecretName=n)["SecretData"] == f"value {i}"
+            # The other node holds the secret in its cache: the write's change notification
+            # drops it there, within the cache's documented bound at the latest.
+            other = b if i % 2 else a
+            served_within(lambda: other.call("GetSecretValue", SecretName=n)["SecretData"], f"value {i}")
+            assert other.call("GetSecretValue", SecretName=n)["SecretData"] == f"value {i}"
         b.call("DeleteSecret", SecretName=n, ForceDeleteWithoutRecovery="true")
+
+        def on_a():
+            try:
+                return a.call("GetSecretValue", SecretName=n)["SecretData"]
+            except KmsError as e:
+                return e.code
+        served_within(on_a, "Forbidden.ResourceNotFound")
         expect_error(lambda: a.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@needs_postgres
+def test_a_value_cached_on_one_node_is_replaced_when_another_puts(kms_binary, tmp_path):
+    """Node B serves a secret from its cache; a PutSecretValue (and a stage move, and a
+    deletion) on node A reaches B through the change notification, well within the cache's
+    lifetime (10 s): B serves the new value at once (allowing for the notification's delivery)."""
+    import os
+    import time
+    from kms_helpers import new_test_database
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    root.chmod(0o600)
+    ak, sk = "LTAIsecrets" + os.urandom(4).hex(), b64(os.urandom(18))
+    nodes = [KmsServer(tmp_path / f"n{i}", tmp_path / f"l{i}", ak=ak, sk=sk, database_url=db,
+                       extra_env={"KMS_ROOT_KEY_FILE": str(root)}).start() for i in range(2)]
+
+    def served_on_b_within(expected, limit=1.0):
+        start = time.monotonic()
+        while True:
+            got = b.call("GetSecretValue", SecretName=n)["SecretData"]
+            if got == expected:
+                return time.monotonic() - start
+            assert time.monotonic() - start < limit, f"node B still serves {got!r}"
+            time.sleep(0.01)
+
+    try:
+        a, b = (make_api("tea_v3", n) for n in nodes)
+        n = create(a, data="one")
+        for _ in range(3):  # cached on B
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
+        for i in range(2, 6):
+            a.call("PutSecretValue", SecretName=n, VersionId=f"v{i}", SecretData=f"value {i}")
+            assert served_on_b_within(f"value {i}") < 1.0
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == f"value {i}"
+        # A stage moved back on A: B serves the old version again.
+        a.call("UpdateSecretVersionStage", SecretName=n, VersionStage="ACSCurrent",
+               MoveToVersion="v2", RemoveFromVersion="v5")
+        assert served_on_b_within("value 2") < 1.0
+        a.call("DeleteSecret", SecretName=n, ForceDeleteWithoutRecovery="true")
+        start = time.monotonic()
+        while True:
+            try:
+                b.call("GetSecretValue", SecretName=n)
+            except Exception:
+                break
+            assert time.monotonic() - start < 1.0, "node B still serves a deleted secret"
+            time.sleep(0.01)
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Forbidden.ResourceNotFound", 404)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@needs_postgres
+def test_a_key_disabled_on_one_node_stops_a_secret_warm_on_another(kms_binary, tmp_path):
+    """Node B holds a secret's opened data key; DisableKey (then ScheduleKeyDeletion) on node
+    A reaches B through the key's change notification: B refuses GetSecretValue with the same
+    code as A, within the cache bound."""
+    import os
+    from kms_helpers import new_test_database
+    db = new_test_database()
+    root = tmp_path / "root.key"
+    root.write_bytes(os.urandom(32))
+    root.chmod(0o600)
+    ak, sk = "LTAIsecrets" + os.urandom(4).hex(), b64(os.urandom(18))
+    nodes = [KmsServer(tmp_path / f"n{i}", tmp_path / f"l{i}", ak=ak, sk=sk, database_url=db,
+                       extra_env={"KMS_ROOT_KEY_FILE": str(root)}).start() for i in range(2)]
+
+    def code_on(api, n):
+        try:
+            return api.call("GetSecretValue", SecretName=n)["SecretData"]
+        except KmsError as e:
+            return e.code
+
+    try:
+        a, b = (make_api("tea_v3", n) for n in nodes)
+        key = a.call("CreateKey")["KeyMetadata"]["KeyId"]
+        n = create(a, data="one", EncryptionKeyId=key)
+        for _ in range(3):  # warm on B
+            assert b.call("GetSecretValue", SecretName=n)["SecretData"] == "one"
+        a.call("DisableKey", KeyId=key)
+        expect_error(lambda: a.call("GetSecretValue", SecretName=n), "Rejected.Disabled", 409)
+        served_within(lambda: code_on(b, n), "Rejected.Disabled")
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Rejected.Disabled", 409)
+        a.call("EnableKey", KeyId=key)
+        served_within(lambda: code_on(b, n), "one")
+        a.call("ScheduleKeyDeletion", KeyId=key, PendingWindowInDays="7")
+        served_within(lambda: code_on(b, n), "Rejected.PendingDeletion")
+        expect_error(lambda: b.call("GetSecretValue", SecretName=n), "Rejected.PendingDeletion", 409)
     finally:
         for node in nodes:
             node.stop()

@@ -10,7 +10,7 @@
 //! the first and dumps them on entering the second, so the dump holds the cost of exactly
 //! `N` requests, every thread included (the audit writer runs on its own thread).
 //!
-//! Usage: `callgrind_hot_path <Healthz|DescribeRegions|Encrypt|Decrypt|GenerateDataKey> [N]`
+//! Usage: `callgrind_hot_path <Healthz|DescribeRegions|Encrypt|Decrypt|GenerateDataKey|GetSecretValue> [N]`
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -210,6 +210,32 @@ async fn run(action: &str, n: usize) {
     assert_eq!(status, 200, "Encrypt: {}", String::from_utf8_lossy(&body));
     let blob = field(&body, "CiphertextBlob");
 
+    // ---- GetSecretValue (issue 18): a secret with a 64-byte value, as `kms bench` makes ----
+    const SECRET_NAME: &str = "callgrind/secret";
+    if action == "GetSecretValue" {
+        let data = "s".repeat(64);
+        let (status, body) = call(
+            &app,
+            signed(
+                "CreateSecret",
+                &[
+                    ("SecretName", SECRET_NAME),
+                    ("VersionId", "v1"),
+                    ("SecretData", &data),
+                ],
+                next(),
+            ),
+        )
+        .await;
+        assert_eq!(
+            status,
+            200,
+            "CreateSecret: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // ---- end GetSecretValue ----
+
     let build = |seq: usize| match action {
         "Healthz" => healthz(),
         "DescribeRegions" => signed("DescribeRegions", &[], seq),
@@ -224,6 +250,7 @@ async fn run(action: &str, n: usize) {
             &[("KeyId", &key_id), ("NumberOfBytes", "32")],
             seq,
         ),
+        "GetSecretValue" => signed("GetSecretValue", &[("SecretName", SECRET_NAME)], seq),
         other => panic!("unknown action {other}"),
     };
     // Warm-up (caches, allocator, lazily initialised tables), then the measured requests.

@@ -113,6 +113,21 @@ impl Kms {
         state_row: StateRow,
         version: Option<&str>,
     ) -> Result<(KeyRecord, String, Secret), KmsError> {
+        let (key, version_id, sealed) = self.usable_version(loc, state_row, version).await?;
+        let material = self.open_material(&key.key_id, &version_id, &sealed)?;
+        Ok((key, version_id, material))
+    }
+
+    /// Every check [`Self::key_material`] makes before opening anything: the key exists
+    /// (pending deletion past its date is gone, expired material is expired here), is
+    /// symmetric, its state allows `state_row`, and `version` (primary if None) has its
+    /// material. Returns the key, the version id and the sealed material.
+    async fn usable_version(
+        &self,
+        loc: &KeyLocator,
+        state_row: StateRow,
+        version: Option<&str>,
+    ) -> Result<(KeyRecord, String, Vec<u8>), KmsError> {
         let key = self.load(loc).await?;
         // An asymmetric key does not take part in the symmetric actions (reference
         // asymmetric §11.1: kind before state).
@@ -129,8 +144,27 @@ impl Kms {
         let sealed = v
             .sealed_material
             .ok_or(KmsError::Rejected(crate::error::Rejection::PendingImport))?;
-        let material = self.open_material(&key.key_id, &version_id, &sealed)?;
-        Ok((key, version_id, material))
+        Ok((key, version_id, sealed))
+    }
+
+    /// The checks Decrypt of `ciphertext_blob` makes on its key (see
+    /// [`Self::usable_version`]), with the same errors, without opening it: for a caller
+    /// that holds the blob's opened plaintext already (GetSecretValue's cached data keys).
+    pub(crate) async fn check_blob_key(
+        &self,
+        caller: &Caller,
+        state_row: StateRow,
+        ciphertext_blob: &[u8],
+    ) -> Result<(), KmsError> {
+        let header = blob::parse_header(ciphertext_blob).ok_or_else(bad_blob)?;
+        let loc = KeyLocator {
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            key_id: header.key_id,
+        };
+        self.usable_version(&loc, state_row, Some(&header.version_id))
+            .await
+            .map(|_| ())
     }
 
     pub(crate) async fn seal_under(

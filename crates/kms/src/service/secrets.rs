@@ -23,6 +23,7 @@ use base64::Engine;
 
 use super::crypto::EncryptionContext;
 use super::keys::{validate_tag, CreateKeyInput};
+use super::state::row;
 use super::{new_id, Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::{Keystore, Secret};
@@ -457,6 +458,47 @@ impl Kms {
         .ok_or_else(|| KmsError::internal("secret value failed authentication"))
     }
 
+    /// [`Self::open_version`] for GetSecretValue: the version's data key comes from the
+    /// store's cache when it holds it (see [`crate::store::SecretStore::cached_data_key`]);
+    /// the secret's key is checked all the same, on every call, with Decrypt's rules and
+    /// errors (disabled, pending deletion, material deleted or expired, gone). A data key
+    /// opened here is offered to the cache.
+    async fn open_version_cached(
+        &self,
+        caller: &Caller,
+        v: &SecretVersionRecord,
+    ) -> Result<Secret, KmsError> {
+        let now = self.now();
+        let aad = value_aad(&v.secret_id, &v.version_id, &v.data_type);
+        if let Some(data_key) =
+            self.store
+                .cached_data_key(&v.secret_id, &v.version_id, &v.sealed_data_key, now)
+        {
+            self.check_blob_key(caller, row::Decrypt, &v.sealed_data_key)
+                .await?;
+            if let Some(value) = Keystore::open_with_data_key(&data_key, &aad, &v.sealed_value) {
+                return Ok(value);
+            }
+            // Cannot happen (the entry answers for this very sealed data key); the full path
+            // below decides.
+        }
+        let ctx = data_key_context(&v.secret_id, &v.version_id);
+        let opened = self
+            .decrypt(caller, &v.sealed_data_key, &ctx, false)
+            .await?;
+        let value = Keystore::open_with_data_key(&opened.plaintext, &aad, &v.sealed_value)
+            .ok_or_else(|| KmsError::internal("secret value failed authentication"))?;
+        self.store.keep_data_key(
+            &v.secret_id,
+            &v.version_id,
+            &opened.key_id,
+            &v.sealed_data_key,
+            &opened.plaintext,
+            now,
+        );
+        Ok(value)
+    }
+
     pub async fn create_secret(
         &self,
         caller: &Caller,
@@ -578,7 +620,7 @@ impl Kms {
             .get_secret_version(&secret.secret_id, &meta.version_id)
             .await?
             .ok_or(KmsError::ResourceNotFound)?;
-        let data = self.open_version(caller, &v).await?;
+        let data = self.open_version_cached(caller, &v).await?;
         Ok(SecretValue {
             version_id: v.version_id,
             creation_date: v.creation_date,

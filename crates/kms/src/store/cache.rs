@@ -27,6 +27,22 @@ struct Entry<T> {
 
 type AliasKey = (String, String, String);
 
+/// Opened secret data keys are dropped wholesale past this many (each zeroized on drop).
+const MAX_DATA_KEYS: usize = 10_000;
+
+/// The opened data key of one secret version (no `Debug`: it must never be printed).
+struct DataKeyEntry {
+    /// The key that sealed it: a change of that key drops it.
+    key_id: String,
+    /// The sealed data key it is the opening of: it answers for that blob only.
+    sealed: Vec<u8>,
+    data_key: zeroize::Zeroizing<Vec<u8>>,
+    /// When it was opened, on the service's clock (Unix seconds).
+    at: i64,
+}
+/// (account, region, secret name).
+type SecretKey = (String, String, String);
+
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     ttl: Duration,
@@ -37,6 +53,17 @@ pub struct CachedStore {
     /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
     /// change them from another process.
     access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
+    /// Secret rows by (account, region, name), and their versions by (secret id, version
+    /// id) and (secret id, stage); values stay sealed. Dropped by [`Change::Secret`].
+    secrets: RwLock<HashMap<SecretKey, Entry<SecretRecord>>>,
+    secret_versions: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
+    secret_stages: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
+    /// A secret's versions with their stages (no values), by secret id.
+    secret_version_lists: RwLock<HashMap<String, Entry<Vec<SecretVersionMeta>>>>,
+    /// Opened data keys by (secret id, version id), kept only alongside their cached
+    /// version, at most [`MAX_DATA_KEYS`]; dropped (zeroized) with their secret, with the
+    /// key that sealed them, and after the cache lifetime on the service's clock.
+    data_keys: RwLock<HashMap<(String, String), DataKeyEntry>>,
     /// Bumped by every RAM change (here, or announced by another node).
     ram_epoch: AtomicU64,
     /// Lookups answered from the cache, and those that went to the store (for the metrics).
@@ -68,6 +95,11 @@ impl CachedStore {
             versions: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             access_keys: RwLock::new(HashMap::new()),
+            secrets: RwLock::new(HashMap::new()),
+            secret_versions: RwLock::new(HashMap::new()),
+            secret_stages: RwLock::new(HashMap::new()),
+            secret_version_lists: RwLock::new(HashMap::new()),
+            data_keys: RwLock::new(HashMap::new()),
             ram_epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -138,6 +170,35 @@ impl CachedStore {
                 m.retain(|_, e| e.value.key_id != key_id);
             }
         }
+        if let Ok(mut m) = self.data_keys.write() {
+            m.retain(|_, e| e.key_id != key_id);
+        }
+    }
+
+    /// Forgets a secret (by id: its row under any name) and its versions and stages.
+    fn invalidate_secret(&self, secret_id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.secrets.write() {
+            m.retain(|_, e| e.value.secret_id != secret_id);
+        }
+        for map in [&self.secret_versions, &self.secret_stages] {
+            if let Ok(mut m) = map.write() {
+                m.retain(|(s, _), _| s != secret_id);
+            }
+        }
+        if let Ok(mut m) = self.secret_version_lists.write() {
+            m.remove(secret_id);
+        }
+        if let Ok(mut m) = self.data_keys.write() {
+            m.retain(|(s, _), _| s != secret_id);
+        }
+    }
+
+    /// Whether a data key opened at `at` is still young at `now` (whole seconds: a lifetime
+    /// under one second keeps none; a clock moved back keeps none either).
+    fn data_key_fresh(&self, at: i64, now: i64) -> bool {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        at <= now && now - at < ttl
     }
 
     fn invalidate_alias(&self, account_id: &str, region: &str, name: &str) {
@@ -154,6 +215,7 @@ impl CachedStore {
             Change::Key(key_id) => self.invalidate_key(key_id, true),
             Change::AccessKey(id) => self.invalidate_access_key(id),
             Change::Alias(account, region, name) => self.invalidate_alias(account, region, name),
+            Change::Secret(secret_id) => self.invalidate_secret(secret_id),
             Change::Ram => self.invalidate_ram(),
             Change::All => self.invalidate_all(),
         }
@@ -190,6 +252,20 @@ impl CachedStore {
             m.clear();
         }
         if let Ok(mut m) = self.aliases.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.secrets.write() {
+            m.clear();
+        }
+        for map in [&self.secret_versions, &self.secret_stages] {
+            if let Ok(mut m) = map.write() {
+                m.clear();
+            }
+        }
+        if let Ok(mut m) = self.secret_version_lists.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.data_keys.write() {
             m.clear();
         }
     }
@@ -390,6 +466,211 @@ impl AliasStore for CachedStore {
 }
 
 #[async_trait]
+impl SecretStore for CachedStore {
+    async fn get_secret(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<SecretRecord>> {
+        let k = (account_id.to_string(), region.to_string(), name.to_string());
+        if let Some(s) = self.lookup(&self.secrets, &k, self.ttl) {
+            return Ok(Some(s));
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.get_secret(account_id, region, name).await?;
+        if let Some(s) = &found {
+            self.fill(&self.secrets, gen, k, s.clone());
+        }
+        Ok(found)
+    }
+    async fn get_secret_version(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<SecretVersionRecord>> {
+        let k = (secret_id.to_string(), version_id.to_string());
+        if let Some(v) = self.lookup(&self.secret_versions, &k, self.ttl) {
+            return Ok(Some(v));
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.get_secret_version(secret_id, version_id).await?;
+        if let Some(v) = &found {
+            self.fill(&self.secret_versions, gen, k, v.clone());
+        }
+        Ok(found)
+    }
+    async fn get_secret_version_by_stage(
+        &self,
+        secret_id: &str,
+        stage: &str,
+    ) -> StoreResult<Option<SecretVersionRecord>> {
+        let k = (secret_id.to_string(), stage.to_string());
+        if let Some(v) = self.lookup(&self.secret_stages, &k, self.ttl) {
+            return Ok(Some(v));
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self
+            .inner
+            .get_secret_version_by_stage(secret_id, stage)
+            .await?;
+        if let Some(v) = &found {
+            self.fill(&self.secret_stages, gen, k, v.clone());
+        }
+        Ok(found)
+    }
+    async fn insert_secret(
+        &self,
+        secret: SecretRecord,
+        first: SecretVersionRecord,
+        stages: Vec<String>,
+        tags: Vec<Tag>,
+        max_secrets: i64,
+    ) -> StoreResult<()> {
+        let id = secret.secret_id.clone();
+        let r = self
+            .inner
+            .insert_secret(secret, first, stages, tags, max_secrets)
+            .await;
+        self.invalidate_secret(&id);
+        r
+    }
+    async fn update_secret(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        mutation: SecretMutation,
+    ) -> StoreResult<Option<(SecretRecord, Vec<SecretVersionMeta>)>> {
+        // The id is known only after the write: forget the name's entry first (whatever it
+        // holds), then the secret by id.
+        let cached = get_fresh(
+            &self.secrets,
+            &(account_id.to_string(), region.to_string(), name.to_string()),
+            Duration::MAX,
+        );
+        let r = self
+            .inner
+            .update_secret(account_id, region, name, mutation)
+            .await;
+        match (&r, cached) {
+            (Ok(Some((s, _))), _) => self.invalidate_secret(&s.secret_id),
+            (_, Some(s)) => self.invalidate_secret(&s.secret_id),
+            // Nothing cached under this name and nothing written: still close the fill race.
+            _ => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        r
+    }
+    async fn delete_secret(&self, secret_id: &str) -> StoreResult<bool> {
+        let r = self.inner.delete_secret(secret_id).await;
+        self.invalidate_secret(secret_id);
+        r
+    }
+    async fn delete_secret_if_due(&self, secret_id: &str, now: i64) -> StoreResult<bool> {
+        let r = self.inner.delete_secret_if_due(secret_id, now).await;
+        self.invalidate_secret(secret_id);
+        r
+    }
+    // Not cached (the list of secrets, tags: GetSecretValue does not read them):
+    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>> {
+        self.inner.list_secrets(account_id, region).await
+    }
+    async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
+        let k = secret_id.to_string();
+        if let Some(v) = self.lookup(&self.secret_version_lists, &k, self.ttl) {
+            return Ok(v);
+        }
+        let gen = self.generation.load(Ordering::SeqCst);
+        let found = self.inner.list_secret_versions(secret_id).await?;
+        self.fill(&self.secret_version_lists, gen, k, found.clone());
+        Ok(found)
+    }
+    async fn due_secret_deletions(&self, now: i64) -> StoreResult<Vec<String>> {
+        self.inner.due_secret_deletions(now).await
+    }
+    async fn list_secret_tags(&self, secret_id: &str) -> StoreResult<Vec<Tag>> {
+        self.inner.list_secret_tags(secret_id).await
+    }
+    async fn put_secret_tags(
+        &self,
+        secret_id: &str,
+        tags: Vec<Tag>,
+        max: usize,
+    ) -> StoreResult<()> {
+        self.inner.put_secret_tags(secret_id, tags, max).await
+    }
+    async fn remove_secret_tags(
+        &self,
+        secret_id: &str,
+        tag_keys: Option<Vec<String>>,
+    ) -> StoreResult<()> {
+        self.inner.remove_secret_tags(secret_id, tag_keys).await
+    }
+    async fn list_account_secret_tags(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> StoreResult<Vec<(String, Tag)>> {
+        self.inner
+            .list_account_secret_tags(account_id, region)
+            .await
+    }
+
+    fn cached_data_key(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        sealed_data_key: &[u8],
+        now: i64,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let m = self.data_keys.read().ok()?;
+        let e = m.get(&(secret_id.to_string(), version_id.to_string()))?;
+        (e.sealed == sealed_data_key && self.data_key_fresh(e.at, now)).then(|| e.data_key.clone())
+    }
+
+    fn keep_data_key(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        key_id: &str,
+        sealed_data_key: &[u8],
+        data_key: &[u8],
+        now: i64,
+    ) {
+        let k = (secret_id.to_string(), version_id.to_string());
+        // Only alongside the cached version it opens (so it goes when that goes): a write
+        // that dropped the version meanwhile leaves nothing behind.
+        let Ok(versions) = self.secret_versions.read() else {
+            return;
+        };
+        let Some(v) = versions.get(&k) else {
+            return;
+        };
+        if v.value.sealed_data_key != sealed_data_key || v.at.elapsed() >= self.ttl {
+            return;
+        }
+        // Taken while the version map is read-locked: an invalidation (which write-locks it
+        // first) is either wholly before this (the version is gone) or wholly after.
+        if let Ok(mut m) = self.data_keys.write() {
+            if m.len() >= MAX_DATA_KEYS {
+                m.clear();
+            }
+            m.insert(
+                k,
+                DataKeyEntry {
+                    key_id: key_id.to_string(),
+                    sealed: sealed_data_key.to_vec(),
+                    data_key: zeroize::Zeroizing::new(data_key.to_vec()),
+                    at: now,
+                },
+            );
+        }
+    }
+}
+
+#[async_trait]
 impl DumpStore for CachedStore {
     async fn import_with_progress(
         &self,
@@ -489,7 +770,8 @@ impl RamStore for CachedStore {
 
 /// What a write changed, as the caches of other nodes need to hear it: the payload of a
 /// PostgreSQL notification (`k\n<key id>`: a key, its versions and the aliases pointing at
-/// it; `ak\n<access key id>`; `a\n<account>\n<region>\n<alias name>`: one alias; `ram`:
+/// it; `ak\n<access key id>`; `a\n<account>\n<region>\n<alias name>`: one alias;
+/// `s\n<secret id>`: a secret, its versions and stages; `ram`:
 /// RAM data; `*`:
 /// everything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,6 +779,8 @@ pub enum Change<'a> {
     Key(&'a str),
     AccessKey(&'a str),
     Alias(&'a str, &'a str, &'a str),
+    /// A secret (by id): its row, versions and stages.
+    Secret(&'a str),
     /// Any RAM identity, membership, attachment or policy (compiled policies start over).
     Ram,
     All,
@@ -508,6 +792,7 @@ impl<'a> Change<'a> {
             Change::Key(id) => format!("k\n{id}"),
             Change::AccessKey(id) => format!("ak\n{id}"),
             Change::Alias(account, region, name) => format!("a\n{account}\n{region}\n{name}"),
+            Change::Secret(id) => format!("s\n{id}"),
             Change::Ram => "ram".to_string(),
             Change::All => "*".to_string(),
         }
@@ -525,6 +810,7 @@ impl<'a> Change<'a> {
         ) {
             (Some("k"), Some(id), None, None, None) => Change::Key(id),
             (Some("ak"), Some(id), None, None, None) => Change::AccessKey(id),
+            (Some("s"), Some(id), None, None, None) => Change::Secret(id),
             (Some("ram"), None, None, None, None) => Change::Ram,
             (Some("a"), Some(account), Some(region), Some(name), None) => {
                 Change::Alias(account, region, name)
@@ -608,6 +894,7 @@ mod tests {
             Change::Key("k"),
             Change::AccessKey("LTAI"),
             Change::Alias("1", "cn-hangzhou", "alias/x"),
+            Change::Secret("s-1"),
             Change::All,
         ] {
             assert_eq!(Change::parse(&c.payload()), c);
@@ -616,6 +903,189 @@ mod tests {
         for p in ["", "k", "x\ny", "a\n1\nr", "k\na\nb", "a\n1\nr\nn\nextra"] {
             assert_eq!(Change::parse(p), Change::All, "{p:?}");
         }
+    }
+
+    /// A secret read on this node is served from the cache until a write here or another
+    /// node's announcement ([`Change::Secret`]) drops it; then the new value is read.
+    #[tokio::test]
+    async fn secrets_are_cached_until_a_write_or_an_announcement() {
+        use crate::store::tests::{secret, secret_version, ACCOUNT};
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let cache = CachedStore::new(inner.clone(), Duration::from_secs(60));
+        cache.ensure_account(ACCOUNT, 0).await.unwrap();
+        let s = secret("sid", "app/db");
+        let (a, r, n) = (
+            s.account_id.clone(),
+            s.region.clone(),
+            s.secret_name.clone(),
+        );
+        let stage = vec!["ACSCurrent".to_string()];
+        cache
+            .insert_secret(s, secret_version("sid", "v1", 1), stage, vec![], 10)
+            .await
+            .unwrap();
+        assert!(cache.get_secret(&a, &r, &n).await.unwrap().is_some());
+        let v = cache
+            .get_secret_version_by_stage("sid", "ACSCurrent")
+            .await
+            .unwrap();
+        assert_eq!(v.unwrap().version_id, "v1");
+        assert_eq!(cache.list_secret_versions("sid").await.unwrap().len(), 1);
+        // Another node (the inner store, behind the cache's back) puts v2 and moves the stage.
+        let put = |id: &'static str| -> SecretMutation {
+            Box::new(move |_, versions| {
+                versions.insert(
+                    0,
+                    SecretVersionMeta {
+                        version_id: id.into(),
+                        creation_date: 2,
+                        stages: vec![],
+                    },
+                );
+                crate::service::secrets::attach_stage(versions, "ACSCurrent", id);
+                Ok(vec![SecretChange::InsertVersion(secret_version(
+                    "sid", id, 2,
+                ))])
+            })
+        };
+        inner.update_secret(&a, &r, &n, put("v2")).await.unwrap();
+        let v = cache
+            .get_secret_version_by_stage("sid", "ACSCurrent")
+            .await
+            .unwrap();
+        assert_eq!(v.unwrap().version_id, "v1", "served from the cache");
+        assert_eq!(cache.list_secret_versions("sid").await.unwrap().len(), 1);
+        // Its announcement arrives: the next read is fresh.
+        cache.apply_remote(Some(&Change::Secret("sid").payload()));
+        let list = cache.list_secret_versions("sid").await.unwrap();
+        assert_eq!(list[0].version_id, "v2");
+        assert_eq!(list[0].stages, ["ACSCurrent"]);
+        let v = cache
+            .get_secret_version_by_stage("sid", "ACSCurrent")
+            .await
+            .unwrap();
+        assert_eq!(v.unwrap().version_id, "v2");
+        assert!(cache
+            .get_secret_version("sid", "v2")
+            .await
+            .unwrap()
+            .is_some());
+        // A write through the cache is seen at once.
+        cache.update_secret(&a, &r, &n, put("v3")).await.unwrap();
+        let v = cache
+            .get_secret_version_by_stage("sid", "ACSCurrent")
+            .await
+            .unwrap();
+        assert_eq!(v.unwrap().version_id, "v3");
+        // A deletion too: the row, its versions and stages are gone.
+        assert!(cache.delete_secret("sid").await.unwrap());
+        assert!(cache.get_secret(&a, &r, &n).await.unwrap().is_none());
+        assert!(cache
+            .get_secret_version("sid", "v2")
+            .await
+            .unwrap()
+            .is_none());
+        let v = cache
+            .get_secret_version_by_stage("sid", "ACSCurrent")
+            .await
+            .unwrap();
+        assert!(v.is_none());
+    }
+
+    /// An opened secret data key is kept only alongside its cached version, answers for its
+    /// own sealed data key only, and is dropped by a secret write here, by another node's
+    /// secret or key announcement, by a change of its key here, and by age on the service's
+    /// (injectable) clock.
+    #[tokio::test]
+    async fn secret_data_keys_are_dropped_on_every_invalidation() {
+        use crate::clock::{Clock, ManualClock};
+        use crate::store::tests::{secret, secret_version, ACCOUNT};
+        let clock = ManualClock::new(1_000);
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let cache = CachedStore::new(inner.clone(), Duration::from_secs(10));
+        cache.ensure_account(ACCOUNT, 0).await.unwrap();
+        let s = secret("sid", "app/db");
+        let (a, r, n) = (
+            s.account_id.clone(),
+            s.region.clone(),
+            s.secret_name.clone(),
+        );
+        let v1 = secret_version("sid", "v1", 1);
+        let sealed = v1.sealed_data_key.clone();
+        let stage = vec!["ACSCurrent".to_string()];
+        cache.insert_secret(s, v1, stage, vec![], 10).await.unwrap();
+        let dk = [7u8; 32];
+        let has = |now: i64| {
+            cache
+                .cached_data_key("sid", "v1", &sealed, now)
+                .map(|k| k.to_vec())
+        };
+        // Not kept without its version in the cache.
+        cache.keep_data_key("sid", "v1", "key-1", &sealed, &dk, clock.now());
+        assert_eq!(has(clock.now()), None);
+        let fill = || async {
+            cache
+                .get_secret_version("sid", "v1")
+                .await
+                .unwrap()
+                .unwrap();
+            cache.keep_data_key("sid", "v1", "key-1", &sealed, &dk, clock.now());
+        };
+        fill().await;
+        assert_eq!(has(clock.now()), Some(dk.to_vec()));
+        // Another sealed data key under the same ids is not answered by it.
+        assert!(cache
+            .cached_data_key("sid", "v1", &[9, 9], clock.now())
+            .is_none());
+
+        // TTL on the injectable clock: 10 s lifetime.
+        clock.advance(9);
+        assert_eq!(has(clock.now()), Some(dk.to_vec()));
+        clock.advance(1);
+        assert_eq!(has(clock.now()), None, "expired at 10 s");
+        // A clock moved back does not revive or extend it either.
+        assert_eq!(has(clock.now() - 20), None);
+
+        // A secret write through this cache.
+        fill().await;
+        assert!(has(clock.now()).is_some());
+        let touch: SecretMutation = Box::new(|s, _| {
+            s.description = "changed".into();
+            Ok(vec![])
+        });
+        cache.update_secret(&a, &r, &n, touch).await.unwrap();
+        assert_eq!(has(clock.now()), None, "dropped by a secret write");
+
+        // Another node's secret announcement.
+        fill().await;
+        assert!(has(clock.now()).is_some());
+        cache.apply_remote(Some(&Change::Secret("sid").payload()));
+        assert_eq!(has(clock.now()), None, "dropped by Change::Secret");
+
+        // Another node's key announcement (DisableKey, ScheduleKeyDeletion, material
+        // deleted or expired there), for the key that sealed it; another key's is ignored.
+        fill().await;
+        cache.apply_remote(Some(&Change::Key("key-2").payload()));
+        assert!(has(clock.now()).is_some());
+        cache.apply_remote(Some(&Change::Key("key-1").payload()));
+        assert_eq!(has(clock.now()), None, "dropped by Change::Key");
+
+        // A key change through this cache.
+        fill().await;
+        let loc = KeyLocator {
+            account_id: ACCOUNT.into(),
+            region: r.clone(),
+            key_id: "key-1".into(),
+        };
+        let _ = cache.update_key(&loc, Box::new(|_| Ok(vec![]))).await;
+        assert_eq!(has(clock.now()), None, "dropped by a key change here");
+
+        // Deletion, and everything at once.
+        fill().await;
+        assert!(cache.delete_secret("sid").await.unwrap());
+        assert_eq!(has(clock.now()), None, "dropped with the secret");
+        cache.apply_remote(Some(&Change::All.payload()));
+        assert!(cache.data_keys.read().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Pass-through of the aggregates a wrapper does not change: a store that wraps another
 //! (like [`super::cache::CachedStore`]) implements [`Delegate`] and the aggregates it adds
 //! behaviour to; the rest ([`MetaStore`], [`TagStore`], [`ImportStore`], [`ConsoleStore`],
-//! [`NonceStore`], [`SecretStore`], [`SealedStore`]) reach the inner store through the impls here, written once.
+//! [`NonceStore`], [`SealedStore`]) reach the inner store through the impls here, written once.
 
 use async_trait::async_trait;
 
@@ -125,101 +125,6 @@ impl<T: Delegate> NonceStore for T {
     }
     async fn purge_nonces(&self, now: i64) -> StoreResult<u64> {
         self.inner().purge_nonces(now).await
-    }
-}
-
-/// Secrets are not cached: every node reads them from the database, so a value put on one
-/// node is what every other node serves next.
-#[async_trait]
-impl<T: Delegate> SecretStore for T {
-    async fn insert_secret(
-        &self,
-        secret: SecretRecord,
-        first: SecretVersionRecord,
-        stages: Vec<String>,
-        tags: Vec<Tag>,
-        max_secrets: i64,
-    ) -> StoreResult<()> {
-        self.inner()
-            .insert_secret(secret, first, stages, tags, max_secrets)
-            .await
-    }
-    async fn get_secret(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> StoreResult<Option<SecretRecord>> {
-        self.inner().get_secret(account_id, region, name).await
-    }
-    async fn list_secrets(&self, account_id: &str, region: &str) -> StoreResult<Vec<SecretRecord>> {
-        self.inner().list_secrets(account_id, region).await
-    }
-    async fn update_secret(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-        mutation: SecretMutation,
-    ) -> StoreResult<Option<(SecretRecord, Vec<SecretVersionMeta>)>> {
-        self.inner()
-            .update_secret(account_id, region, name, mutation)
-            .await
-    }
-    async fn get_secret_version(
-        &self,
-        secret_id: &str,
-        version_id: &str,
-    ) -> StoreResult<Option<SecretVersionRecord>> {
-        self.inner().get_secret_version(secret_id, version_id).await
-    }
-    async fn get_secret_version_by_stage(
-        &self,
-        secret_id: &str,
-        stage: &str,
-    ) -> StoreResult<Option<SecretVersionRecord>> {
-        self.inner()
-            .get_secret_version_by_stage(secret_id, stage)
-            .await
-    }
-    async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
-        self.inner().list_secret_versions(secret_id).await
-    }
-    async fn delete_secret(&self, secret_id: &str) -> StoreResult<bool> {
-        self.inner().delete_secret(secret_id).await
-    }
-    async fn delete_secret_if_due(&self, secret_id: &str, now: i64) -> StoreResult<bool> {
-        self.inner().delete_secret_if_due(secret_id, now).await
-    }
-    async fn due_secret_deletions(&self, now: i64) -> StoreResult<Vec<String>> {
-        self.inner().due_secret_deletions(now).await
-    }
-    async fn list_secret_tags(&self, secret_id: &str) -> StoreResult<Vec<Tag>> {
-        self.inner().list_secret_tags(secret_id).await
-    }
-    async fn put_secret_tags(
-        &self,
-        secret_id: &str,
-        tags: Vec<Tag>,
-        max: usize,
-    ) -> StoreResult<()> {
-        self.inner().put_secret_tags(secret_id, tags, max).await
-    }
-    async fn remove_secret_tags(
-        &self,
-        secret_id: &str,
-        tag_keys: Option<Vec<String>>,
-    ) -> StoreResult<()> {
-        self.inner().remove_secret_tags(secret_id, tag_keys).await
-    }
-    async fn list_account_secret_tags(
-        &self,
-        account_id: &str,
-        region: &str,
-    ) -> StoreResult<Vec<(String, Tag)>> {
-        self.inner()
-            .list_account_secret_tags(account_id, region)
-            .await
     }
 }
 

@@ -498,8 +498,9 @@ pub type SecretMutation = Box<
         + Send,
 >;
 
-/// Secrets (Secrets Manager): metadata, sealed versions, stages and tags. Not cached (a
-/// value put on one node is read from the database by every other at once).
+/// Secrets (Secrets Manager): metadata, sealed versions, stages and tags. The secret row and
+/// the versions GetSecretValue reads are cached ([`cache::CachedStore`]); every write announces
+/// [`cache::Change::Secret`], so other nodes drop what they hold of that secret.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Inserts a secret with its first version (stages `stages`) and tags, unless the account
@@ -568,6 +569,34 @@ pub trait SecretStore: Send + Sync {
         account_id: &str,
         region: &str,
     ) -> StoreResult<Vec<(String, Tag)>>;
+
+    /// The opened data key of a secret version whose sealed data key is `sealed_data_key`,
+    /// if this store holds one younger than its cache lifetime at `now` (Unix seconds, the
+    /// service's clock). Only a cache holds them ([`cache::CachedStore`]); the default holds
+    /// none. The caller still checks the encryption key's state on every use.
+    fn cached_data_key(
+        &self,
+        _secret_id: &str,
+        _version_id: &str,
+        _sealed_data_key: &[u8],
+        _now: i64,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        None
+    }
+
+    /// Offers the opened data key of a secret version (`key_id`: the key that sealed it) to
+    /// the cache, which keeps it, zeroizing, only alongside its cached version and drops it
+    /// with that secret, with its key, or after its lifetime. The default keeps nothing.
+    fn keep_data_key(
+        &self,
+        _secret_id: &str,
+        _version_id: &str,
+        _key_id: &str,
+        _sealed_data_key: &[u8],
+        _data_key: &[u8],
+        _now: i64,
+    ) {
+    }
 }
 
 /// Every row at once, for `kms admin migrate-store`.

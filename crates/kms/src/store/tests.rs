@@ -10,7 +10,7 @@ use super::*;
 use crate::error::Rejection;
 use crate::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 
-const ACCOUNT: &str = "1234567890123456";
+pub(super) const ACCOUNT: &str = "1234567890123456";
 const REGION: &str = "cn-hangzhou";
 
 // ---- engines ----
@@ -1514,7 +1514,7 @@ async fn concurrent_aliases_respect_the_limits(s: Arc<dyn Store>) {
 
 // ---- secrets (Secrets Manager, issue 18) ----
 
-fn secret(id: &str, name: &str) -> SecretRecord {
+pub(super) fn secret(id: &str, name: &str) -> SecretRecord {
     SecretRecord {
         secret_id: id.into(),
         account_id: ACCOUNT.into(),
@@ -1534,7 +1534,11 @@ fn secret(id: &str, name: &str) -> SecretRecord {
     }
 }
 
-fn secret_version(secret_id: &str, version_id: &str, created: i64) -> SecretVersionRecord {
+pub(super) fn secret_version(
+    secret_id: &str,
+    version_id: &str,
+    created: i64,
+) -> SecretVersionRecord {
     SecretVersionRecord {
         secret_id: secret_id.into(),
         version_id: version_id.into(),

@@ -9,6 +9,7 @@ use super::table::Table;
 use super::tags::SECRET_TAGS;
 use super::{run, sql, Backend, Mode, SqlStore};
 use crate::model::{SecretRecord, SecretVersionMeta, SecretVersionRecord, Tag};
+use crate::store::cache::Change;
 use crate::store::{SecretChange, SecretMutation, SecretStore, StoreError, StoreResult};
 
 /// The versions of a secret with their stages, newest first.
@@ -201,6 +202,8 @@ impl<B: Backend> SecretStore for SqlStore<B> {
                     insert_stage(c, &secret.secret_id, s, &v.version_id).await?;
                 }
             }
+            c.notify(&Change::Secret(&secret.secret_id).payload())
+                .await?;
             Ok(Some((secret, versions)))
         })
     }
@@ -244,6 +247,9 @@ impl<B: Backend> SecretStore for SqlStore<B> {
             let n = c
                 .execute("DELETE FROM secrets WHERE secret_id=$1", args![s])
                 .await?;
+            if n > 0 {
+                c.notify(&Change::Secret(&s).payload()).await?;
+            }
             Ok(n > 0)
         })
     }
@@ -258,6 +264,9 @@ impl<B: Backend> SecretStore for SqlStore<B> {
                     args![s, now],
                 )
                 .await?;
+            if n > 0 {
+                c.notify(&Change::Secret(&s).payload()).await?;
+            }
             Ok(n > 0)
         })
     }
