@@ -174,7 +174,9 @@ async fn ram_user_for_encrypt(
     let v: serde_json::Value =
         serde_json::from_slice(&body).unwrap_or_else(|e| panic!("CreateAccessKey: {e}"));
     let id = v["AccessKey"]["AccessKeyId"].as_str().map(str::to_string);
-    let secret = v["AccessKey"]["AccessKeySecret"].as_str().map(str::to_string);
+    let secret = v["AccessKey"]["AccessKeySecret"]
+        .as_str()
+        .map(str::to_string);
     let (Some(id), Some(secret)) = (id, secret) else {
         panic!("no AccessKey in {v}")
     };
@@ -189,7 +191,10 @@ async fn ram_user_for_encrypt(
     .to_string();
     call_ram(
         "CreatePolicy",
-        &[("PolicyName", "callgrind-encrypt"), ("PolicyDocument", &document)],
+        &[
+            ("PolicyName", "callgrind-encrypt"),
+            ("PolicyDocument", &document),
+        ],
     )
     .await;
     call_ram(
@@ -338,9 +343,7 @@ async fn run(action: &str, n: usize) {
         ),
         // EncryptAsRamUser (wave6/ramperf)
         "EncryptAsRamUser" => {
-            let (id, secret) = ram_user
-                .as_ref()
-                .unwrap_or_else(|| panic!("no RAM user"));
+            let (id, secret) = ram_user.as_ref().unwrap_or_else(|| panic!("no RAM user"));
             signed_as(
                 "2016-01-20",
                 (id, secret),
