@@ -337,3 +337,27 @@ def test_the_read_only_policy_reads_the_whole_key_page_but_changes_nothing(srv, 
     page.click("#btn-disable")
     expect(page.locator("#flash")).to_contain_text("Forbidden.NoPermission")
     assert api.call("DescribeKey", KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+# --- post/redirect/get on the RAM page (wave6/ramperf) --------------------------------------
+
+def test_a_ram_form_redirects_after_a_change_so_a_reload_does_not_repeat_it(srv, page):
+    signin_root(page, srv)
+    page.goto(srv.console + "/console/ram")
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    assert ram_form(page, "#ru-create", **{"ru-name": "prg-user"}) == "CreateUser: done."
+    assert page.url == srv.console + "/console/ram?done=CreateUser"
+    assert len(posts) == 1
+    r = page.reload()
+    assert r.status == 200 and r.request.method == "GET"
+    assert len(posts) == 1
+    assert page.locator("#ram-outcome").inner_text() == "CreateUser: done."
+    assert page.locator("#users-table tr[data-user=prg-user]").count() == 1
+    # a refused change is answered in place (400, the form kept), not redirected
+    out = ram_form(page, "#ru-create", **{"ru-name": "prg-user"})
+    assert out.startswith("EntityAlreadyExists.User"), out
+    assert page.url == srv.console + "/console/ram"
+    # only an action of the page is named back
+    page.goto(srv.console + "/console/ram?done=DeleteUser<b>")
+    assert page.locator("#ram-outcome").count() == 0

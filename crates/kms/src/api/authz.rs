@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::action::{ApiAction, Product};
+use crate::action::{ApiAction, Product, Resource};
 use crate::error::KmsError;
 use crate::keystore::blob::parse_header;
 use crate::policy::kms::{check_refs, CheckRef, Ids, Scope};
@@ -176,7 +176,17 @@ async fn authorize_in(
             keys.push(key);
         }
     }
-    let destination = match p.opt("DestinationKeyId") {
+    // The other ids are read only where one of the action's checks uses them (each read
+    // is a scan of the parameters; an id no check uses changes no decision).
+    let uses = |r: Resource| action.ram().iter().any(|c| c.resource == r);
+    let opt = |r: Resource, name: &str| if uses(r) { p.opt(name) } else { None };
+    let second_key = action
+        .ram()
+        .iter()
+        .filter(|c| c.resource == Resource::Key)
+        .count()
+        > 1;
+    let destination = match p.opt("DestinationKeyId").filter(|_| second_key) {
         Some(d) => Some(key_of(kms, caller, Cow::Borrowed(d)).await.0),
         None => None,
     };
@@ -190,14 +200,14 @@ async fn authorize_in(
     let ids = Ids {
         key_id: None,
         destination_key_id: star(destination.as_deref()),
-        alias_name: star(p.opt("AliasName")),
-        secret_name: star(p.opt("SecretName")),
-        user_name: star(p.opt("UserName").or(own_name)),
-        group_name: star(p.opt("GroupName")),
-        role_name: star(p.opt("RoleName")),
-        policy_name: star(p.opt("PolicyName")),
-        system_policy: p.opt("PolicyType") == Some("System"),
-        role_arn: star(p.opt("RoleArn")),
+        alias_name: star(opt(Resource::Alias, "AliasName")),
+        secret_name: star(opt(Resource::Secret, "SecretName")),
+        user_name: star(opt(Resource::User, "UserName").or(own_name)),
+        group_name: star(opt(Resource::Group, "GroupName")),
+        role_name: star(opt(Resource::Role, "RoleName")),
+        policy_name: star(opt(Resource::Policy, "PolicyName")),
+        system_policy: opt(Resource::Policy, "PolicyType") == Some("System"),
+        role_arn: star(opt(Resource::RoleArn, "RoleArn")),
     };
     let mut all: Vec<CheckRef<'_>> = Vec::with_capacity(action.ram().len() * keys.len().max(1));
     for i in 0..keys.len().max(1) {
