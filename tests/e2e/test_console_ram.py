@@ -268,3 +268,96 @@ def test_a_ram_users_sessions_end_when_its_password_changes(srv, ram, page):
     ram.call("UpdateLoginProfile", user_name="rotated", password="another good password")
     page.goto(srv.console + "/console/keys")
     page.wait_for_url("**/console/signin**")
+
+
+# --- the key page's secondary reads follow the policy too (wave6/ramperf) -------------------
+
+def test_the_key_pages_secondary_reads_follow_the_policy(srv, ram, page):
+    """Versions, aliases and tags are shown only to a user whose policy allows
+    ListKeyVersions, ListAliasesByKeyId and ListResourceTags on the key, as the API would;
+    DescribeKey alone shows the key's metadata and nothing else."""
+    api = ClassicApi(srv)
+    key_id = api.call("CreateKey", Description="secondary")["KeyMetadata"]["KeyId"]
+    api.call("CreateAlias", KeyId=key_id, AliasName="alias/secondary-reads")
+    api.call("TagResource", KeyId=key_id,
+             Tags=json.dumps([{"TagKey": "team", "TagValue": "apollo"}]))
+    arn = f"acs:kms:*:{srv.account_id}:key/{key_id}"
+    ram_user(ram, "describer")
+    ram.call("CreatePolicy", policy_name="describe-only", policy_document=policy(
+        {"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": arn}))
+    ram.call("AttachPolicyToUser", user_name="describer", policy_name="describe-only",
+             policy_type="Custom")
+    signin(page, srv, f"describer@{srv.account_id}")
+    page.wait_for_url(srv.console + "/console/keys")
+    r = page.goto(f"{srv.console}/console/keys/{key_id}")
+    assert r.status == 200
+    wait_state(page, "Enabled")
+    assert key_id in page.locator("main").inner_text()
+    assert page.locator("#versions tbody tr").count() == 0
+    assert page.locator("#aliases code").count() == 0
+    assert page.locator("#tags code").count() == 0
+    assert "alias/secondary-reads" not in page.content()
+    assert "apollo" not in page.content()
+    # the change controls shown do not work: the API refuses them, nothing changes
+    page.once("dialog", lambda d: d.accept())
+    page.click("#btn-disable")
+    expect(page.locator("#flash")).to_contain_text("Forbidden.NoPermission")
+    assert api.call("DescribeKey", KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+    # with the three reads allowed, the page shows them
+    ram.call("CreatePolicy", policy_name="read-the-rest", policy_document=policy(
+        {"Effect": "Allow", "Action": ["kms:ListKeyVersions", "kms:ListAliasesByKeyId",
+                                       "kms:ListResourceTags"], "Resource": arn}))
+    ram.call("AttachPolicyToUser", user_name="describer", policy_name="read-the-rest",
+             policy_type="Custom")
+    page.goto(f"{srv.console}/console/keys/{key_id}")
+    wait_state(page, "Enabled")
+    assert page.locator("#versions tbody tr").count() == 1
+    expect(page.locator("#aliases")).to_contain_text("alias/secondary-reads")
+    expect(page.locator("#tags")).to_contain_text("apollo")
+
+
+def test_the_read_only_policy_reads_the_whole_key_page_but_changes_nothing(srv, ram, page):
+    api = ClassicApi(srv)
+    key_id = api.call("CreateKey", Description="ro-page")["KeyMetadata"]["KeyId"]
+    api.call("CreateAlias", KeyId=key_id, AliasName="alias/ro-page")
+    api.call("TagResource", KeyId=key_id,
+             Tags=json.dumps([{"TagKey": "team", "TagValue": "gemini"}]))
+    ram_user(ram, "ro-page")
+    ram.call("AttachPolicyToUser", user_name="ro-page", policy_name="AliyunKMSReadOnlyAccess",
+             policy_type="System")
+    signin(page, srv, f"ro-page@{srv.account_id}")
+    page.wait_for_url(srv.console + "/console/keys")
+    page.goto(f"{srv.console}/console/keys/{key_id}")
+    wait_state(page, "Enabled")
+    assert page.locator("#versions tbody tr").count() == 1
+    expect(page.locator("#aliases")).to_contain_text("alias/ro-page")
+    expect(page.locator("#tags")).to_contain_text("gemini")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#btn-disable")
+    expect(page.locator("#flash")).to_contain_text("Forbidden.NoPermission")
+    assert api.call("DescribeKey", KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+# --- post/redirect/get on the RAM page (wave6/ramperf) --------------------------------------
+
+def test_a_ram_form_redirects_after_a_change_so_a_reload_does_not_repeat_it(srv, page):
+    signin_root(page, srv)
+    page.goto(srv.console + "/console/ram")
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    assert ram_form(page, "#ru-create", **{"ru-name": "prg-user"}) == "CreateUser: done."
+    assert page.url == srv.console + "/console/ram?done=CreateUser"
+    assert len(posts) == 1
+    r = page.reload()
+    assert r.status == 200 and r.request.method == "GET"
+    assert len(posts) == 1
+    assert page.locator("#ram-outcome").inner_text() == "CreateUser: done."
+    assert page.locator("#users-table tr[data-user=prg-user]").count() == 1
+    # a refused change is answered in place (400, the form kept), not redirected
+    out = ram_form(page, "#ru-create", **{"ru-name": "prg-user"})
+    assert out.startswith("EntityAlreadyExists.User"), out
+    assert page.url == srv.console + "/console/ram"
+    # only an action of the page is named back
+    page.goto(srv.console + "/console/ram?done=DeleteUser<b>")
+    assert page.locator("#ram-outcome").count() == 0

@@ -10,7 +10,13 @@
 //! the first and dumps them on entering the second, so the dump holds the cost of exactly
 //! `N` requests, every thread included (the audit writer runs on its own thread).
 //!
-//! Usage: `callgrind_hot_path <Healthz|DescribeRegions|Encrypt|Decrypt|GenerateDataKey|GetSecretValue> [N]`
+//! Usage: `callgrind_hot_path <Healthz|DescribeRegions|Encrypt|Decrypt|GenerateDataKey|GetSecretValue|EncryptAsRamUser|EncryptAsRoot24> [N]`
+//!
+//! `EncryptAsRamUser`: `Encrypt` signed by a RAM user whose one custom policy allows exactly
+//! `kms:Encrypt` on the one key (set up through the RAM API, signed by the root key, before
+//! the warm-up), against `EncryptAsRoot24`: `Encrypt` signed by a root key whose id is as
+//! long as the RAM user's (24 characters, as real ones; the harness's own is 20, which saves
+//! a SHA-256 block in the nonce digest).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +106,117 @@ fn signed(action: &str, params: &[(&str, &str)], seq: usize) -> Request<Body> {
         .unwrap_or_else(|e| panic!("request: {e}"))
 }
 
+// ---------------------------------------------------------------- EncryptAsRamUser (wave6/ramperf)
+
+/// A root access key id of the length of a RAM user's (`LTAI` + 20): the length decides how
+/// many SHA-256 blocks the nonce digest takes, so EncryptAsRamUser compares with this one.
+const ROOT24_ID: &str = "LTAIcallgrindharness0024";
+
+/// [`signed`] with another API version and access key (the RAM API, a RAM user's key).
+fn signed_as(
+    version: &str,
+    (ak_id, ak_secret): (&str, &str),
+    action: &str,
+    params: &[(&str, &str)],
+    seq: usize,
+) -> Request<Body> {
+    let nonce = format!("{:032x}", seq as u128 + 0x1000);
+    let now = kms::timefmt::format_unix(system_now());
+    let mut all: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in [
+        ("Action", action),
+        ("Version", version),
+        ("Format", "JSON"),
+        ("AccessKeyId", ak_id),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", &nonce),
+        ("Timestamp", &now),
+        ("RegionId", "cn-hangzhou"),
+    ] {
+        all.push((k.to_string(), v.to_string()));
+    }
+    let sts = v1_string_to_sign("POST", all.iter());
+    let key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{ak_secret}&").as_bytes(),
+    );
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::hmac::sign(&key, sts.as_bytes()));
+    all.push(("Signature".into(), sig));
+    let query = all
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Request::builder()
+        .method("POST")
+        .uri(format!("/?{query}"))
+        .header("host", "127.0.0.1:8080")
+        .header("user-agent", "callgrind-harness")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+/// A RAM user with one access key and one custom policy allowing exactly `kms:Encrypt` on
+/// `key_id`, made through the RAM API signed by the root key; returns (id, secret).
+async fn ram_user_for_encrypt(
+    app: &axum::Router,
+    key_id: &str,
+    next: &mut impl FnMut() -> usize,
+) -> (String, String) {
+    let root = (AK_ID, AK_SECRET);
+    let ram = kms::action::ram::VERSION;
+    let mut call_ram = async |action: &str, params: &[(&str, &str)]| {
+        let (status, body) = call(app, signed_as(ram, root, action, params, next())).await;
+        assert_eq!(status, 200, "{action}: {}", String::from_utf8_lossy(&body));
+        body
+    };
+    call_ram("CreateUser", &[("UserName", "callgrind-app")]).await;
+    let body = call_ram("CreateAccessKey", &[("UserName", "callgrind-app")]).await;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("CreateAccessKey: {e}"));
+    let id = v["AccessKey"]["AccessKeyId"].as_str().map(str::to_string);
+    let secret = v["AccessKey"]["AccessKeySecret"]
+        .as_str()
+        .map(str::to_string);
+    let (Some(id), Some(secret)) = (id, secret) else {
+        panic!("no AccessKey in {v}")
+    };
+    let document = serde_json::json!({
+        "Version": "1",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt"],
+            "Resource": [format!("acs:kms:cn-hangzhou:{ACCOUNT}:key/{key_id}")],
+        }],
+    })
+    .to_string();
+    call_ram(
+        "CreatePolicy",
+        &[
+            ("PolicyName", "callgrind-encrypt"),
+            ("PolicyDocument", &document),
+        ],
+    )
+    .await;
+    call_ram(
+        "AttachPolicyToUser",
+        &[
+            ("PolicyType", "Custom"),
+            ("PolicyName", "callgrind-encrypt"),
+            ("UserName", "callgrind-app"),
+        ],
+    )
+    .await;
+    (id, secret)
+}
+
+// ---------------------------------------------------------------- end EncryptAsRamUser
+
 fn healthz() -> Request<Body> {
     Request::builder()
         .method("GET")
@@ -162,6 +279,13 @@ async fn run(action: &str, n: usize) {
     kms.create_access_key(&account, Some((AK_ID.into(), AK_SECRET.into())))
         .await
         .unwrap_or_else(|e| panic!("access key: {}", e.message()));
+    // EncryptAsRoot24 (wave6/ramperf): a second root key whose id is as long as a RAM
+    // user's (and as real ones: `LTAI` + 20), the baseline EncryptAsRamUser compares with.
+    if action == "EncryptAsRoot24" {
+        kms.create_access_key(&account, Some((ROOT24_ID.into(), AK_SECRET.into())))
+            .await
+            .unwrap_or_else(|e| panic!("access key: {}", e.message()));
+    }
     let audit = AuditLog::start(Settings::new(dir.join("audit")), data.keystore.clone())
         .unwrap_or_else(|e| panic!("audit: {e}"));
     let mut protocol =
@@ -209,6 +333,12 @@ async fn run(action: &str, n: usize) {
     .await;
     assert_eq!(status, 200, "Encrypt: {}", String::from_utf8_lossy(&body));
     let blob = field(&body, "CiphertextBlob");
+    // EncryptAsRamUser (wave6/ramperf): the RAM user, only for that action.
+    let ram_user = if action == "EncryptAsRamUser" {
+        Some(ram_user_for_encrypt(&app, &key_id, &mut next).await)
+    } else {
+        None
+    };
 
     // ---- GetSecretValue (issue 18): a secret with a 64-byte value, as `kms bench` makes ----
     const SECRET_NAME: &str = "callgrind/secret";
@@ -251,6 +381,24 @@ async fn run(action: &str, n: usize) {
             seq,
         ),
         "GetSecretValue" => signed("GetSecretValue", &[("SecretName", SECRET_NAME)], seq),
+        // EncryptAsRamUser (wave6/ramperf)
+        "EncryptAsRamUser" => {
+            let (id, secret) = ram_user.as_ref().unwrap_or_else(|| panic!("no RAM user"));
+            signed_as(
+                "2016-01-20",
+                (id, secret),
+                "Encrypt",
+                &[("KeyId", &key_id), ("Plaintext", &plaintext)],
+                seq,
+            )
+        }
+        "EncryptAsRoot24" => signed_as(
+            "2016-01-20",
+            (ROOT24_ID, AK_SECRET),
+            "Encrypt",
+            &[("KeyId", &key_id), ("Plaintext", &plaintext)],
+            seq,
+        ),
         other => panic!("unknown action {other}"),
     };
     // Warm-up (caches, allocator, lazily initialised tables), then the measured requests.

@@ -11,17 +11,17 @@
 //! blob, an alias that does not exist) is checked as `…/*`: only a caller allowed on every
 //! such resource gets past, and then meets the action's own error.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::action::{ApiAction, Product};
+use crate::action::{ApiAction, Product, Resource};
 use crate::error::KmsError;
 use crate::keystore::blob::parse_header;
-use crate::policy::kms::{checks, Ids, Scope};
-use crate::policy::{Check, Context, Decision, PolicySet};
+use crate::policy::kms::{check_refs, CheckRef, Ids, Scope};
+use crate::policy::{Context, Decision, PolicySet};
 use crate::protocol::params::Params;
 use crate::service::ram::{err, Principal};
 use crate::service::{Caller, Kms};
-use crate::store::KeyLocator;
 
 /// What the transport knows about a request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,9 +43,16 @@ pub fn context(kms: &Kms, t: Transport) -> Context {
 }
 
 /// The key a `KeyId`-like value names: resolved through aliases and ARNs; what does not
-/// resolve is checked on every key.
-async fn key_of(kms: &Kms, caller: &Caller, key_ref: &str) -> Option<KeyLocator> {
-    kms.resolve(caller, key_ref).await.ok()
+/// resolve is checked on every key (`*`). A plain key id is its own key, as
+/// [`Kms::resolve`] has it, and stays borrowed. Also whether it resolved.
+async fn key_of<'p>(kms: &Kms, caller: &Caller, key_ref: Cow<'p, str>) -> (Cow<'p, str>, bool) {
+    if !key_ref.starts_with("acs:kms:") && !key_ref.starts_with("alias/") {
+        return (key_ref, true);
+    }
+    match kms.resolve(caller, &key_ref).await {
+        Ok(loc) => (Cow::Owned(loc.key_id), true),
+        Err(_) => (Cow::Borrowed("*"), false),
+    }
 }
 
 /// The refusal each product answers.
@@ -61,6 +68,15 @@ fn denied(product: Product) -> KmsError {
     }
 }
 
+/// Where the request's condition context comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestContext<'a> {
+    /// Built by the caller (the console, STS actions that need it anyway).
+    Built(&'a Context),
+    /// Built here from the transport, and only if a policy in force has a condition.
+    Transport(Transport),
+}
+
 /// Decides whether `principal` (not root) may run `action` with `p`. `ctx` is the
 /// request's context; the addressed key's tags are added to it when a policy asks for them.
 pub async fn authorize(
@@ -71,6 +87,49 @@ pub async fn authorize(
     p: &Params,
     ctx: &Context,
 ) -> Result<Decision, KmsError> {
+    authorize_in(
+        kms,
+        caller,
+        principal,
+        action,
+        p,
+        RequestContext::Built(ctx),
+    )
+    .await
+}
+
+/// [`authorize`], with the context built from `t` only when a policy in force has a
+/// condition (most have none; then the context would never be read).
+pub async fn authorize_transport(
+    kms: &Kms,
+    caller: &Caller,
+    principal: &Principal,
+    action: ApiAction,
+    p: &Params,
+    t: Transport,
+) -> Result<Decision, KmsError> {
+    authorize_in(
+        kms,
+        caller,
+        principal,
+        action,
+        p,
+        RequestContext::Transport(t),
+    )
+    .await
+}
+
+/// The checks are built borrowing the request (key ids, names) and matched piecewise
+/// against the policies ([`check_refs`], [`PolicySet::decide_refs`]): on a request naming
+/// its key by id, nothing here allocates beyond the one vector of checks.
+async fn authorize_in(
+    kms: &Kms,
+    caller: &Caller,
+    principal: &Principal,
+    action: ApiAction,
+    p: &Params,
+    rc: RequestContext<'_>,
+) -> Result<Decision, KmsError> {
     if principal.is_root() || action.ram().is_empty() {
         return Ok(Decision::Allow);
     }
@@ -78,102 +137,108 @@ pub async fn authorize(
         region: &caller.region,
         account: &caller.account_id,
     };
-    // Keys: the primary ones (several for ResourceId.N), then the destination.
-    let mut keys: Vec<String> = Vec::new();
-    let mut tag_key: Option<KeyLocator> = None;
+    // Keys: the primary ones (several for ResourceId.N), then the destination. The first
+    // that resolved is the one whose tags a condition may ask for.
+    let mut keys: Vec<Cow<'_, str>> = Vec::new();
+    let mut tag_key: Option<usize> = None;
     if action.product() == Product::Kms {
-        let mut refs: Vec<String> = Vec::new();
-        if let Some(k) = p.opt("KeyId") {
-            refs.push(k.to_string());
+        let first: Option<Cow<'_, str>> = if let Some(k) = p.opt("KeyId") {
+            Some(Cow::Borrowed(k))
         } else if let Some(k) = p.opt("ProtectedResourceArn") {
-            refs.push(k.to_string());
+            Some(Cow::Borrowed(k))
         } else if p.opt("CiphertextBlob").is_some() {
             let id = p
                 .base64_required("CiphertextBlob")
                 .ok()
                 .and_then(|b| parse_header(&b))
                 .map(|h| h.key_id);
-            refs.push(id.unwrap_or_else(|| "*".to_string()));
+            Some(id.map_or(Cow::Borrowed("*"), Cow::Owned))
         } else if let Some(a) = p.opt("AliasName") {
             // DeleteAlias: the key the alias points at.
-            let a = if a.starts_with("alias/") {
-                a.to_string()
+            Some(if a.starts_with("alias/") {
+                Cow::Borrowed(a)
             } else {
-                format!("alias/{a}")
-            };
-            refs.push(a);
-        }
-        refs.extend(p.list("ResourceId"));
-        for r in refs {
-            match key_of(kms, caller, &r).await {
-                Some(loc) => {
-                    keys.push(loc.key_id.clone());
-                    if tag_key.is_none() {
-                        tag_key = Some(loc);
-                    }
-                }
-                None => keys.push("*".to_string()),
+                Cow::Owned(format!("alias/{a}"))
+            })
+        } else {
+            None
+        };
+        let listed = if p.opt("ResourceId.1").is_some() {
+            p.list("ResourceId")
+        } else {
+            Vec::new()
+        };
+        for r in first.into_iter().chain(listed.into_iter().map(Cow::Owned)) {
+            let (key, resolved) = key_of(kms, caller, r).await;
+            if resolved && tag_key.is_none() {
+                tag_key = Some(keys.len());
             }
+            keys.push(key);
         }
     }
-    let destination = match p.opt("DestinationKeyId") {
-        Some(d) => Some(
-            key_of(kms, caller, d)
-                .await
-                .map_or_else(|| "*".to_string(), |l| l.key_id),
-        ),
+    // The other ids are read only where one of the action's checks uses them (each read
+    // is a scan of the parameters; an id no check uses changes no decision).
+    let uses = |r: Resource| action.ram().iter().any(|c| c.resource == r);
+    let opt = |r: Resource, name: &str| if uses(r) { p.opt(name) } else { None };
+    let second_key = action
+        .ram()
+        .iter()
+        .filter(|c| c.resource == Resource::Key)
+        .count()
+        > 1;
+    let destination = match p.opt("DestinationKeyId").filter(|_| second_key) {
+        Some(d) => Some(key_of(kms, caller, Cow::Borrowed(d)).await.0),
         None => None,
     };
     let own_name = match principal {
         Principal::User { user_name, .. } => Some(user_name.as_str()),
         _ => None,
     };
-    let base = Ids {
-        key_id: None,
-        destination_key_id: destination.as_deref(),
-        alias_name: p.opt("AliasName"),
-        secret_name: p.opt("SecretName"),
-        user_name: p.opt("UserName").or(own_name),
-        group_name: p.opt("GroupName"),
-        role_name: p.opt("RoleName"),
-        policy_name: p.opt("PolicyName"),
-        system_policy: p.opt("PolicyType") == Some("System"),
-        role_arn: p.opt("RoleArn"),
-    };
     fn star(r: Option<&str>) -> Option<&str> {
         r.or(Some("*"))
     }
-    let mut all: Vec<Check> = Vec::new();
-    let firsts: Vec<Option<&str>> = if keys.is_empty() {
-        vec![None]
-    } else {
-        keys.iter().map(|k| Some(k.as_str())).collect()
+    let ids = Ids {
+        key_id: None,
+        destination_key_id: star(destination.as_deref()),
+        alias_name: star(opt(Resource::Alias, "AliasName")),
+        secret_name: star(opt(Resource::Secret, "SecretName")),
+        user_name: star(opt(Resource::User, "UserName").or(own_name)),
+        group_name: star(opt(Resource::Group, "GroupName")),
+        role_name: star(opt(Resource::Role, "RoleName")),
+        policy_name: star(opt(Resource::Policy, "PolicyName")),
+        system_policy: opt(Resource::Policy, "PolicyType") == Some("System"),
+        role_arn: star(opt(Resource::RoleArn, "RoleArn")),
     };
-    for key in firsts {
+    let mut all: Vec<CheckRef<'_>> = Vec::with_capacity(action.ram().len() * keys.len().max(1));
+    for i in 0..keys.len().max(1) {
         let ids = Ids {
-            key_id: star(key),
-            destination_key_id: star(base.destination_key_id),
-            alias_name: star(base.alias_name),
-            secret_name: star(base.secret_name),
-            user_name: star(base.user_name),
-            group_name: star(base.group_name),
-            role_name: star(base.role_name),
-            policy_name: star(base.policy_name),
-            role_arn: star(base.role_arn),
-            ..base
+            key_id: star(keys.get(i).map(|k| k.as_ref())),
+            ..ids
         };
-        match checks(action, scope, ids) {
-            Ok(cs) => all.extend(cs),
-            Err(_) => return Err(denied(action.product())),
+        if check_refs(action, scope, ids, &mut all).is_err() {
+            return Err(denied(action.product()));
         }
     }
     let compiled = kms.policies_of(principal).await?;
+    let empty;
+    let built;
+    let mut ctx: &Context = match rc {
+        // No condition anywhere: the context is never read.
+        _ if !compiled.uses_conditions => {
+            empty = Context::new();
+            &empty
+        }
+        RequestContext::Built(c) => c,
+        RequestContext::Transport(t) => {
+            built = context(kms, t);
+            &built
+        }
+    };
     let ctx_with_tags;
-    let mut ctx = ctx;
     if compiled.uses_tags {
-        if let Some(loc) = &tag_key {
+        if let Some(key) = tag_key.and_then(|i| keys.get(i)) {
             let mut c = ctx.clone();
-            for t in kms.store().list_tags(&loc.key_id).await? {
+            for t in kms.store().list_tags(key).await? {
                 c = c.tag(&t.key, &t.value);
             }
             ctx_with_tags = c;
@@ -184,7 +249,7 @@ pub async fn authorize(
         identity: &compiled.identity,
         session: compiled.session.as_ref(),
     };
-    let d = set.decide(&all, ctx);
+    let d = set.decide_refs(&all, ctx);
     if d.is_allow() {
         Ok(d)
     } else {

@@ -176,11 +176,47 @@ struct Loaded {
     tags: Vec<(String, String)>,
 }
 
-async fn load(kms: &Kms, caller: &Caller, key_id: &str) -> Result<Loaded, KmsError> {
+/// Which of the page's secondary reads the signed-in principal may make, each decided by
+/// its policies as the API action would be (always all, for the account's root); a read it
+/// may not make is left out of the page, as the API would refuse it.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    versions: bool,
+    public_keys: bool,
+    aliases: bool,
+    tags: bool,
+}
+
+impl Reads {
+    async fn of(st: &ConsoleState, s: &Signed, key_id: &str) -> Result<Reads, KmsError> {
+        let may = |action: Action| async move {
+            match s
+                .may(st, ApiAction::Kms(action), &[("KeyId", key_id)])
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(KmsError::Internal(e)) => Err(KmsError::Internal(e)),
+                Err(_) => Ok(false),
+            }
+        };
+        Ok(Reads {
+            versions: may(Action::ListKeyVersions).await?,
+            public_keys: may(Action::GetPublicKey).await?,
+            aliases: may(Action::ListAliasesByKeyId).await?,
+            tags: may(Action::ListResourceTags).await?,
+        })
+    }
+}
+
+async fn load(kms: &Kms, caller: &Caller, key_id: &str, reads: Reads) -> Result<Loaded, KmsError> {
     let key = kms.describe_key(caller, key_id).await?;
-    let versions = kms.list_key_versions(caller, &key.key_id).await?;
+    let versions = if reads.versions {
+        kms.list_key_versions(caller, &key.key_id).await?
+    } else {
+        Vec::new()
+    };
     let mut public_keys = Vec::new();
-    if key.key_spec.is_asymmetric() {
+    if key.key_spec.is_asymmetric() && reads.public_keys {
         for v in &versions {
             let pem = kms
                 .get_public_key(caller, &key.key_id, &v.version_id, false)
@@ -190,9 +226,17 @@ async fn load(kms: &Kms, caller: &Caller, key_id: &str) -> Result<Loaded, KmsErr
             public_keys.push(pem);
         }
     }
-    let aliases = kms.list_aliases(caller, Some(&key.key_id)).await?;
-    let (_, tags) = kms.list_tags(caller, &key.key_id).await?;
-    let tags = tags.into_iter().map(|t| (t.key, t.value)).collect();
+    let aliases = if reads.aliases {
+        kms.list_aliases(caller, Some(&key.key_id)).await?
+    } else {
+        Vec::new()
+    };
+    let tags = if reads.tags {
+        let (_, tags) = kms.list_tags(caller, &key.key_id).await?;
+        tags.into_iter().map(|t| (t.key, t.value)).collect()
+    } else {
+        Vec::new()
+    };
     Ok(Loaded {
         key,
         versions,
@@ -222,7 +266,10 @@ pub async fn key_page(
         }
         return Forbidden::response(s.frame(&st), &e);
     }
-    let loaded = load(st.kms(), &s.caller(), &key_id).await;
+    let loaded = match Reads::of(&st, &s, &key_id).await {
+        Ok(reads) => load(st.kms(), &s.caller(), &key_id, reads).await,
+        Err(e) => Err(e),
+    };
     match loaded {
         Ok(l) => {
             st.audit_ok(&event).await;

@@ -99,6 +99,9 @@ struct RamPage {
 pub struct RamQuery {
     /// A custom policy to load into the editor.
     edit: Option<String>,
+    /// The change just made (post/redirect/get: the POST answers with a redirect here, so
+    /// reloading the page does not make it again).
+    done: Option<String>,
 }
 
 /// A RAM action as the session's principal (audited like the console's other actions).
@@ -270,7 +273,16 @@ pub async fn ram_page(
     s: Signed,
     Query(q): Query<RamQuery>,
 ) -> Response {
-    let mut outcome = None;
+    // Only an action this page makes is named back.
+    let mut outcome = q
+        .done
+        .as_deref()
+        .and_then(Action::from_name)
+        .filter(|a| OPS.contains(a))
+        .map(|a| Outcome {
+            is_error: false,
+            text: format!("{}: {}", a.name(), s.lang.t(T::Done)),
+        });
     let mut editor = (String::new(), String::new());
     if let Some(name) = q.edit.filter(|n| !n.is_empty()) {
         let name: String = name.chars().take(128).collect();
@@ -375,6 +387,11 @@ pub async fn ram_post(State(st): State<ConsoleState>, s: Signed, body: Bytes) ->
     }
     match run(&st, &s, action, fields).await {
         Ok(v) => {
+            // Post/redirect/get, so that a reload does not make the change again; but a
+            // new access key's secret is shown once, in this answer, and never put in a URL.
+            if action != Action::CreateAccessKey {
+                return super::redirect(&format!("/console/ram?done={}", action.name()));
+            }
             let secret = (action == Action::CreateAccessKey)
                 .then(|| {
                     v.get("AccessKey")

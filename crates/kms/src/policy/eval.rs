@@ -6,6 +6,7 @@
 
 use super::condition::Context;
 use super::document::{Effect, Policy, PrincipalKind, Statement};
+use super::kms::{Arn, CheckRef};
 
 /// The outcome, named as RAM names it in `AccessDeniedDetail.NoPermissionType` (§5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,9 +74,16 @@ impl<'a> PolicySet<'a> {
     /// Decides a request made of several checks: allowed only if every check is (§4.5,
     /// \[inference\] for several resources); an explicit deny on any check wins.
     pub fn decide(&self, checks: &[Check], ctx: &Context) -> Decision {
+        let refs: Vec<CheckRef<'_>> = checks.iter().map(Check::as_ref).collect();
+        self.decide_refs(&refs, ctx)
+    }
+
+    /// [`PolicySet::decide`] of borrowed checks (the request path: nothing allocated unless
+    /// a resource pattern has a wildcard).
+    pub fn decide_refs(&self, checks: &[CheckRef<'_>], ctx: &Context) -> Decision {
         let mut all = Decision::Allow;
         for c in checks {
-            match self.decide_one(c, ctx) {
+            match self.decide_one_ref(c, ctx) {
                 Decision::ExplicitDeny => return Decision::ExplicitDeny,
                 Decision::ImplicitDeny => all = Decision::ImplicitDeny,
                 Decision::Allow => {}
@@ -91,23 +99,44 @@ impl<'a> PolicySet<'a> {
 
     /// One check: the session policy first, which must allow; then the identity policies.
     pub fn decide_one(&self, check: &Check, ctx: &Context) -> Decision {
+        self.decide_one_ref(&check.as_ref(), ctx)
+    }
+
+    /// [`PolicySet::decide_one`] of a borrowed check.
+    pub fn decide_one_ref(&self, check: &CheckRef<'_>, ctx: &Context) -> Decision {
         if let Some(s) = self.session {
-            let d = basic(std::slice::from_ref(s), check, ctx);
+            let d = basic_ref(std::slice::from_ref(s), check, ctx);
             if d != Decision::Allow {
                 return d;
             }
         }
-        basic(self.identity, check, ctx)
+        basic_ref(self.identity, check, ctx)
+    }
+}
+
+impl Check {
+    /// The check as a [`CheckRef`] (its resource as one piece).
+    pub fn as_ref(&self) -> CheckRef<'_> {
+        CheckRef {
+            action: &self.action,
+            resource: Arn::whole(&self.resource),
+        }
     }
 }
 
 /// The basic evaluation (§4.5): any matching Deny ⇒ explicit deny; else any matching Allow ⇒
 /// allow; else implicit deny. Statement order and policy order do not matter.
 pub fn basic(policies: &[Policy], check: &Check, ctx: &Context) -> Decision {
-    let action = check.action.to_lowercase();
+    basic_ref(policies, &check.as_ref(), ctx)
+}
+
+/// [`basic`] of a borrowed check: the action is folded while it is compared, the resource
+/// compared piecewise (concatenated once if some pattern has a wildcard).
+pub fn basic_ref(policies: &[Policy], check: &CheckRef<'_>, ctx: &Context) -> Decision {
+    let mut joined = None;
     let mut allowed = false;
     for st in policies.iter().flat_map(|p| &p.statements) {
-        if statement_matches(st, &action, &check.resource, ctx) {
+        if statement_matches(st, check, &mut joined, ctx) {
             match st.effect {
                 Effect::Deny => return Decision::ExplicitDeny,
                 Effect::Allow => allowed = true,
@@ -121,15 +150,23 @@ pub fn basic(policies: &[Policy], check: &Check, ctx: &Context) -> Decision {
     }
 }
 
-/// `action` is lower-cased already.
-fn statement_matches(st: &Statement, action: &str, resource: &str, ctx: &Context) -> bool {
-    action_matches(st, action)
-        && st.resources.iter().any(|r| r.matches(resource))
+fn statement_matches(
+    st: &Statement,
+    check: &CheckRef<'_>,
+    joined: &mut Option<String>,
+    ctx: &Context,
+) -> bool {
+    action_matches(st, check.action)
+        && st
+            .resources
+            .iter()
+            .any(|r| r.matches_arn(&check.resource, joined))
         && st.conditions.iter().all(|c| c.holds(ctx))
 }
 
+/// `action` as written (compared case-insensitively).
 fn action_matches(st: &Statement, action: &str) -> bool {
-    st.actions.iter().any(|a| a.matches(action)) != st.not_action
+    st.actions.iter().any(|a| a.matches_folding(action)) != st.not_action
 }
 
 /// Who is calling `AssumeRole`, as a trust policy sees it (§4.7): the caller's account root

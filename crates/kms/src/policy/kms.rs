@@ -83,6 +83,88 @@ pub struct MissingId {
     pub resource: Resource,
 }
 
+/// A resource ARN as the pieces it is made of (`acs:kms:`, region, `:`, account, `:key/`,
+/// key id), so a request's ARN is matched against a policy's literal resources without
+/// being concatenated (reference §5.2: the same text as [`Scope::key`] and the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arn<'a> {
+    parts: [&'a str; 6],
+}
+
+impl<'a> Arn<'a> {
+    fn of(pieces: &[&'a str]) -> Arn<'a> {
+        let mut parts = [""; 6];
+        for (slot, p) in parts.iter_mut().zip(pieces) {
+            *slot = p;
+        }
+        Arn { parts }
+    }
+
+    /// An ARN of up to six pieces (unused ones empty).
+    pub fn from_parts(parts: [&'a str; 6]) -> Arn<'a> {
+        Arn { parts }
+    }
+
+    /// An ARN given whole (`*`, a `RoleArn`).
+    pub fn whole(text: &'a str) -> Arn<'a> {
+        Arn::of(&[text])
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.is_empty())
+    }
+
+    /// Whether the ARN is exactly `text`.
+    pub fn eq_str(&self, text: &str) -> bool {
+        if text.len() != self.len() {
+            return false;
+        }
+        let mut rest = text.as_bytes();
+        for p in self.parts {
+            match rest.strip_prefix(p.as_bytes()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The ARN as one string.
+    pub fn concat(&self) -> String {
+        let mut s = String::with_capacity(self.len());
+        for p in self.parts {
+            s.push_str(p);
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Arn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parts.iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
+/// A [`Check`] borrowing its parts: the table's action name and the resource ARN's pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckRef<'a> {
+    pub action: &'a str,
+    pub resource: Arn<'a>,
+}
+
+impl CheckRef<'_> {
+    pub fn to_check(&self) -> Check {
+        Check {
+            action: self.action.to_string(),
+            resource: self.resource.concat(),
+        }
+    }
+}
+
 /// The RAM checks of `action` on the resolved ids, in table order (ReEncrypt: ReEncryptFrom
 /// on the source key, then ReEncryptTo on the destination key). Empty: any authenticated
 /// caller may call it (DescribeRegions).
@@ -91,45 +173,67 @@ pub fn checks(
     scope: Scope<'_>,
     ids: Ids<'_>,
 ) -> Result<Vec<Check>, MissingId> {
+    let mut out = Vec::new();
+    check_refs(action, scope, ids, &mut out)?;
+    Ok(out.iter().map(CheckRef::to_check).collect())
+}
+
+/// [`checks`] without allocating: the checks are appended to `out` as [`CheckRef`]s
+/// borrowing `scope` and `ids`.
+pub fn check_refs<'a>(
+    action: impl Into<ApiAction>,
+    scope: Scope<'a>,
+    ids: Ids<'a>,
+    out: &mut Vec<CheckRef<'a>>,
+) -> Result<(), MissingId> {
     let action: ApiAction = action.into();
     let mut keys = [ids.key_id, ids.destination_key_id].into_iter();
-    action
-        .ram()
-        .iter()
-        .map(|c| {
-            let missing = MissingId {
-                action,
-                resource: c.resource,
-            };
-            let resource = match c.resource {
-                Resource::Key => scope.key(keys.next().flatten().ok_or(missing)?),
-                Resource::KeyContainer => scope.key_container(),
-                Resource::Alias => scope.alias(ids.alias_name.ok_or(missing)?),
-                Resource::AliasContainer => scope.alias_container(),
-                Resource::Secret => scope.secret(ids.secret_name.ok_or(missing)?),
-                Resource::SecretContainer => scope.secret_container(),
-                Resource::Any => "*".to_string(),
-                Resource::User => scope.ram(&format!("user/{}", ids.user_name.ok_or(missing)?)),
-                Resource::Group => scope.ram(&format!("group/{}", ids.group_name.ok_or(missing)?)),
-                Resource::Role => scope.ram(&format!("role/{}", ids.role_name.ok_or(missing)?)),
-                Resource::Policy => {
-                    let name = ids.policy_name.ok_or(missing)?;
-                    if ids.system_policy {
-                        format!("acs:ram::system:policy/{name}")
-                    } else {
-                        scope.ram(&format!("policy/{name}"))
-                    }
+    let (region, account) = (scope.region, scope.account);
+    let kms = |relative: &[&'a str]| {
+        let mut pieces: [&'a str; 6] = ["acs:kms:", region, ":", account, ":", ""];
+        for (slot, p) in pieces[4..].iter_mut().zip(relative) {
+            *slot = p;
+        }
+        Arn { parts: pieces }
+    };
+    let ram = |kind: &'a str, name: &'a str| Arn::of(&["acs:ram::", account, kind, name]);
+    for c in action.ram() {
+        let missing = MissingId {
+            action,
+            resource: c.resource,
+        };
+        let resource = match c.resource {
+            Resource::Key => kms(&[":key/", keys.next().flatten().ok_or(missing)?]),
+            Resource::KeyContainer => kms(&[":key"]),
+            Resource::Alias => {
+                let alias = ids.alias_name.ok_or(missing)?;
+                kms(&[":alias/", alias.strip_prefix("alias/").unwrap_or(alias)])
+            }
+            Resource::AliasContainer => kms(&[":alias"]),
+            Resource::Secret => kms(&[":secret/", ids.secret_name.ok_or(missing)?]),
+            Resource::SecretContainer => kms(&[":secret"]),
+            Resource::Any => Arn::whole("*"),
+            Resource::User => ram(":user/", ids.user_name.ok_or(missing)?),
+            Resource::Group => ram(":group/", ids.group_name.ok_or(missing)?),
+            Resource::Role => ram(":role/", ids.role_name.ok_or(missing)?),
+            Resource::Policy => {
+                let name = ids.policy_name.ok_or(missing)?;
+                if ids.system_policy {
+                    Arn::of(&["acs:ram::system:policy/", name])
+                } else {
+                    ram(":policy/", name)
                 }
-                Resource::AnyUser => scope.ram("user/*"),
-                Resource::AnyGroup => scope.ram("group/*"),
-                Resource::AnyRole => scope.ram("role/*"),
-                Resource::AnyPolicy => scope.ram("policy/*"),
-                Resource::RoleArn => ids.role_arn.ok_or(missing)?.to_string(),
-            };
-            Ok(Check {
-                action: c.action.to_string(),
-                resource,
-            })
-        })
-        .collect()
+            }
+            Resource::AnyUser => ram(":user/*", ""),
+            Resource::AnyGroup => ram(":group/*", ""),
+            Resource::AnyRole => ram(":role/*", ""),
+            Resource::AnyPolicy => ram(":policy/*", ""),
+            Resource::RoleArn => Arn::whole(ids.role_arn.ok_or(missing)?),
+        };
+        out.push(CheckRef {
+            action: c.action,
+            resource,
+        });
+    }
+    Ok(())
 }

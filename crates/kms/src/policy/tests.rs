@@ -1127,3 +1127,248 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------ the request path's matching (wave6/ramperf)
+//
+// The request path matches borrowed checks ([`CheckRef`]: the table's action name, the ARN
+// in pieces) without allocating. These tests hold it to the evaluator it replaced, kept
+// here as written before: actions lower-cased into a new string, resources whole, globs
+// over a `Vec<char>`.
+
+mod reference {
+    use super::super::condition::Context;
+    use super::super::document::{Effect, Policy, Statement};
+    use super::super::pattern::Pattern;
+    use super::{Check, Decision};
+
+    fn glob(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, _) => t.is_empty(),
+            (Some('*'), _) => glob(&p[1..], t) || (!t.is_empty() && glob(p, &t[1..])),
+            (Some('?'), Some(_)) => glob(&p[1..], &t[1..]),
+            (Some(c), Some(d)) if c == d => glob(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+
+    pub fn matches(p: &Pattern, text: &str) -> bool {
+        match p {
+            Pattern::Any => true,
+            Pattern::Literal(l) => l == text,
+            Pattern::Glob(g) => glob(g, &text.chars().collect::<Vec<_>>()),
+        }
+    }
+
+    fn statement_matches(st: &Statement, action: &str, resource: &str, ctx: &Context) -> bool {
+        (st.actions.iter().any(|a| matches(a, action)) != st.not_action)
+            && st.resources.iter().any(|r| matches(r, resource))
+            && st.conditions.iter().all(|c| c.holds(ctx))
+    }
+
+    pub fn basic(policies: &[Policy], check: &Check, ctx: &Context) -> Decision {
+        let action = check.action.to_lowercase();
+        let mut allowed = false;
+        for st in policies.iter().flat_map(|p| &p.statements) {
+            if statement_matches(st, &action, &check.resource, ctx) {
+                match st.effect {
+                    Effect::Deny => return Decision::ExplicitDeny,
+                    Effect::Allow => allowed = true,
+                }
+            }
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::ImplicitDeny
+        }
+    }
+
+    /// The checks as they were built: each ARN formatted whole by [`super::Scope`].
+    pub fn checks(
+        action: crate::action::ApiAction,
+        scope: super::Scope<'_>,
+        ids: super::Ids<'_>,
+    ) -> Option<Vec<Check>> {
+        use crate::action::Resource as R;
+        let mut keys = [ids.key_id, ids.destination_key_id].into_iter();
+        action
+            .ram()
+            .iter()
+            .map(|c| {
+                let resource = match c.resource {
+                    R::Key => scope.key(keys.next().flatten()?),
+                    R::KeyContainer => scope.key_container(),
+                    R::Alias => scope.alias(ids.alias_name?),
+                    R::AliasContainer => scope.alias_container(),
+                    R::Secret => scope.secret(ids.secret_name?),
+                    R::SecretContainer => scope.secret_container(),
+                    R::Any => "*".to_string(),
+                    R::User => scope.ram(&format!("user/{}", ids.user_name?)),
+                    R::Group => scope.ram(&format!("group/{}", ids.group_name?)),
+                    R::Role => scope.ram(&format!("role/{}", ids.role_name?)),
+                    R::Policy => {
+                        let name = ids.policy_name?;
+                        if ids.system_policy {
+                            format!("acs:ram::system:policy/{name}")
+                        } else {
+                            scope.ram(&format!("policy/{name}"))
+                        }
+                    }
+                    R::AnyUser => scope.ram("user/*"),
+                    R::AnyGroup => scope.ram("group/*"),
+                    R::AnyRole => scope.ram("role/*"),
+                    R::AnyPolicy => scope.ram("policy/*"),
+                    R::RoleArn => ids.role_arn?.to_string(),
+                };
+                Some(Check::new(c.action, &resource))
+            })
+            .collect()
+    }
+}
+
+/// Every action of every product's table, for the check builders.
+fn every_api_action() -> Vec<crate::action::ApiAction> {
+    use crate::action::ApiAction;
+    let mut v: Vec<ApiAction> = Action::ALL.iter().map(|a| ApiAction::Kms(*a)).collect();
+    v.extend(
+        crate::action::ram::Action::ALL
+            .iter()
+            .map(|a| ApiAction::Ram(*a)),
+    );
+    v.extend(
+        crate::action::sts::Action::ALL
+            .iter()
+            .map(|a| ApiAction::Sts(*a)),
+    );
+    v
+}
+
+#[test]
+fn arn_pieces_compare_as_their_concatenation() {
+    use super::kms::Arn;
+    let s = Scope {
+        region: "cn-hangzhou",
+        account: "1234",
+    };
+    let mut out = Vec::new();
+    let ids = Ids {
+        key_id: Some("k1"),
+        ..Ids::default()
+    };
+    assert!(super::kms::check_refs(Action::Encrypt, s, ids, &mut out).is_ok());
+    let arn = out[0].resource;
+    assert_eq!(arn.concat(), K1);
+    assert_eq!(arn.to_string(), K1);
+    assert_eq!(arn.len(), K1.len());
+    assert!(arn.eq_str(K1));
+    for other in [
+        K2,
+        KC,
+        "acs:kms:cn-hangzhou:1234:key/k12",
+        "",
+        "*",
+        "acs:kms:cn-hangzhou:1234:key/K1",
+    ] {
+        assert!(!arn.eq_str(other), "{other}");
+    }
+    assert!(Arn::whole("").is_empty());
+    assert!(!arn.is_empty());
+    let mut joined = None;
+    assert!(Pattern::exact("acs:kms:*:1234:key/k?").matches_arn(&arn, &mut joined));
+    assert_eq!(joined.as_deref(), Some(K1), "a glob joins the pieces once");
+    assert!(!Pattern::exact("acs:kms:*:1234:key/k").matches_arn(&arn, &mut joined));
+}
+
+/// For every action of every table, with every id given or missing: the borrowed checks
+/// are the checks formatted whole, and refused exactly when those were.
+#[test]
+fn check_refs_are_the_formatted_checks() {
+    let s = Scope {
+        region: "cn-hangzhou",
+        account: "1234",
+    };
+    let full = Ids {
+        key_id: Some("k1"),
+        destination_key_id: Some("k2"),
+        alias_name: Some("alias/a"),
+        secret_name: Some("s"),
+        user_name: Some("u"),
+        group_name: Some("g"),
+        role_name: Some("r"),
+        policy_name: Some("p"),
+        system_policy: false,
+        role_arn: Some("acs:ram::1234:role/r"),
+    };
+    let bare = Ids {
+        alias_name: Some("a"),
+        system_policy: true,
+        ..full
+    };
+    for a in every_api_action() {
+        for ids in [full, bare, Ids::default()] {
+            let new = checks(a, s, ids).ok();
+            assert_eq!(new, reference::checks(a, s, ids), "{a:?} {ids:?}");
+        }
+    }
+}
+
+fn arb_case(s: &'static str) -> impl Strategy<Value = String> {
+    proptest::collection::vec(any::<bool>(), s.len()).prop_map(move |up| {
+        s.chars()
+            .zip(up)
+            .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The request path's evaluator decides as the one it replaced, on random policies,
+    /// actions in any case, resources in random pieces and contexts.
+    #[test]
+    fn borrowed_checks_decide_as_before(
+        sts in proptest::collection::vec(arb_statement(), 1..5),
+        action in proptest::sample::select(ACTIONS).prop_flat_map(arb_case),
+        resource in proptest::sample::select(RESOURCES),
+        cuts in proptest::collection::vec(0usize..40, 0..5),
+        ctx in arb_context(),
+    ) {
+        use super::kms::{Arn, CheckRef};
+        let ps = [doc(&sts, PolicyKind::Identity)];
+        let check = Check::new(&action, resource);
+        let before = reference::basic(&ps, &check, &ctx);
+        prop_assert_eq!(basic(&ps, &check, &ctx), before);
+        // The same ARN cut into pieces at random places.
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(resource.len())).collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for c in cuts.into_iter().take(5) {
+            pieces.push(&resource[at..c]);
+            at = c;
+        }
+        pieces.push(&resource[at..]);
+        let mut parts = [""; 6];
+        for (slot, p) in parts.iter_mut().zip(&pieces) {
+            *slot = p;
+        }
+        let arn = Arn::from_parts(parts);
+        prop_assert_eq!(arn.concat(), resource);
+        let r = CheckRef { action: &action, resource: arn };
+        prop_assert_eq!(super::eval::basic_ref(&ps, &r, &ctx), before);
+        prop_assert_eq!(PolicySet::new(&ps).decide_refs(&[r], &ctx), PolicySet::new(&ps).decide(&[check], &ctx));
+    }
+
+    /// Folding while comparing is lower-casing first, for any text (non-ASCII included).
+    #[test]
+    fn matches_folding_is_matching_the_lowercase(
+        pat in "[a-zA-Z:*?İK]{0,8}",
+        text in "[a-zA-Z:İKı]{0,8}",
+    ) {
+        let p = Pattern::folded(&pat);
+        prop_assert_eq!(p.matches_folding(&text), reference::matches(&p, &text.to_lowercase()));
+        let e = Pattern::exact(&pat);
+        prop_assert_eq!(e.matches(&text), reference::matches(&e, &text));
+    }
+}

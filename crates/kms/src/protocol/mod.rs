@@ -346,14 +346,24 @@ impl Protocol {
         for p in action.params().iter().filter(|p| p.required) {
             params.required(&p.first_wire_name())?;
         }
-        let needs_context = !principal.is_root() || matches!(action, ApiAction::Sts(_));
-        let context = if needs_context {
+        // STS actions read the context themselves (trust policies); for the others it is
+        // built only if a policy in force has a condition ([`api::authz::authorize_transport`]).
+        let sts = matches!(action, ApiAction::Sts(_));
+        let context = if sts {
             api::authz::context(&self.kms, transport)
         } else {
             crate::policy::Context::new()
         };
         if !principal.is_root() {
-            api::authz::authorize(&self.kms, caller, principal, action, params, &context).await?;
+            if sts {
+                api::authz::authorize(&self.kms, caller, principal, action, params, &context)
+                    .await?;
+            } else {
+                api::authz::authorize_transport(
+                    &self.kms, caller, principal, action, params, transport,
+                )
+                .await?;
+            }
         }
         match action {
             ApiAction::Kms(a) => api::dispatch(&self.kms, caller, a, params).await,

@@ -458,6 +458,9 @@ pub struct Compiled {
     /// Whether a condition asks for `kms:tag/<TagKey>` (then the addressed key's tags are
     /// read for the context; otherwise they are not).
     pub uses_tags: bool,
+    /// Whether any statement has a condition (otherwise the request's condition context
+    /// is never read, and not built).
+    pub uses_conditions: bool,
 }
 
 impl Compiled {
@@ -468,10 +471,16 @@ impl Compiled {
             .flat_map(|p| &p.statements)
             .flat_map(|s| &s.conditions)
             .any(|c| is_tag_key(&c.key));
+        let uses_conditions = identity
+            .iter()
+            .chain(session.iter())
+            .flat_map(|p| &p.statements)
+            .any(|s| !s.conditions.is_empty());
         Compiled {
             identity,
             session,
             uses_tags,
+            uses_conditions,
         }
     }
 }
