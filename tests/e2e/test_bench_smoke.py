@@ -114,3 +114,46 @@ def test_bench_as_ram_user_creates_a_user_with_a_one_resource_policy(server):
     assert len(st) == 1 and st[0]["Effect"] == "Allow"
     assert st[0]["Action"] == ["kms:Encrypt", "kms:GetSecretValue"]
     assert len(st[0]["Resource"]) == 1 and st[0]["Resource"][0].startswith("acs:kms:*:*:secret/kms-bench-")
+
+
+def _bench_for(server, seconds: str, *args: str) -> dict:
+    env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=server.ak, ALIBABA_CLOUD_ACCESS_KEY_SECRET=server.sk)
+    p = subprocess.run([str(kms_bin()), "bench", "--endpoint", f"http://127.0.0.1:{server.port}",
+                        "--concurrency", "2", "--duration", seconds, "--payload", "64", *args],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_bench_reports_server_cpu_per_request_found_by_its_socket(server):
+    """Issue 21: the server's own CPU time per request in every phase, the server found by
+    its listening socket on loopback; with --compare, the action's over Healthz's."""
+    out = json.loads(_bench_for(server, "0.7", "--action", "Encrypt", "--compare", "--json").stdout)
+    assert out["server_cpu"]["pid"] == server.proc.pid, out["server_cpu"]
+    assert out["server_cpu"]["note"] is None
+    assert [r["action"] for r in out["runs"]] == ["Healthz", "DescribeRegions", "Encrypt"]
+    for run in out["runs"]:
+        assert run["server_cpu_seconds"] > 0, run
+        assert run["server_cpu_us_per_request"] > 0, run
+        expected = run["server_cpu_seconds"] * 1e6 / run["requests"]
+        assert abs(run["server_cpu_us_per_request"] - expected) < 1e-6 * expected + 1e-9
+    assert out["server_cpu"]["vs_Healthz"] > 0
+    text = _bench_for(server, "0.5", "--action", "Encrypt", "--compare").stdout
+    assert text.count(" µs/request") == 3, text
+    assert "server CPU ratio Healthz: " in text, text
+
+
+def test_bench_server_cpu_with_a_given_pid_and_without_one(server):
+    out = json.loads(_bench_for(server, "0.5", "--action", "DescribeRegions", "--json",
+                                "--server-pid", str(server.proc.pid)).stdout)
+    assert out["server_cpu"]["pid"] == server.proc.pid
+    assert out["runs"][0]["server_cpu_us_per_request"] > 0
+    assert out["server_cpu"]["vs_Healthz"] is None  # no --compare
+    # A pid that does not exist: said so, and the run goes on.
+    p = _bench_for(server, "0.3", "--action", "Healthz", "--server-pid", "999999999")
+    assert "server CPU: not measured (cannot read /proc/999999999/stat)" in p.stdout, p.stdout
+    assert "µs/request" not in p.stdout
+    out = json.loads(_bench_for(server, "0.3", "--action", "Healthz", "--json",
+                                "--server-pid", "999999999").stdout)
+    assert out["server_cpu"]["pid"] is None and out["server_cpu"]["note"]
+    assert out["runs"][0]["server_cpu_us_per_request"] is None

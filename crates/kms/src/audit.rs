@@ -50,6 +50,8 @@ pub const CURRENT: &str = "audit.log";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Lines written in one go at most.
 const MAX_BATCH: usize = 4096;
+/// How often the writer drains the queue while it collects a batch.
+const POLL: Duration = Duration::from_millis(1);
 /// How often a closed gate checks whether the trail can be written again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -333,6 +335,8 @@ impl AuditGate {
 pub struct AuditLog {
     tx: std::sync::mpsc::SyncSender<Job>,
     gate: AuditGate,
+    /// The writer thread, woken by a line that waits for the disk (see [`Writer::run`]).
+    writer: std::thread::Thread,
 }
 
 impl AuditLog {
@@ -370,11 +374,13 @@ impl AuditLog {
         if writer.gap.is_some() {
             writer.write_records(Vec::new());
         }
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("kms-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
-        Ok(AuditLog { tx, gate })
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?
+            .thread()
+            .clone();
+        Ok(AuditLog { tx, gate, writer })
     }
 
     /// The gate state changes must pass before they are applied.
@@ -402,12 +408,22 @@ impl AuditLog {
         if durable {
             let (done, wait) = oneshot::channel();
             let sent = match self.tx.try_send((record, Some(done))) {
-                Ok(()) => true,
+                Ok(()) => {
+                    // The writer may be collecting a batch: this line must not wait for it.
+                    self.writer.unpark();
+                    true
+                }
                 Err(std::sync::mpsc::TrySendError::Full(job)) => {
                     // A full queue blocks: wait for room off the runtime's worker threads.
                     let tx = self.tx.clone();
+                    let writer = self.writer.clone();
                     matches!(
-                        tokio::task::spawn_blocking(move || tx.send(job).is_ok()).await,
+                        tokio::task::spawn_blocking(move || {
+                            let sent = tx.send(job).is_ok();
+                            writer.unpark();
+                            sent
+                        })
+                        .await,
                         Ok(true)
                     )
                 }
@@ -853,18 +869,28 @@ impl Writer {
                     return;
                 }
             }
+            // Collect a batch for up to 20 ms, or until a line waits for the disk. The queue
+            // is drained every millisecond rather than waited on: a receiver blocked on the
+            // channel is woken by every line sent (a futex wake and a context switch per
+            // request under load); a parked writer is woken only by the lines that wait
+            // (their senders unpark it) and by its own timer.
             let deadline = Instant::now() + Duration::from_millis(20);
-            while batch.len() < MAX_BATCH && !batch.iter().any(|(_, ack)| ack.is_some()) {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            let mut waits = batch.iter().any(|(_, ack)| ack.is_some());
+            loop {
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => {
+                            waits |= job.1.is_some();
+                            batch.push(job);
+                        }
+                        Err(_) => break,
+                    }
                 }
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+                let now = Instant::now();
+                if batch.len() >= MAX_BATCH || now >= deadline || waits {
+                    break;
                 }
+                std::thread::park_timeout(POLL.min(deadline - now));
             }
             if self.closed_since.is_some() || self.file.is_none() {
                 self.open();

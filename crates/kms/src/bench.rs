@@ -16,6 +16,8 @@ use crate::client::{params, Client, Credentials, SignatureVersion};
 use crate::keystore::wrapping::{self, WrappingAlgorithm};
 use crate::model::{AsymmetricAlgorithm, KeySpec, Origin};
 
+pub mod server_cpu;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "verbatim")]
 pub enum BenchAction {
@@ -176,6 +178,10 @@ pub struct BenchArgs {
     /// ceilings stay signed with the key given.
     #[arg(long)]
     pub as_ram_user: bool,
+    /// The server's process id, for its CPU time per request (read from /proc/PID/stat).
+    /// Without it, a server on loopback is found by its listening socket.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +195,11 @@ pub struct Report {
     pub seconds: f64,
     pub throughput: f64,
     pub latency_ms: BTreeMap<String, f64>,
+    /// The server process's CPU time (user + system) over the phase, in seconds; `None`
+    /// when the server could not be found.
+    pub server_cpu_seconds: Option<f64>,
+    /// `server_cpu_seconds` per request, in microseconds.
+    pub server_cpu_us_per_request: Option<f64>,
 }
 
 /// What each request of the run sends.
@@ -550,17 +561,32 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         &args.region,
         &trust,
     )?);
+    let probe = server_cpu::Probe::resolve(args.server_pid, &args.endpoint);
     let mut reports = Vec::new();
     if args.compare {
         for ceiling in [BenchAction::Healthz, BenchAction::DescribeRegions] {
-            reports.push(phase(&client, &args, &[(ceiling, 1)], None).await?);
+            reports.push(phase(&client, &args, &[(ceiling, 1)], None, &probe).await?);
         }
     }
-    reports.push(phase(&client, &args, &mix, None).await?);
+    reports.push(phase(&client, &args, &mix, None, &probe).await?);
     if args.as_ram_user {
         // The same load signed by a RAM user, right after the root-signed one.
-        reports.push(phase(&client, &args, &mix, Some(&trust)).await?);
+        reports.push(phase(&client, &args, &mix, Some(&trust), &probe).await?);
     }
+    // The action's server CPU per request over that of /healthz (the same run).
+    let cpu_vs_healthz = if args.compare {
+        let main = reports.last().and_then(|r| r.server_cpu_us_per_request);
+        match (main, reports[0].server_cpu_us_per_request) {
+            (Some(m), Some(h)) if h > 0.0 => Some(m / h),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let (server_pid, server_note) = match &probe {
+        server_cpu::Probe::Pid(pid) => (Some(*pid), None),
+        server_cpu::Probe::Unavailable(why) => (None, Some(why.clone())),
+    };
     let main = reports.last().map(|r| r.throughput).unwrap_or(0.0);
     let mut ratios: BTreeMap<String, f64> = if args.compare {
         reports[..2]
@@ -587,14 +613,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
     }
     if args.json {
-        let out = serde_json::json!({ "runs": reports, "ratios": ratios });
+        let out = serde_json::json!({
+            "runs": reports,
+            "ratios": ratios,
+            "server_cpu": {
+                "pid": server_pid,
+                "note": server_note,
+                "vs_Healthz": cpu_vs_healthz,
+            },
+        });
         println!("{out}");
     } else {
+        if let Some(why) = &server_note {
+            println!("server CPU: not measured ({why})");
+        }
         for r in &reports {
             print_report(r);
         }
         for (k, v) in &ratios {
             println!("ratio {}: {v:.2}", k.trim_start_matches("vs_"));
+        }
+        if let Some(r) = cpu_vs_healthz {
+            println!("server CPU ratio Healthz: {r:.2}");
         }
     }
     Ok(())
@@ -618,6 +658,9 @@ fn print_report(report: &Report) {
         p("p99"),
         p("p99.9")
     );
+    if let Some(us) = report.server_cpu_us_per_request {
+        println!("server CPU: {us:.1} µs/request");
+    }
     for (code, n) in &report.errors {
         println!("errors: {code}: {n}");
     }
@@ -629,6 +672,7 @@ async fn phase(
     args: &BenchArgs,
     mix: &[(BenchAction, u32)],
     ram_user: Option<&crate::tls::Trust>,
+    probe: &server_cpu::Probe,
 ) -> Result<Report, String> {
     let mut plans = Vec::new();
     let mut schedule = Vec::new();
@@ -658,6 +702,7 @@ async fn phase(
     let schedule = Arc::new(schedule);
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = probe.cpu_us();
     let start = Instant::now();
     let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
     let limit = if deadline.is_some() {
@@ -746,6 +791,10 @@ async fn phase(
         eprint!("\r{:60}\r", "");
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_us = match (cpu_before, probe.cpu_us()) {
+        (Some(a), Some(b)) => Some((b - a).max(0.0)),
+        _ => None,
+    };
     latencies.sort_unstable();
     let total = latencies.len() as u64;
     let failed: u64 = errors.values().sum();
@@ -762,6 +811,8 @@ async fn phase(
         seconds,
         throughput: total as f64 / seconds,
         latency_ms: pct,
+        server_cpu_seconds: cpu_us.map(|us| us / 1e6),
+        server_cpu_us_per_request: cpu_us.map(|us| if total > 0 { us / total as f64 } else { 0.0 }),
     })
 }
 
