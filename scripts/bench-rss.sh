@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Memory under sustained load: one release server on a fresh SQLite data dir, `kms bench
 # --action Encrypt --concurrency 32 --payload 64` for SECONDS (default 600), while the server's
-# VmRSS and RssAnon (/proc/<pid>/status), its CPU time (/proc/<pid>/stat), its Encrypt count and
-# the nonces its cache remembers (GET /metrics) are sampled every second; then TAIL more seconds (default 60) with no load, to
-# show what is given back. Writes OUT.csv and OUT.svg (default docs/rss-encrypt-10min).
+# VmRSS and RssAnon (/proc/<pid>/status), its CPU time (/proc/<pid>/stat), its Encrypt count
+# and the nonces its cache remembers (GET /metrics) are sampled every second; then TAIL more
+# seconds (default 60) with no load, to show what is given back. Writes OUT.csv, OUT.svg (drawn
+# by scripts/plot-rss.py) and OUT.bench.txt (default OUT: docs/rss-encrypt-10min).
 #   ./scripts/bench-rss.sh [BIN] [SECONDS=600]
 #   env: TAIL=60 OUT=docs/rss-encrypt-10min PORT=18730 CONCURRENCY=32
 set -euo pipefail
