@@ -12,11 +12,11 @@
 //! place). A request is refused as a replay only if some fingerprint it is compared with is
 //! equal to its own; it is compared only with the slots between its home slot and the first
 //! empty one, in each live bucket of its shard. Three quarters full, linear probing examines
-//! about 8.5 slots for a fingerprint that is absent; with at most 8 live buckets a request is
-//! compared with about 70 fingerprints, so a request never seen before is refused with a
-//! probability of about 70 / 2^48 = 2.5 × 10^-13, whatever the number of nonces remembered
-//! (one false refusal in about 4 × 10^12 requests: at 40,000 requests a second, once in
-//! three thousand years). A nonce seen before is always found (its fingerprint is equal).
+//! about 8.5 slots for a fingerprint that is absent; with at most 9 live buckets (30 minutes
+//! and one bucket, 256 s each) a request is compared with about 80 fingerprints, so a request
+//! never seen before is refused with a probability of about 80 / 2^48 = 2.8 × 10^-13,
+//! whatever the number of nonces remembered (one false refusal in about 3.5 × 10^12 requests:
+//! at 40,000 requests a second, once in about 2,800 years). A nonce seen before is always found (its fingerprint is equal).
 
 use std::hash::BuildHasher;
 

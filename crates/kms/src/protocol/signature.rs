@@ -456,7 +456,7 @@ const _: () =
 /// its timestamp could no longer pass the time check (up to 30 minutes ahead when its
 /// timestamp is 15 minutes ahead) plus at most one bucket, so memory grows with the request
 /// rate only: about 10 MB per million nonces remembered. A false "nonce used" needs two
-/// 48-bit fingerprints to meet within one probe run: about 1 in 4 × 10^12 requests, whatever
+/// 48-bit fingerprints to meet within one probe run: about 1 in 3.5 × 10^12 requests, whatever
 /// the number remembered (see [`super::nonce_set`]). The fingerprints are seeded per process.
 #[derive(Default)]
 struct Shard {
