@@ -6,6 +6,7 @@
 //! [`render`].
 
 pub mod nonce_journal;
+pub mod nonce_set;
 pub mod params;
 pub mod render;
 pub mod signature;

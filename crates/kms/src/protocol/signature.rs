@@ -4,7 +4,8 @@
 //! the server's string to sign; [`Pending::verify`] checks the signature against the
 //! secret in constant time (aws-lc-rs `hmac::verify`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use aws_lc_rs::{digest, hmac};
@@ -12,6 +13,7 @@ use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::nonce_journal::{NonceJournal, Restored};
+use super::nonce_set::NonceSet;
 use super::params::Params;
 use crate::error::KmsError;
 use crate::timefmt;
@@ -432,6 +434,8 @@ pub fn nonce_until(timestamp: i64, now: i64) -> i64 {
 pub struct NonceCache {
     shards: Vec<Mutex<Shard>>,
     journal: Option<NonceJournal>,
+    /// The seed of every set's fingerprints.
+    seed: u64,
 }
 
 /// Width of a time bucket, in seconds. A nonce is filed under the bucket of the time until
@@ -444,15 +448,16 @@ pub const BUCKETS: usize = 16;
 const _: () =
     assert!(BUCKETS as u32 * BUCKET_SECONDS > 2 * MAX_SKEW_SECONDS as u32 + BUCKET_SECONDS);
 
-/// A seen nonce is kept as 8 bytes of SHA-256(access key id ‖ 0 ‖ nonce) in the set of its
-/// time bucket: 8 bytes of payload an entry however long the nonce. Expiry drops whole sets
-/// (a free, done outside the lock), so no request pays for a sweep of the others; a new set
-/// starts as large as the last one to expire, so steady traffic does not rehash either. Every
-/// nonce is remembered until its timestamp could no longer pass the time check (up to 30
-/// minutes ahead when its timestamp is 15 minutes ahead) plus at most one bucket, so memory
-/// grows with the request rate only (about 17 MB per million nonces remembered, measured).
-/// A false "nonce used" needs a 64-bit collision: about 1 in 10^11 requests even with 100
-/// million nonces remembered. The sets hash with foldhash, seeded per process.
+/// A seen nonce is kept as a 48-bit fingerprint of SHA-256(access key id ‖ 0 ‖ nonce) in the
+/// set of its time bucket (a [`NonceSet`]: 6-byte slots, 1/2 to 3/4 full, so 8 to 12 bytes a
+/// nonce however long it is). Expiry drops whole sets (a free, done outside the lock), so no
+/// request pays for a sweep of the others; a new set starts as large as the last one to expire,
+/// so steady traffic does not grow (and rehash) them either. Every nonce is remembered until
+/// its timestamp could no longer pass the time check (up to 30 minutes ahead when its
+/// timestamp is 15 minutes ahead) plus at most one bucket, so memory grows with the request
+/// rate only: about 10 MB per million nonces remembered. A false "nonce used" needs two
+/// 48-bit fingerprints to meet within one probe run: about 1 in 3.5 × 10^12 requests, whatever
+/// the number remembered (see [`super::nonce_set`]). The fingerprints are seeded per process.
 #[derive(Default)]
 struct Shard {
     buckets: [Bucket; BUCKETS],
@@ -460,8 +465,6 @@ struct Shard {
     /// that under steady traffic sets do not grow (and rehash) on the request path.
     expected: usize,
 }
-
-type NonceSet = HashSet<u64, foldhash::fast::RandomState>;
 
 /// Unix seconds as the cache counts them (times before 1970 as 0, after 2106 as the last).
 fn to_u32(t: i64) -> u32 {
@@ -486,6 +489,7 @@ impl NonceCache {
         Self {
             shards: (0..32).map(|_| Mutex::new(Shard::default())).collect(),
             journal: None,
+            seed: foldhash::fast::RandomState::default().hash_one(0x6b6d_735f_6e6f_6e63u64),
         }
     }
 
@@ -516,6 +520,7 @@ impl NonceCache {
         for &key in keys {
             by_shard[self.shard(key)].push(key);
         }
+        let seed = self.seed;
         let fill = |shard: &Mutex<Shard>, keys: Vec<u64>| {
             if keys.is_empty() {
                 return;
@@ -525,7 +530,7 @@ impl NonceCache {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let slot = &mut guard.buckets[bucket as usize % BUCKETS];
             if slot.index != bucket {
-                slot.seen = NonceSet::with_capacity_and_hasher(keys.len(), Default::default());
+                slot.seen = NonceSet::with_capacity(keys.len(), seed);
                 slot.index = bucket;
             }
             slot.seen.extend(keys);
@@ -577,18 +582,18 @@ impl NonceCache {
             let shard = &mut *guard;
             for b in shard.buckets.iter_mut() {
                 if b.index < now_bucket {
-                    if b.seen.capacity() > 0 {
+                    if b.seen.bytes() > 0 {
                         shard.expected = b.seen.len();
                         expired.push(std::mem::take(&mut b.seen));
                     }
-                } else if b.seen.contains(&key) {
+                } else if b.seen.contains(key) {
                     return Err(KmsError::SignatureNonceUsed);
                 }
             }
             let slot = &mut shard.buckets[bucket as usize % BUCKETS];
             if slot.index != bucket {
                 // The slot's previous bucket has passed (see BUCKETS).
-                let fresh = NonceSet::with_capacity_and_hasher(shard.expected, Default::default());
+                let fresh = NonceSet::with_capacity(shard.expected, self.seed);
                 expired.push(std::mem::replace(&mut slot.seen, fresh));
                 slot.index = bucket;
             }
