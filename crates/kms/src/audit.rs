@@ -276,7 +276,10 @@ fn now_text() -> String {
     crate::timefmt::format_unix(crate::clock::system_now())
 }
 
-type Job = (AuditRecord, Option<oneshot::Sender<bool>>);
+/// A line for the writer. The record is boxed so that the queue's 65,536 slots are 24 bytes
+/// each (1.5 MB) rather than a whole record each (~17 MB, all resident once the ring has gone
+/// round; measured in docs/performance-notes.md).
+type Job = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
 
 /// Whether state changes may proceed: closed while the trail cannot be written for sure.
 /// Shared by the writer (which opens and closes it) and the request path (which asks it).
@@ -407,7 +410,7 @@ impl AuditLog {
     async fn send(&self, record: AuditRecord, durable: bool) -> (bool, bool) {
         if durable {
             let (done, wait) = oneshot::channel();
-            let sent = match self.tx.try_send((record, Some(done))) {
+            let sent = match self.tx.try_send((Box::new(record), Some(done))) {
                 Ok(()) => {
                     // The writer may be collecting a batch: this line must not wait for it.
                     self.writer.unpark();
@@ -434,7 +437,7 @@ impl AuditLog {
                 tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
             (sent, written)
-        } else if self.tx.try_send((record, None)).is_err() {
+        } else if self.tx.try_send((Box::new(record), None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
             (false, false)
         } else {
@@ -962,7 +965,7 @@ impl Writer {
                 }
                 match seal_into(
                     self.keystore.audit_key(),
-                    &Stored::new(seq + 1, record, prev.clone()),
+                    &Stored::new(seq + 1, *record, prev.clone()),
                     &mut chunk,
                 ) {
                     Ok(mac) => {
@@ -1830,14 +1833,14 @@ mod tests {
         assert_eq!(w.gate.admit(true).unwrap_err(), KmsError::AuditUnavailable);
         assert!(w.gate.admit(false).is_ok(), "reads go on");
         let (tx, rx) = oneshot::channel();
-        w.write_records(vec![(rec(2), Some(tx)), (rec(3), None)]);
+        w.write_records(vec![(Box::new(rec(2)), Some(tx)), (Box::new(rec(3)), None)]);
         assert_eq!(rx.await, Ok(false));
         assert_eq!(w.gap.as_ref().map(|g| g.1), Some(2));
         // Writable again: the gap line comes first, then the gate opens.
         std::fs::remove_dir(dir.join(CURRENT)).unwrap();
         w.open();
         assert!(w.gate.is_open());
-        w.write_records(vec![(rec(4), None)]);
+        w.write_records(vec![(Box::new(rec(4)), None)]);
         let lines = query(&dir, None, None, None).unwrap();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("\"action\":\"AuditGap\"") && lines[0].contains("\"lost\":2"));

@@ -448,16 +448,16 @@ pub const BUCKETS: usize = 16;
 const _: () =
     assert!(BUCKETS as u32 * BUCKET_SECONDS > 2 * MAX_SKEW_SECONDS as u32 + BUCKET_SECONDS);
 
-/// A seen nonce is kept as a 48-bit fingerprint of SHA-256(access key id ‖ 0 ‖ nonce) in the
-/// set of its time bucket (a [`NonceSet`]: 6-byte slots, 1/2 to 3/4 full, so 8 to 12 bytes a
-/// nonce however long it is). Expiry drops whole sets (a free, done outside the lock), so no
+/// A seen nonce is kept as a 64-bit fingerprint of SHA-256(access key id ‖ 0 ‖ nonce) in the
+/// set of its time bucket (a [`NonceSet`]: 8-byte slots, 1/2 to 3/4 full, so 10.7 to 16 bytes
+/// a nonce however long it is). Expiry drops whole sets (a free, done outside the lock), so no
 /// request pays for a sweep of the others; a new set starts as large as the last one to expire,
 /// so steady traffic does not grow (and rehash) them either. Every nonce is remembered until
 /// its timestamp could no longer pass the time check (up to 30 minutes ahead when its
 /// timestamp is 15 minutes ahead) plus at most one bucket, so memory grows with the request
-/// rate only: about 10 MB per million nonces remembered. A false "nonce used" needs two
-/// 48-bit fingerprints to meet within one probe run: about 1 in 3.5 × 10^12 requests, whatever
-/// the number remembered (see [`super::nonce_set`]). The fingerprints are seeded per process.
+/// rate only: about 13 MB per million nonces remembered. A false "nonce used" needs a 64-bit
+/// fingerprint collision within the request's shard: about 1 in 10^13 requests at 40,000
+/// requests a second (see [`super::nonce_set`]). The fingerprints are seeded per process.
 #[derive(Default)]
 struct Shard {
     buckets: [Bucket; BUCKETS],
