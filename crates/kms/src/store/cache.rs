@@ -55,11 +55,13 @@ pub struct CachedStore {
     access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
     /// Secret rows by (account, region, name), and their versions by (secret id, version
     /// id) and (secret id, stage); values stay sealed. Dropped by [`Change::Secret`].
-    secrets: RwLock<HashMap<SecretKey, Entry<SecretRecord>>>,
-    secret_versions: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
-    secret_stages: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
+    /// Rows, versions and version lists are held as `Arc`s, handed out shared to
+    /// GetSecretValue (the `*_shared` reads) and copied only for the owned reads.
+    secrets: RwLock<HashMap<SecretKey, Entry<Arc<SecretRecord>>>>,
+    secret_versions: RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>,
+    secret_stages: RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>,
     /// A secret's versions with their stages (no values), by secret id.
-    secret_version_lists: RwLock<HashMap<String, Entry<Vec<SecretVersionMeta>>>>,
+    secret_version_lists: RwLock<HashMap<String, Entry<Arc<Vec<SecretVersionMeta>>>>>,
     /// Opened data keys by (secret id, version id), kept only alongside their cached
     /// version, at most [`MAX_DATA_KEYS`]; dropped (zeroized) with their secret, with the
     /// key that sealed them, and after the cache lifetime on the service's clock.
@@ -473,12 +475,27 @@ impl SecretStore for CachedStore {
         region: &str,
         name: &str,
     ) -> StoreResult<Option<SecretRecord>> {
+        Ok(self
+            .get_secret_shared(account_id, region, name)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+    async fn get_secret_shared(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<Arc<SecretRecord>>> {
         let k = (account_id.to_string(), region.to_string(), name.to_string());
         if let Some(s) = self.lookup(&self.secrets, &k, self.ttl) {
             return Ok(Some(s));
         }
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_secret(account_id, region, name).await?;
+        let found = self
+            .inner
+            .get_secret(account_id, region, name)
+            .await?
+            .map(Arc::new);
         if let Some(s) = &found {
             self.fill(&self.secrets, gen, k, s.clone());
         }
@@ -489,12 +506,26 @@ impl SecretStore for CachedStore {
         secret_id: &str,
         version_id: &str,
     ) -> StoreResult<Option<SecretVersionRecord>> {
+        Ok(self
+            .get_secret_version_shared(secret_id, version_id)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+    async fn get_secret_version_shared(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<Arc<SecretVersionRecord>>> {
         let k = (secret_id.to_string(), version_id.to_string());
         if let Some(v) = self.lookup(&self.secret_versions, &k, self.ttl) {
             return Ok(Some(v));
         }
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_secret_version(secret_id, version_id).await?;
+        let found = self
+            .inner
+            .get_secret_version(secret_id, version_id)
+            .await?
+            .map(Arc::new);
         if let Some(v) = &found {
             self.fill(&self.secret_versions, gen, k, v.clone());
         }
@@ -507,7 +538,7 @@ impl SecretStore for CachedStore {
     ) -> StoreResult<Option<SecretVersionRecord>> {
         let k = (secret_id.to_string(), stage.to_string());
         if let Some(v) = self.lookup(&self.secret_stages, &k, self.ttl) {
-            return Ok(Some(v));
+            return Ok(Some(Arc::unwrap_or_clone(v)));
         }
         let gen = self.generation.load(Ordering::SeqCst);
         let found = self
@@ -515,7 +546,7 @@ impl SecretStore for CachedStore {
             .get_secret_version_by_stage(secret_id, stage)
             .await?;
         if let Some(v) = &found {
-            self.fill(&self.secret_stages, gen, k, v.clone());
+            self.fill(&self.secret_stages, gen, k, Arc::new(v.clone()));
         }
         Ok(found)
     }
@@ -578,12 +609,20 @@ impl SecretStore for CachedStore {
         self.inner.list_secrets(account_id, region).await
     }
     async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
+        Ok(Arc::unwrap_or_clone(
+            self.list_secret_versions_shared(secret_id).await?,
+        ))
+    }
+    async fn list_secret_versions_shared(
+        &self,
+        secret_id: &str,
+    ) -> StoreResult<Arc<Vec<SecretVersionMeta>>> {
         let k = secret_id.to_string();
         if let Some(v) = self.lookup(&self.secret_version_lists, &k, self.ttl) {
             return Ok(v);
         }
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.list_secret_versions(secret_id).await?;
+        let found = Arc::new(self.inner.list_secret_versions(secret_id).await?);
         self.fill(&self.secret_version_lists, gen, k, found.clone());
         Ok(found)
     }
