@@ -36,7 +36,9 @@ struct DataKeyEntry {
     key_id: String,
     /// The sealed data key it is the opening of: it answers for that blob only.
     sealed: Vec<u8>,
-    data_key: zeroize::Zeroizing<Vec<u8>>,
+    /// Shared with the requests using it (no copy per request); zeroized when the last
+    /// holder drops it.
+    data_key: Arc<zeroize::Zeroizing<Vec<u8>>>,
     /// When it was opened, on the service's clock (Unix seconds).
     at: i64,
 }
@@ -663,7 +665,7 @@ impl SecretStore for CachedStore {
         version_id: &str,
         sealed_data_key: &[u8],
         now: i64,
-    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    ) -> Option<Arc<zeroize::Zeroizing<Vec<u8>>>> {
         let m = self.data_keys.read().ok()?;
         let e = m.get(&(secret_id.to_string(), version_id.to_string()))?;
         (e.sealed == sealed_data_key && self.data_key_fresh(e.at, now)).then(|| e.data_key.clone())
@@ -701,7 +703,7 @@ impl SecretStore for CachedStore {
                 DataKeyEntry {
                     key_id: key_id.to_string(),
                     sealed: sealed_data_key.to_vec(),
-                    data_key: zeroize::Zeroizing::new(data_key.to_vec()),
+                    data_key: Arc::new(zeroize::Zeroizing::new(data_key.to_vec())),
                     at: now,
                 },
             );

@@ -615,7 +615,7 @@ pub trait SecretStore: Send + Sync {
         _version_id: &str,
         _sealed_data_key: &[u8],
         _now: i64,
-    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    ) -> Option<std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>> {
         None
     }
 
