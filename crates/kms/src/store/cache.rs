@@ -44,6 +44,8 @@ struct DataKeyEntry {
 }
 /// (account, region, secret name).
 type SecretKey = (String, String, String);
+/// Secret versions, shared, by (secret id, version id or stage).
+type VersionMap = RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>;
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -60,8 +62,8 @@ pub struct CachedStore {
     /// Rows, versions and version lists are held as `Arc`s, handed out shared to
     /// GetSecretValue (the `*_shared` reads) and copied only for the owned reads.
     secrets: RwLock<HashMap<SecretKey, Entry<Arc<SecretRecord>>>>,
-    secret_versions: RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>,
-    secret_stages: RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>,
+    secret_versions: VersionMap,
+    secret_stages: VersionMap,
     /// A secret's versions with their stages (no values), by secret id.
     secret_version_lists: RwLock<HashMap<String, Entry<Arc<Vec<SecretVersionMeta>>>>>,
     /// Opened data keys by (secret id, version id), kept only alongside their cached
