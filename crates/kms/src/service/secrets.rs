@@ -17,6 +17,7 @@
 //! UpdateSecretVersionStage).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_lc_rs::rand::SecureRandom;
 use base64::Engine;
@@ -92,14 +93,25 @@ pub struct CreateSecretInput {
     pub rotation_interval: Option<String>,
 }
 
-/// A version's value, opened. (Its `Debug` leaves the value out.)
+/// A version's value, opened. (Its `Debug` leaves the value out.) The secret's row, the
+/// version and the version list are shared with the store's cache, not copied.
 pub struct SecretValue {
-    pub secret: SecretRecord,
-    pub version_id: String,
-    pub creation_date: i64,
-    pub data_type: String,
+    pub secret: Arc<SecretRecord>,
+    /// The version (its value still sealed here; the opening is `data`).
+    pub version: Arc<SecretVersionRecord>,
+    versions: Arc<Vec<SecretVersionMeta>>,
+    /// Where in `versions` the version is.
+    meta: usize,
     pub data: Secret,
-    pub stages: Vec<String>,
+}
+
+impl SecretValue {
+    /// The stages on the version, sorted.
+    pub fn stages(&self) -> &[String] {
+        self.versions
+            .get(self.meta)
+            .map_or(&[], |m| m.stages.as_slice())
+    }
 }
 
 impl std::fmt::Debug for CreateSecretInput {
@@ -116,9 +128,9 @@ impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretValue")
             .field("secret_name", &self.secret.secret_name)
-            .field("version_id", &self.version_id)
+            .field("version_id", &self.version.version_id)
             .field("data", &"<redacted>")
-            .field("stages", &self.stages)
+            .field("stages", &self.stages())
             .finish_non_exhaustive()
     }
 }
@@ -602,32 +614,55 @@ impl Kms {
         version_id: Option<&str>,
         stage: Option<&str>,
     ) -> Result<SecretValue, KmsError> {
-        let secret = self.load_active_secret(caller, name).await?;
-        let versions = self.store.list_secret_versions(&secret.secret_id).await?;
-        let meta = match (version_id, stage) {
+        // The rows come shared from the store's cache (no copies on the hot path), with the
+        // same checks and answers as [`Self::load_active_secret`].
+        let name = self.secret_name(caller, name)?;
+        let secret = self
+            .store
+            .get_secret_shared(&caller.account_id, &caller.region, name)
+            .await?
+            .ok_or(KmsError::ResourceNotFound)?;
+        if let Some(t) = secret.planned_delete_time {
+            let now = self.now();
+            if t <= now {
+                self.store
+                    .delete_secret_if_due(&secret.secret_id, now)
+                    .await?;
+                return Err(KmsError::ResourceNotFound);
+            }
+            return Err(KmsError::ResourceInDeleteWindow);
+        }
+        let versions = self
+            .store
+            .list_secret_versions_shared(&secret.secret_id)
+            .await?;
+        let (meta, found) = match (version_id, stage) {
             (Some(v), s) => versions
                 .iter()
-                .find(|m| m.version_id == v)
-                .filter(|m| s.is_none_or(|s| m.stages.iter().any(|x| x == s))),
+                .enumerate()
+                .find(|(_, m)| m.version_id == v)
+                .filter(|(_, m)| s.is_none_or(|s| m.stages.iter().any(|x| x == s))),
             (None, s) => {
                 let s = s.unwrap_or(ACS_CURRENT);
-                versions.iter().find(|m| m.stages.iter().any(|x| x == s))
+                versions
+                    .iter()
+                    .enumerate()
+                    .find(|(_, m)| m.stages.iter().any(|x| x == s))
             }
         }
         .ok_or(KmsError::ResourceNotFound)?;
         let v = self
             .store
-            .get_secret_version(&secret.secret_id, &meta.version_id)
+            .get_secret_version_shared(&secret.secret_id, &found.version_id)
             .await?
             .ok_or(KmsError::ResourceNotFound)?;
         let data = self.open_version_cached(caller, &v).await?;
         Ok(SecretValue {
-            version_id: v.version_id,
-            creation_date: v.creation_date,
-            data_type: v.data_type,
-            data,
-            stages: meta.stages.clone(),
             secret,
+            version: v,
+            versions,
+            meta,
+            data,
         })
     }
 

@@ -36,12 +36,16 @@ struct DataKeyEntry {
     key_id: String,
     /// The sealed data key it is the opening of: it answers for that blob only.
     sealed: Vec<u8>,
-    data_key: zeroize::Zeroizing<Vec<u8>>,
+    /// Shared with the requests using it (no copy per request); zeroized when the last
+    /// holder drops it.
+    data_key: Arc<zeroize::Zeroizing<Vec<u8>>>,
     /// When it was opened, on the service's clock (Unix seconds).
     at: i64,
 }
 /// (account, region, secret name).
 type SecretKey = (String, String, String);
+/// Secret versions, shared, by (secret id, version id or stage).
+type VersionMap = RwLock<HashMap<(String, String), Entry<Arc<SecretVersionRecord>>>>;
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -55,11 +59,13 @@ pub struct CachedStore {
     access_keys: RwLock<HashMap<String, Entry<AccessKeyRecord>>>,
     /// Secret rows by (account, region, name), and their versions by (secret id, version
     /// id) and (secret id, stage); values stay sealed. Dropped by [`Change::Secret`].
-    secrets: RwLock<HashMap<SecretKey, Entry<SecretRecord>>>,
-    secret_versions: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
-    secret_stages: RwLock<HashMap<(String, String), Entry<SecretVersionRecord>>>,
+    /// Rows, versions and version lists are held as `Arc`s, handed out shared to
+    /// GetSecretValue (the `*_shared` reads) and copied only for the owned reads.
+    secrets: RwLock<HashMap<SecretKey, Entry<Arc<SecretRecord>>>>,
+    secret_versions: VersionMap,
+    secret_stages: VersionMap,
     /// A secret's versions with their stages (no values), by secret id.
-    secret_version_lists: RwLock<HashMap<String, Entry<Vec<SecretVersionMeta>>>>,
+    secret_version_lists: RwLock<HashMap<String, Entry<Arc<Vec<SecretVersionMeta>>>>>,
     /// Opened data keys by (secret id, version id), kept only alongside their cached
     /// version, at most [`MAX_DATA_KEYS`]; dropped (zeroized) with their secret, with the
     /// key that sealed them, and after the cache lifetime on the service's clock.
@@ -75,11 +81,79 @@ pub struct CachedStore {
 /// process) stops working within this time; changes through this store take effect at once.
 pub const ACCESS_KEY_TTL: Duration = Duration::from_secs(1);
 
-fn get_fresh<K: std::hash::Hash + Eq, T: Clone>(
+/// A (String, String) map key looked up as a pair of `&str`, without building the owned
+/// key (GetSecretValue's hot path looks up a few per request). Hashes and compares exactly
+/// as the tuple does (`Hash` for a tuple hashes its fields in order), as `Borrow` requires.
+trait StrPair {
+    fn pair(&self) -> (&str, &str);
+}
+impl StrPair for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+impl StrPair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+impl<'a> std::borrow::Borrow<dyn StrPair + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn StrPair + 'a) {
+        self
+    }
+}
+impl std::hash::Hash for dyn StrPair + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pair().hash(state);
+    }
+}
+impl PartialEq for dyn StrPair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+impl Eq for dyn StrPair + '_ {}
+
+/// [`StrPair`] for the (account, region, name) keys of secrets.
+trait StrTriple {
+    fn triple(&self) -> (&str, &str, &str);
+}
+impl StrTriple for SecretKey {
+    fn triple(&self) -> (&str, &str, &str) {
+        (&self.0, &self.1, &self.2)
+    }
+}
+impl StrTriple for (&str, &str, &str) {
+    fn triple(&self) -> (&str, &str, &str) {
+        (self.0, self.1, self.2)
+    }
+}
+impl<'a> std::borrow::Borrow<dyn StrTriple + 'a> for SecretKey {
+    fn borrow(&self) -> &(dyn StrTriple + 'a) {
+        self
+    }
+}
+impl std::hash::Hash for dyn StrTriple + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.triple().hash(state);
+    }
+}
+impl PartialEq for dyn StrTriple + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.triple() == other.triple()
+    }
+}
+impl Eq for dyn StrTriple + '_ {}
+
+fn get_fresh<K, Q, T: Clone>(
     map: &RwLock<HashMap<K, Entry<T>>>,
-    key: &K,
+    key: &Q,
     ttl: Duration,
-) -> Option<T> {
+) -> Option<T>
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     let m = map.read().ok()?;
     let e = m.get(key)?;
     (e.at.elapsed() < ttl).then(|| e.value.clone())
@@ -116,12 +190,16 @@ impl CachedStore {
     }
 
     /// [`get_fresh`], counted as a hit or a miss.
-    fn lookup<K: std::hash::Hash + Eq, T: Clone>(
+    fn lookup<K, Q, T: Clone>(
         &self,
         map: &RwLock<HashMap<K, Entry<T>>>,
-        key: &K,
+        key: &Q,
         ttl: Duration,
-    ) -> Option<T> {
+    ) -> Option<T>
+    where
+        K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let found = get_fresh(map, key, ttl);
         let counter = if found.is_some() {
             &self.hits
@@ -473,12 +551,28 @@ impl SecretStore for CachedStore {
         region: &str,
         name: &str,
     ) -> StoreResult<Option<SecretRecord>> {
-        let k = (account_id.to_string(), region.to_string(), name.to_string());
-        if let Some(s) = self.lookup(&self.secrets, &k, self.ttl) {
+        Ok(self
+            .get_secret_shared(account_id, region, name)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+    async fn get_secret_shared(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<Arc<SecretRecord>>> {
+        let borrowed: &dyn StrTriple = &(account_id, region, name);
+        if let Some(s) = self.lookup(&self.secrets, borrowed, self.ttl) {
             return Ok(Some(s));
         }
+        let k = (account_id.to_string(), region.to_string(), name.to_string());
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_secret(account_id, region, name).await?;
+        let found = self
+            .inner
+            .get_secret(account_id, region, name)
+            .await?
+            .map(Arc::new);
         if let Some(s) = &found {
             self.fill(&self.secrets, gen, k, s.clone());
         }
@@ -489,12 +583,27 @@ impl SecretStore for CachedStore {
         secret_id: &str,
         version_id: &str,
     ) -> StoreResult<Option<SecretVersionRecord>> {
-        let k = (secret_id.to_string(), version_id.to_string());
-        if let Some(v) = self.lookup(&self.secret_versions, &k, self.ttl) {
+        Ok(self
+            .get_secret_version_shared(secret_id, version_id)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+    async fn get_secret_version_shared(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<Arc<SecretVersionRecord>>> {
+        let borrowed: &dyn StrPair = &(secret_id, version_id);
+        if let Some(v) = self.lookup(&self.secret_versions, borrowed, self.ttl) {
             return Ok(Some(v));
         }
+        let k = (secret_id.to_string(), version_id.to_string());
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_secret_version(secret_id, version_id).await?;
+        let found = self
+            .inner
+            .get_secret_version(secret_id, version_id)
+            .await?
+            .map(Arc::new);
         if let Some(v) = &found {
             self.fill(&self.secret_versions, gen, k, v.clone());
         }
@@ -507,7 +616,7 @@ impl SecretStore for CachedStore {
     ) -> StoreResult<Option<SecretVersionRecord>> {
         let k = (secret_id.to_string(), stage.to_string());
         if let Some(v) = self.lookup(&self.secret_stages, &k, self.ttl) {
-            return Ok(Some(v));
+            return Ok(Some(Arc::unwrap_or_clone(v)));
         }
         let gen = self.generation.load(Ordering::SeqCst);
         let found = self
@@ -515,7 +624,7 @@ impl SecretStore for CachedStore {
             .get_secret_version_by_stage(secret_id, stage)
             .await?;
         if let Some(v) = &found {
-            self.fill(&self.secret_stages, gen, k, v.clone());
+            self.fill(&self.secret_stages, gen, k, Arc::new(v.clone()));
         }
         Ok(found)
     }
@@ -578,12 +687,20 @@ impl SecretStore for CachedStore {
         self.inner.list_secrets(account_id, region).await
     }
     async fn list_secret_versions(&self, secret_id: &str) -> StoreResult<Vec<SecretVersionMeta>> {
-        let k = secret_id.to_string();
-        if let Some(v) = self.lookup(&self.secret_version_lists, &k, self.ttl) {
+        Ok(Arc::unwrap_or_clone(
+            self.list_secret_versions_shared(secret_id).await?,
+        ))
+    }
+    async fn list_secret_versions_shared(
+        &self,
+        secret_id: &str,
+    ) -> StoreResult<Arc<Vec<SecretVersionMeta>>> {
+        if let Some(v) = self.lookup(&self.secret_version_lists, secret_id, self.ttl) {
             return Ok(v);
         }
+        let k = secret_id.to_string();
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.list_secret_versions(secret_id).await?;
+        let found = Arc::new(self.inner.list_secret_versions(secret_id).await?);
         self.fill(&self.secret_version_lists, gen, k, found.clone());
         Ok(found)
     }
@@ -624,9 +741,9 @@ impl SecretStore for CachedStore {
         version_id: &str,
         sealed_data_key: &[u8],
         now: i64,
-    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    ) -> Option<Arc<zeroize::Zeroizing<Vec<u8>>>> {
         let m = self.data_keys.read().ok()?;
-        let e = m.get(&(secret_id.to_string(), version_id.to_string()))?;
+        let e = m.get(&(secret_id, version_id) as &dyn StrPair)?;
         (e.sealed == sealed_data_key && self.data_key_fresh(e.at, now)).then(|| e.data_key.clone())
     }
 
@@ -662,7 +779,7 @@ impl SecretStore for CachedStore {
                 DataKeyEntry {
                     key_id: key_id.to_string(),
                     sealed: sealed_data_key.to_vec(),
-                    data_key: zeroize::Zeroizing::new(data_key.to_vec()),
+                    data_key: Arc::new(zeroize::Zeroizing::new(data_key.to_vec())),
                     at: now,
                 },
             );
@@ -824,6 +941,33 @@ impl<'a> Change<'a> {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+
+    /// The borrowed lookups find exactly the entries the owned keys do (same hash, same
+    /// equality), and nothing else.
+    #[test]
+    fn borrowed_keys_find_the_owned_entries() {
+        let mut pairs: HashMap<(String, String), u8> = HashMap::new();
+        let mut triples: HashMap<SecretKey, u8> = HashMap::new();
+        for (i, (a, b, c)) in [("s1", "v1", "n"), ("s1", "v2", "n"), ("s", "1v1", "n")]
+            .into_iter()
+            .enumerate()
+        {
+            pairs.insert((a.to_string(), b.to_string()), i as u8);
+            triples.insert((a.to_string(), b.to_string(), c.to_string()), i as u8);
+        }
+        for (i, (a, b)) in [("s1", "v1"), ("s1", "v2"), ("s", "1v1")]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(pairs.get(&(a, b) as &dyn StrPair), Some(&(i as u8)));
+            assert_eq!(
+                triples.get(&(a, b, "n") as &dyn StrTriple),
+                Some(&(i as u8))
+            );
+        }
+        assert_eq!(pairs.get(&("s1v", "1") as &dyn StrPair), None);
+        assert_eq!(triples.get(&("s1", "v1", "m") as &dyn StrTriple), None);
+    }
 
     fn key(id: &str) -> KeyRecord {
         crate::service::keys::new_key_record(id, "1", "r", crate::model::Origin::AliyunKms, "v", 0)

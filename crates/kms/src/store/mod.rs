@@ -570,6 +570,41 @@ pub trait SecretStore: Send + Sync {
         region: &str,
     ) -> StoreResult<Vec<(String, Tag)>>;
 
+    /// [`SecretStore::get_secret`], shared: a cache hands out the row it holds without
+    /// copying it (GetSecretValue's hot path). The default wraps the owned row.
+    async fn get_secret_shared(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> StoreResult<Option<std::sync::Arc<SecretRecord>>> {
+        Ok(self
+            .get_secret(account_id, region, name)
+            .await?
+            .map(std::sync::Arc::new))
+    }
+    /// [`SecretStore::get_secret_version`], shared (see [`SecretStore::get_secret_shared`]).
+    async fn get_secret_version_shared(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<std::sync::Arc<SecretVersionRecord>>> {
+        Ok(self
+            .get_secret_version(secret_id, version_id)
+            .await?
+            .map(std::sync::Arc::new))
+    }
+    /// [`SecretStore::list_secret_versions`], shared (see
+    /// [`SecretStore::get_secret_shared`]).
+    async fn list_secret_versions_shared(
+        &self,
+        secret_id: &str,
+    ) -> StoreResult<std::sync::Arc<Vec<SecretVersionMeta>>> {
+        Ok(std::sync::Arc::new(
+            self.list_secret_versions(secret_id).await?,
+        ))
+    }
+
     /// The opened data key of a secret version whose sealed data key is `sealed_data_key`,
     /// if this store holds one younger than its cache lifetime at `now` (Unix seconds, the
     /// service's clock). Only a cache holds them ([`cache::CachedStore`]); the default holds
@@ -580,7 +615,7 @@ pub trait SecretStore: Send + Sync {
         _version_id: &str,
         _sealed_data_key: &[u8],
         _now: i64,
-    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    ) -> Option<std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>> {
         None
     }
 
