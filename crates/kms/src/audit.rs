@@ -886,7 +886,13 @@ impl Writer {
                             waits |= job.1.is_some();
                             batch.push(job);
                         }
-                        Err(_) => break,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        // Every sender is gone (the server is stopping): write what there is
+                        // now, before the process exits, rather than at the deadline.
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            waits = true;
+                            break;
+                        }
                     }
                 }
                 let now = Instant::now();
