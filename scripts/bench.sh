@@ -47,7 +47,7 @@ OUT="$DIR/out.md"
   jrun generatedatakey --action GenerateDataKey --compare $C
   jrun mix --action "Encrypt:3,Decrypt:1" --compare $C
   jrun getsecretvalue --action GetSecretValue --compare $C
-  jrun ramuser --action Encrypt --as-ram-user $C
+  jrun ramuser --action Encrypt --as-ram-user --rounds 4 $C
   jrun describekey --action DescribeKey --concurrency 32 --duration "$DUR"
   python3 scripts/bench_report.py "$J"
   echo

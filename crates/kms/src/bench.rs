@@ -178,6 +178,12 @@ pub struct BenchArgs {
     /// ceilings stay signed with the key given.
     #[arg(long)]
     pub as_ram_user: bool,
+    /// With --as-ram-user and --duration: alternate the root-signed and the RAM-user load
+    /// this many times (each for duration / rounds), so that neither side always runs on a
+    /// server the other has warmed or grown (its nonce sets, caches); the ratio is taken over
+    /// the totals of each side.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// The server's process id, for its CPU time per request (read from /proc/PID/stat).
     /// Without it, a server on loopback is found by its listening socket.
     #[arg(long)]
@@ -568,10 +574,25 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             reports.push(phase(&client, &args, &[(ceiling, 1)], None, &probe).await?);
         }
     }
-    reports.push(phase(&client, &args, &mix, None, &probe).await?);
-    if args.as_ram_user {
-        // The same load signed by a RAM user, right after the root-signed one.
-        reports.push(phase(&client, &args, &mix, Some(&trust), &probe).await?);
+    // With --as-ram-user: the root-signed and RAM-user totals over every round.
+    let mut sides = [(0u64, 0f64), (0u64, 0f64)];
+    if args.as_ram_user && args.rounds > 1 && args.duration.is_some() {
+        let mut slice = args.clone();
+        slice.duration = args.duration.map(|d| d / f64::from(args.rounds));
+        for _ in 0..args.rounds {
+            for (i, ram) in [None, Some(&trust)].into_iter().enumerate() {
+                let r = phase(&client, &slice, &mix, ram, &probe).await?;
+                sides[i].0 += r.requests;
+                sides[i].1 += r.seconds;
+                reports.push(r);
+            }
+        }
+    } else {
+        reports.push(phase(&client, &args, &mix, None, &probe).await?);
+        if args.as_ram_user {
+            // The same load signed by a RAM user, right after the root-signed one.
+            reports.push(phase(&client, &args, &mix, Some(&trust), &probe).await?);
+        }
     }
     // The action's server CPU per request over that of /healthz (the same run).
     let cpu_vs_healthz = if args.compare {
@@ -606,10 +627,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         BTreeMap::new()
     };
     if args.as_ram_user {
-        let root = reports[reports.len() - 2].throughput;
+        let (root, ram) = if sides[0].1 > 0.0 && sides[1].1 > 0.0 {
+            (
+                sides[0].0 as f64 / sides[0].1,
+                sides[1].0 as f64 / sides[1].1,
+            )
+        } else {
+            (reports[reports.len() - 2].throughput, main)
+        };
         ratios.insert(
             "vs_root_signed".into(),
-            if root > 0.0 { main / root } else { 0.0 },
+            if root > 0.0 { ram / root } else { 0.0 },
         );
     }
     if args.json {
@@ -851,7 +879,7 @@ mod tests {
     #[test]
     fn new_options_parse() {
         let a = parse(&[]).unwrap();
-        assert_eq!((a.key_spec, a.as_ram_user), (None, false));
+        assert_eq!((a.key_spec, a.as_ram_user, a.rounds), (None, false, 1));
         let a = parse(&[
             "--action",
             "AsymmetricSign",
