@@ -65,45 +65,7 @@ pub extern "C" fn kms_callgrind_end(n: usize) -> usize {
 
 /// A v1-signed POST of `action` with `params`, as the SDKs send it (all in the query).
 fn signed(action: &str, params: &[(&str, &str)], seq: usize) -> Request<Body> {
-    let nonce = format!("{:032x}", seq as u128 + 0x1000);
-    let now = kms::timefmt::format_unix(system_now());
-    let mut all: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (k, v) in [
-        ("Action", action),
-        ("Version", "2016-01-20"),
-        ("Format", "JSON"),
-        ("AccessKeyId", AK_ID),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("SignatureNonce", &nonce),
-        ("Timestamp", &now),
-        ("RegionId", "cn-hangzhou"),
-    ] {
-        all.push((k.to_string(), v.to_string()));
-    }
-    let sts = v1_string_to_sign("POST", all.iter());
-    let key = aws_lc_rs::hmac::Key::new(
-        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-        format!("{AK_SECRET}&").as_bytes(),
-    );
-    let sig = base64::engine::general_purpose::STANDARD
-        .encode(aws_lc_rs::hmac::sign(&key, sts.as_bytes()));
-    all.push(("Signature".into(), sig));
-    let query = all
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    Request::builder()
-        .method("POST")
-        .uri(format!("/?{query}"))
-        .header("host", "127.0.0.1:8080")
-        .header("user-agent", "callgrind-harness")
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("request: {e}"))
+    signed_as("2016-01-20", (AK_ID, AK_SECRET), action, params, seq)
 }
 
 // ---------------------------------------------------------------- EncryptAsRamUser (wave6/ramperf)

@@ -126,6 +126,25 @@ impl Signed {
         }
     }
 
+    /// [`Signed::may`] for a page: on refusal the event is audited as failed and the answer
+    /// is the refusal page (or the internal-error page), ready to return.
+    pub async fn may_or_refuse(
+        &self,
+        st: &ConsoleState,
+        event: &AuditEvent,
+        action: ApiAction,
+        params: &[(&str, &str)],
+    ) -> Result<(), Response> {
+        let Err(e) = self.may(st, action, params).await else {
+            return Ok(());
+        };
+        st.audit_error(event, &e).await;
+        if let KmsError::Internal(_) = e {
+            return Err(internal(&e));
+        }
+        Err(super::view::Forbidden::response(self.frame(st), &e))
+    }
+
     /// Whether the session's principal may run `action` with `params` (always, for the
     /// account's root): a page that reads without dispatching checks this first, so what a
     /// RAM user sees follows its policies as its changes do.

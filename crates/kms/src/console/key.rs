@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::Signed;
 use super::i18n::Text as T;
-use super::view::{Badge, Forbidden, Frame};
+use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::action::kms::Action;
 use crate::action::ApiAction;
@@ -252,19 +252,16 @@ pub async fn key_page(
     Path(key_id): Path<String>,
 ) -> Response {
     let event = s.event("DescribeKey").key(&key_id);
-    if let Err(e) = s
-        .may(
+    if let Err(refused) = s
+        .may_or_refuse(
             &st,
+            &event,
             ApiAction::Kms(Action::DescribeKey),
             &[("KeyId", key_id.as_str())],
         )
         .await
     {
-        st.audit_error(&event, &e).await;
-        if let KmsError::Internal(_) = e {
-            return internal(&e);
-        }
-        return Forbidden::response(s.frame(&st), &e);
+        return refused;
     }
     let loaded = match Reads::of(&st, &s, &key_id).await {
         Ok(reads) => load(st.kms(), &s.caller(), &key_id, reads).await,
@@ -300,19 +297,16 @@ pub async fn public_key_download(
     Path((key_id, version_id)): Path<(String, String)>,
 ) -> Response {
     let event = s.event("GetPublicKey").key(&key_id);
-    if let Err(e) = s
-        .may(
+    if let Err(refused) = s
+        .may_or_refuse(
             &st,
+            &event,
             ApiAction::Kms(Action::GetPublicKey),
             &[("KeyId", key_id.as_str())],
         )
         .await
     {
-        st.audit_error(&event, &e).await;
-        if let KmsError::Internal(_) = e {
-            return internal(&e);
-        }
-        return Forbidden::response(s.frame(&st), &e);
+        return refused;
     }
     match st
         .kms()

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::extract::Signed;
 use super::i18n::{Lang, Text as T};
-use super::view::{Badge, Forbidden, Frame};
+use super::view::{Badge, Frame};
 use super::{html, internal, ConsoleState};
 use crate::action::kms::Action;
 use crate::action::ApiAction;
@@ -149,12 +149,11 @@ pub async fn keys_page(
     let filters = Filters::from_query(&q);
     let caller = s.caller();
     let event = s.event("ListKeys");
-    if let Err(e) = s.may(&st, ApiAction::Kms(Action::ListKeys), &[]).await {
-        st.audit_error(&event, &e).await;
-        if let KmsError::Internal(_) = e {
-            return internal(&e);
-        }
-        return Forbidden::response(s.frame(&st), &e);
+    if let Err(refused) = s
+        .may_or_refuse(&st, &event, ApiAction::Kms(Action::ListKeys), &[])
+        .await
+    {
+        return refused;
     }
     let listed = list_page(
         st.kms(),

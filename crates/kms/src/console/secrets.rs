@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::extract::Signed;
 use super::i18n::Text as T;
-use super::view::{Forbidden, Frame};
+use super::view::Frame;
 use super::{html, internal, ConsoleState};
 use crate::action::kms::Action;
 use crate::action::ApiAction;
@@ -43,12 +43,11 @@ struct SecretsPage {
 
 pub async fn secrets_page(State(st): State<ConsoleState>, s: Signed) -> Response {
     let event = s.event("ListSecrets");
-    if let Err(e) = s.may(&st, ApiAction::Kms(Action::ListSecrets), &[]).await {
-        st.audit_error(&event, &e).await;
-        if let KmsError::Internal(_) = e {
-            return internal(&e);
-        }
-        return Forbidden::response(s.frame(&st), &e);
+    if let Err(refused) = s
+        .may_or_refuse(&st, &event, ApiAction::Kms(Action::ListSecrets), &[])
+        .await
+    {
+        return refused;
     }
     let listed = st
         .kms()
@@ -169,19 +168,16 @@ pub async fn secret_page(
         "secret/{}",
         name.chars().take(256).collect::<String>()
     ));
-    if let Err(e) = s
-        .may(
+    if let Err(refused) = s
+        .may_or_refuse(
             &st,
+            &event,
             ApiAction::Kms(Action::DescribeSecret),
             &[("SecretName", name.as_str())],
         )
         .await
     {
-        st.audit_error(&event, &e).await;
-        if let KmsError::Internal(_) = e {
-            return internal(&e);
-        }
-        return Forbidden::response(s.frame(&st), &e);
+        return refused;
     }
     let loaded = async {
         let (r, _) = st.kms().describe_secret(&caller, &name, false).await?;
