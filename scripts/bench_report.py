@@ -52,14 +52,15 @@ def runs_table(title, doc):
     out = [f"### {title}", ""]
     if not doc:
         return out + ["(not run)", ""]
-    out.append("| run | requests | errors | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| run | requests | errors | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | load generator CPU µs/req |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in doc.get("runs", []):
         lat = r.get("latency_ms", {})
         errs = sum(r.get("errors", {}).values())
         out.append(
             f"| {r.get('action')} | {r.get('requests', 0):,} | {errs} | {r.get('throughput', 0):,.0f} "
-            f"| {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} | {fmt(lat.get('p99.9'))} | {fmt(cpu_us(r), 1)} |"
+            f"| {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} | {fmt(lat.get('p99.9'))} | {fmt(cpu_us(r), 1)} "
+            f"| {fmt(r.get('client_cpu_us_per_request'), 1)} |"
         )
     ratios = doc.get("ratios", {})
     if ratios:

@@ -42,6 +42,12 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
+    /// A response from its status and body bytes (a body that is not JSON is `Null`).
+    pub fn parse(status: u16, bytes: &[u8]) -> Self {
+        let body = serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null);
+        Self { status, body }
+    }
+
     pub fn is_ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -70,12 +76,55 @@ pub struct Client {
     /// `host:port`, the signed `host` header.
     host: String,
     creds: Credentials,
+    /// The HMAC keys of both signature versions, prepared once (V3: the secret; V1: the
+    /// secret and `&`), so that a request does not redo the key schedule.
+    v3_key: hmac::Key,
+    v1_key: hmac::Key,
     pub signature: SignatureVersion,
     pub region: String,
 }
 
+/// SHA-256 of the empty body, hex: what `x-acs-content-sha256` carries for every request
+/// this client sends.
+const EMPTY_SHA256_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// A fresh signature nonce: 32 hex digits of 16 random bytes from the same per-thread
+/// aws-lc-rs pool as the server's request ids (`Uuid::new_v4` costs a `getrandom` system
+/// call per request, which `kms bench` would charge to every signed request it sends).
 fn nonce() -> String {
-    Uuid::new_v4().simple().to_string()
+    match crate::protocol::id_bytes() {
+        Some(bytes) => lower_hex(&bytes),
+        None => Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// Lower-case hex of up to 32 bytes (a digest, a MAC, a nonce) through a stack buffer:
+/// `hex::encode` builds its String a char at a time.
+fn lower_hex(bytes: &[u8]) -> String {
+    let mut buf = [0u8; 64];
+    let n = bytes.len().min(32);
+    match hex::encode_to_slice(&bytes[..n], &mut buf[..2 * n]) {
+        Ok(()) => String::from_utf8_lossy(&buf[..2 * n]).into_owned(),
+        Err(_) => hex::encode(bytes),
+    }
+}
+
+/// `format_unix` of the current second, formatted once per second per thread.
+fn timestamp_now() -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = system_now();
+    LAST.with(|last| match last.try_borrow_mut() {
+        Ok(mut last) => {
+            if last.0 != now {
+                *last = (now, format_unix(now));
+            }
+            last.1.clone()
+        }
+        Err(_) => format_unix(now),
+    })
 }
 
 impl Client {
@@ -127,11 +176,17 @@ impl Client {
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
+        let v3_key = hmac::Key::new(hmac::HMAC_SHA256, creds.access_key_secret.as_bytes());
+        let mut v1 = Zeroizing::new(creds.access_key_secret.as_bytes().to_vec());
+        v1.push(b'&');
+        let v1_key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &v1);
         Ok(Self {
             http,
             base: format!("{scheme}://{host}"),
             host,
             creds,
+            v3_key,
+            v1_key,
             signature,
             region: region.to_string(),
         })
@@ -144,14 +199,16 @@ impl Client {
         action: &str,
         params: &[(String, String)],
     ) -> (String, Vec<(String, String)>) {
-        let now = format_unix(system_now());
+        let now = timestamp_now();
         match self.signature {
             SignatureVersion::V3 => {
-                let empty_sha = hex::encode(digest::digest(&digest::SHA256, b""));
                 let mut headers = vec![
                     ("host".to_string(), self.host.clone()),
                     ("x-acs-action".to_string(), action.to_string()),
-                    ("x-acs-content-sha256".to_string(), empty_sha),
+                    (
+                        "x-acs-content-sha256".to_string(),
+                        EMPTY_SHA256_HEX.to_string(),
+                    ),
                     ("x-acs-date".to_string(), now),
                     ("x-acs-signature-nonce".to_string(), nonce()),
                     ("x-acs-version".to_string(), version.to_string()),
@@ -171,11 +228,9 @@ impl Client {
                 let canonical = v3_canonical_request(&view, &names);
                 let sts = format!(
                     "ACS3-HMAC-SHA256\n{}",
-                    hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
+                    lower_hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
                 );
-                let key =
-                    hmac::Key::new(hmac::HMAC_SHA256, self.creds.access_key_secret.as_bytes());
-                let sig = hex::encode(hmac::sign(&key, sts.as_bytes()));
+                let sig = lower_hex(hmac::sign(&self.v3_key, sts.as_bytes()).as_ref());
                 let auth = format!(
                     "ACS3-HMAC-SHA256 Credential={},SignedHeaders={},Signature={sig}",
                     self.creds.access_key_id,
@@ -200,11 +255,8 @@ impl Client {
                     all.push((k.to_string(), v));
                 }
                 let sts = v1_string_to_sign("POST", all.iter());
-                let mut k = Zeroizing::new(self.creds.access_key_secret.as_bytes().to_vec());
-                k.push(b'&');
-                let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k);
                 let sig = base64::engine::general_purpose::STANDARD
-                    .encode(hmac::sign(&key, sts.as_bytes()));
+                    .encode(hmac::sign(&self.v1_key, sts.as_bytes()));
                 all.push(("Signature".into(), sig));
                 (encode_query(&all), vec![("host".into(), self.host.clone())])
             }
@@ -229,6 +281,18 @@ impl Client {
         action: &str,
         params: &[(String, String)],
     ) -> Result<ApiResponse, String> {
+        let (status, bytes) = self.call_raw(version, action, params).await?;
+        Ok(ApiResponse::parse(status, &bytes))
+    }
+
+    /// Like [`Client::call_version`], without parsing the body: the status and the bytes
+    /// (`kms bench` parses only the errors').
+    pub async fn call_raw(
+        &self,
+        version: &str,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<(u16, Bytes), String> {
         let (query, headers) = self.sign(version, action, params);
         let mut req = hyper::Request::builder()
             .method("POST")
@@ -246,6 +310,12 @@ impl Client {
 
     /// An unsigned GET of a path (for `/healthz`).
     pub async fn get(&self, path: &str) -> Result<ApiResponse, String> {
+        let (status, bytes) = self.get_raw(path).await?;
+        Ok(ApiResponse::parse(status, &bytes))
+    }
+
+    /// Like [`Client::get`], without parsing the body.
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, Bytes), String> {
         let req = hyper::Request::builder()
             .method("GET")
             .uri(format!("{}{path}", self.base))
@@ -254,7 +324,7 @@ impl Client {
         self.send(req).await
     }
 
-    async fn send(&self, req: hyper::Request<Full<Bytes>>) -> Result<ApiResponse, String> {
+    async fn send(&self, req: hyper::Request<Full<Bytes>>) -> Result<(u16, Bytes), String> {
         let resp = self.http.request(req).await.map_err(|e| error_chain(&e))?;
         let status = resp.status().as_u16();
         let bytes = resp
@@ -263,8 +333,7 @@ impl Client {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Ok(ApiResponse { status, body })
+        Ok((status, bytes))
     }
 }
 
@@ -294,4 +363,33 @@ pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_and_hex_are_what_they_stand_for() {
+        assert_eq!(
+            EMPTY_SHA256_HEX,
+            hex::encode(digest::digest(&digest::SHA256, b""))
+        );
+        for bytes in [&[][..], &[0u8, 0xff, 0x10][..], &[0xab; 32][..]] {
+            assert_eq!(lower_hex(bytes), hex::encode(bytes));
+        }
+        let n = nonce();
+        assert_eq!(n.len(), 32);
+        assert!(n
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(n, nonce());
+    }
+
+    #[test]
+    fn timestamps_follow_the_clock_format() {
+        let t = timestamp_now();
+        assert_eq!(t.len(), "2026-12-01T10:00:00Z".len());
+        assert!(t.ends_with('Z'));
+    }
 }

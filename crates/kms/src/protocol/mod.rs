@@ -118,7 +118,7 @@ thread_local! {
 
 /// 16 random bytes from this thread's pool (refilled when empty); `None` if the generator
 /// fails.
-fn id_bytes() -> Option<[u8; 16]> {
+pub(crate) fn id_bytes() -> Option<[u8; 16]> {
     ID_POOL.with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
         if pool.used + 16 > pool.bytes.len() {
