@@ -17,7 +17,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use self::params::Params;
-use self::render::{Format, Rendered};
+use self::render::{Format, Rendered, Reply};
 use self::signature::{NonceCache, RequestView};
 use crate::action::ApiAction;
 use crate::api;
@@ -208,22 +208,13 @@ impl Protocol {
         let mut key_version_id = None;
         let (rendered, code) = match result {
             Ok((action, body)) => {
-                let str_at = |v: &serde_json::Value, path: &[&str]| {
-                    path.iter()
-                        .try_fold(v, |v, p| v.get(*p))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                };
-                if let Some(k) = str_at(&body, &["KeyId"])
-                    .or_else(|| str_at(&body, &["KeyMetadata", "KeyId"]))
-                    .or_else(|| str_at(&body, &["KeyVersion", "KeyId"]))
-                {
-                    key_id = Some(k);
+                let (k, v) = body.key_ids();
+                if k.is_some() {
+                    key_id = k;
                 }
-                key_version_id = str_at(&body, &["KeyVersionId"])
-                    .or_else(|| str_at(&body, &["KeyVersion", "KeyVersionId"]));
+                key_version_id = v;
                 (
-                    render::success(ctx.format, &action, body, &request_id),
+                    render::success_reply(ctx.format, &action, body, &request_id),
                     None,
                 )
             }
@@ -251,11 +242,7 @@ impl Protocol {
         }
     }
 
-    async fn run(
-        &self,
-        req: &HttpRequest<'_>,
-        ctx: &mut Ctx,
-    ) -> Result<(String, serde_json::Value), KmsError> {
+    async fn run(&self, req: &HttpRequest<'_>, ctx: &mut Ctx) -> Result<(String, Reply), KmsError> {
         let params = Params::from_request(req.query, req.header("content-type"), req.body)?;
         ctx.format = Format::parse(params.opt("Format"))?;
         if req.method != "GET" && req.method != "POST" {
@@ -345,7 +332,7 @@ impl Protocol {
             secure: self.secure,
         };
         let body = self
-            .dispatch_principal(&caller, &auth.principal, api_action, &params, transport)
+            .dispatch_reply(&caller, &auth.principal, api_action, &params, transport)
             .await?;
         Ok((action, body))
     }
@@ -380,6 +367,21 @@ impl Protocol {
         params: &Params,
         transport: api::authz::Transport,
     ) -> Result<serde_json::Value, KmsError> {
+        self.dispatch_reply(caller, principal, action, params, transport)
+            .await?
+            .into_value()
+    }
+
+    /// [`Protocol::dispatch_principal`] answering a [`Reply`]: the hot actions' typed bodies
+    /// are rendered without a `Value` (signed API requests).
+    async fn dispatch_reply(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        action: ApiAction,
+        params: &Params,
+        transport: api::authz::Transport,
+    ) -> Result<Reply, KmsError> {
         self.root_key_gate.admit()?;
         self.audit_gate.admit(action.changes_state())?;
         self.throttle
@@ -407,10 +409,14 @@ impl Protocol {
             }
         }
         match action {
-            ApiAction::Kms(a) => api::dispatch(&self.kms, caller, a, params).await,
-            ApiAction::Ram(a) => api::ram::dispatch(&self.kms, caller, principal, a, params).await,
+            ApiAction::Kms(a) => api::dispatch_reply(&self.kms, caller, a, params).await,
+            ApiAction::Ram(a) => api::ram::dispatch(&self.kms, caller, principal, a, params)
+                .await
+                .map(Reply::Value),
             ApiAction::Sts(a) => {
-                api::sts::dispatch(&self.kms, caller, principal, a, params, &context).await
+                api::sts::dispatch(&self.kms, caller, principal, a, params, &context)
+                    .await
+                    .map(Reply::Value)
             }
         }
     }
