@@ -148,6 +148,17 @@ pub fn new_request_id() -> String {
     id.hyphenated().encode_upper(&mut buf).to_string()
 }
 
+/// The first `n` characters of `s` (all of it when shorter).
+fn first_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    match s.char_indices().nth(n) {
+        Some((at, _)) => s.get(..at).unwrap_or(s),
+        None => s,
+    }
+}
+
 struct Ctx {
     format: Format,
     region: String,
@@ -200,10 +211,6 @@ impl Protocol {
             principal: None,
         };
         let result = self.run(req, &mut ctx).await;
-        let host_id = ctx
-            .api_action
-            .map_or(crate::action::Product::Kms, |a| a.product())
-            .host_id(&ctx.region);
         let mut key_id = ctx.key_hint.take();
         let mut key_version_id = None;
         let (rendered, code) = match result {
@@ -222,6 +229,10 @@ impl Protocol {
                 if let KmsError::Internal(detail) = &e {
                     tracing::error!(request_id = %request_id, detail = %detail, "internal failure");
                 }
+                let host_id = ctx
+                    .api_action
+                    .map_or(crate::action::Product::Kms, |a| a.product())
+                    .host_id(&ctx.region);
                 (
                     render::error(ctx.format, &e, &request_id, &host_id),
                     Some(e.code()),
@@ -269,12 +280,12 @@ impl Protocol {
         ctx.key_hint = params
             .opt("KeyId")
             .or_else(|| params.opt("DestinationKeyId"))
-            .map(|k| k.chars().take(256).collect())
+            .map(|k| first_chars(k, 256).to_string())
             // Secrets Manager: the audit line names the secret (never its value).
             .or_else(|| {
                 params
                     .opt("SecretName")
-                    .map(|s| format!("secret/{}", s.chars().take(256).collect::<String>()))
+                    .map(|s| ["secret/", first_chars(s, 256)].concat())
             });
         ctx.region = self.region(req, &params)?;
         self.root_key_gate.admit()?;
@@ -454,6 +465,23 @@ impl Protocol {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn first_chars_is_take_n_chars() {
+        for s in [
+            "",
+            "abc",
+            "é中🎉x",
+            &"é".repeat(300),
+            &"a".repeat(300),
+            &"中".repeat(100),
+        ] {
+            for n in [0, 1, 2, 3, 100, 256] {
+                let want: String = s.chars().take(n).collect();
+                assert_eq!(super::first_chars(s, n), want, "{s:?} {n}");
+            }
+        }
+    }
+
     #[test]
     fn request_ids_are_upper_case_version_4_uuids() {
         let mut seen = std::collections::HashSet::new();
