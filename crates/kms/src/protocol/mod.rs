@@ -161,7 +161,8 @@ fn first_chars(s: &str, n: usize) -> &str {
 
 struct Ctx {
     format: Format,
-    region: String,
+    /// The region addressed, once known (errors before that name the first served one).
+    region: Option<String>,
     action: Option<String>,
     api_action: Option<ApiAction>,
     access_key_id: Option<String>,
@@ -202,7 +203,7 @@ impl Protocol {
         let request_id = new_request_id();
         let mut ctx = Ctx {
             format: Format::Json,
-            region: self.kms.regions().first().cloned().unwrap_or_default(),
+            region: None,
             action: None,
             api_action: None,
             access_key_id: None,
@@ -214,14 +215,15 @@ impl Protocol {
         let mut key_id = ctx.key_hint.take();
         let mut key_version_id = None;
         let (rendered, code) = match result {
-            Ok((action, body)) => {
+            Ok(body) => {
+                let action = ctx.action.as_deref().unwrap_or_default();
                 let (k, v) = body.key_ids();
                 if k.is_some() {
                     key_id = k;
                 }
                 key_version_id = v;
                 (
-                    render::success_reply(ctx.format, &action, body, &request_id),
+                    render::success_reply(ctx.format, action, body, &request_id),
                     None,
                 )
             }
@@ -232,7 +234,12 @@ impl Protocol {
                 let host_id = ctx
                     .api_action
                     .map_or(crate::action::Product::Kms, |a| a.product())
-                    .host_id(&ctx.region);
+                    .host_id(
+                        ctx.region
+                            .as_deref()
+                            .or_else(|| self.kms.regions().first().map(String::as_str))
+                            .unwrap_or_default(),
+                    );
                 (
                     render::error(ctx.format, &e, &request_id, &host_id),
                     Some(e.code()),
@@ -253,7 +260,7 @@ impl Protocol {
         }
     }
 
-    async fn run(&self, req: &HttpRequest<'_>, ctx: &mut Ctx) -> Result<(String, Reply), KmsError> {
+    async fn run(&self, req: &HttpRequest<'_>, ctx: &mut Ctx) -> Result<Reply, KmsError> {
         let params = Params::from_request(req.query, req.header("content-type"), req.body)?;
         ctx.format = Format::parse(params.opt("Format"))?;
         if req.method != "GET" && req.method != "POST" {
@@ -268,9 +275,8 @@ impl Protocol {
         let action = params
             .opt("Action")
             .or_else(|| header("x-acs-action"))
-            .ok_or_else(|| KmsError::missing("Action"))?
-            .to_string();
-        ctx.action = Some(action.clone());
+            .ok_or_else(|| KmsError::missing("Action"))?;
+        ctx.action = Some(action.to_string());
         let version = params
             .opt("Version")
             .or_else(|| header("x-acs-version"))
@@ -287,7 +293,8 @@ impl Protocol {
                     .opt("SecretName")
                     .map(|s| ["secret/", first_chars(s, 256)].concat())
             });
-        ctx.region = self.region(req, &params)?;
+        let region = self.region(req, &params)?;
+        ctx.region = Some(region.clone());
         self.root_key_gate.admit()?;
 
         // Authentication: signature, then time window, then nonce.
@@ -335,7 +342,7 @@ impl Protocol {
         ctx.principal = Some(auth.principal.arn(&auth.account_id));
         let caller = Caller {
             account_id: auth.account_id,
-            region: ctx.region.clone(),
+            region,
             access_key_id: pending.access_key_id,
         };
         let transport = api::authz::Transport {
@@ -345,7 +352,7 @@ impl Protocol {
         let body = self
             .dispatch_reply(&caller, &auth.principal, api_action, &params, transport)
             .await?;
-        Ok((action, body))
+        Ok(body)
     }
 
     /// Runs an action for an authenticated caller: throttling, required parameters, then

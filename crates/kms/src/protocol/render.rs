@@ -157,6 +157,14 @@ struct JsonFields<'a> {
 
 impl JsonFields<'_> {
     fn escaped(&mut self, s: &str) {
+        // serde_json escapes `"`, `\\` and the control characters below 0x20, nothing else:
+        // a string without them is written as it is (most are: ids, base64, names).
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.out.push(b'"');
+            self.out.extend_from_slice(s.as_bytes());
+            self.out.push(b'"');
+            return;
+        }
         // Writing into a Vec does not fail; serde_json's own escaping, byte for byte.
         let _ = serde_json::to_writer(&mut *self.out, s);
     }
