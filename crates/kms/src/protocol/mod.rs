@@ -281,7 +281,7 @@ impl Protocol {
             .opt("Version")
             .or_else(|| header("x-acs-version"))
             .ok_or_else(|| KmsError::missing("Version"))?;
-        let api_action = ApiAction::parse(version, &action)?;
+        let api_action = ApiAction::parse(version, action)?;
         ctx.api_action = Some(api_action);
         ctx.key_hint = params
             .opt("KeyId")

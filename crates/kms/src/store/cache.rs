@@ -42,6 +42,8 @@ struct DataKeyEntry {
     /// When it was opened, on the service's clock (Unix seconds).
     at: i64,
 }
+/// Key versions, shared, by (key id, version id).
+type KeyVersionMap = RwLock<HashMap<(String, String), Entry<Arc<KeyVersionRecord>>>>;
 /// (account, region, secret name).
 type SecretKey = (String, String, String);
 /// Secret versions, shared, by (secret id, version id or stage).
@@ -54,7 +56,7 @@ pub struct CachedStore {
     /// Key rows and versions, held as `Arc`s: handed out shared to the crypto actions
     /// (`get_key_shared`, `get_version_shared`) and copied only for the owned reads.
     keys: RwLock<HashMap<String, Entry<Arc<KeyRecord>>>>,
-    versions: RwLock<HashMap<(String, String), Entry<Arc<KeyVersionRecord>>>>,
+    versions: KeyVersionMap,
     aliases: RwLock<HashMap<AliasKey, Entry<AliasRecord>>>,
     /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
     /// change them from another process.
