@@ -37,7 +37,11 @@ fn decode_component(raw: &[u8]) -> String {
     }
     let special = |b: &u8| *b == b'+' || *b == b'%';
     let Some(first) = raw.iter().position(special) else {
-        return String::from_utf8_lossy(raw).into_owned();
+        // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid UTF-8.
+        return match std::str::from_utf8(raw) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        };
     };
     let mut out = Vec::with_capacity(raw.len());
     let (run, mut rest) = raw.split_at(first);

@@ -148,6 +148,33 @@ pub trait Fields {
     fn end_list(&mut self, name: &str);
 }
 
+/// Whether `bytes` hold anything serde_json escapes in a string: a control character
+/// (below 0x20), `"` or `\\`. Eight bytes at a time (the classic "has a byte less than n /
+/// equal to c" word tests, exact for presence), the tail one by one.
+fn needs_json_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let w = u64::from_le_bytes(word);
+        // Below 0x20 (valid for a bound up to 0x80); `"` (0x22); `\\` (0x5C).
+        if w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+            || has_zero(w ^ (ONES * 0x22))
+            || has_zero(w ^ (ONES * 0x5C))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// JSON as `serde_json::to_writer` writes an object (preserve_order): compact, strings
 /// escaped by serde_json itself.
 struct JsonFields<'a> {
@@ -159,7 +186,7 @@ impl JsonFields<'_> {
     fn escaped(&mut self, s: &str) {
         // serde_json escapes `"`, `\\` and the control characters below 0x20, nothing else:
         // a string without them is written as it is (most are: ids, base64, names).
-        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        if !needs_json_escape(s.as_bytes()) {
             self.out.push(b'"');
             self.out.extend_from_slice(s.as_bytes());
             self.out.push(b'"');
@@ -436,6 +463,39 @@ mod tests {
         assert!(String::from_utf8(e.body)
             .unwrap()
             .contains("<Error><RequestId>R</RequestId>"));
+    }
+
+    #[test]
+    fn needs_json_escape_is_exact() {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        // Every byte value at every position of strings of 1 to 17 bytes, the rest plain.
+        for len in 1..=17 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(needs_json_escape(&bytes), !plain(b), "{len} {at} {b}");
+                }
+            }
+        }
+        // Bytes that carry or borrow across lanes next to each other.
+        for pair in [
+            [0x00, 0xff],
+            [0xff, 0x00],
+            [0x1f, 0x20],
+            [0x20, 0x1f],
+            [0x80, 0x21],
+        ] {
+            let mut bytes = vec![b'x'; 16];
+            bytes[6..8].copy_from_slice(&pair);
+            assert_eq!(
+                needs_json_escape(&bytes),
+                pair.iter().any(|&b| !plain(b)),
+                "{pair:?}"
+            );
+        }
+        assert!(!needs_json_escape(b""));
+        assert!(!needs_json_escape("é中🎉 ~\u{7f}".as_bytes()));
     }
 
     #[test]
