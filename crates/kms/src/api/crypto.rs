@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{dry_run, to_value};
 use crate::error::KmsError;
 use crate::protocol::params::Params;
+use crate::protocol::render::{Fields, Reply, Typed};
 use crate::service::crypto::{EncryptionContext, Sealed};
 use crate::service::{Caller, Kms};
 
@@ -23,12 +24,29 @@ pub(crate) fn context(p: &Params, name: &str) -> Result<EncryptionContext, KmsEr
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct CiphertextResponse {
-    ciphertext_blob: String,
-    key_id: String,
-    key_version_id: String,
+pub(crate) struct CiphertextResponse {
+    pub(crate) ciphertext_blob: String,
+    pub(crate) key_id: String,
+    pub(crate) key_version_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    plaintext: Option<String>,
+    pub(crate) plaintext: Option<String>,
+}
+
+impl Typed for CiphertextResponse {
+    fn write(&self, out: &mut dyn Fields) {
+        out.string("CiphertextBlob", &self.ciphertext_blob);
+        out.string("KeyId", &self.key_id);
+        out.string("KeyVersionId", &self.key_version_id);
+        if let Some(p) = &self.plaintext {
+            out.string("Plaintext", p);
+        }
+    }
+    fn to_value(&self) -> Result<Value, KmsError> {
+        to_value(self)
+    }
+    fn key_ids(&self) -> (Option<&str>, Option<&str>) {
+        (Some(&self.key_id), Some(&self.key_version_id))
+    }
 }
 
 impl CiphertextResponse {
@@ -42,33 +60,49 @@ impl CiphertextResponse {
     }
 }
 
-pub async fn encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+pub async fn encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Reply, KmsError> {
     let key_ref = p.required("KeyId")?;
     let plaintext = zeroize::Zeroizing::new(p.base64_required("Plaintext")?);
     let ctx = context(p, "EncryptionContext")?;
     let sealed = kms
         .encrypt(caller, key_ref, &plaintext, &ctx, dry_run(p)?)
         .await?;
-    to_value(&CiphertextResponse::new(sealed, None))
+    Ok(Reply::Typed(Box::new(CiphertextResponse::new(
+        sealed, None,
+    ))))
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct DecryptResponse {
-    plaintext: String,
-    key_id: String,
-    key_version_id: String,
+pub(crate) struct DecryptResponse {
+    pub(crate) plaintext: String,
+    pub(crate) key_id: String,
+    pub(crate) key_version_id: String,
 }
 
-pub async fn decrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+impl Typed for DecryptResponse {
+    fn write(&self, out: &mut dyn Fields) {
+        out.string("Plaintext", &self.plaintext);
+        out.string("KeyId", &self.key_id);
+        out.string("KeyVersionId", &self.key_version_id);
+    }
+    fn to_value(&self) -> Result<Value, KmsError> {
+        to_value(self)
+    }
+    fn key_ids(&self) -> (Option<&str>, Option<&str>) {
+        (Some(&self.key_id), Some(&self.key_version_id))
+    }
+}
+
+pub async fn decrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Reply, KmsError> {
     let blob = p.base64_required("CiphertextBlob")?;
     let ctx = context(p, "EncryptionContext")?;
     let opened = kms.decrypt(caller, &blob, &ctx, dry_run(p)?).await?;
-    to_value(&DecryptResponse {
+    Ok(Reply::Typed(Box::new(DecryptResponse {
         plaintext: b64(&opened.plaintext),
         key_id: opened.key_id,
         key_version_id: opened.key_version_id,
-    })
+    })))
 }
 
 /// Data key length: NumberOfBytes wins; else KeySpec AES_256 → 32, AES_128 → 16; else 32.
@@ -91,7 +125,7 @@ pub async fn generate_data_key(
     caller: &Caller,
     p: &Params,
     with_plaintext: bool,
-) -> Result<Value, KmsError> {
+) -> Result<Reply, KmsError> {
     let key_ref = p.required("KeyId")?;
     let n = data_key_len(p)?;
     let ctx = context(p, "EncryptionContext")?;
@@ -99,13 +133,17 @@ pub async fn generate_data_key(
         .generate_data_key(caller, key_ref, n, &ctx, dry_run(p)?, with_plaintext)
         .await?;
     let plaintext = with_plaintext.then(|| b64(&data_key));
-    to_value(&CiphertextResponse::new(sealed, plaintext))
+    Ok(Reply::Typed(Box::new(CiphertextResponse::new(
+        sealed, plaintext,
+    ))))
 }
 
-pub async fn re_encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+pub async fn re_encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Reply, KmsError> {
     // A public-key ciphertext source (issue 17): see `api::asymmetric`.
     if super::asymmetric::has_asymmetric_source(p) {
-        return super::asymmetric::re_encrypt_from_asymmetric(kms, caller, p).await;
+        return super::asymmetric::re_encrypt_from_asymmetric(kms, caller, p)
+            .await
+            .map(Reply::Value);
     }
     let blob = p.base64_required("CiphertextBlob")?;
     let destination = p.required("DestinationKeyId")?;
@@ -121,5 +159,7 @@ pub async fn re_encrypt(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value,
             dry_run(p)?,
         )
         .await?;
-    to_value(&CiphertextResponse::new(sealed, None))
+    Ok(Reply::Typed(Box::new(CiphertextResponse::new(
+        sealed, None,
+    ))))
 }

@@ -12,8 +12,9 @@ use super::{paging, to_value};
 use crate::error::KmsError;
 use crate::model::{SecretRecord, Tag};
 use crate::protocol::params::Params;
+use crate::protocol::render::{Fields, Reply, Typed};
 use crate::service::secrets::{
-    secret_arn, CreateSecretInput, PasswordSpec, SecretFilter, SecretFilterKey,
+    secret_arn, CreateSecretInput, PasswordSpec, SecretFilter, SecretFilterKey, SecretValue,
 };
 use crate::service::{Caller, Kms};
 use crate::timefmt::format_unix;
@@ -98,7 +99,7 @@ pub async fn create_secret(kms: &Kms, caller: &Caller, p: &Params) -> Result<Val
 /// Secrets Manager: no serializer pass, the strings moved in). The fields in this order:
 /// SecretName, SecretType, VersionId, CreateTime, SecretData, SecretDataType,
 /// VersionStages `{"VersionStage":[..]}`, the same bytes the derived form gave.
-pub async fn get_secret_value(kms: &Kms, caller: &Caller, p: &Params) -> Result<Value, KmsError> {
+pub async fn get_secret_value(kms: &Kms, caller: &Caller, p: &Params) -> Result<Reply, KmsError> {
     // FetchExtendedConfig applies to managed secrets only; checked for form.
     p.bool_opt("FetchExtendedConfig")?;
     let dry_run = super::dry_run(p)?;
@@ -114,41 +115,74 @@ pub async fn get_secret_value(kms: &Kms, caller: &Caller, p: &Params) -> Result<
         return Err(KmsError::DryRun);
     }
     // The value was stored as the UTF-8 text it came in.
-    let data = std::str::from_utf8(&v.data)
-        .map_err(|_| KmsError::internal("stored secret value is not UTF-8"))?
-        .to_string();
-    let stages = v
-        .stages()
-        .iter()
-        .map(|s| Value::String(s.clone()))
-        .collect::<Vec<_>>();
-    let mut version_stages = serde_json::Map::with_capacity(1);
-    version_stages.insert("VersionStage".into(), Value::Array(stages));
-    // Room for the RequestId the protocol layer adds.
-    let mut body = serde_json::Map::with_capacity(8);
-    body.insert(
-        "SecretName".into(),
-        Value::String(v.secret.secret_name.clone()),
-    );
-    body.insert(
-        "SecretType".into(),
-        Value::String(v.secret.secret_type.clone()),
-    );
-    body.insert(
-        "VersionId".into(),
-        Value::String(v.version.version_id.clone()),
-    );
-    body.insert(
-        "CreateTime".into(),
-        Value::String(create_time(v.version.creation_date)),
-    );
-    body.insert("SecretData".into(), Value::String(data));
-    body.insert(
-        "SecretDataType".into(),
-        Value::String(v.version.data_type.clone()),
-    );
-    body.insert("VersionStages".into(), Value::Object(version_stages));
-    Ok(Value::Object(body))
+    if std::str::from_utf8(&v.data).is_err() {
+        return Err(KmsError::internal("stored secret value is not UTF-8"));
+    }
+    let create_time = create_time(v.version.creation_date);
+    Ok(Reply::Typed(Box::new(SecretValueResponse {
+        value: v,
+        create_time,
+    })))
+}
+
+/// GetSecretValue's answer, written from the shared rows and the opened value without
+/// copying them into a `Value` (the value's UTF-8 was checked when it was built).
+pub(crate) struct SecretValueResponse {
+    pub(crate) value: SecretValue,
+    pub(crate) create_time: String,
+}
+
+impl SecretValueResponse {
+    fn data(&self) -> &str {
+        std::str::from_utf8(&self.value.data).unwrap_or_default()
+    }
+}
+
+impl Typed for SecretValueResponse {
+    fn write(&self, out: &mut dyn Fields) {
+        let v = &self.value;
+        out.string("SecretName", &v.secret.secret_name);
+        out.string("SecretType", &v.secret.secret_type);
+        out.string("VersionId", &v.version.version_id);
+        out.string("CreateTime", &self.create_time);
+        out.string("SecretData", self.data());
+        out.string("SecretDataType", &v.version.data_type);
+        out.open("VersionStages");
+        out.strings("VersionStage", v.stages());
+        out.close("VersionStages");
+    }
+
+    fn to_value(&self) -> Result<Value, KmsError> {
+        let v = &self.value;
+        let stages = v
+            .stages()
+            .iter()
+            .map(|s| Value::String(s.clone()))
+            .collect::<Vec<_>>();
+        let mut version_stages = serde_json::Map::with_capacity(1);
+        version_stages.insert("VersionStage".into(), Value::Array(stages));
+        let mut body = serde_json::Map::with_capacity(8);
+        body.insert(
+            "SecretName".into(),
+            Value::String(v.secret.secret_name.clone()),
+        );
+        body.insert(
+            "SecretType".into(),
+            Value::String(v.secret.secret_type.clone()),
+        );
+        body.insert(
+            "VersionId".into(),
+            Value::String(v.version.version_id.clone()),
+        );
+        body.insert("CreateTime".into(), Value::String(self.create_time.clone()));
+        body.insert("SecretData".into(), Value::String(self.data().to_string()));
+        body.insert(
+            "SecretDataType".into(),
+            Value::String(v.version.data_type.clone()),
+        );
+        body.insert("VersionStages".into(), Value::Object(version_stages));
+        Ok(Value::Object(body))
+    }
 }
 
 /// `yyyy-MM-ddTHH:mm:ssZ`, as [`crate::timefmt::format_unix`] writes it, without the

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use self::params::Params;
-use self::render::{Format, Rendered};
+use self::render::{Format, Rendered, Reply};
 use self::signature::{NonceCache, RequestView};
 use crate::action::ApiAction;
 use crate::api;
@@ -148,9 +148,21 @@ pub fn new_request_id() -> String {
     id.hyphenated().encode_upper(&mut buf).to_string()
 }
 
+/// The first `n` characters of `s` (all of it when shorter).
+fn first_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    match s.char_indices().nth(n) {
+        Some((at, _)) => s.get(..at).unwrap_or(s),
+        None => s,
+    }
+}
+
 struct Ctx {
     format: Format,
-    region: String,
+    /// The region addressed, once known (errors before that name the first served one).
+    region: Option<String>,
     action: Option<String>,
     api_action: Option<ApiAction>,
     access_key_id: Option<String>,
@@ -191,7 +203,7 @@ impl Protocol {
         let request_id = new_request_id();
         let mut ctx = Ctx {
             format: Format::Json,
-            region: self.kms.regions().first().cloned().unwrap_or_default(),
+            region: None,
             action: None,
             api_action: None,
             access_key_id: None,
@@ -200,30 +212,18 @@ impl Protocol {
             principal: None,
         };
         let result = self.run(req, &mut ctx).await;
-        let host_id = ctx
-            .api_action
-            .map_or(crate::action::Product::Kms, |a| a.product())
-            .host_id(&ctx.region);
         let mut key_id = ctx.key_hint.take();
         let mut key_version_id = None;
         let (rendered, code) = match result {
-            Ok((action, body)) => {
-                let str_at = |v: &serde_json::Value, path: &[&str]| {
-                    path.iter()
-                        .try_fold(v, |v, p| v.get(*p))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                };
-                if let Some(k) = str_at(&body, &["KeyId"])
-                    .or_else(|| str_at(&body, &["KeyMetadata", "KeyId"]))
-                    .or_else(|| str_at(&body, &["KeyVersion", "KeyId"]))
-                {
-                    key_id = Some(k);
+            Ok(body) => {
+                let action = ctx.action.as_deref().unwrap_or_default();
+                let (k, v) = body.key_ids();
+                if k.is_some() {
+                    key_id = k;
                 }
-                key_version_id = str_at(&body, &["KeyVersionId"])
-                    .or_else(|| str_at(&body, &["KeyVersion", "KeyVersionId"]));
+                key_version_id = v;
                 (
-                    render::success(ctx.format, &action, body, &request_id),
+                    render::success_reply(ctx.format, action, body, &request_id),
                     None,
                 )
             }
@@ -231,6 +231,15 @@ impl Protocol {
                 if let KmsError::Internal(detail) = &e {
                     tracing::error!(request_id = %request_id, detail = %detail, "internal failure");
                 }
+                let host_id = ctx
+                    .api_action
+                    .map_or(crate::action::Product::Kms, |a| a.product())
+                    .host_id(
+                        ctx.region
+                            .as_deref()
+                            .or_else(|| self.kms.regions().first().map(String::as_str))
+                            .unwrap_or_default(),
+                    );
                 (
                     render::error(ctx.format, &e, &request_id, &host_id),
                     Some(e.code()),
@@ -251,11 +260,7 @@ impl Protocol {
         }
     }
 
-    async fn run(
-        &self,
-        req: &HttpRequest<'_>,
-        ctx: &mut Ctx,
-    ) -> Result<(String, serde_json::Value), KmsError> {
+    async fn run(&self, req: &HttpRequest<'_>, ctx: &mut Ctx) -> Result<Reply, KmsError> {
         let params = Params::from_request(req.query, req.header("content-type"), req.body)?;
         ctx.format = Format::parse(params.opt("Format"))?;
         if req.method != "GET" && req.method != "POST" {
@@ -270,26 +275,26 @@ impl Protocol {
         let action = params
             .opt("Action")
             .or_else(|| header("x-acs-action"))
-            .ok_or_else(|| KmsError::missing("Action"))?
-            .to_string();
-        ctx.action = Some(action.clone());
+            .ok_or_else(|| KmsError::missing("Action"))?;
+        ctx.action = Some(action.to_string());
         let version = params
             .opt("Version")
             .or_else(|| header("x-acs-version"))
             .ok_or_else(|| KmsError::missing("Version"))?;
-        let api_action = ApiAction::parse(version, &action)?;
+        let api_action = ApiAction::parse(version, action)?;
         ctx.api_action = Some(api_action);
         ctx.key_hint = params
             .opt("KeyId")
             .or_else(|| params.opt("DestinationKeyId"))
-            .map(|k| k.chars().take(256).collect())
+            .map(|k| first_chars(k, 256).to_string())
             // Secrets Manager: the audit line names the secret (never its value).
             .or_else(|| {
                 params
                     .opt("SecretName")
-                    .map(|s| format!("secret/{}", s.chars().take(256).collect::<String>()))
+                    .map(|s| ["secret/", first_chars(s, 256)].concat())
             });
-        ctx.region = self.region(req, &params)?;
+        let region = self.region(req, &params)?;
+        ctx.region = Some(region.clone());
         self.root_key_gate.admit()?;
 
         // Authentication: signature, then time window, then nonce.
@@ -337,7 +342,7 @@ impl Protocol {
         ctx.principal = Some(auth.principal.arn(&auth.account_id));
         let caller = Caller {
             account_id: auth.account_id,
-            region: ctx.region.clone(),
+            region,
             access_key_id: pending.access_key_id,
         };
         let transport = api::authz::Transport {
@@ -345,9 +350,9 @@ impl Protocol {
             secure: self.secure,
         };
         let body = self
-            .dispatch_principal(&caller, &auth.principal, api_action, &params, transport)
+            .dispatch_reply(&caller, &auth.principal, api_action, &params, transport)
             .await?;
-        Ok((action, body))
+        Ok(body)
     }
 
     /// Runs an action for an authenticated caller: throttling, required parameters, then
@@ -380,6 +385,21 @@ impl Protocol {
         params: &Params,
         transport: api::authz::Transport,
     ) -> Result<serde_json::Value, KmsError> {
+        self.dispatch_reply(caller, principal, action, params, transport)
+            .await?
+            .into_value()
+    }
+
+    /// [`Protocol::dispatch_principal`] answering a [`Reply`]: the hot actions' typed bodies
+    /// are rendered without a `Value` (signed API requests).
+    async fn dispatch_reply(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        action: ApiAction,
+        params: &Params,
+        transport: api::authz::Transport,
+    ) -> Result<Reply, KmsError> {
         self.root_key_gate.admit()?;
         self.audit_gate.admit(action.changes_state())?;
         self.throttle
@@ -407,10 +427,14 @@ impl Protocol {
             }
         }
         match action {
-            ApiAction::Kms(a) => api::dispatch(&self.kms, caller, a, params).await,
-            ApiAction::Ram(a) => api::ram::dispatch(&self.kms, caller, principal, a, params).await,
+            ApiAction::Kms(a) => api::dispatch_reply(&self.kms, caller, a, params).await,
+            ApiAction::Ram(a) => api::ram::dispatch(&self.kms, caller, principal, a, params)
+                .await
+                .map(Reply::Value),
             ApiAction::Sts(a) => {
-                api::sts::dispatch(&self.kms, caller, principal, a, params, &context).await
+                api::sts::dispatch(&self.kms, caller, principal, a, params, &context)
+                    .await
+                    .map(Reply::Value)
             }
         }
     }
@@ -448,6 +472,23 @@ impl Protocol {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn first_chars_is_take_n_chars() {
+        for s in [
+            "",
+            "abc",
+            "é中🎉x",
+            &"é".repeat(300),
+            &"a".repeat(300),
+            &"中".repeat(100),
+        ] {
+            for n in [0, 1, 2, 3, 100, 256] {
+                let want: String = s.chars().take(n).collect();
+                assert_eq!(super::first_chars(s, n), want, "{s:?} {n}");
+            }
+        }
+    }
+
     #[test]
     fn request_ids_are_upper_case_version_4_uuids() {
         let mut seen = std::collections::HashSet::new();

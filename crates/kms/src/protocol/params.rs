@@ -24,29 +24,48 @@ pub struct Params {
 /// a space, then `%XX` with two hex digits is that byte and any other `%` stays, then
 /// invalid UTF-8 becomes U+FFFD), into one string. Written by hand because the crate builds
 /// up to three buffers per component and always goes through the slow lossy UTF-8 path;
-/// the tests check it against the crate.
+/// the tests check it against the crate. The runs between `+` and `%` are copied whole, and
+/// a component with neither is one copy.
 fn decode_component(raw: &[u8]) -> String {
     fn hex(b: u8) -> Option<u8> {
-        char::from(b).to_digit(16).map(|d| d as u8)
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        i += 1;
         match b {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                raw.get(i).and_then(|&h| hex(h)),
-                raw.get(i + 1).and_then(|&l| hex(l)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
         }
+    }
+    let special = |b: &u8| *b == b'+' || *b == b'%';
+    let Some(first) = raw.iter().position(special) else {
+        // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid UTF-8.
+        return match std::str::from_utf8(raw) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        };
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    let (run, mut rest) = raw.split_at(first);
+    out.extend_from_slice(run);
+    loop {
+        rest = match rest {
+            [b'+', tail @ ..] => {
+                out.push(b' ');
+                tail
+            }
+            [b'%', h, l, tail @ ..] if hex(*h).is_some() && hex(*l).is_some() => {
+                out.push(hex(*h).unwrap_or(0) << 4 | hex(*l).unwrap_or(0));
+                tail
+            }
+            [b'%', tail @ ..] => {
+                out.push(b'%');
+                tail
+            }
+            _ => break,
+        };
+        let next = rest.iter().position(special).unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(next);
+        out.extend_from_slice(run);
+        rest = tail;
     }
     match String::from_utf8(out) {
         Ok(s) => s,

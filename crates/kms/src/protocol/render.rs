@@ -65,6 +65,327 @@ fn render(format: Format, root: (&str, &str), status: u16, value: &Value) -> Ren
     }
 }
 
+/// What an action answers: a generic `Value` (rendered through serde), or a typed body that
+/// writes itself straight into the output bytes ([`Typed`]; the hot actions), byte for byte
+/// what the generic path renders for the same data.
+pub enum Reply {
+    Value(Value),
+    Typed(Box<dyn Typed>),
+}
+
+impl Reply {
+    /// The body as a generic `Value` (the web console's JSON, and the generic path).
+    pub fn into_value(self) -> Result<Value, KmsError> {
+        match self {
+            Reply::Value(v) => Ok(v),
+            Reply::Typed(t) => t.to_value(),
+        }
+    }
+
+    /// The `KeyId` and `KeyVersionId` the body names, for the audit line: `KeyId`, else
+    /// `KeyMetadata.KeyId`, else `KeyVersion.KeyId`; `KeyVersionId`, else
+    /// `KeyVersion.KeyVersionId`.
+    pub fn key_ids(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Reply::Typed(t) => {
+                let (k, v) = t.key_ids();
+                (k.map(str::to_string), v.map(str::to_string))
+            }
+            Reply::Value(body) => {
+                let str_at = |v: &Value, path: &[&str]| {
+                    path.iter()
+                        .try_fold(v, |v, p| v.get(*p))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                let key_id = str_at(body, &["KeyId"])
+                    .or_else(|| str_at(body, &["KeyMetadata", "KeyId"]))
+                    .or_else(|| str_at(body, &["KeyVersion", "KeyId"]));
+                let version = str_at(body, &["KeyVersionId"])
+                    .or_else(|| str_at(body, &["KeyVersion", "KeyVersionId"]));
+                (key_id, version)
+            }
+        }
+    }
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Value(v)
+    }
+}
+
+/// A response body that writes its fields itself, in order, through [`Fields`] (one
+/// description for both formats). Only string fields, objects and lists: what
+/// the hot actions answer.
+pub trait Typed: Send + Sync {
+    /// Writes the fields (without `RequestId`, which the renderer appends).
+    fn write(&self, out: &mut dyn Fields);
+    /// The same body as the generic `Value` (what [`Reply::into_value`] answers).
+    fn to_value(&self) -> Result<Value, KmsError>;
+    /// `KeyId` and `KeyVersionId` at the top level, if the body has them (the audit line).
+    fn key_ids(&self) -> (Option<&str>, Option<&str>) {
+        (None, None)
+    }
+}
+
+/// The fields of a [`Typed`] body, written as the generic renderer writes a `Value` with
+/// the same members in the same order.
+pub trait Fields {
+    /// `name: "value"`.
+    fn string(&mut self, name: &str, value: &str);
+    /// Opens the object `name`; its fields follow, then [`Fields::close`].
+    fn open(&mut self, name: &str);
+    /// Closes the object `name`.
+    fn close(&mut self, name: &str);
+    /// `name: ["item", ...]` (in XML: one `<name>` element per item).
+    fn strings(&mut self, name: &str, items: &[String]);
+    /// Opens the list of objects `name`: each item is [`Fields::open_item`], its fields,
+    /// [`Fields::close_item`]; then [`Fields::end_list`].
+    fn begin_list(&mut self, name: &str);
+    fn open_item(&mut self, name: &str);
+    fn close_item(&mut self, name: &str);
+    fn end_list(&mut self, name: &str);
+}
+
+/// Whether `bytes` hold anything serde_json escapes in a string: a control character
+/// (below 0x20), `"` or `\\`. Eight bytes at a time (the classic "has a byte less than n /
+/// equal to c" word tests, exact for presence), the tail one by one.
+fn needs_json_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let w = u64::from_le_bytes(word);
+        // Below 0x20 (valid for a bound up to 0x80); `"` (0x22); `\\` (0x5C).
+        if w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+            || has_zero(w ^ (ONES * 0x22))
+            || has_zero(w ^ (ONES * 0x5C))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// JSON as `serde_json::to_writer` writes an object (preserve_order): compact, strings
+/// escaped by serde_json itself.
+struct JsonFields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl JsonFields<'_> {
+    fn escaped(&mut self, s: &str) {
+        // serde_json escapes `"`, `\\` and the control characters below 0x20, nothing else:
+        // a string without them is written as it is (most are: ids, base64, names).
+        if !needs_json_escape(s.as_bytes()) {
+            self.out.push(b'"');
+            self.out.extend_from_slice(s.as_bytes());
+            self.out.push(b'"');
+            return;
+        }
+        // Writing into a Vec does not fail; serde_json's own escaping, byte for byte.
+        let _ = serde_json::to_writer(&mut *self.out, s);
+    }
+    fn name(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.escaped(name);
+        self.out.push(b':');
+    }
+}
+
+impl Fields for JsonFields<'_> {
+    fn string(&mut self, name: &str, value: &str) {
+        self.name(name);
+        self.escaped(value);
+    }
+    fn open(&mut self, name: &str) {
+        self.name(name);
+        self.out.push(b'{');
+        self.first = true;
+    }
+    fn close(&mut self, _name: &str) {
+        self.out.push(b'}');
+        self.first = false;
+    }
+    fn strings(&mut self, name: &str, items: &[String]) {
+        self.name(name);
+        self.out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.escaped(item);
+        }
+        self.out.push(b']');
+    }
+    fn begin_list(&mut self, name: &str) {
+        self.name(name);
+        self.out.push(b'[');
+        self.first = true;
+    }
+    fn open_item(&mut self, _name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.out.push(b'{');
+        self.first = true;
+    }
+    fn close_item(&mut self, _name: &str) {
+        self.out.push(b'}');
+        self.first = false;
+    }
+    fn end_list(&mut self, _name: &str) {
+        self.out.push(b']');
+        self.first = false;
+    }
+}
+
+/// XML as quick-xml's serializer writes a map: one element per field, text escaped as it
+/// escapes element text (`&`, `<`, `>` and `\r`), an empty string or object as a
+/// self-closed element, a list as its items' elements (no element of its own).
+struct XmlFields<'a> {
+    out: &'a mut Vec<u8>,
+    /// An element was opened (`<name`) and nothing written in it yet.
+    pending: bool,
+}
+
+impl XmlFields<'_> {
+    fn settle(&mut self) {
+        if self.pending {
+            self.out.push(b'>');
+            self.pending = false;
+        }
+    }
+    fn text(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        let mut from = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let esc: &[u8] = match b {
+                b'&' => b"&amp;",
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'\r' => b"&#13;",
+                _ => continue,
+            };
+            self.out.extend_from_slice(&bytes[from..i]);
+            self.out.extend_from_slice(esc);
+            from = i + 1;
+        }
+        self.out.extend_from_slice(&bytes[from..]);
+    }
+    fn element(&mut self, name: &str, value: &str) {
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        if value.is_empty() {
+            self.out.extend_from_slice(b"/>");
+            return;
+        }
+        self.out.push(b'>');
+        self.text(value);
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
+    }
+}
+
+impl Fields for XmlFields<'_> {
+    fn string(&mut self, name: &str, value: &str) {
+        self.settle();
+        self.element(name, value);
+    }
+    fn open(&mut self, name: &str) {
+        self.settle();
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        self.pending = true;
+    }
+    fn close(&mut self, name: &str) {
+        if self.pending {
+            self.pending = false;
+            self.out.extend_from_slice(b"/>");
+            return;
+        }
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
+    }
+    fn strings(&mut self, name: &str, items: &[String]) {
+        for item in items {
+            self.settle();
+            self.element(name, item);
+        }
+    }
+    fn begin_list(&mut self, _name: &str) {}
+    fn open_item(&mut self, name: &str) {
+        self.open(name);
+    }
+    fn close_item(&mut self, name: &str) {
+        self.close(name);
+    }
+    fn end_list(&mut self, _name: &str) {}
+}
+
+/// A typed success: as [`success`] renders the same body as a `Value`, written directly.
+pub fn success_typed(format: Format, action: &str, body: &dyn Typed, request_id: &str) -> Rendered {
+    let mut out = Vec::with_capacity(512);
+    match format {
+        Format::Json => {
+            out.push(b'{');
+            let mut f = JsonFields {
+                out: &mut out,
+                first: true,
+            };
+            body.write(&mut f);
+            f.string("RequestId", request_id);
+            out.push(b'}');
+            Rendered {
+                status: 200,
+                content_type: JSON,
+                body: out,
+            }
+        }
+        Format::Xml => {
+            out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><");
+            out.extend_from_slice(action.as_bytes());
+            out.extend_from_slice(b"Response");
+            let mut f = XmlFields {
+                out: &mut out,
+                pending: true,
+            };
+            body.write(&mut f);
+            f.string("RequestId", request_id);
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(action.as_bytes());
+            out.extend_from_slice(b"Response>");
+            Rendered {
+                status: 200,
+                content_type: XML,
+                body: out,
+            }
+        }
+    }
+}
+
+/// A success of either kind of [`Reply`].
+pub fn success_reply(format: Format, action: &str, body: Reply, request_id: &str) -> Rendered {
+    match body {
+        Reply::Value(v) => success(format, action, v, request_id),
+        Reply::Typed(t) => success_typed(format, action, t.as_ref(), request_id),
+    }
+}
+
 /// A success: the action's body plus `RequestId`, as `<{Action}Response>` in XML.
 pub fn success(format: Format, action: &str, body: Value, request_id: &str) -> Rendered {
     let mut obj = match body {
@@ -142,6 +463,39 @@ mod tests {
         assert!(String::from_utf8(e.body)
             .unwrap()
             .contains("<Error><RequestId>R</RequestId>"));
+    }
+
+    #[test]
+    fn needs_json_escape_is_exact() {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        // Every byte value at every position of strings of 1 to 17 bytes, the rest plain.
+        for len in 1..=17 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(needs_json_escape(&bytes), !plain(b), "{len} {at} {b}");
+                }
+            }
+        }
+        // Bytes that carry or borrow across lanes next to each other.
+        for pair in [
+            [0x00, 0xff],
+            [0xff, 0x00],
+            [0x1f, 0x20],
+            [0x20, 0x1f],
+            [0x80, 0x21],
+        ] {
+            let mut bytes = vec![b'x'; 16];
+            bytes[6..8].copy_from_slice(&pair);
+            assert_eq!(
+                needs_json_escape(&bytes),
+                pair.iter().any(|&b| !plain(b)),
+                "{pair:?}"
+            );
+        }
+        assert!(!needs_json_escape(b""));
+        assert!(!needs_json_escape("é中🎉 ~\u{7f}".as_bytes()));
     }
 
     #[test]

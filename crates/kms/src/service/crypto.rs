@@ -1,12 +1,13 @@
 //! Encrypt, Decrypt, GenerateDataKey(WithoutPlaintext), ReEncrypt.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::state::{check, row, StateRow};
+use super::state::{check, row, KeyState, StateRow};
 use super::{Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::{blob, Secret};
-use crate::store::{KeyLocator, KeyRecord};
+use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord};
 
 /// Largest Encrypt plaintext: 6 KiB (reference §3.9).
 pub const MAX_PLAINTEXT: usize = 6144;
@@ -97,6 +98,13 @@ pub struct Opened {
     pub key_version_id: String,
 }
 
+/// The sealed material of a version; a version without it waits for its import.
+fn sealed_material(v: &KeyVersionRecord) -> Result<&[u8], KmsError> {
+    v.sealed_material
+        .as_deref()
+        .ok_or(KmsError::Rejected(crate::error::Rejection::PendingImport))
+}
+
 fn bad_blob() -> KmsError {
     KmsError::invalid_because(
         "CiphertextBlob",
@@ -112,39 +120,52 @@ impl Kms {
         loc: &KeyLocator,
         state_row: StateRow,
         version: Option<&str>,
-    ) -> Result<(KeyRecord, String, Secret), KmsError> {
-        let (key, version_id, sealed) = self.usable_version(loc, state_row, version).await?;
-        let material = self.open_material(&key.key_id, &version_id, &sealed)?;
-        Ok((key, version_id, material))
+    ) -> Result<(Arc<KeyRecord>, Arc<KeyVersionRecord>, Secret), KmsError> {
+        let (key, v) = self.usable_version(loc, state_row, version).await?;
+        let sealed = sealed_material(&v)?;
+        let material = self.open_material(&key.key_id, &v.version_id, sealed)?;
+        Ok((key, v, material))
+    }
+
+    /// [`Kms::load`], with the row shared from the store's cache (no copy per request)
+    /// whenever time has made nothing true of it; otherwise `load`, which applies that.
+    async fn load_shared(&self, loc: &KeyLocator) -> Result<Arc<KeyRecord>, KmsError> {
+        let now = self.now();
+        if let Some(key) = self.store.get_key_shared(loc).await? {
+            let due =
+                key.state == KeyState::PendingDeletion && key.delete_date.is_some_and(|d| d <= now);
+            if !due && !key.material_expired(now) {
+                return Ok(key);
+            }
+        }
+        self.load(loc).await.map(Arc::new)
     }
 
     /// Every check [`Self::key_material`] makes before opening anything: the key exists
     /// (pending deletion past its date is gone, expired material is expired here), is
-    /// symmetric, its state allows `state_row`, and `version` (primary if None) has its
-    /// material. Returns the key, the version id and the sealed material.
+    /// symmetric, its state allows `state_row`, and `version` (primary if None) exists.
+    /// Returns the key and the version, shared; [`sealed_material`] checks the version has
+    /// its material.
     async fn usable_version(
         &self,
         loc: &KeyLocator,
         state_row: StateRow,
         version: Option<&str>,
-    ) -> Result<(KeyRecord, String, Vec<u8>), KmsError> {
-        let key = self.load(loc).await?;
+    ) -> Result<(Arc<KeyRecord>, Arc<KeyVersionRecord>), KmsError> {
+        let key = self.load_shared(loc).await?;
         // An asymmetric key does not take part in the symmetric actions (reference
         // asymmetric §11.1: kind before state).
         if key.key_spec.is_asymmetric() {
             return Err(KmsError::UnsupportedOperation);
         }
         check(state_row, key.state)?;
-        let version_id = version.unwrap_or(&key.primary_version).to_string();
+        let version_id = version.unwrap_or(key.primary_version.as_str());
         let v = self
             .store
-            .get_version(&key.key_id, &version_id)
+            .get_version_shared(&key.key_id, version_id)
             .await?
             .ok_or_else(bad_blob)?;
-        let sealed = v
-            .sealed_material
-            .ok_or(KmsError::Rejected(crate::error::Rejection::PendingImport))?;
-        Ok((key, version_id, sealed))
+        Ok((key, v))
     }
 
     /// The checks Decrypt of `ciphertext_blob` makes on its key (see
@@ -162,9 +183,10 @@ impl Kms {
             region: caller.region.clone(),
             key_id: header.key_id,
         };
-        self.usable_version(&loc, state_row, Some(&header.version_id))
-            .await
-            .map(|_| ())
+        let (_, v) = self
+            .usable_version(&loc, state_row, Some(&header.version_id))
+            .await?;
+        sealed_material(&v).map(|_| ())
     }
 
     pub(crate) async fn seal_under(
@@ -176,12 +198,12 @@ impl Kms {
         plaintext: &[u8],
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
-        let (key, version_id, material) = self.key_material(&loc, state_row, None).await?;
+        let (key, v, material) = self.key_material(&loc, state_row, None).await?;
         // Software material, or the handle of an HSM key (issue 20; see `hsm_keys`).
         let ciphertext_blob = self
             .seal_with_version(
                 &key,
-                &version_id,
+                &v.version_id,
                 &material,
                 &context.canonical(),
                 plaintext,
@@ -189,8 +211,8 @@ impl Kms {
             .await?;
         Ok(Sealed {
             ciphertext_blob,
-            key_id: key.key_id,
-            key_version_id: version_id,
+            key_id: key.key_id.clone(),
+            key_version_id: v.version_id.clone(),
         })
     }
 
@@ -230,7 +252,7 @@ impl Kms {
             region: caller.region.clone(),
             key_id: header.key_id,
         };
-        let (key, version_id, material) = self
+        let (key, v, material) = self
             .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
         let plaintext = self
@@ -239,8 +261,8 @@ impl Kms {
             .ok_or_else(bad_blob)?;
         Ok(Opened {
             plaintext,
-            key_id: key.key_id,
-            key_version_id: version_id,
+            key_id: key.key_id.clone(),
+            key_version_id: v.version_id.clone(),
         })
     }
 

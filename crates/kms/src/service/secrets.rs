@@ -114,6 +114,30 @@ impl SecretValue {
     }
 }
 
+#[cfg(test)]
+impl SecretValue {
+    /// A value as GetSecretValue answers it, for the rendering tests.
+    pub(crate) fn for_test(
+        secret: SecretRecord,
+        version: SecretVersionRecord,
+        stages: Vec<String>,
+        data: &[u8],
+    ) -> Self {
+        let meta = SecretVersionMeta {
+            version_id: version.version_id.clone(),
+            creation_date: version.creation_date,
+            stages,
+        };
+        Self {
+            secret: Arc::new(secret),
+            version: Arc::new(version),
+            versions: Arc::new(vec![meta]),
+            meta: 0,
+            data: Secret::new(data.to_vec()),
+        }
+    }
+}
+
 impl std::fmt::Debug for CreateSecretInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreateSecretInput")

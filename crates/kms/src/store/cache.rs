@@ -42,6 +42,8 @@ struct DataKeyEntry {
     /// When it was opened, on the service's clock (Unix seconds).
     at: i64,
 }
+/// Key versions, shared, by (key id, version id).
+type KeyVersionMap = RwLock<HashMap<(String, String), Entry<Arc<KeyVersionRecord>>>>;
 /// (account, region, secret name).
 type SecretKey = (String, String, String);
 /// Secret versions, shared, by (secret id, version id or stage).
@@ -51,8 +53,10 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     ttl: Duration,
     generation: AtomicU64,
-    keys: RwLock<HashMap<String, Entry<KeyRecord>>>,
-    versions: RwLock<HashMap<(String, String), Entry<KeyVersionRecord>>>,
+    /// Key rows and versions, held as `Arc`s: handed out shared to the crypto actions
+    /// (`get_key_shared`, `get_version_shared`) and copied only for the owned reads.
+    keys: RwLock<HashMap<String, Entry<Arc<KeyRecord>>>>,
+    versions: KeyVersionMap,
     aliases: RwLock<HashMap<AliasKey, Entry<AliasRecord>>>,
     /// Access keys (secret still sealed), for at most [`ACCESS_KEY_TTL`]: `kms admin` may
     /// change them from another process.
@@ -394,14 +398,17 @@ impl AccountStore for CachedStore {
 #[async_trait]
 impl KeyStore for CachedStore {
     async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>> {
-        if let Some(k) = self.lookup(&self.keys, &loc.key_id, self.ttl) {
+        Ok(self.get_key_shared(loc).await?.map(Arc::unwrap_or_clone))
+    }
+    async fn get_key_shared(&self, loc: &KeyLocator) -> StoreResult<Option<Arc<KeyRecord>>> {
+        if let Some(k) = self.lookup(&self.keys, loc.key_id.as_str(), self.ttl) {
             if k.account_id == loc.account_id && k.region == loc.region {
                 return Ok(Some(k));
             }
             return Ok(None);
         }
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_key(loc).await?;
+        let found = self.inner.get_key(loc).await?.map(Arc::new);
         if let Some(k) = &found {
             self.fill(&self.keys, gen, k.key_id.clone(), k.clone());
         }
@@ -426,12 +433,27 @@ impl KeyStore for CachedStore {
         key_id: &str,
         version_id: &str,
     ) -> StoreResult<Option<KeyVersionRecord>> {
-        let k = (key_id.to_string(), version_id.to_string());
-        if let Some(v) = self.lookup(&self.versions, &k, self.ttl) {
+        Ok(self
+            .get_version_shared(key_id, version_id)
+            .await?
+            .map(Arc::unwrap_or_clone))
+    }
+    async fn get_version_shared(
+        &self,
+        key_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<Arc<KeyVersionRecord>>> {
+        let borrowed: &dyn StrPair = &(key_id, version_id);
+        if let Some(v) = self.lookup(&self.versions, borrowed, self.ttl) {
             return Ok(Some(v));
         }
+        let k = (key_id.to_string(), version_id.to_string());
         let gen = self.generation.load(Ordering::SeqCst);
-        let found = self.inner.get_version(key_id, version_id).await?;
+        let found = self
+            .inner
+            .get_version(key_id, version_id)
+            .await?
+            .map(Arc::new);
         if let Some(v) = &found {
             self.fill(&self.versions, gen, k, v.clone());
         }

@@ -240,6 +240,25 @@ pub trait KeyStore: Send + Sync {
         key_id: &str,
         version_id: &str,
     ) -> StoreResult<Option<KeyVersionRecord>>;
+    /// [`KeyStore::get_key`], shared: a cache hands out the row it holds without copying
+    /// it (the crypto actions' hot path). The default wraps the owned row.
+    async fn get_key_shared(
+        &self,
+        loc: &KeyLocator,
+    ) -> StoreResult<Option<std::sync::Arc<KeyRecord>>> {
+        Ok(self.get_key(loc).await?.map(std::sync::Arc::new))
+    }
+    /// [`KeyStore::get_version`], shared (see [`KeyStore::get_key_shared`]).
+    async fn get_version_shared(
+        &self,
+        key_id: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<std::sync::Arc<KeyVersionRecord>>> {
+        Ok(self
+            .get_version(key_id, version_id)
+            .await?
+            .map(std::sync::Arc::new))
+    }
     /// In creation order.
     async fn list_versions(&self, key_id: &str) -> StoreResult<Vec<KeyVersionRecord>>;
     /// Enabled keys with automatic rotation whose next rotation is at or before `now`.
