@@ -134,17 +134,18 @@ async fn api_handler(
         audit
             .record(
                 AuditRecord {
-                    time: crate::timefmt::format_unix(crate::clock::system_now()),
+                    time: crate::audit::now_text(),
                     request_id: out.request_id.clone(),
-                    account_id: out.account_id.clone().unwrap_or_default(),
+                    // Moved, not cloned: nothing below reads them.
+                    account_id: out.account_id.unwrap_or_default(),
                     access_key_id: out.access_key_id.clone().unwrap_or_default(),
                     source: peer.to_string(),
                     action,
-                    key_id: out.key_id.clone().unwrap_or_default(),
-                    key_version_id: out.key_version_id.clone().unwrap_or_default(),
+                    key_id: out.key_id.unwrap_or_default(),
+                    key_version_id: out.key_version_id.unwrap_or_default(),
                     result: out.code.unwrap_or("OK").to_string(),
                     status: out.rendered.status,
-                    principal: out.principal.clone().unwrap_or_default(),
+                    principal: out.principal.unwrap_or_default(),
                 },
                 durable,
             )
