@@ -424,10 +424,19 @@ pub fn now_text() -> String {
     .unwrap_or_else(|| crate::timefmt::format_unix(now))
 }
 
-/// A line for the writer. The record is boxed so that the queue's 65,536 slots are 24 bytes
-/// each (1.5 MB) rather than a whole record each (~17 MB, all resident once the ring has gone
-/// round; measured in docs/performance-notes.md).
-type Job = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+/// A line for the writer, and who waits for it on disk. The record is boxed so that the
+/// queue's 65,536 slots are a few words each (1.5 MB) rather than a whole record each
+/// (~17 MB, all resident once the ring has gone round; measured in
+/// docs/performance-notes.md).
+type Queued = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+
+/// What the writer thread is sent.
+enum Job {
+    Line(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    /// Write every line queued before this one (and fsync), answer, and end the thread: the
+    /// end of a graceful stop ([`AuditLog::stop`]).
+    Stop(oneshot::Sender<()>),
+}
 
 /// Whether state changes may proceed: closed while the trail cannot be written for sure.
 /// Shared by the writer (which opens and closes it) and the request path (which asks it).
@@ -488,6 +497,8 @@ pub struct AuditLog {
     gate: AuditGate,
     /// The writer thread, woken by a line that waits for the disk (see [`Writer::run`]).
     writer: std::thread::Thread,
+    /// The writer thread's handle, taken by [`AuditLog::stop`].
+    joined: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl AuditLog {
@@ -527,13 +538,16 @@ impl AuditLog {
         if writer.gap.is_some() {
             writer.write_records(Vec::new());
         }
-        let writer = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("kms-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?
-            .thread()
-            .clone();
-        Ok(AuditLog { tx, gate, writer })
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
+        Ok(AuditLog {
+            tx,
+            gate,
+            writer: handle.thread().clone(),
+            joined: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
     }
 
     /// The gate state changes must pass before they are applied.
@@ -560,7 +574,7 @@ impl AuditLog {
     async fn send(&self, record: AuditRecord, durable: bool) -> (bool, bool) {
         if durable {
             let (done, wait) = oneshot::channel();
-            let sent = match self.tx.try_send((Box::new(record), Some(done))) {
+            let sent = match self.tx.try_send(Job::Line(Box::new(record), Some(done))) {
                 Ok(()) => {
                     // The writer may be collecting a batch: this line must not wait for it.
                     self.writer.unpark();
@@ -587,11 +601,50 @@ impl AuditLog {
                 tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
             (sent, written)
-        } else if self.tx.try_send((Box::new(record), None)).is_err() {
+        } else if self.tx.try_send(Job::Line(Box::new(record), None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
             (false, false)
         } else {
             (true, true)
+        }
+    }
+
+    /// The end of a graceful stop: the writer writes every line recorded so far (fsynced),
+    /// and its thread ends; waits for it at most `timeout`. `true` once the thread is
+    /// joined. Lines recorded afterwards are not written (counted as lost in the metrics).
+    /// Any clone may call it; a second call returns `true` at once.
+    pub async fn stop(&self, timeout: Duration) -> bool {
+        let Some(handle) = self.joined.lock().ok().and_then(|mut j| j.take()) else {
+            return true;
+        };
+        let (done, wait) = oneshot::channel();
+        let tx = self.tx.clone();
+        let writer = self.writer.clone();
+        // `send` blocks while the queue is full: off the runtime's worker threads.
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = tx.send(Job::Stop(done)).is_ok();
+            writer.unpark();
+            sent
+        });
+        let stopped = async {
+            // Not sent: the thread has ended already (and dropped the receiver).
+            if matches!(sent.await, Ok(true)) {
+                let _ = wait.await;
+            }
+            tokio::task::spawn_blocking(move || handle.join().is_ok())
+                .await
+                .unwrap_or(false)
+        };
+        match tokio::time::timeout(timeout, stopped).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::error!(
+                    queued = self.gate.queued(),
+                    "the audit writer did not finish in {} s: the last lines may be lost",
+                    timeout.as_secs()
+                );
+                false
+            }
         }
     }
 }
@@ -1014,10 +1067,12 @@ impl Writer {
     /// is closed it checks every second whether the trail can be written again.
     fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
         use std::sync::mpsc::RecvTimeoutError;
-        let mut batch: Vec<Job> = Vec::with_capacity(1024);
+        let mut batch: Vec<Queued> = Vec::with_capacity(1024);
+        let mut stop = None;
         loop {
             match rx.recv_timeout(RETRY) {
-                Ok(job) => batch.push(job),
+                Ok(Job::Line(record, ack)) => batch.push((record, ack)),
+                Ok(Job::Stop(done)) => stop = Some(done),
                 Err(RecvTimeoutError::Timeout) => {
                     if self.closed_since.is_some() || self.gap.is_some() {
                         self.open();
@@ -1039,13 +1094,19 @@ impl Writer {
             // request under load); a parked writer is woken only by the lines that wait
             // (their senders unpark it) and by its own timer.
             let deadline = Instant::now() + Duration::from_millis(20);
-            let mut waits = batch.iter().any(|(_, ack)| ack.is_some());
-            loop {
+            let mut waits = stop.is_some() || batch.iter().any(|(_, ack)| ack.is_some());
+            while stop.is_none() {
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(job) => {
-                            waits |= job.1.is_some();
-                            batch.push(job);
+                        Ok(Job::Line(record, ack)) => {
+                            waits |= ack.is_some();
+                            batch.push((record, ack));
+                        }
+                        // Nothing after it is written: stop collecting.
+                        Ok(Job::Stop(done)) => {
+                            stop = Some(done);
+                            waits = true;
+                            break;
                         }
                         Err(std::sync::mpsc::TryRecvError::Empty) => break,
                         // Every sender is gone (the server is stopping): write what there is
@@ -1066,12 +1127,43 @@ impl Writer {
                 self.open();
             }
             self.write_records(std::mem::take(&mut batch));
+            if let Some(done) = stop.take() {
+                self.finish();
+                // Lines sent after the stop are not written: count them lost.
+                let mut late = 0;
+                while let Ok(job) = rx.try_recv() {
+                    if let Job::Line(_, ack) = job {
+                        late += 1;
+                        if let Some(a) = ack {
+                            let _ = a.send(false);
+                        }
+                    }
+                }
+                self.gate.0.queued.fetch_sub(late, Ordering::Relaxed);
+                self.gate.0.lost.fetch_add(late, Ordering::Relaxed);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// Before the thread ends on [`Job::Stop`]: a gap still to record is written, and the
+    /// file is synced (lines that no state change waited for included).
+    fn finish(&mut self) {
+        if self.gap.is_some() {
+            self.open();
+            self.write_records(Vec::new());
+        }
+        if let Some(cur) = &self.file {
+            if let Err(e) = cur.f.sync_data() {
+                tracing::error!(error = %e, "the audit trail could not be synced at stop");
+            }
         }
     }
 
     /// Writes `batch` (after a gap line if lines were lost), rotating as soon as the file
     /// reaches its limit, then answers the waiting state changes.
-    fn write_records(&mut self, batch: Vec<Job>) {
+    fn write_records(&mut self, batch: Vec<Queued>) {
         self.gate
             .0
             .queued
@@ -2095,6 +2187,28 @@ mod tests {
             assert!((before..=after).contains(&t), "{text}");
             assert_eq!(text, crate::timefmt::format_unix(t));
         }
+    }
+
+    #[tokio::test]
+    async fn stop_writes_every_line_recorded_before_it_and_ends_the_writer() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        // Lines nobody waits for: without the stop they would sit in the batch for 20 ms.
+        for i in 1..=500 {
+            assert!(log.record(rec(i), false).await);
+        }
+        assert!(log.clone().stop(Duration::from_secs(10)).await);
+        assert_eq!(query(&dir, None, None, None).unwrap().len(), 500);
+        assert_eq!(verify(&dir, &ks).unwrap().lines, 500);
+        assert_eq!((log.gate().queued(), log.gate().lost()), (0, 0));
+        // After the stop nothing is written, and the line is counted lost; stopping again
+        // is a no-op.
+        assert!(!log.record(rec(501), true).await);
+        assert!(log.stop(Duration::from_secs(1)).await);
+        assert_eq!(log.gate().lost(), 1);
+        assert_eq!(verify(&dir, &ks).unwrap().lines, 500);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
