@@ -403,6 +403,39 @@ impl std::fmt::Debug for Mac {
     }
 }
 
+/// `peer` as `SocketAddr`'s `Display` writes it (`1.2.3.4:5`, `[::1]:5`): an IPv4 peer
+/// written digit by digit, without the formatting machinery (a tenth of its cost, paid on
+/// every API call); IPv6 through `Display`.
+pub fn source_text(peer: &std::net::SocketAddr) -> String {
+    let std::net::SocketAddr::V4(v4) = peer else {
+        return peer.to_string();
+    };
+    let mut out = String::with_capacity(21);
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, octet.into());
+    }
+    out.push(':');
+    push_decimal(&mut out, v4.port().into());
+    out
+}
+
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
+}
+
 /// The current time as the trail records it (`yyyy-MM-ddTHH:mm:ssZ`): formatted once per
 /// second on each thread and copied for every line of that second, since the formatting
 /// costs about twenty times the copy.
@@ -2175,6 +2208,32 @@ mod tests {
         let v = verify(&dir, &ks).unwrap();
         assert_eq!((v.lines, v.gaps.len()), (2, 1));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn source_text_is_the_display_of_the_address() {
+        use std::net::SocketAddr;
+        let mut peers: Vec<SocketAddr> = [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "127.0.0.1:40000",
+            "10.0.0.1:1",
+            "192.168.100.9:8080",
+            "[::1]:443",
+            "[::ffff:1.2.3.4]:10",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for n in 0..=255u8 {
+            peers.push(SocketAddr::from((
+                [n, n / 2, 255 - n, n % 10],
+                u16::from(n) * 257,
+            )));
+        }
+        for p in peers {
+            assert_eq!(source_text(&p), p.to_string());
+        }
     }
 
     #[test]

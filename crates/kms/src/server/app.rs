@@ -139,7 +139,7 @@ async fn api_handler(
                     // Moved, not cloned: nothing below reads them.
                     account_id: out.account_id.unwrap_or_default(),
                     access_key_id: out.access_key_id.clone().unwrap_or_default(),
-                    source: peer.to_string(),
+                    source: crate::audit::source_text(&peer),
                     action,
                     key_id: out.key_id.unwrap_or_default(),
                     key_version_id: out.key_version_id.unwrap_or_default(),
