@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from kms_helpers import TeaApi, b64, expect_error, kms_bin, wrap_key_material
+from kms_helpers import RawClient, TeaApi, b64, expect_error, kms_bin, wrap_key_material
 
 
 def admin(server, *args):
@@ -105,3 +105,53 @@ def test_no_secret_in_the_audit_log_or_server_output(own_server):
     for s in secrets:
         for h in haystacks:
             assert s not in h
+
+
+def test_a_graceful_stop_writes_the_line_of_every_answered_request(own_server):
+    """SIGTERM while clients are still calling: every request that got an answer has its line
+    in the trail once the process has exited (the server waits for its audit writer), and the
+    trail verifies. Reads and cryptographic calls do not wait for their line, so without the
+    wait their last lines would be lost with the process."""
+    import signal
+    import threading
+    import time
+
+    key = TeaApi(own_server).call("CreateKey")["KeyMetadata"]["KeyId"]
+    raw = RawClient(own_server)
+    answered, errors = [], []
+    lock = threading.Lock()
+    stopping = threading.Event()
+
+    def client(i):
+        while not stopping.is_set():
+            action, params = (("Encrypt", {"KeyId": key, "Plaintext": b64(b"x")}) if i % 2
+                              else ("DescribeRegions", {}))
+            try:
+                r = raw.call(action, params)
+            except OSError:
+                continue  # the listener has closed: refused, never answered
+            if r.status == 200:
+                with lock:
+                    answered.append(r.json["RequestId"])
+            else:
+                errors.append((r.status, r.body))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    while len(answered) < 200:
+        assert all(t.is_alive() for t in threads)
+        time.sleep(0.005)
+    proc = own_server.proc
+    proc.send_signal(signal.SIGTERM)
+    stopping.set()
+    for t in threads:
+        t.join(30)
+    assert proc.wait(timeout=30) == 0
+    own_server.proc = None
+    assert not errors, errors[:3]
+    recorded = {l["request_id"] for l in audit_lines(own_server)}
+    missing = [r for r in answered if r not in recorded]
+    assert not missing, f"{len(missing)} of {len(answered)} answered requests have no audit line"
+    v = admin(own_server, "verify")
+    assert v.returncode == 0 and "intact" in v.stdout, v.stderr

@@ -135,7 +135,9 @@ pub struct AuditRecord {
 /// `s` cut to `max` characters, each outside printable ASCII replaced by `?` (so that
 /// escaping cannot make it longer than twice `max` bytes in JSON).
 fn clip(s: &mut String, max: usize) {
-    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    // Every byte checked without an early exit, so that the check runs on whole vectors
+    // (the common case: a value already within bounds).
+    if s.len() <= max && s.bytes().fold(true, |ok, b| ok & (0x20..0x7f).contains(&b)) {
         return;
     }
     *s = s
@@ -232,6 +234,8 @@ struct Stored {
 }
 
 impl Stored {
+    /// The line to write for this stored line (the tests' reference serialization).
+    #[cfg(test)]
     fn new(seq: u64, r: AuditRecord, prev: String) -> Self {
         Self {
             seq,
@@ -250,36 +254,208 @@ impl Stored {
             prev,
         }
     }
+}
 
-    fn event(seq: u64, event: Event, prev: String) -> Self {
-        let action = match event {
-            Event::Gap { .. } => GAP_ACTION,
-            Event::Retention { .. } => RETENTION_ACTION,
-            Event::KeyHandover { .. } => HANDOVER_ACTION,
-        };
-        let mut s = Self::new(
+/// A line to write, borrowed from its record, its event and the previous mac: the writer
+/// serializes it without moving or cloning a field. Its fields, their order and their
+/// omissions are exactly [`Stored`]'s, and [`Line::write_json`] writes the bytes a `Stored`
+/// serializes to (tested in `written_bytes_are_the_stored_serialization`).
+struct Line<'a> {
+    seq: u64,
+    time: &'a str,
+    request_id: &'a str,
+    account_id: &'a str,
+    access_key_id: &'a str,
+    source: &'a str,
+    action: &'a str,
+    key_id: &'a str,
+    key_version_id: &'a str,
+    result: &'a str,
+    status: u16,
+    /// Left out when empty.
+    principal: &'a str,
+    /// Left out when `None`.
+    event: Option<&'a Event>,
+    prev: &'a str,
+}
+
+impl<'a> Line<'a> {
+    fn of(seq: u64, r: &'a AuditRecord, event: Option<&'a Event>, prev: &'a Mac) -> Self {
+        Self {
             seq,
-            AuditRecord {
-                time: now_text(),
-                action: action.into(),
-                result: "OK".into(),
-                ..AuditRecord::default()
-            },
-            prev,
-        );
-        s.event = Some(event);
-        s
+            time: &r.time,
+            request_id: &r.request_id,
+            account_id: &r.account_id,
+            access_key_id: &r.access_key_id,
+            source: &r.source,
+            action: &r.action,
+            key_id: &r.key_id,
+            key_version_id: &r.key_version_id,
+            result: &r.result,
+            status: r.status,
+            principal: &r.principal,
+            event,
+            prev: prev.as_str(),
+        }
     }
 }
 
-fn now_text() -> String {
-    crate::timefmt::format_unix(crate::clock::system_now())
+impl Line<'_> {
+    /// Appends the line's JSON (without the mac) to `out`: the bytes serde_json writes for
+    /// the same [`Stored`], field names written as the constants they are and values copied
+    /// whole when they need no escaping (after [`AuditRecord::bounded`], all of them but
+    /// the rare `"` and `\`). Written by hand because serde's derived serializer escapes
+    /// every field name and every value byte by byte, and this runs once per API call; the
+    /// event, rare, goes through serde.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        use std::io::Write as _;
+        let fail = |e: std::io::Error| e.to_string();
+        write!(out, "{{\"seq\":{}", self.seq).map_err(fail)?;
+        for (name, value) in [
+            (&b",\"time\":"[..], self.time),
+            (b",\"request_id\":", self.request_id),
+            (b",\"account_id\":", self.account_id),
+            (b",\"access_key_id\":", self.access_key_id),
+            (b",\"source\":", self.source),
+            (b",\"action\":", self.action),
+            (b",\"key_id\":", self.key_id),
+            (b",\"key_version_id\":", self.key_version_id),
+            (b",\"result\":", self.result),
+        ] {
+            out.extend_from_slice(name);
+            push_json_str(out, value)?;
+        }
+        write!(out, ",\"status\":{}", self.status).map_err(fail)?;
+        if !self.principal.is_empty() {
+            out.extend_from_slice(b",\"principal\":");
+            push_json_str(out, self.principal)?;
+        }
+        if let Some(event) = self.event {
+            out.extend_from_slice(b",\"event\":");
+            serde_json::to_writer(&mut *out, event).map_err(|e| e.to_string())?;
+        }
+        out.extend_from_slice(b",\"prev\":");
+        push_json_str(out, self.prev)?;
+        out.push(b'}');
+        Ok(())
+    }
 }
 
-/// A line for the writer. The record is boxed so that the queue's 65,536 slots are 24 bytes
-/// each (1.5 MB) rather than a whole record each (~17 MB, all resident once the ring has gone
-/// round; measured in docs/performance-notes.md).
-type Job = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+/// Appends `s` as a JSON string, as serde_json writes it: it escapes `"`, `\` and the
+/// control characters below 0x20, nothing else (not DEL, not non-ASCII). A string without
+/// them (checked over every byte, no early exit, so on whole vectors) is copied as it is.
+fn push_json_str(out: &mut Vec<u8>, s: &str) -> Result<(), String> {
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, s).map_err(|e| e.to_string())
+    }
+}
+
+/// The record of a line the trail writes about itself (its time is now).
+fn event_record(event: &Event) -> AuditRecord {
+    let action = match event {
+        Event::Gap { .. } => GAP_ACTION,
+        Event::Retention { .. } => RETENTION_ACTION,
+        Event::KeyHandover { .. } => HANDOVER_ACTION,
+    };
+    AuditRecord {
+        time: now_text(),
+        action: action.into(),
+        result: "OK".into(),
+        ..AuditRecord::default()
+    }
+}
+
+/// A line's mac as written: 64 lowercase hex digits, kept inline (the writer chains one per
+/// line, so it is copied rather than allocated).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Mac([u8; 64]);
+
+impl Mac {
+    #[cfg(test)]
+    const GENESIS: Mac = Mac([b'0'; 64]);
+
+    /// A mac as read back (64 ASCII characters).
+    fn parse(text: &str) -> Option<Mac> {
+        <[u8; 64]>::try_from(text.as_bytes())
+            .ok()
+            .filter(|b| b.is_ascii())
+            .map(Mac)
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII by construction (hex digits, or checked by `parse`).
+        std::str::from_utf8(&self.0).unwrap_or(GENESIS)
+    }
+}
+
+impl std::fmt::Debug for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `peer` as `SocketAddr`'s `Display` writes it (`1.2.3.4:5`, `[::1]:5`): an IPv4 peer
+/// written digit by digit, without the formatting machinery (a tenth of its cost, paid on
+/// every API call); IPv6 through `Display`.
+pub fn source_text(peer: &std::net::SocketAddr) -> String {
+    let std::net::SocketAddr::V4(v4) = peer else {
+        return peer.to_string();
+    };
+    let mut out = String::with_capacity(21);
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, octet.into());
+    }
+    out.push(':');
+    push_decimal(&mut out, v4.port().into());
+    out
+}
+
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
+}
+
+/// The current time as the trail records it (`yyyy-MM-ddTHH:mm:ssZ`): formatted once per
+/// second on each thread and copied for every line of that second, since the formatting
+/// costs about twenty times the copy.
+pub fn now_text() -> String {
+    crate::timefmt::format_unix_cached(crate::clock::system_now())
+}
+
+/// A line for the writer, and who waits for it on disk. The record is boxed so that the
+/// queue's 65,536 slots are a few words each (1.5 MB) rather than a whole record each
+/// (~17 MB, all resident once the ring has gone round; measured in
+/// docs/performance-notes.md).
+type Queued = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+
+/// What the writer thread is sent.
+enum Job {
+    Line(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    /// Write every line queued before this one (and fsync), answer, and end the thread: the
+    /// end of a graceful stop ([`AuditLog::stop`]).
+    Stop(oneshot::Sender<()>),
+}
 
 /// Whether state changes may proceed: closed while the trail cannot be written for sure.
 /// Shared by the writer (which opens and closes it) and the request path (which asks it).
@@ -340,6 +516,8 @@ pub struct AuditLog {
     gate: AuditGate,
     /// The writer thread, woken by a line that waits for the disk (see [`Writer::run`]).
     writer: std::thread::Thread,
+    /// The writer thread's handle, taken by [`AuditLog::stop`].
+    joined: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl AuditLog {
@@ -360,6 +538,7 @@ impl AuditLog {
         // a rotation refuses to run while the lock is held.
         let lock = try_lock_writer(&dir).ok().flatten();
         let (seq, prev, repaired) = repair_tail(&dir, &keystore)?;
+        let prev = Mac::parse(&prev).ok_or("the audit trail's last mac is not 64 characters")?;
         let gate = AuditGate::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(65_536);
         let mut writer = Writer {
@@ -367,6 +546,7 @@ impl AuditLog {
             keystore,
             seq,
             prev,
+            buf: Vec::new(),
             file: None,
             gate: gate.clone(),
             closed_since: None,
@@ -377,13 +557,16 @@ impl AuditLog {
         if writer.gap.is_some() {
             writer.write_records(Vec::new());
         }
-        let writer = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("kms-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?
-            .thread()
-            .clone();
-        Ok(AuditLog { tx, gate, writer })
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
+        Ok(AuditLog {
+            tx,
+            gate,
+            writer: handle.thread().clone(),
+            joined: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
     }
 
     /// The gate state changes must pass before they are applied.
@@ -410,7 +593,7 @@ impl AuditLog {
     async fn send(&self, record: AuditRecord, durable: bool) -> (bool, bool) {
         if durable {
             let (done, wait) = oneshot::channel();
-            let sent = match self.tx.try_send((Box::new(record), Some(done))) {
+            let sent = match self.tx.try_send(Job::Line(Box::new(record), Some(done))) {
                 Ok(()) => {
                     // The writer may be collecting a batch: this line must not wait for it.
                     self.writer.unpark();
@@ -437,11 +620,50 @@ impl AuditLog {
                 tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
             (sent, written)
-        } else if self.tx.try_send((Box::new(record), None)).is_err() {
+        } else if self.tx.try_send(Job::Line(Box::new(record), None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
             (false, false)
         } else {
             (true, true)
+        }
+    }
+
+    /// The end of a graceful stop: the writer writes every line recorded so far (fsynced),
+    /// and its thread ends; waits for it at most `timeout`. `true` once the thread is
+    /// joined. Lines recorded afterwards are not written (counted as lost in the metrics).
+    /// Any clone may call it; a second call returns `true` at once.
+    pub async fn stop(&self, timeout: Duration) -> bool {
+        let Some(handle) = self.joined.lock().ok().and_then(|mut j| j.take()) else {
+            return true;
+        };
+        let (done, wait) = oneshot::channel();
+        let tx = self.tx.clone();
+        let writer = self.writer.clone();
+        // `send` blocks while the queue is full: off the runtime's worker threads.
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = tx.send(Job::Stop(done)).is_ok();
+            writer.unpark();
+            sent
+        });
+        let stopped = async {
+            // Not sent: the thread has ended already (and dropped the receiver).
+            if matches!(sent.await, Ok(true)) {
+                let _ = wait.await;
+            }
+            tokio::task::spawn_blocking(move || handle.join().is_ok())
+                .await
+                .unwrap_or(false)
+        };
+        match tokio::time::timeout(timeout, stopped).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::error!(
+                    queued = self.gate.queued(),
+                    "the audit writer did not finish in {} s: the last lines may be lost",
+                    timeout.as_secs()
+                );
+                false
+            }
         }
     }
 }
@@ -457,7 +679,10 @@ struct Writer {
     keystore: Arc<Keystore>,
     /// The last line on disk: its sequence number and mac.
     seq: u64,
-    prev: String,
+    prev: Mac,
+    /// The batch's lines, serialized here: kept from batch to batch, so that the writer
+    /// allocates nothing per line.
+    buf: Vec<u8>,
     file: Option<Current>,
     gate: AuditGate,
     /// Since when the gate is closed, and why.
@@ -499,46 +724,54 @@ pub fn try_lock_writer(dir: &Path) -> Result<Option<WriterLock>, String> {
     }
 }
 
-/// The line for `stored`: its JSON with the chained mac appended.
-fn seal_line(key: &hmac::Key, stored: &Stored) -> Result<(String, String), String> {
-    let mut line = String::new();
-    let mac = seal_into(key, stored, &mut line)?;
-    Ok((line, mac))
+/// The line for `line` (without its newline) and its mac.
+#[cfg(test)]
+fn seal_line(key: &hmac::Key, line: &Line<'_>) -> Result<(String, Mac), String> {
+    let mut out = Vec::with_capacity(512);
+    let mac = seal_into(key, line, &mut out)?;
+    let text = String::from_utf8(out).map_err(|e| e.to_string())?;
+    Ok((text, mac))
 }
 
-/// Appends the line for `stored` (without its newline) to `out`; returns its mac. The JSON
-/// is written once into a buffer sized for a line, then copied once, its closing brace
-/// giving way to the `mac` field.
-fn seal_into(key: &hmac::Key, stored: &Stored, out: &mut String) -> Result<String, String> {
-    let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, stored).map_err(|e| e.to_string())?;
-    let body = String::from_utf8(body).map_err(|e| e.to_string())?;
-    let open = body
-        .strip_suffix('}')
-        .ok_or("an audit line is not a JSON object")?;
-    let mac = mac_of(key, &stored.prev, &body);
-    out.reserve(body.len() + 80);
-    out.push_str(open);
-    out.push_str(",\"mac\":\"");
-    out.push_str(&mac);
-    out.push_str("\"}");
+/// Appends the line for `line` (without its newline) to `out`; returns its mac. The JSON is
+/// serialized straight into `out` (the writer's reused batch buffer), MACed there, and its
+/// closing brace gives way to the `mac` field: no allocation per line.
+fn seal_into(key: &hmac::Key, line: &Line<'_>, out: &mut Vec<u8>) -> Result<Mac, String> {
+    let start = out.len();
+    if let Err(e) = line.write_json(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    if out.last() != Some(&b'}') {
+        out.truncate(start);
+        return Err("an audit line is not a JSON object".into());
+    }
+    let mac = mac_bytes(key, line.prev.as_bytes(), &out[start..]);
+    out.pop();
+    out.extend_from_slice(b",\"mac\":\"");
+    out.extend_from_slice(&mac.0);
+    out.extend_from_slice(b"\"}");
     Ok(mac)
 }
 
-fn mac_of(key: &hmac::Key, prev: &str, body: &str) -> String {
+/// `HMAC-SHA256(key, prev ‖ "\n" ‖ body)` in hex. (The key's prepared inner and outer
+/// states are copied by `Context::with_key`, not derived again.)
+fn mac_bytes(key: &hmac::Key, prev: &[u8], body: &[u8]) -> Mac {
     let mut ctx = hmac::Context::with_key(key);
-    ctx.update(prev.as_bytes());
+    ctx.update(prev);
     ctx.update(b"\n");
-    ctx.update(body.as_bytes());
+    ctx.update(body);
     let tag = ctx.sign();
-    let mut text = [0u8; 64];
-    match hex::encode_to_slice(tag.as_ref(), &mut text)
-        .ok()
-        .and_then(|()| std::str::from_utf8(&text).ok())
-    {
-        Some(t) => t.to_owned(),
-        None => hex::encode(tag.as_ref()),
-    }
+    let mut text = [b'0'; 64];
+    // Cannot fail: 32 bytes always fill 64 hex digits.
+    let _ = hex::encode_to_slice(tag.as_ref(), &mut text);
+    Mac(text)
+}
+
+fn mac_of(key: &hmac::Key, prev: &str, body: &str) -> String {
+    mac_bytes(key, prev.as_bytes(), body.as_bytes())
+        .as_str()
+        .to_owned()
 }
 
 /// Splits a stored line into (body without mac, mac).
@@ -853,10 +1086,12 @@ impl Writer {
     /// is closed it checks every second whether the trail can be written again.
     fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
         use std::sync::mpsc::RecvTimeoutError;
-        let mut batch: Vec<Job> = Vec::with_capacity(1024);
+        let mut batch: Vec<Queued> = Vec::with_capacity(1024);
+        let mut stop = None;
         loop {
             match rx.recv_timeout(RETRY) {
-                Ok(job) => batch.push(job),
+                Ok(Job::Line(record, ack)) => batch.push((record, ack)),
+                Ok(Job::Stop(done)) => stop = Some(done),
                 Err(RecvTimeoutError::Timeout) => {
                     if self.closed_since.is_some() || self.gap.is_some() {
                         self.open();
@@ -878,13 +1113,19 @@ impl Writer {
             // request under load); a parked writer is woken only by the lines that wait
             // (their senders unpark it) and by its own timer.
             let deadline = Instant::now() + Duration::from_millis(20);
-            let mut waits = batch.iter().any(|(_, ack)| ack.is_some());
-            loop {
+            let mut waits = stop.is_some() || batch.iter().any(|(_, ack)| ack.is_some());
+            while stop.is_none() {
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(job) => {
-                            waits |= job.1.is_some();
-                            batch.push(job);
+                        Ok(Job::Line(record, ack)) => {
+                            waits |= ack.is_some();
+                            batch.push((record, ack));
+                        }
+                        // Nothing after it is written: stop collecting.
+                        Ok(Job::Stop(done)) => {
+                            stop = Some(done);
+                            waits = true;
+                            break;
                         }
                         Err(std::sync::mpsc::TryRecvError::Empty) => break,
                         // Every sender is gone (the server is stopping): write what there is
@@ -905,12 +1146,43 @@ impl Writer {
                 self.open();
             }
             self.write_records(std::mem::take(&mut batch));
+            if let Some(done) = stop.take() {
+                self.finish();
+                // Lines sent after the stop are not written: count them lost.
+                let mut late = 0;
+                while let Ok(job) = rx.try_recv() {
+                    if let Job::Line(_, ack) = job {
+                        late += 1;
+                        if let Some(a) = ack {
+                            let _ = a.send(false);
+                        }
+                    }
+                }
+                self.gate.0.queued.fetch_sub(late, Ordering::Relaxed);
+                self.gate.0.lost.fetch_add(late, Ordering::Relaxed);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// Before the thread ends on [`Job::Stop`]: a gap still to record is written, and the
+    /// file is synced (lines that no state change waited for included).
+    fn finish(&mut self) {
+        if self.gap.is_some() {
+            self.open();
+            self.write_records(Vec::new());
+        }
+        if let Some(cur) = &self.file {
+            if let Err(e) = cur.f.sync_data() {
+                tracing::error!(error = %e, "the audit trail could not be synced at stop");
+            }
         }
     }
 
     /// Writes `batch` (after a gap line if lines were lost), rotating as soon as the file
     /// reaches its limit, then answers the waiting state changes.
-    fn write_records(&mut self, batch: Vec<Job>) {
+    fn write_records(&mut self, batch: Vec<Queued>) {
         self.gate
             .0
             .queued
@@ -932,11 +1204,12 @@ impl Writer {
             return;
         }
         let mut acks: Vec<(oneshot::Sender<bool>, bool)> = Vec::new();
-        let mut chunk = String::new();
+        let mut chunk = std::mem::take(&mut self.buf);
+        chunk.clear();
         let mut chunk_acks: Vec<oneshot::Sender<bool>> = Vec::new();
         let mut chunk_records = 0u64;
         let mut chunk_gap = false;
-        let (mut seq, mut prev) = (self.seq, self.prev.clone());
+        let (mut seq, mut prev) = (self.seq, self.prev);
         let mut failed: Option<String> = None;
         let mut records = batch.into_iter().peekable();
         loop {
@@ -947,12 +1220,10 @@ impl Writer {
                         lost,
                         reason,
                     };
-                    if let Ok((line, mac)) = seal_line(
-                        self.keystore.audit_key(),
-                        &Stored::event(seq + 1, event, prev.clone()),
-                    ) {
-                        chunk.push_str(&line);
-                        chunk.push('\n');
+                    let record = event_record(&event);
+                    let line = Line::of(seq + 1, &record, Some(&event), &prev);
+                    if let Ok(mac) = seal_into(self.keystore.audit_key(), &line, &mut chunk) {
+                        chunk.push(b'\n');
                         (seq, prev) = (seq + 1, mac);
                         chunk_gap = true;
                     }
@@ -969,13 +1240,10 @@ impl Writer {
                     }
                     continue;
                 }
-                match seal_into(
-                    self.keystore.audit_key(),
-                    &Stored::new(seq + 1, *record, prev.clone()),
-                    &mut chunk,
-                ) {
+                let line = Line::of(seq + 1, &record, None, &prev);
+                match seal_into(self.keystore.audit_key(), &line, &mut chunk) {
                     Ok(mac) => {
-                        chunk.push('\n');
+                        chunk.push(b'\n');
                         (seq, prev) = (seq + 1, mac);
                         chunk_records += 1;
                     }
@@ -997,18 +1265,18 @@ impl Writer {
             let durable = !chunk_acks.is_empty() || full || chunk_gap;
             match self.append(&chunk, durable) {
                 Ok(()) => {
-                    (self.seq, self.prev) = (seq, prev.clone());
+                    (self.seq, self.prev) = (seq, prev);
                     if chunk_gap {
                         self.gap = None;
                     }
                     acks.extend(chunk_acks.drain(..).map(|a| (a, true)));
                     if full {
                         self.rotate();
-                        (seq, prev) = (self.seq, self.prev.clone());
+                        (seq, prev) = (self.seq, self.prev);
                     }
                 }
                 Err(e) => {
-                    (seq, prev) = (self.seq, self.prev.clone());
+                    (seq, prev) = (self.seq, self.prev);
                     self.lose(chunk_records, &e);
                     acks.extend(chunk_acks.drain(..).map(|a| (a, false)));
                     self.close(e.clone());
@@ -1022,6 +1290,10 @@ impl Writer {
                 break;
             }
         }
+        // Keep the buffer for the next batch, unless a rotation or a huge batch made it big.
+        if chunk.capacity() <= 1 << 20 {
+            self.buf = chunk;
+        }
         if failed.is_none() && self.file.is_some() {
             self.renew();
         }
@@ -1031,18 +1303,15 @@ impl Writer {
     }
 
     /// Appends `lines`; on failure cuts the file back so that no line is left in part.
-    fn append(&mut self, lines: &str, durable: bool) -> Result<(), String> {
+    fn append(&mut self, lines: &[u8], durable: bool) -> Result<(), String> {
         let path = self.s.dir.join(CURRENT);
         let Some(cur) = self.file.as_mut() else {
             return Err(format!("{} is not open", path.display()));
         };
-        let written = cur.f.write_all(lines.as_bytes()).and_then(|_| {
-            if durable {
-                cur.f.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written =
+            cur.f
+                .write_all(lines)
+                .and_then(|_| if durable { cur.f.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {
                 cur.size += lines.len() as u64;
@@ -1127,13 +1396,17 @@ impl Writer {
             files: remove as u64,
             bytes: sizes[..remove].iter().sum(),
         };
-        let Ok((line, mac)) = seal_line(
+        let record = event_record(&event);
+        let mut line = Vec::with_capacity(512);
+        let Ok(mac) = seal_into(
             self.keystore.audit_key(),
-            &Stored::event(self.seq + 1, event, self.prev.clone()),
+            &Line::of(self.seq + 1, &record, Some(&event), &self.prev),
+            &mut line,
         ) else {
             return;
         };
-        if self.append(&format!("{line}\n"), true).is_err() {
+        line.push(b'\n');
+        if self.append(&line, true).is_err() {
             return;
         }
         (self.seq, self.prev) = (self.seq + 1, mac);
@@ -1353,23 +1626,22 @@ pub fn hand_over(dir: &Path, old: &Keystore, new: &Keystore) -> Result<Handover,
             return Ok(Handover::AlreadyDone);
         }
     }
-    let (mut seq, mut prev, gap) = repair_tail(dir, old)?;
-    let mut lines = String::new();
+    let (mut seq, prev, gap) = repair_tail(dir, old)?;
+    let mut prev = Mac::parse(&prev).ok_or("the audit trail's last mac is not 64 characters")?;
+    let mut lines = Vec::new();
     if let Some((since, lost, reason)) = gap {
-        let (line, mac) = seal_line(
+        let event = Event::Gap {
+            since,
+            lost,
+            reason,
+        };
+        let record = event_record(&event);
+        let mac = seal_into(
             old.audit_key(),
-            &Stored::event(
-                seq + 1,
-                Event::Gap {
-                    since,
-                    lost,
-                    reason,
-                },
-                prev,
-            ),
+            &Line::of(seq + 1, &record, Some(&event), &prev),
+            &mut lines,
         )?;
-        lines.push_str(&line);
-        lines.push('\n');
+        lines.push(b'\n');
         (seq, prev) = (seq + 1, mac);
     }
     let sealed = new
@@ -1379,9 +1651,13 @@ pub fn hand_over(dir: &Path, old: &Keystore, new: &Keystore) -> Result<Handover,
         next_key: new.audit_key_id(),
         sealed_key: base64::engine::general_purpose::STANDARD.encode(sealed),
     };
-    let (line, _) = seal_line(old.audit_key(), &Stored::event(seq + 1, event, prev))?;
-    lines.push_str(&line);
-    lines.push('\n');
+    let record = event_record(&event);
+    seal_into(
+        old.audit_key(),
+        &Line::of(seq + 1, &record, Some(&event), &prev),
+        &mut lines,
+    )?;
+    lines.push(b'\n');
     let path = dir.join(CURRENT);
     let mut f = private_fs::options()
         .create(true)
@@ -1392,7 +1668,7 @@ pub fn hand_over(dir: &Path, old: &Keystore, new: &Keystore) -> Result<Handover,
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .len();
-    if let Err(e) = f.write_all(lines.as_bytes()).and_then(|_| f.sync_all()) {
+    if let Err(e) = f.write_all(&lines).and_then(|_| f.sync_all()) {
         // Leave no line in part: the next attempt starts from a sound end.
         let _ = f.set_len(size).and_then(|_| f.sync_all());
         return Err(format!(
@@ -1634,13 +1910,120 @@ mod tests {
     fn lines_split_back() {
         let ks = Keystore::from_root(&[4u8; 32]).unwrap();
         let s = Stored::new(1, rec(1), GENESIS.into());
-        let (line, mac) = seal_line(ks.audit_key(), &s).unwrap();
+        let r = rec(1);
+        let (line, mac) = seal_line(ks.audit_key(), &Line::of(1, &r, None, &Mac::GENESIS)).unwrap();
+        let mac = mac.as_str().to_string();
         let (body, got) = split_line(&line).unwrap();
         assert_eq!(got, mac);
         assert_eq!(body, serde_json::to_string(&s).unwrap());
         assert!(split_line("{}").is_none());
         assert_eq!(sound_line(ks.audit_key(), line.as_bytes()), Some((1, mac)));
         assert_eq!(sound_line(ks.audit_key(), &line.as_bytes()[..50]), None);
+    }
+
+    /// The line as written before the writer serialized borrowed [`Line`]s into a reused
+    /// buffer: a [`Stored`] serialized on its own, its brace giving way to the mac.
+    fn reference_line(key: &hmac::Key, stored: &Stored) -> String {
+        let body = serde_json::to_string(stored).unwrap();
+        let mac = mac_of(key, &stored.prev, &body);
+        format!("{},\"mac\":\"{mac}\"}}", body.strip_suffix('}').unwrap())
+    }
+
+    #[test]
+    fn written_bytes_are_the_stored_serialization() {
+        let ks = Keystore::from_root(&[4u8; 32]).unwrap();
+        let key = ks.audit_key();
+        let odd = "quote \" backslash \\ tab \t nl \n nul \u{0} del \u{7f} é 中文 🔑 \u{2028}";
+        let mut records = vec![rec(1), rec(2), AuditRecord::default()];
+        records.push(AuditRecord {
+            time: odd.into(),
+            request_id: odd.into(),
+            account_id: odd.into(),
+            access_key_id: odd.into(),
+            source: "[::1]:443".into(),
+            action: odd.into(),
+            key_id: odd.into(),
+            key_version_id: odd.into(),
+            result: odd.into(),
+            status: 503,
+            principal: odd.into(),
+        });
+        records.push(AuditRecord {
+            principal: "acs:ram::1:user/alice".into(),
+            ..rec(3)
+        });
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        records.push(AuditRecord {
+            request_id: every_ascii.clone(),
+            key_id: every_ascii.chars().rev().collect(),
+            ..rec(4)
+        });
+        let bounded: Vec<AuditRecord> = records.iter().map(|r| r.clone().bounded()).collect();
+        records.extend(bounded);
+        let events = [
+            Event::Gap {
+                since: "2026-01-01T00:00:00Z".into(),
+                lost: 3,
+                reason: odd.into(),
+            },
+            Event::Retention {
+                through_seq: 41,
+                through_mac: "ab".repeat(32),
+                files: 2,
+                bytes: 12_345,
+            },
+            Event::KeyHandover {
+                next_key: "k-\"1\"".into(),
+                sealed_key: "c2VhbGVk+/==".into(),
+            },
+        ];
+        let mut prev = Mac::GENESIS;
+        let mut seq = u64::MAX - 100;
+        let mut buf = Vec::new();
+        let mut check = |r: &AuditRecord, event: Option<&Event>| {
+            let mut stored = Stored::new(seq, r.clone(), prev.as_str().into());
+            stored.event = event.cloned();
+            let want = reference_line(key, &stored);
+            let (line, mac) = seal_line(key, &Line::of(seq, r, event, &prev)).unwrap();
+            assert_eq!(line, want);
+            // Appended to a buffer that already holds lines: the same bytes after them.
+            let before = buf.len();
+            assert_eq!(
+                seal_into(key, &Line::of(seq, r, event, &prev), &mut buf).unwrap(),
+                mac
+            );
+            assert_eq!(&buf[before..], want.as_bytes());
+            buf.push(b'\n');
+            (seq, prev) = (seq + 1, mac);
+        };
+        for r in &records {
+            check(r, None);
+        }
+        for e in &events {
+            check(&event_record(e), Some(e));
+            check(&records[3], Some(e));
+        }
+        // Every character alone, as serde_json writes it.
+        for c in every_ascii
+            .chars()
+            .chain(['é', '中', '🔑', '\u{2028}', '\u{ffff}'])
+        {
+            for text in [c.to_string(), format!("a{c}b{c}")] {
+                let mut out = b"x".to_vec();
+                push_json_str(&mut out, &text).unwrap();
+                assert_eq!(out[1..], serde_json::to_vec(&text).unwrap()[..], "{c:?}");
+            }
+        }
+        // And what was written reads back as a chain.
+        let text = String::from_utf8(buf).unwrap();
+        let mut prev = GENESIS.to_string();
+        for line in text.lines() {
+            let (body, mac) = split_line(line).unwrap();
+            let stored: Stored = serde_json::from_str(&body).unwrap();
+            assert_eq!(stored.prev, prev);
+            assert_eq!(mac_of(key, &prev, &body), mac);
+            prev = mac;
+        }
     }
 
     #[test]
@@ -1704,8 +2087,9 @@ mod tests {
                 ..big
             },
         ] {
+            let r = r.bounded();
             let (line, _) =
-                seal_line(ks.audit_key(), &Stored::new(1, r.bounded(), GENESIS.into())).unwrap();
+                seal_line(ks.audit_key(), &Line::of(1, &r, None, &Mac::GENESIS)).unwrap();
             assert!(line.len() < 1024 + 512, "{}", line.len());
         }
     }
@@ -1812,6 +2196,66 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn source_text_is_the_display_of_the_address() {
+        use std::net::SocketAddr;
+        let mut peers: Vec<SocketAddr> = [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "127.0.0.1:40000",
+            "10.0.0.1:1",
+            "192.168.100.9:8080",
+            "[::1]:443",
+            "[::ffff:1.2.3.4]:10",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for n in 0..=255u8 {
+            peers.push(SocketAddr::from((
+                [n, n / 2, 255 - n, n % 10],
+                u16::from(n) * 257,
+            )));
+        }
+        for p in peers {
+            assert_eq!(source_text(&p), p.to_string());
+        }
+    }
+
+    #[test]
+    fn now_text_is_the_formatted_current_second() {
+        for _ in 0..3 {
+            let before = crate::clock::system_now();
+            let text = now_text();
+            let after = crate::clock::system_now();
+            let t = crate::timefmt::parse(&text).unwrap();
+            assert!((before..=after).contains(&t), "{text}");
+            assert_eq!(text, crate::timefmt::format_unix(t));
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_writes_every_line_recorded_before_it_and_ends_the_writer() {
+        let dir = temp_dir();
+        let ks = keystore();
+        let log = AuditLog::start(settings(&dir, 0), ks.clone()).unwrap();
+        // Lines nobody waits for: without the stop they would sit in the batch for 20 ms.
+        for i in 1..=500 {
+            assert!(log.record(rec(i), false).await);
+        }
+        assert!(log.clone().stop(Duration::from_secs(10)).await);
+        assert_eq!(query(&dir, None, None, None).unwrap().len(), 500);
+        assert_eq!(verify(&dir, &ks).unwrap().lines, 500);
+        assert_eq!((log.gate().queued(), log.gate().lost()), (0, 0));
+        // After the stop nothing is written, and the line is counted lost; stopping again
+        // is a no-op.
+        assert!(!log.record(rec(501), true).await);
+        assert!(log.stop(Duration::from_secs(1)).await);
+        assert_eq!(log.gate().lost(), 1);
+        assert_eq!(verify(&dir, &ks).unwrap().lines, 500);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn the_gate_closes_when_the_trail_cannot_be_written_and_the_gap_is_recorded() {
         let dir = temp_dir();
@@ -1827,7 +2271,8 @@ mod tests {
             s: settings(&dir, 0),
             keystore: ks.clone(),
             seq: 1,
-            prev: GENESIS.into(),
+            prev: Mac::GENESIS,
+            buf: Vec::new(),
             file: None,
             gate: AuditGate::default(),
             closed_since: None,

@@ -21,7 +21,6 @@ use crate::protocol::params::Params;
 use crate::protocol::signature::{
     percent_encode, v1_string_to_sign, v3_canonical_request, RequestView,
 };
-use crate::timefmt::format_unix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureVersion {
@@ -109,24 +108,6 @@ fn lower_hex(bytes: &[u8]) -> String {
     }
 }
 
-/// `format_unix` of the current second, formatted once per second per thread.
-fn timestamp_now() -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> =
-            const { std::cell::RefCell::new((i64::MIN, String::new())) };
-    }
-    let now = system_now();
-    LAST.with(|last| match last.try_borrow_mut() {
-        Ok(mut last) => {
-            if last.0 != now {
-                *last = (now, format_unix(now));
-            }
-            last.1.clone()
-        }
-        Err(_) => format_unix(now),
-    })
-}
-
 impl Client {
     /// `endpoint` is `http://host:port`, `https://host:port` (or `host:port`, plain HTTP).
     pub fn new(
@@ -199,7 +180,7 @@ impl Client {
         action: &str,
         params: &[(String, String)],
     ) -> (String, Vec<(String, String)>) {
-        let now = timestamp_now();
+        let now = crate::timefmt::format_unix_cached(system_now());
         match self.signature {
             SignatureVersion::V3 => {
                 let mut headers = vec![
@@ -384,12 +365,5 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(n, nonce());
-    }
-
-    #[test]
-    fn timestamps_follow_the_clock_format() {
-        let t = timestamp_now();
-        assert_eq!(t.len(), "2026-12-01T10:00:00Z".len());
-        assert!(t.ends_with('Z'));
     }
 }

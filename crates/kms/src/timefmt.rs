@@ -13,6 +13,31 @@ pub fn format_unix(t: i64) -> String {
         .unwrap_or_default()
 }
 
+/// [`format_unix`] for the current second on a hot path (the audit line, a request's
+/// signature timestamp): formatted once per second per thread and copied after that (the
+/// generic formatter costs ~1,700 instructions a call).
+pub fn format_unix_cached(t: i64) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> = const {
+            std::cell::RefCell::new(None)
+        };
+    }
+    LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        match &*last {
+            Some((at, text)) if *at == t => Some(text.clone()),
+            _ => {
+                let text = format_unix(t);
+                *last = Some((t, text.clone()));
+                Some(text)
+            }
+        }
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| format_unix(t))
+}
+
 /// Formats an optional time; `None` is the empty string the wire uses for "not applicable".
 pub fn format_opt(t: Option<i64>) -> String {
     t.map(format_unix).unwrap_or_default()
@@ -32,6 +57,22 @@ pub fn parse(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_format_is_format_unix() {
+        for t in [
+            0,
+            1,
+            1,
+            2,
+            1_700_000_000,
+            1_700_000_000,
+            1_700_000_001,
+            253_402_300_799,
+        ] {
+            assert_eq!(format_unix_cached(t), format_unix(t));
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -143,11 +143,11 @@ async fn api_handler(
         audit
             .record(
                 AuditRecord {
-                    time: audit_time(crate::clock::system_now()),
+                    time: crate::audit::now_text(),
                     request_id: out.request_id,
                     account_id: out.account_id.unwrap_or_default(),
                     access_key_id: out.access_key_id.unwrap_or_default(),
-                    source: peer_text(peer),
+                    source: crate::audit::source_text(&peer),
                     action: out.action.unwrap_or_default(),
                     key_id: out.key_id.unwrap_or_default(),
                     key_version_id: out.key_version_id.unwrap_or_default(),
@@ -169,65 +169,6 @@ async fn api_handler(
         rendered.body,
     )
         .into_response()
-}
-
-/// `peer.to_string()`, with IPv4 written by hand (the generic formatter costs ~1,600
-/// instructions a call); IPv6 goes to the formatter.
-fn peer_text(peer: SocketAddr) -> String {
-    fn push_decimal(out: &mut String, n: u16) {
-        let mut digits = [0u8; 5];
-        let mut at = digits.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for d in &digits[at..] {
-            out.push(char::from(*d));
-        }
-    }
-    match peer {
-        SocketAddr::V4(a) => {
-            let mut out = String::with_capacity(21);
-            for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_decimal(&mut out, u16::from(octet));
-            }
-            out.push(':');
-            push_decimal(&mut out, a.port());
-            out
-        }
-        SocketAddr::V6(_) => peer.to_string(),
-    }
-}
-
-/// The audit line's time, `format_unix(now)`: formatted once per second per thread and
-/// copied after that (the generic formatter costs ~1,700 instructions a call).
-fn audit_time(now: i64) -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(i64, String)>> = const {
-            std::cell::RefCell::new(None)
-        };
-    }
-    LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            return crate::timefmt::format_unix(now);
-        };
-        match &*last {
-            Some((at, text)) if *at == now => text.clone(),
-            _ => {
-                let text = crate::timefmt::format_unix(now);
-                *last = Some((now, text.clone()));
-                text
-            }
-        }
-    })
 }
 
 fn error_response(err: &KmsError) -> Response {
@@ -371,46 +312,4 @@ pub fn router(
         app = app.route("/__test/clock", post(test_clock));
     }
     app.fallback(not_found).with_state(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-
-    #[test]
-    fn peer_text_is_to_string() {
-        let mut addrs: Vec<SocketAddr> = vec![
-            "[::1]:8080".parse().unwrap(),
-            "[fe80::1%2]:1".parse().unwrap(),
-        ];
-        for ip in [
-            [0, 0, 0, 0],
-            [127, 0, 0, 1],
-            [10, 9, 99, 100],
-            [255, 255, 255, 255],
-        ] {
-            for port in [0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535] {
-                addrs.push(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)));
-            }
-        }
-        for a in addrs {
-            assert_eq!(super::peer_text(a), a.to_string());
-        }
-    }
-
-    #[test]
-    fn audit_time_is_format_unix() {
-        for t in [
-            0,
-            1,
-            1,
-            2,
-            1_700_000_000,
-            1_700_000_000,
-            1_700_000_001,
-            253_402_300_799,
-        ] {
-            assert_eq!(super::audit_time(t), crate::timefmt::format_unix(t));
-        }
-    }
 }

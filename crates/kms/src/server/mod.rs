@@ -35,8 +35,12 @@ pub use bootstrap::default_account;
 pub use data_dir::{open_keystore, DataDir, DEFAULT_DATABASE_POOL};
 pub use serve::{shutdown_signal, HttpLimits};
 
+/// Time the audit writer gets to write its last lines at a graceful stop.
+const AUDIT_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the server on `listener` (the API; the web console listens where `config.console`
-/// says) until `shutdown` completes; the binary passes [`shutdown_signal`].
+/// says) until `shutdown` completes (then every line of the audit trail is written before it
+/// returns); the binary passes [`shutdown_signal`].
 pub async fn run<F>(listener: TcpListener, config: ServerConfig, shutdown: F) -> Result<(), String>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -283,6 +287,8 @@ where
         },
         config.metrics_allow_remote,
     ));
+    // Kept to stop the writer once the listeners are done.
+    let audit_writer = audit.clone();
     let app = router(
         protocol,
         clock,
@@ -297,6 +303,8 @@ where
     }
     refusal_log.abort();
     root_key_watch.abort();
+    // Every answered request's line on disk before the process exits.
+    audit_writer.stop(AUDIT_STOP_GRACE).await;
     tracing::info!("refused before the API since start: {}", refusals.summary());
     Ok(())
 }
