@@ -20,7 +20,7 @@ use crate::keystore::blob::parse_header;
 use crate::policy::kms::{check_refs, CheckRef, Ids, Scope};
 use crate::policy::{Context, Decision, PolicySet};
 use crate::protocol::params::Params;
-use crate::service::ram::{err, Principal};
+use crate::service::ram::{err, Compiled, Principal};
 use crate::service::{Caller, Kms};
 
 /// What the transport knows about a request.
@@ -91,6 +91,7 @@ pub async fn authorize(
         kms,
         caller,
         principal,
+        None,
         action,
         p,
         RequestContext::Built(ctx),
@@ -112,11 +113,27 @@ pub async fn authorize_transport(
         kms,
         caller,
         principal,
+        None,
         action,
         p,
         RequestContext::Transport(t),
     )
     .await
+}
+
+/// [`authorize`] or [`authorize_transport`] with the principal's compiled policies already
+/// in hand (a signed request's, from its access key's entry in
+/// [`crate::service::sts::AuthCache`]): no second lookup. `None`: looked up here.
+pub async fn authorize_prepared(
+    kms: &Kms,
+    caller: &Caller,
+    principal: &Principal,
+    policies: Option<&Compiled>,
+    action: ApiAction,
+    p: &Params,
+    rc: RequestContext<'_>,
+) -> Result<Decision, KmsError> {
+    authorize_in(kms, caller, principal, policies, action, p, rc).await
 }
 
 /// The checks are built borrowing the request (key ids, names) and matched piecewise
@@ -126,6 +143,7 @@ async fn authorize_in(
     kms: &Kms,
     caller: &Caller,
     principal: &Principal,
+    prepared: Option<&Compiled>,
     action: ApiAction,
     p: &Params,
     rc: RequestContext<'_>,
@@ -219,7 +237,14 @@ async fn authorize_in(
             return Err(denied(action.product()));
         }
     }
-    let compiled = kms.policies_of(principal).await?;
+    let fetched;
+    let compiled: &Compiled = match prepared {
+        Some(c) => c,
+        None => {
+            fetched = kms.policies_of(principal).await?;
+            &fetched
+        }
+    };
     let empty;
     let built;
     let mut ctx: &Context = match rc {
