@@ -445,3 +445,67 @@ async fn no_request_after_a_policy_change_is_decided_under_the_old_policy() {
     );
     assert!(request(&kms, &caller, &ak, "KeyId=k1").await.is_err());
 }
+
+#[tokio::test]
+async fn decisions_are_remembered_only_where_one_key_decides_them() {
+    let (a, _, _, caller) = two_nodes();
+    let ak = encrypt_user(&a.kms, &caller, "app").await;
+    let refused = ("Forbidden.NoPermission", 403);
+    for _ in 0..2 {
+        request(&a.kms, &caller, &ak, "KeyId=k1").await.unwrap();
+        assert_eq!(
+            code(request(&a.kms, &caller, &ak, "KeyId=k2").await.unwrap_err()),
+            refused
+        );
+    }
+    let auth = a.kms.authenticate(&ak).await.unwrap();
+    let memo = &auth.policies.as_ref().unwrap().decisions;
+    assert_eq!(memo.len(), 2);
+    // Bounded; a remembered decision is the one the policies take.
+    for i in 0..20 {
+        let q = format!("KeyId=x{i}");
+        assert_eq!(
+            code(request(&a.kms, &caller, &ak, &q).await.unwrap_err()),
+            refused
+        );
+    }
+    assert_eq!(memo.len(), super::ram::MEMO_SLOTS);
+    request(&a.kms, &caller, &ak, "KeyId=k1").await.unwrap();
+    // A policy with a condition: decided per request, nothing remembered.
+    a.kms
+        .create_policy(
+            &caller,
+            "tls-k2",
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"acs:kms:*:*:key/k2","Condition":{"Bool":{"acs:SecureTransport":"true"}}}]}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    a.kms
+        .attach_policy(&caller, Holder::User, "app", PolicyType::Custom, "tls-k2")
+        .await
+        .unwrap();
+    request(&a.kms, &caller, &ak, "KeyId=k1").await.unwrap();
+    assert_eq!(
+        code(request(&a.kms, &caller, &ak, "KeyId=k2").await.unwrap_err()),
+        refused
+    );
+    let auth = a.kms.authenticate(&ak).await.unwrap();
+    assert_eq!(auth.policies.as_ref().unwrap().decisions.len(), 0);
+    let secure = RequestContext::Transport(Transport {
+        source_ip: None,
+        secure: true,
+    });
+    let caller_k2 = caller.clone();
+    authorize_prepared(
+        &a.kms,
+        &caller_k2,
+        &auth.principal,
+        auth.policies.as_deref(),
+        ApiAction::Kms(K::Encrypt),
+        &params("KeyId=k2"),
+        secure,
+    )
+    .await
+    .unwrap();
+}
