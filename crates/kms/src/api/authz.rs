@@ -136,6 +136,52 @@ pub async fn authorize_prepared(
     authorize_in(kms, caller, principal, policies, action, p, rc).await
 }
 
+/// Whether a policy set may remember its decisions on `action` ([`crate::service::ram::DecisionMemo`]): it has
+/// no condition, and the action's checks name at most one key and otherwise only containers
+/// (no alias, secret, RAM name, destination or role ARN).
+fn memo_applies(c: &Compiled, ram: &[crate::action::RamCheck]) -> bool {
+    !c.uses_conditions
+        && ram.iter().filter(|c| c.resource == Resource::Key).count() <= 1
+        && ram.iter().all(|c| {
+            matches!(
+                c.resource,
+                Resource::Key
+                    | Resource::KeyContainer
+                    | Resource::AliasContainer
+                    | Resource::SecretContainer
+                    | Resource::Any
+            )
+        })
+}
+
+/// The decision [`authorize_prepared`] would take, when it is already remembered for a
+/// request naming its key by plain id (`KeyId`, no `ResourceId.N`): answered without
+/// starting the asynchronous authorisation. None: run [`authorize_prepared`].
+pub fn remembered(
+    caller: &Caller,
+    principal: &Principal,
+    policies: Option<&Compiled>,
+    action: ApiAction,
+    p: &Params,
+) -> Option<Result<Decision, KmsError>> {
+    let c = policies?;
+    if principal.is_root() || action.product() != Product::Kms {
+        return None;
+    }
+    let ram = action.ram();
+    if ram.is_empty() || !memo_applies(c, ram) {
+        return None;
+    }
+    let key = p.opt("KeyId")?;
+    if key.starts_with("acs:kms:") || key.starts_with("alias/") || p.opt("ResourceId.1").is_some() {
+        return None;
+    }
+    let d = c
+        .decisions
+        .get(action, &caller.account_id, &caller.region, key)?;
+    Some(allowed(d, action))
+}
+
 /// The checks are built borrowing the request (key ids, names) and matched piecewise
 /// against the policies ([`check_refs`], [`PolicySet::decide_refs`]): on a request naming
 /// its key by id, nothing here allocates beyond the one vector of checks.
@@ -161,23 +207,8 @@ async fn authorize_in(
     let mut keys: Vec<Cow<'_, str>> = Vec::new();
     let mut tag_key: Option<usize> = None;
     // The decision of the same request taken before with these policies, where it depends
-    // on the one key alone ([`crate::service::ram::DecisionMemo`]): the policies have no
-    // condition, and the action's checks name at most one key and otherwise only
-    // containers (no alias, secret, RAM name, destination or role ARN).
-    let memo = prepared.filter(|c| {
-        !c.uses_conditions
-            && ram.iter().filter(|c| c.resource == Resource::Key).count() <= 1
-            && ram.iter().all(|c| {
-                matches!(
-                    c.resource,
-                    Resource::Key
-                        | Resource::KeyContainer
-                        | Resource::AliasContainer
-                        | Resource::SecretContainer
-                        | Resource::Any
-                )
-            })
-    });
+    // on the one key alone ([`crate::service::ram::DecisionMemo`]).
+    let memo = prepared.filter(|c| memo_applies(c, ram));
     let mut memo_key: Option<usize> = None;
     if action.product() == Product::Kms {
         let first: Option<Cow<'_, str>> = if let Some(k) = p.opt("KeyId") {

@@ -418,7 +418,12 @@ impl Protocol {
         } else {
             crate::policy::Context::new()
         };
-        if !principal.is_root() {
+        // A decision these policies already took on this request (a RAM user's or role
+        // session's; signed requests naming a key by id) is answered at once.
+        let remembered = api::authz::remembered(caller, principal, policies, action, params);
+        if let Some(d) = remembered {
+            d?;
+        } else if !principal.is_root() {
             let rc = if sts {
                 api::authz::RequestContext::Built(&context)
             } else {

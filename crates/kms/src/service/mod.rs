@@ -155,11 +155,11 @@ impl Kms {
 
     // ---------------------------------------------------------------- access keys
 
-    /// Looks up an access key for signature verification: its account and secret. The
-    /// record comes through the store's cache (secret sealed, at most
+    /// Looks up an access key's account and secret (the console's sign-in, `kms admin`;
+    /// signed API requests use [`Kms::authenticate`], which keeps prepared HMAC keys instead).
+    /// The record comes through the store's cache (secret sealed, at most
     /// [`crate::store::cache::ACCESS_KEY_TTL`] old, dropped at once when changed through the
-    /// store or announced by another node) and the secret is unsealed per request, so no
-    /// secret stays in memory in clear between requests.
+    /// store or announced by another node) and the secret is unsealed per call.
     pub async fn access_key_secret(&self, id: &str) -> Result<(String, Secret), KmsError> {
         let rec = self
             .store
