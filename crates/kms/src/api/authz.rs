@@ -20,7 +20,7 @@ use crate::keystore::blob::parse_header;
 use crate::policy::kms::{check_refs, CheckRef, Ids, Scope};
 use crate::policy::{Context, Decision, PolicySet};
 use crate::protocol::params::Params;
-use crate::service::ram::{err, Principal};
+use crate::service::ram::{err, Compiled, Principal};
 use crate::service::{Caller, Kms};
 
 /// What the transport knows about a request.
@@ -91,6 +91,7 @@ pub async fn authorize(
         kms,
         caller,
         principal,
+        None,
         action,
         p,
         RequestContext::Built(ctx),
@@ -112,11 +113,73 @@ pub async fn authorize_transport(
         kms,
         caller,
         principal,
+        None,
         action,
         p,
         RequestContext::Transport(t),
     )
     .await
+}
+
+/// [`authorize`] or [`authorize_transport`] with the principal's compiled policies already
+/// in hand (a signed request's, from its access key's entry in
+/// [`crate::service::sts::AuthCache`]): no second lookup. `None`: looked up here.
+pub async fn authorize_prepared(
+    kms: &Kms,
+    caller: &Caller,
+    principal: &Principal,
+    policies: Option<&Compiled>,
+    action: ApiAction,
+    p: &Params,
+    rc: RequestContext<'_>,
+) -> Result<Decision, KmsError> {
+    authorize_in(kms, caller, principal, policies, action, p, rc).await
+}
+
+/// Whether a policy set may remember its decisions on `action` ([`crate::service::ram::DecisionMemo`]): it has
+/// no condition, and the action's checks name at most one key and otherwise only containers
+/// (no alias, secret, RAM name, destination or role ARN).
+fn memo_applies(c: &Compiled, ram: &[crate::action::RamCheck]) -> bool {
+    !c.uses_conditions
+        && ram.iter().filter(|c| c.resource == Resource::Key).count() <= 1
+        && ram.iter().all(|c| {
+            matches!(
+                c.resource,
+                Resource::Key
+                    | Resource::KeyContainer
+                    | Resource::AliasContainer
+                    | Resource::SecretContainer
+                    | Resource::Any
+            )
+        })
+}
+
+/// The decision [`authorize_prepared`] would take, when it is already remembered for a
+/// request naming its key by plain id (`KeyId`, no `ResourceId.N`): answered without
+/// starting the asynchronous authorisation. None: run [`authorize_prepared`].
+pub fn remembered(
+    caller: &Caller,
+    principal: &Principal,
+    policies: Option<&Compiled>,
+    action: ApiAction,
+    p: &Params,
+) -> Option<Result<Decision, KmsError>> {
+    let c = policies?;
+    if principal.is_root() || action.product() != Product::Kms {
+        return None;
+    }
+    let ram = action.ram();
+    if ram.is_empty() || !memo_applies(c, ram) {
+        return None;
+    }
+    let key = p.opt("KeyId")?;
+    if key.starts_with("acs:kms:") || key.starts_with("alias/") || p.opt("ResourceId.1").is_some() {
+        return None;
+    }
+    let d = c
+        .decisions
+        .get(action, &caller.account_id, &caller.region, key)?;
+    Some(allowed(d, action))
 }
 
 /// The checks are built borrowing the request (key ids, names) and matched piecewise
@@ -126,11 +189,13 @@ async fn authorize_in(
     kms: &Kms,
     caller: &Caller,
     principal: &Principal,
+    prepared: Option<&Compiled>,
     action: ApiAction,
     p: &Params,
     rc: RequestContext<'_>,
 ) -> Result<Decision, KmsError> {
-    if principal.is_root() || action.ram().is_empty() {
+    let ram = action.ram();
+    if principal.is_root() || ram.is_empty() {
         return Ok(Decision::Allow);
     }
     let scope = Scope {
@@ -141,6 +206,10 @@ async fn authorize_in(
     // that resolved is the one whose tags a condition may ask for.
     let mut keys: Vec<Cow<'_, str>> = Vec::new();
     let mut tag_key: Option<usize> = None;
+    // The decision of the same request taken before with these policies, where it depends
+    // on the one key alone ([`crate::service::ram::DecisionMemo`]).
+    let memo = prepared.filter(|c| memo_applies(c, ram));
+    let mut memo_key: Option<usize> = None;
     if action.product() == Product::Kms {
         let first: Option<Cow<'_, str>> = if let Some(k) = p.opt("KeyId") {
             Some(Cow::Borrowed(k))
@@ -168,8 +237,18 @@ async fn authorize_in(
         } else {
             Vec::new()
         };
+        let single = listed.is_empty();
         for r in first.into_iter().chain(listed.into_iter().map(Cow::Owned)) {
             let (key, resolved) = key_of(kms, caller, r).await;
+            if single {
+                if let Some(c) = memo {
+                    let d = c.decisions.get(action, scope.account, scope.region, &key);
+                    if let Some(d) = d {
+                        return allowed(d, action);
+                    }
+                    memo_key = Some(keys.len());
+                }
+            }
             if resolved && tag_key.is_none() {
                 tag_key = Some(keys.len());
             }
@@ -178,15 +257,10 @@ async fn authorize_in(
     }
     // The other ids are read only where one of the action's checks uses them (each read
     // is a scan of the parameters; an id no check uses changes no decision).
-    let uses = |r: Resource| action.ram().iter().any(|c| c.resource == r);
+    let uses = |r: Resource| ram.iter().any(|c| c.resource == r);
     let opt = |r: Resource, name: &str| if uses(r) { p.opt(name) } else { None };
-    let second_key = action
-        .ram()
-        .iter()
-        .filter(|c| c.resource == Resource::Key)
-        .count()
-        > 1;
-    let destination = match p.opt("DestinationKeyId").filter(|_| second_key) {
+    let second_key = ram.iter().filter(|c| c.resource == Resource::Key).count() > 1;
+    let destination = match second_key.then(|| p.opt("DestinationKeyId")).flatten() {
         Some(d) => Some(key_of(kms, caller, Cow::Borrowed(d)).await.0),
         None => None,
     };
@@ -209,7 +283,7 @@ async fn authorize_in(
         system_policy: opt(Resource::Policy, "PolicyType") == Some("System"),
         role_arn: star(opt(Resource::RoleArn, "RoleArn")),
     };
-    let mut all: Vec<CheckRef<'_>> = Vec::with_capacity(action.ram().len() * keys.len().max(1));
+    let mut all: Vec<CheckRef<'_>> = Vec::with_capacity(ram.len() * keys.len().max(1));
     for i in 0..keys.len().max(1) {
         let ids = Ids {
             key_id: star(keys.get(i).map(|k| k.as_ref())),
@@ -219,15 +293,18 @@ async fn authorize_in(
             return Err(denied(action.product()));
         }
     }
-    let compiled = kms.policies_of(principal).await?;
-    let empty;
+    let fetched;
+    let compiled: &Compiled = match prepared {
+        Some(c) => c,
+        None => {
+            fetched = kms.policies_of(principal).await?;
+            &fetched
+        }
+    };
     let built;
     let mut ctx: &Context = match rc {
         // No condition anywhere: the context is never read.
-        _ if !compiled.uses_conditions => {
-            empty = Context::new();
-            &empty
-        }
+        _ if !compiled.uses_conditions => &EMPTY,
         RequestContext::Built(c) => c,
         RequestContext::Transport(t) => {
             built = context(kms, t);
@@ -250,6 +327,18 @@ async fn authorize_in(
         session: compiled.session.as_ref(),
     };
     let d = set.decide_refs(&all, ctx);
+    if let (Some(c), Some(i)) = (memo, memo_key) {
+        if let Some(key) = keys.get(i) {
+            c.decisions.put(action, scope.account, scope.region, key, d);
+        }
+    }
+    allowed(d, action)
+}
+
+/// The context of a policy set without conditions: never read.
+static EMPTY: std::sync::LazyLock<Context> = std::sync::LazyLock::new(Context::new);
+
+fn allowed(d: Decision, action: ApiAction) -> Result<Decision, KmsError> {
     if d.is_allow() {
         Ok(d)
     } else {

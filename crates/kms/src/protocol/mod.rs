@@ -320,8 +320,9 @@ impl Protocol {
                 "Specified SecurityToken mismatch with the AccessKey.",
             ));
         }
+        // One cached entry: the principal, its compiled policies, the prepared HMAC keys.
         let auth = self.kms.authenticate(&pending.access_key_id).await?;
-        pending.verify(&auth.secret)?;
+        pending.verify_prepared(auth.keys.v1(), auth.keys.v3())?;
         let digest = signature::nonce_digest(&pending.access_key_id, &pending.nonce);
         self.nonces
             .check_and_record_digest(&digest, pending.timestamp, now)?;
@@ -339,9 +340,9 @@ impl Protocol {
         auth.check_token(token, self.kms.now())?;
 
         ctx.account_id = Some(auth.account_id.clone());
-        ctx.principal = Some(auth.principal.arn(&auth.account_id));
+        ctx.principal = Some(auth.arn.clone());
         let caller = Caller {
-            account_id: auth.account_id,
+            account_id: auth.account_id.clone(),
             region,
             access_key_id: pending.access_key_id,
         };
@@ -350,7 +351,14 @@ impl Protocol {
             secure: self.secure,
         };
         let body = self
-            .dispatch_reply(&caller, &auth.principal, api_action, &params, transport)
+            .dispatch_prepared(
+                &caller,
+                &auth.principal,
+                auth.policies.as_deref(),
+                api_action,
+                &params,
+                transport,
+            )
             .await?;
         Ok(body)
     }
@@ -385,17 +393,19 @@ impl Protocol {
         params: &Params,
         transport: api::authz::Transport,
     ) -> Result<serde_json::Value, KmsError> {
-        self.dispatch_reply(caller, principal, action, params, transport)
+        self.dispatch_prepared(caller, principal, None, action, params, transport)
             .await?
             .into_value()
     }
 
-    /// [`Protocol::dispatch_principal`] answering a [`Reply`]: the hot actions' typed bodies
-    /// are rendered without a `Value` (signed API requests).
-    async fn dispatch_reply(
+    /// [`Protocol::dispatch_principal`] with the principal's compiled policies in hand (a
+    /// signed request's, from its access key's cached entry; `None`: looked up), answering a
+    /// [`Reply`]: the hot actions' typed bodies are rendered without a `Value`.
+    async fn dispatch_prepared(
         &self,
         caller: &Caller,
         principal: &Principal,
+        policies: Option<&crate::service::ram::Compiled>,
         action: ApiAction,
         params: &Params,
         transport: api::authz::Transport,
@@ -415,16 +425,21 @@ impl Protocol {
         } else {
             crate::policy::Context::new()
         };
-        if !principal.is_root() {
-            if sts {
-                api::authz::authorize(&self.kms, caller, principal, action, params, &context)
-                    .await?;
+        // A decision these policies already took on this request (a RAM user's or role
+        // session's; signed requests naming a key by id) is answered at once.
+        let remembered = api::authz::remembered(caller, principal, policies, action, params);
+        if let Some(d) = remembered {
+            d?;
+        } else if !principal.is_root() {
+            let rc = if sts {
+                api::authz::RequestContext::Built(&context)
             } else {
-                api::authz::authorize_transport(
-                    &self.kms, caller, principal, action, params, transport,
-                )
-                .await?;
-            }
+                api::authz::RequestContext::Transport(transport)
+            };
+            api::authz::authorize_prepared(
+                &self.kms, caller, principal, policies, action, params, rc,
+            )
+            .await?;
         }
         match action {
             ApiAction::Kms(a) => api::dispatch_reply(&self.kms, caller, a, params).await,

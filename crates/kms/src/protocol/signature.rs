@@ -376,38 +376,56 @@ impl Pending {
         Ok(())
     }
 
-    /// Verifies the signature with the access key secret, in constant time.
+    /// Verifies the signature with the access key secret, in constant time. Prepares the
+    /// one HMAC key the scheme needs; [`Pending::verify_prepared`] takes keys prepared once.
     pub fn verify(&self, secret: &[u8]) -> Result<(), KmsError> {
-        let mismatch = || KmsError::SignatureDoesNotMatch(self.string_to_sign.clone());
         match self.scheme {
             Scheme::V1HmacSha1 => {
-                let given = base64::engine::general_purpose::STANDARD
-                    .decode(&self.signature)
-                    .map_err(|_| mismatch())?;
-                let mut k = secret.to_vec();
+                let mut k = zeroize::Zeroizing::new(Vec::with_capacity(secret.len() + 1));
+                k.extend_from_slice(secret);
                 k.push(b'&');
-                let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k);
-                zeroize::Zeroize::zeroize(&mut k);
-                if hmac::verify(&key, self.string_to_sign.as_bytes(), &given).is_ok() {
-                    return Ok(());
-                }
-                // The credentials library for Python signs AssumeRole with `quote_plus`: a
-                // space in a value is `+` (`%2B` once encoded again) instead of `%20`
-                // (`%2520`), reference alibaba-ram-sts.md §1.3. Only a space encodes to
-                // `%2520` in the string to sign (a literal `%20` is `%252520`, which holds no
-                // `%2520` at a `%`), so the other form is tried only for such requests.
-                if self.string_to_sign.contains("%2520") {
-                    let plus = self.string_to_sign.replace("%2520", "%2B");
-                    return hmac::verify(&key, plus.as_bytes(), &given).map_err(|_| mismatch());
-                }
-                Err(mismatch())
+                self.verify_v1(&hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k))
             }
-            Scheme::V3HmacSha256 => {
-                let given = hex::decode(&self.signature).map_err(|_| mismatch())?;
-                let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-                hmac::verify(&key, self.string_to_sign.as_bytes(), &given).map_err(|_| mismatch())
-            }
+            Scheme::V3HmacSha256 => self.verify_v3(&hmac::Key::new(hmac::HMAC_SHA256, secret)),
         }
+    }
+
+    /// [`Pending::verify`] with the access key's HMAC keys prepared from its secret (no key
+    /// schedule per request): `v1` is HMAC-SHA1 keyed with `secret&`, `v3` HMAC-SHA256 keyed
+    /// with the secret.
+    pub fn verify_prepared(&self, v1: &hmac::Key, v3: &hmac::Key) -> Result<(), KmsError> {
+        match self.scheme {
+            Scheme::V1HmacSha1 => self.verify_v1(v1),
+            Scheme::V3HmacSha256 => self.verify_v3(v3),
+        }
+    }
+
+    fn mismatch(&self) -> KmsError {
+        KmsError::SignatureDoesNotMatch(self.string_to_sign.clone())
+    }
+
+    fn verify_v1(&self, key: &hmac::Key) -> Result<(), KmsError> {
+        let given = base64::engine::general_purpose::STANDARD
+            .decode(&self.signature)
+            .map_err(|_| self.mismatch())?;
+        if hmac::verify(key, self.string_to_sign.as_bytes(), &given).is_ok() {
+            return Ok(());
+        }
+        // The credentials library for Python signs AssumeRole with `quote_plus`: a space in
+        // a value is `+` (`%2B` once encoded again) instead of `%20` (`%2520`), reference
+        // alibaba-ram-sts.md §1.3. Only a space encodes to `%2520` in the string to sign (a
+        // literal `%20` is `%252520`, which holds no `%2520` at a `%`), so the other form is
+        // tried only for such requests.
+        if self.string_to_sign.contains("%2520") {
+            let plus = self.string_to_sign.replace("%2520", "%2B");
+            return hmac::verify(key, plus.as_bytes(), &given).map_err(|_| self.mismatch());
+        }
+        Err(self.mismatch())
+    }
+
+    fn verify_v3(&self, key: &hmac::Key) -> Result<(), KmsError> {
+        let given = hex::decode(&self.signature).map_err(|_| self.mismatch())?;
+        hmac::verify(key, self.string_to_sign.as_bytes(), &given).map_err(|_| self.mismatch())
     }
 }
 

@@ -5,6 +5,8 @@
 
 pub mod aliases;
 pub mod asymmetric;
+#[cfg(test)]
+mod auth_cache_tests;
 pub mod console;
 pub mod crypto;
 mod hsm_keys;
@@ -98,9 +100,11 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) config: ServiceConfig,
-    /// Compiled RAM policies per principal ([`ram::PolicyCache`]).
+    /// Compiled RAM policies per principal ([`ram::PolicyCache`]): what fills the entries of
+    /// `auth_cache`, and the console's sessions read.
     pub(crate) policies: ram::PolicyCache,
-    /// RAM users' names and STS sessions per access key ([`sts::AuthCache`]).
+    /// Per access key, everything a signed request needs: account, principal, compiled
+    /// policies and prepared signature keys ([`sts::AuthCache`]).
     pub(crate) auth_cache: sts::AuthCache,
     /// The HSM for ProtectionLevel=HSM keys (issue 20; see `hsm_keys`), and the wrapping
     /// algorithms it was found to unwrap with.
@@ -151,11 +155,11 @@ impl Kms {
 
     // ---------------------------------------------------------------- access keys
 
-    /// Looks up an access key for signature verification: its account and secret. The
-    /// record comes through the store's cache (secret sealed, at most
+    /// Looks up an access key's account and secret (the console's sign-in, `kms admin`;
+    /// signed API requests use [`Kms::authenticate`], which keeps prepared HMAC keys instead).
+    /// The record comes through the store's cache (secret sealed, at most
     /// [`crate::store::cache::ACCESS_KEY_TTL`] old, dropped at once when changed through the
-    /// store or announced by another node) and the secret is unsealed per request, so no
-    /// secret stays in memory in clear between requests.
+    /// store or announced by another node) and the secret is unsealed per call.
     pub async fn access_key_secret(&self, id: &str) -> Result<(String, Secret), KmsError> {
         let rec = self
             .store

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{access_key_aad, Caller, Kms};
+use crate::action::ApiAction;
 use crate::error::KmsError;
 use crate::policy::system::{SystemPolicy, SYSTEM_POLICIES};
-use crate::policy::{Policy, PolicyError, PolicyKind};
+use crate::policy::{Decision, Policy, PolicyError, PolicyKind};
 use crate::store::{
     AccessKeyRecord, RamEntityRecord, RamKind, RamLinkKind, RamLinkRecord, RamUsage, RamWrite,
     StoreError,
@@ -461,6 +462,69 @@ pub struct Compiled {
     /// Whether any statement has a condition (otherwise the request's condition context
     /// is never read, and not built).
     pub uses_conditions: bool,
+    /// Decisions already taken with these policies ([`DecisionMemo`]).
+    pub decisions: DecisionMemo,
+}
+
+/// The last decisions a policy set without conditions took on requests whose checks
+/// depend on one key alone, by (action, account, region, key id): the same request is then
+/// decided without building and matching its checks again. Exact, not a heuristic: without
+/// conditions a decision is a function of the policies (fixed for the life of their
+/// [`Compiled`]) and of the checks, and those are a function of this tuple (the authoriser
+/// asks only for actions whose checks name no other resource). At most [`MEMO_SLOTS`]
+/// entries, the oldest replaced first; dropped with the policies when RAM data changes.
+#[derive(Default)]
+pub struct DecisionMemo {
+    slots: RwLock<(usize, Vec<MemoSlot>)>,
+}
+
+/// (action, account, region, key id, decision).
+type MemoSlot = (ApiAction, Box<str>, Box<str>, Box<str>, Decision);
+
+pub const MEMO_SLOTS: usize = 16;
+
+impl DecisionMemo {
+    pub fn get(
+        &self,
+        action: ApiAction,
+        account: &str,
+        region: &str,
+        key: &str,
+    ) -> Option<Decision> {
+        let m = self.slots.read().ok()?;
+        m.1.iter()
+            .find(|s| s.0 == action && &*s.3 == key && &*s.2 == region && &*s.1 == account)
+            .map(|s| s.4)
+    }
+    pub fn put(&self, action: ApiAction, account: &str, region: &str, key: &str, d: Decision) {
+        if let Ok(mut m) = self.slots.write() {
+            let slot = (action, account.into(), region.into(), key.into(), d);
+            if m.1.len() < MEMO_SLOTS {
+                m.1.push(slot);
+            } else {
+                let i = m.0 % MEMO_SLOTS;
+                m.1[i] = slot;
+                m.0 = i + 1;
+            }
+        }
+    }
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.read().map_or(0, |m| m.1.len())
+    }
+}
+
+/// A copy starts with no decisions.
+impl Clone for DecisionMemo {
+    fn clone(&self) -> Self {
+        DecisionMemo::default()
+    }
+}
+
+impl std::fmt::Debug for DecisionMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionMemo").finish_non_exhaustive()
+    }
 }
 
 impl Compiled {
@@ -481,6 +545,7 @@ impl Compiled {
             session,
             uses_tags,
             uses_conditions,
+            decisions: DecisionMemo::default(),
         }
     }
 }

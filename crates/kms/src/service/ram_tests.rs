@@ -29,7 +29,7 @@ async fn user_principal(kms: &Kms, caller: &Caller, name: &str) -> (Principal, S
         .unwrap();
     let (ak, _) = kms.create_user_access_key(caller, &u).await.unwrap();
     let auth = kms.authenticate(&ak.access_key_id).await.unwrap();
-    (auth.principal, ak.access_key_id)
+    (auth.principal.clone(), ak.access_key_id)
 }
 
 async fn allowed(kms: &Kms, caller: &Caller, p: &Principal, a: ApiAction, q: &str) -> bool {

@@ -4,57 +4,121 @@
 //! account's root key, a RAM user's key, or a role session whose token must match and be
 //! unexpired (on the injectable clock) and whose role must still exist.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
 use aws_lc_rs::constant_time::verify_slices_are_equal;
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 
-use super::ram::{policy_error, Principal};
+use super::ram::{policy_error, Compiled, Principal};
 use super::{access_key_aad, Caller, Kms};
 use crate::error::KmsError;
-use crate::keystore::Secret;
 use crate::policy::eval::{trust, Caller as TrustCaller};
 use crate::policy::{Context, Policy, PolicyKind};
 use crate::store::{RamKind, StsSessionRecord};
 
-/// What [`Kms::authenticate`] looked up beyond the access key itself, cached per access
-/// key while RAM data is unchanged (the store's RAM epoch) and for at most
-/// [`crate::store::cache::ACCESS_KEY_TTL`]: a RAM user's name, or a session with its role's
-/// name.
-#[derive(Clone)]
-pub(crate) enum Resolved {
-    User {
-        user_id: String,
-        name: String,
-    },
-    Session {
-        session: Box<StsSessionRecord>,
-        role_name: String,
-    },
+/// The signature keys of an access key, prepared once from its secret (the HMAC key
+/// schedule is not redone per request): v1's HMAC-SHA1 keyed with `secret&` and V3's
+/// HMAC-SHA256 keyed with the secret. aws-lc keeps only the padded key states (its HMAC
+/// context, cleansed when dropped); the secret itself is kept nowhere.
+pub struct SigningKeys {
+    v1: hmac::Key,
+    v3: hmac::Key,
 }
 
-type AuthEntry = (u64, std::time::Instant, Resolved);
+impl SigningKeys {
+    pub fn new(secret: &[u8]) -> SigningKeys {
+        let mut k = zeroize::Zeroizing::new(Vec::with_capacity(secret.len() + 1));
+        k.extend_from_slice(secret);
+        k.push(b'&');
+        SigningKeys {
+            v1: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &k),
+            v3: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+    /// v1 `HMAC-SHA1`'s key (`secret&`).
+    pub fn v1(&self) -> &hmac::Key {
+        &self.v1
+    }
+    /// V3 `ACS3-HMAC-SHA256`'s key (the secret).
+    pub fn v3(&self) -> &hmac::Key {
+        &self.v3
+    }
+}
 
-/// The cache of [`Resolved`] lookups.
+/// Everything a signed request needs of its access key, resolved once and cached
+/// ([`AuthCache`]): the account, the principal (and its ARN for the audit trail), the
+/// principal's compiled policies, the prepared signature keys, and for a role session its
+/// token hash and expiry (checked per request, on the injectable clock).
+pub struct Authenticated {
+    pub account_id: String,
+    pub principal: Principal,
+    /// `principal.arn(account_id)`.
+    pub arn: String,
+    /// The policies in force for a RAM user or role session (shared with
+    /// [`super::ram::PolicyCache`]); None for the root credentials, or when they could not
+    /// be compiled (then the authoriser looks them up itself and meets the error there).
+    pub policies: Option<Arc<Compiled>>,
+    pub keys: SigningKeys,
+    /// A session's token hash and expiry.
+    session: Option<(String, i64)>,
+}
+
+/// Without the keys.
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("account_id", &self.account_id)
+            .field("principal", &self.principal)
+            .field("session_expiration", &self.session.as_ref().map(|s| s.1))
+            .finish_non_exhaustive()
+    }
+}
+
+/// (store RAM epoch when filled, filled at, entry).
+type AuthEntry = (u64, Instant, Arc<Authenticated>);
+
+/// One entry per access key: [`Kms::authenticate`]'s whole answer, so a signed request does
+/// one lookup here, no store lookup, no unsealing and no HMAC key schedule.
+///
+/// Valid while the store's RAM epoch is unchanged and for at most
+/// [`crate::store::cache::ACCESS_KEY_TTL`] (the safety net for a change made by another
+/// process that announces nothing, e.g. `kms admin` on a SQLite data dir). The epoch moves
+/// on every change that could alter an entry, made on this node or announced by another
+/// (see [`crate::store::cache::CachedStore`]): RAM data (users, groups and membership,
+/// roles, policies, their versions and attachments) and access keys (enabled, disabled,
+/// deleted). An entry is filled with the epoch read *before* the store was, so a fill racing
+/// a change is stored under the old epoch and never served. Without a caching store (no
+/// epoch) nothing is cached.
 #[derive(Default)]
 pub struct AuthCache {
-    entries: std::sync::RwLock<std::collections::HashMap<String, AuthEntry>>,
+    entries: RwLock<HashMap<String, AuthEntry, foldhash::fast::RandomState>>,
 }
 
+const MAX_CACHED: usize = 100_000;
+
 impl AuthCache {
-    fn get(&self, key: &str, epoch: Option<u64>) -> Option<Resolved> {
+    fn get(&self, key: &str, epoch: Option<u64>) -> Option<Arc<Authenticated>> {
         let epoch = epoch?;
         let m = self.entries.read().ok()?;
-        let (e, at, r) = m.get(key)?;
-        (*e == epoch && at.elapsed() < crate::store::cache::ACCESS_KEY_TTL).then(|| r.clone())
+        let (e, at, a) = m.get(key)?;
+        (*e == epoch && at.elapsed() < crate::store::cache::ACCESS_KEY_TTL).then(|| a.clone())
     }
-    fn put(&self, key: &str, epoch: Option<u64>, r: Resolved) {
+    fn put(&self, key: &str, epoch: Option<u64>, a: Arc<Authenticated>) {
         let Some(epoch) = epoch else { return };
         if let Ok(mut m) = self.entries.write() {
-            if m.len() >= 100_000 {
+            if m.len() >= MAX_CACHED {
                 m.clear();
             }
-            m.insert(key.to_string(), (epoch, std::time::Instant::now(), r));
+            m.insert(key.to_string(), (epoch, Instant::now(), a));
         }
+    }
+    /// How many entries are held (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.read().map_or(0, |m| m.len())
     }
 }
 
@@ -62,16 +126,6 @@ impl AuthCache {
 pub const STS_PREFIX: &str = "STS.";
 pub const MIN_DURATION: i64 = 900;
 pub const DEFAULT_DURATION: i64 = 3600;
-
-/// An access key resolved to its account, secret and principal, before its signature and
-/// (for a session) its token are checked.
-pub struct Authenticated {
-    pub account_id: String,
-    pub secret: Secret,
-    pub principal: Principal,
-    /// A session's token hash and expiry.
-    session: Option<(String, i64)>,
-}
 
 fn token_hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
@@ -151,97 +205,89 @@ pub fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
 impl Kms {
     /// Resolves an access key (§7.2 first half): `STS.` keys to their session (unknown, or
     /// role deleted: `InvalidAccessKeyId.NotFound`), others to the account's root or a RAM
-    /// user.
-    pub async fn authenticate(&self, access_key_id: &str) -> Result<Authenticated, KmsError> {
+    /// user (unknown: `InvalidAccessKeyId.NotFound`, disabled: `InvalidAccessKeyId.Inactive`).
+    /// Served from [`AuthCache`] while nothing it depends on changed.
+    pub async fn authenticate(&self, access_key_id: &str) -> Result<Arc<Authenticated>, KmsError> {
+        // Read before the store: a change after this point moves the epoch, so what the
+        // store answers is never served under a newer one.
         let epoch = self.store.ram_epoch();
-        if access_key_id.starts_with(STS_PREFIX) {
-            let (s, role_name) = match self.auth_cache.get(access_key_id, epoch) {
-                Some(Resolved::Session { session, role_name }) => (*session, role_name),
-                _ => {
-                    let s = self
-                        .store
-                        .get_sts_session(access_key_id)
-                        .await?
-                        .ok_or(KmsError::AccessKeyNotFound)?;
-                    let role = self
-                        .store
-                        .get_ram_entity_by_id(&s.role_id)
-                        .await?
-                        .filter(|r| {
-                            r.account_id == s.account_id && r.kind == RamKind::Role.as_str()
-                        })
-                        .ok_or(KmsError::AccessKeyNotFound)?;
-                    self.auth_cache.put(
-                        access_key_id,
-                        epoch,
-                        Resolved::Session {
-                            session: Box::new(s.clone()),
-                            role_name: role.name.clone(),
-                        },
-                    );
-                    (s, role.name)
+        if let Some(a) = self.auth_cache.get(access_key_id, epoch) {
+            return Ok(a);
+        }
+        let a = Arc::new(self.resolve_access_key(access_key_id).await?);
+        self.auth_cache.put(access_key_id, epoch, a.clone());
+        Ok(a)
+    }
+
+    /// [`Kms::authenticate`] from the store.
+    async fn resolve_access_key(&self, access_key_id: &str) -> Result<Authenticated, KmsError> {
+        let (account_id, principal, sealed_secret, session) =
+            if access_key_id.starts_with(STS_PREFIX) {
+                let s = self
+                    .store
+                    .get_sts_session(access_key_id)
+                    .await?
+                    .ok_or(KmsError::AccessKeyNotFound)?;
+                let role = self
+                    .store
+                    .get_ram_entity_by_id(&s.role_id)
+                    .await?
+                    .filter(|r| r.account_id == s.account_id && r.kind == RamKind::Role.as_str())
+                    .ok_or(KmsError::AccessKeyNotFound)?;
+                (
+                    s.account_id,
+                    Principal::Role {
+                        role_id: s.role_id,
+                        role_name: role.name,
+                        session_name: s.session_name,
+                        access_key_id: access_key_id.to_string(),
+                        session_policy: s.session_policy,
+                    },
+                    s.sealed_secret,
+                    Some((s.token_hash, s.expiration)),
+                )
+            } else {
+                let rec = self
+                    .store
+                    .get_access_key(access_key_id)
+                    .await?
+                    .ok_or(KmsError::AccessKeyNotFound)?;
+                if !rec.enabled {
+                    return Err(KmsError::AccessKeyInactive);
                 }
-            };
-            let secret = self
-                .keystore
-                .open(access_key_aad(access_key_id).as_bytes(), &s.sealed_secret)?;
-            return Ok(Authenticated {
-                account_id: s.account_id,
-                secret,
-                principal: Principal::Role {
-                    role_id: s.role_id,
-                    role_name,
-                    session_name: s.session_name,
-                    access_key_id: access_key_id.to_string(),
-                    session_policy: s.session_policy,
-                },
-                session: Some((s.token_hash, s.expiration)),
-            });
-        }
-        let rec = self
-            .store
-            .get_access_key(access_key_id)
-            .await?
-            .ok_or(KmsError::AccessKeyNotFound)?;
-        if !rec.enabled {
-            return Err(KmsError::AccessKeyInactive);
-        }
-        let principal = match &rec.user_id {
-            None => Principal::Root,
-            Some(id) => match self.auth_cache.get(access_key_id, epoch) {
-                Some(Resolved::User { user_id, name }) if &user_id == id => Principal::User {
-                    user_id,
-                    user_name: name,
-                },
-                _ => {
-                    let user = self
-                        .store
-                        .get_ram_entity_by_id(id)
-                        .await?
-                        .ok_or(KmsError::AccessKeyNotFound)?;
-                    self.auth_cache.put(
-                        access_key_id,
-                        epoch,
-                        Resolved::User {
-                            user_id: id.clone(),
-                            name: user.name.clone(),
-                        },
-                    );
-                    Principal::User {
-                        user_id: id.clone(),
-                        user_name: user.name,
+                let principal = match rec.user_id {
+                    None => Principal::Root,
+                    Some(user_id) => {
+                        let user = self
+                            .store
+                            .get_ram_entity_by_id(&user_id)
+                            .await?
+                            .ok_or(KmsError::AccessKeyNotFound)?;
+                        Principal::User {
+                            user_id,
+                            user_name: user.name,
+                        }
                     }
-                }
-            },
-        };
+                };
+                (rec.account_id, principal, rec.sealed_secret, None)
+            };
         let secret = self
             .keystore
-            .open(access_key_aad(access_key_id).as_bytes(), &rec.sealed_secret)?;
+            .open(access_key_aad(access_key_id).as_bytes(), &sealed_secret)?;
+        let keys = SigningKeys::new(&secret);
+        drop(secret);
+        let policies = if principal.is_root() {
+            None
+        } else {
+            self.policies_of(&principal).await.ok()
+        };
         Ok(Authenticated {
-            account_id: rec.account_id,
-            secret,
+            arn: principal.arn(&account_id),
+            account_id,
             principal,
-            session: None,
+            policies,
+            keys,
+            session,
         })
     }
 

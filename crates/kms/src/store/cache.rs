@@ -74,7 +74,7 @@ pub struct CachedStore {
     /// version, at most [`MAX_DATA_KEYS`]; dropped (zeroized) with their secret, with the
     /// key that sealed them, and after the cache lifetime on the service's clock.
     data_keys: RwLock<HashMap<(String, String), DataKeyEntry>>,
-    /// Bumped by every RAM change (here, or announced by another node).
+    /// Bumped by every RAM or access-key change (here, or announced by another node).
     ram_epoch: AtomicU64,
     /// Lookups answered from the cache, and those that went to the store (for the metrics).
     hits: AtomicU64,
@@ -303,30 +303,34 @@ impl CachedStore {
         }
     }
 
+    /// Also moves the RAM epoch (last, once the record is gone): the service's cache of
+    /// resolved access keys ([`crate::service::sts::AuthCache`]) is keyed on it.
     fn invalidate_access_key(&self, id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.access_keys.write() {
             m.remove(id);
         }
+        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Forgets everything (used when another node announces changes it cannot name).
     /// RAM data changed: compiled policies keyed on [`RamStore::ram_epoch`] start over.
     /// Access keys too (a RAM user's key may have been deleted with its user).
+    /// The epoch moves last, so whoever reads the new epoch finds the access keys gone.
     pub fn invalidate_ram(&self) {
-        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.access_keys.write() {
             m.clear();
         }
+        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn invalidate_all(&self) {
-        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.access_keys.write() {
             m.clear();
         }
+        self.ram_epoch.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.keys.write() {
             m.clear();
         }

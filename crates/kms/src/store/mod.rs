@@ -471,9 +471,9 @@ pub trait RamStore: Send + Sync {
     async fn get_sts_session(&self, access_key_id: &str) -> StoreResult<Option<StsSessionRecord>>;
     /// Removes sessions expired before `now`; returns how many.
     async fn purge_sts_sessions(&self, now: i64) -> StoreResult<u64>;
-    /// A number that changes whenever RAM data changes (here or, announced, on another
-    /// node): what a cache of compiled policies keys on. None: this store cannot tell (do
-    /// not cache).
+    /// A number that changes whenever RAM data or an access key changes (here or,
+    /// announced, on another node): what the caches of compiled policies and of resolved
+    /// access keys key on. None: this store cannot tell (do not cache).
     fn ram_epoch(&self) -> Option<u64> {
         None
     }
