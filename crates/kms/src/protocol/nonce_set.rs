@@ -40,10 +40,14 @@
 //! aside (it is still searched, read-only) and hands back a [`Merge`], which sorts it and
 //! merges it with the frozen set into a new one, streaming, outside any lock
 //! ([`Merge::run`]); [`NonceSet::finish_merge`] then swaps the new set in, unless the bucket
-//! was dropped meanwhile. A merge costs O(bucket) but comes once per 1/16 of the bucket's
-//! growth, so about 17 values are rewritten per nonce recorded, and the merge of one shard's
-//! bucket, at most a few hundred thousand values (a millisecond or two), blocks neither the
-//! shard nor any other request. A bucket that can receive no more nonces (the clock has
+//! was dropped meanwhile. A merge costs O(bucket) but comes once per 4,096 nonces, then per
+//! 1/16 of the bucket's growth, so each nonce is rewritten 7 to 17 times over its bucket's
+//! life (at about 100 instructions a value: measured, see docs/performance-notes.md), and the
+//! merge of one shard's bucket, at most a few hundred thousand values (about a millisecond),
+//! holds no lock: it delays only the request that made it due (one in thousands), never the
+//! shard's other requests. (Merging by shifted word copies of the unchanged runs, instead of
+//! decoding and re-encoding every value, would make it several times cheaper; not done.)
+//! A bucket that can receive no more nonces (the clock has
 //! passed it: see `NonceCache`) is merged whole ([`NonceSet::seal`]), so the only nonces that
 //! cost more than the frozen set's 6 bytes are the few thousand latest of each shard. Nothing
 //! is ever removed: whole sets are dropped as their bucket passes, and every allocation is of
