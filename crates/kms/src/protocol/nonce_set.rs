@@ -28,25 +28,26 @@
 //! - [`FrozenSet`]: all the others, sorted and stored Elias–Fano: with `n` values, the top
 //!   `h = bit length of n` bits of each value (its group) in unary in a bit vector of
 //!   `n + 2^h` bits (a one per value, a zero closing each group), the other `64 − h` bits
-//!   packed at exactly that width, and the bit position where every 128th group starts
-//!   (`u32`). That is `64 − h + 1 + 2^h/n` bits a value plus about `2^h/(4n)` bits of
-//!   directory: 5.9 to 6.35 bytes a nonce for the 50,000 to 500,000 nonces a shard's bucket
-//!   holds under full load (6.8 at 4,096). A lookup reads the directory entry, skips at most
-//!   127 groups' bits with popcounts (usually two or three words), and compares the one or
-//!   two low parts of its group.
+//!   packed at exactly that width, and the bit position where every 64th group starts
+//!   (`u32`). That is `64 − h + 1 + 2^h/n` bits a value plus about `2^h/(2n)` bits of
+//!   directory: 5.9 to 6.4 bytes a nonce for the 50,000 to 500,000 nonces a shard's bucket
+//!   holds under full load (6.9 at 4,096). A lookup reads the directory entry, skips at most
+//!   63 groups' bits with popcounts (usually one or two words), and compares the one or two
+//!   low parts of its group.
 //!
 //! **Merging.** Once the recent table holds [`MERGE_MIN`] nonces, or a sixteenth of the
 //! frozen set if that is more, it is frozen in turn: [`NonceSet::start_merge`] moves it
-//! aside (it is still searched, read-only) and hands back a [`Merge`], which sorts it and
-//! merges it with the frozen set into a new one, streaming, outside any lock
-//! ([`Merge::run`]); [`NonceSet::finish_merge`] then swaps the new set in, unless the bucket
-//! was dropped meanwhile. A merge costs O(bucket) but comes once per 4,096 nonces, then per
-//! 1/16 of the bucket's growth, so each nonce is rewritten 7 to 17 times over its bucket's
-//! life (at about 100 instructions a value: measured, see docs/performance-notes.md), and the
-//! merge of one shard's bucket, at most a few hundred thousand values (about a millisecond),
-//! holds no lock: it delays only the request that made it due (one in thousands), never the
-//! shard's other requests. (Merging by shifted word copies of the unchanged runs, instead of
-//! decoding and re-encoding every value, would make it several times cheaper; not done.)
+//! aside (it is still searched, read-only) and hands back a [`Merge`], which sorts it (one
+//! insertion pass: the table is nearly in order) and merges it with the frozen set into a new
+//! one outside any lock ([`Merge::run`]); [`NonceSet::finish_merge`] then swaps the new set
+//! in, unless the bucket was dropped meanwhile. While the number of values keeps its bit
+//! length (so the layout's widths stay), the frozen set's runs between two new values are
+//! copied as shifted words (about 25 instructions a value); when it gains a bit every value
+//! is decoded and coded again (about 130). A merge costs O(bucket) but comes once per 4,096
+//! nonces, then per 1/16 of the bucket's growth, so each nonce is rewritten 7 to 17 times
+//! over its bucket's life; the merge of one shard's bucket, at most a few hundred thousand
+//! values (well under a millisecond), holds no lock: it delays only the request that made it
+//! due (one in thousands), never the shard's other requests.
 //! A bucket that can receive no more nonces (the clock has
 //! passed it: see `NonceCache`) is merged whole ([`NonceSet::seal`]), so the only nonces that
 //! cost more than the frozen set's 6 bytes are the few thousand latest of each shard. Nothing

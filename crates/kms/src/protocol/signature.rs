@@ -457,7 +457,7 @@ const _: () =
 /// nonce, exact). Expiry drops whole sets (a free, done outside the lock), so no request pays
 /// for a sweep of the others. Every nonce is remembered until its timestamp could no longer
 /// pass the time check (up to 30 minutes ahead when its timestamp is 15 minutes ahead) plus
-/// at most one bucket, so memory grows with the request rate only: about 6.3 MB per million
+/// at most one bucket, so memory grows with the request rate only: about 6.35 MB per million
 /// nonces remembered (`examples/nonce_memory.rs`). A false "nonce used" needs a 64-bit
 /// fingerprint collision within the request's shard: about 1 in 10^13 requests at 40,000
 /// requests a second (see [`super::nonce_set`]). The fingerprints are seeded per process.
