@@ -13,7 +13,7 @@ use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::nonce_journal::{NonceJournal, Restored};
-use super::nonce_set::NonceSet;
+use super::nonce_set::{Fingerprints, Merge, NonceSet, MERGE_MIN};
 use super::params::Params;
 use crate::error::KmsError;
 use crate::timefmt;
@@ -452,8 +452,11 @@ pub fn nonce_until(timestamp: i64, now: i64) -> i64 {
 pub struct NonceCache {
     shards: Vec<Mutex<Shard>>,
     journal: Option<NonceJournal>,
-    /// The seed of every set's fingerprints.
-    seed: u64,
+    /// The seeded fingerprints every set keeps.
+    fingerprints: Fingerprints,
+    /// A bucket's recent nonces are merged into its frozen set from this many on (see
+    /// [`NonceSet::start_merge`]).
+    merge_min: usize,
 }
 
 /// Width of a time bucket, in seconds. A nonce is filed under the bucket of the time until
@@ -466,22 +469,26 @@ pub const BUCKETS: usize = 16;
 const _: () =
     assert!(BUCKETS as u32 * BUCKET_SECONDS > 2 * MAX_SKEW_SECONDS as u32 + BUCKET_SECONDS);
 
-/// A seen nonce is kept as a 64-bit fingerprint of SHA-256(access key id ‖ 0 ‖ nonce) in the
-/// set of its time bucket (a [`NonceSet`]: 8-byte slots, 1/2 to 3/4 full, so 10.7 to 16 bytes
-/// a nonce however long it is). Expiry drops whole sets (a free, done outside the lock), so no
-/// request pays for a sweep of the others; a new set starts as large as the last one to expire,
-/// so steady traffic does not grow (and rehash) them either. Every nonce is remembered until
-/// its timestamp could no longer pass the time check (up to 30 minutes ahead when its
-/// timestamp is 15 minutes ahead) plus at most one bucket, so memory grows with the request
-/// rate only: about 13 MB per million nonces remembered. A false "nonce used" needs a 64-bit
+/// A seen nonce is kept as a 64-bit fingerprint of the first 8 bytes of SHA-256(access key
+/// id ‖ 0 ‖ nonce) in the set of its time bucket (a [`NonceSet`]: the latest few thousand in a
+/// small open-addressing table, all others in a frozen Elias–Fano set of about 6 bytes a
+/// nonce, exact). Expiry drops whole sets (a free, done outside the lock), so no request pays
+/// for a sweep of the others. Every nonce is remembered until its timestamp could no longer
+/// pass the time check (up to 30 minutes ahead when its timestamp is 15 minutes ahead) plus
+/// at most one bucket, so memory grows with the request rate only: about 6.35 MB per million
+/// nonces remembered (`examples/nonce_memory.rs`). A false "nonce used" needs a 64-bit
 /// fingerprint collision within the request's shard: about 1 in 10^13 requests at 40,000
 /// requests a second (see [`super::nonce_set`]). The fingerprints are seeded per process.
+///
+/// Merges of a bucket's recent table into its frozen set run on the thread of the request
+/// that filled the table, after its lock is released and its nonce journaled (the table is
+/// searched meanwhile), at most one per request: the shard is never held for a merge. A
+/// bucket whose time the clock has passed by 15 minutes can receive no more nonces (a nonce
+/// is filed at least 15 minutes ahead of the clock), so its recent table is merged whole by
+/// the next request of the shard and freed.
 #[derive(Default)]
 struct Shard {
     buckets: [Bucket; BUCKETS],
-    /// How many nonces the last bucket to expire held: a new bucket starts that large, so
-    /// that under steady traffic sets do not grow (and rehash) on the request path.
-    expected: usize,
 }
 
 /// Unix seconds as the cache counts them (times before 1970 as 0, after 2106 as the last).
@@ -504,10 +511,19 @@ impl Default for NonceCache {
 
 impl NonceCache {
     pub fn new() -> Self {
+        Self::with_merge_min(MERGE_MIN)
+    }
+
+    /// A cache whose buckets merge their recent nonces from `merge_min` on (tests use small
+    /// values to merge often).
+    pub fn with_merge_min(merge_min: usize) -> Self {
         Self {
             shards: (0..32).map(|_| Mutex::new(Shard::default())).collect(),
             journal: None,
-            seed: foldhash::fast::RandomState::default().hash_one(0x6b6d_735f_6e6f_6e63u64),
+            fingerprints: Fingerprints::new(
+                foldhash::fast::RandomState::default().hash_one(0x6b6d_735f_6e6f_6e63u64),
+            ),
+            merge_min,
         }
     }
 
@@ -523,12 +539,13 @@ impl NonceCache {
         Ok(restored)
     }
 
-    /// The shard of a nonce: from the bits of its key (the sets hash with their own seed).
+    /// The shard of a nonce: from the bits of its key (the sets keep a seeded hash of it).
     fn shard(&self, key: u64) -> usize {
         (key % self.shards.len() as u64) as usize
     }
 
-    /// Remembers `keys` as nonces of `bucket` (read back from the journal), without checks.
+    /// Remembers `keys` as nonces of `bucket` (read back from the journal), without checks:
+    /// straight into the buckets' frozen sets.
     fn restore(&self, bucket: u32, keys: &[u64], now: i64) {
         let now_bucket = to_u32(now) / BUCKET_SECONDS;
         if bucket < now_bucket {
@@ -536,22 +553,23 @@ impl NonceCache {
         }
         let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); self.shards.len()];
         for &key in keys {
-            by_shard[self.shard(key)].push(key);
+            by_shard[self.shard(key)].push(self.fingerprints.of(key));
         }
-        let seed = self.seed;
-        let fill = |shard: &Mutex<Shard>, keys: Vec<u64>| {
-            if keys.is_empty() {
+        let fill = |shard: &Mutex<Shard>, mut fps: Vec<u64>| {
+            if fps.is_empty() {
                 return;
             }
+            fps.sort_unstable();
+            fps.dedup();
             let mut guard = shard
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let slot = &mut guard.buckets[bucket as usize % BUCKETS];
             if slot.index != bucket {
-                slot.seen = NonceSet::with_capacity(keys.len(), seed);
+                slot.seen = NonceSet::default();
                 slot.index = bucket;
             }
-            slot.seen.extend(keys);
+            slot.seen.extend_sorted(&fps);
         };
         // Start-up with a full journal: the shards fill in parallel, one thread per core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -589,44 +607,79 @@ impl NonceCache {
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         let key = u64::from_le_bytes(first);
+        let fp = self.fingerprints.of(key);
         let idx = self.shard(key);
         let now_bucket = to_u32(now) / BUCKET_SECONDS;
         let bucket = to_u32(nonce_until(timestamp, now)) / BUCKET_SECONDS;
+        // No nonce recorded from now on goes to a bucket before this one.
+        let open_from = to_u32(nonce_until(now, now)) / BUCKET_SECONDS;
         let mut expired: Vec<NonceSet> = Vec::new();
-        {
+        let merge = {
             let mut guard = self.shards[idx]
                 .lock()
                 .map_err(|_| KmsError::internal("nonce cache lock poisoned"))?;
             let shard = &mut *guard;
-            for b in shard.buckets.iter_mut() {
+            let mut to_seal = None;
+            for (i, b) in shard.buckets.iter_mut().enumerate() {
                 if b.index < now_bucket {
-                    if b.seen.bytes() > 0 {
-                        shard.expected = b.seen.len();
+                    if b.seen.holds_memory() {
                         expired.push(std::mem::take(&mut b.seen));
                     }
-                } else if b.seen.contains(key) {
+                    continue;
+                }
+                if b.seen.contains(fp) {
                     return Err(KmsError::SignatureNonceUsed);
+                }
+                if b.index < open_from && to_seal.is_none() && b.seen.has_recent() {
+                    to_seal = Some(i);
                 }
             }
             let slot = &mut shard.buckets[bucket as usize % BUCKETS];
             if slot.index != bucket {
                 // The slot's previous bucket has passed (see BUCKETS).
-                let fresh = NonceSet::with_capacity(shard.expected, self.seed);
-                expired.push(std::mem::replace(&mut slot.seen, fresh));
+                expired.push(std::mem::take(&mut slot.seen));
                 slot.index = bucket;
             }
-            slot.seen.insert(key);
-        }
+            slot.seen.insert_new(fp);
+            // At most one merge per request: the one this nonce makes due, or a passed
+            // bucket's last one.
+            slot.seen.start_merge(self.merge_min).or_else(|| {
+                to_seal.and_then(|i| shard.buckets.get_mut(i).and_then(|b| b.seen.seal()))
+            })
+        };
         // Freeing whole sets happens outside the lock.
         drop(expired);
         // On disk before the request goes on (into the kernel: see NonceJournal). A nonce that
         // cannot be written stays remembered here, and its request is refused.
-        if let Some(journal) = &self.journal {
-            journal
+        let journaled = match &self.journal {
+            Some(journal) => journal
                 .append(bucket, key, now_bucket)
-                .map_err(|_| KmsError::NonceJournalUnavailable)?;
+                .map_err(|_| KmsError::NonceJournalUnavailable),
+            None => Ok(()),
+        };
+        if let Some(merge) = merge {
+            self.finish(idx, merge);
         }
-        Ok(())
+        journaled
+    }
+
+    /// Runs `merge` of shard `idx` outside its lock, then puts the result in place.
+    fn finish(&self, idx: usize, merge: Merge) {
+        let merged = merge.run();
+        let replaced = {
+            let mut guard = self.shards[idx]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match guard
+                .buckets
+                .iter_mut()
+                .find(|b| b.seen.is_merging(&merged))
+            {
+                Some(b) => b.seen.finish_merge(merged),
+                None => merged.discard(),
+            }
+        };
+        drop(replaced);
     }
 
     /// Nonces remembered (for tests and diagnostics).
@@ -640,6 +693,15 @@ impl NonceCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Heap bytes held by the sets (their own allocation sizes; for measurements).
+    pub fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .map(|s| s.buckets.iter().map(|b| b.seen.bytes()).sum::<usize>())
+            .sum()
     }
 }
 
@@ -1168,5 +1230,143 @@ mod tests {
             let _ = c.check_and_record("x", &i.to_string(), ts, later);
         }
         assert!(c.len() <= 20_000 + 5_000 + 1);
+    }
+
+    #[test]
+    fn replays_are_refused_across_merges_seals_and_expiry() {
+        // Merges every 8 nonces of a shard's bucket (and then every sixteenth of it).
+        let c = NonceCache::with_merge_min(8);
+        let t0 = 1_800_000_000i64;
+        let n = 20_000;
+        for i in 0..n {
+            c.check_and_record("m", &format!("n{i}"), t0, t0).unwrap();
+            // Every nonce so far is refused, whatever merges have run since it came.
+            if i % 997 == 0 {
+                for j in (0..=i).step_by(13) {
+                    assert_eq!(
+                        c.check_and_record("m", &format!("n{j}"), t0, t0),
+                        Err(KmsError::SignatureNonceUsed),
+                        "n{j} after {i}"
+                    );
+                }
+            }
+        }
+        assert_eq!(c.len(), n);
+        // Most nonces are in frozen sets by now: far less than 8 bytes each.
+        assert!(c.heap_bytes() < n * 8, "{} bytes", c.heap_bytes());
+        // Five minutes on, the clock has passed the first bucket's opening: the next request
+        // of a shard seals it (merged whole, recent table freed); replays are still refused.
+        let later = t0 + 300;
+        for i in 0..n {
+            assert_eq!(
+                c.check_and_record("m", &format!("n{i}"), t0, later),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i}"
+            );
+        }
+        for i in 0..200 {
+            c.check_and_record("m", &format!("after {i}"), later, later)
+                .unwrap();
+        }
+        for i in 0..n {
+            assert_eq!(
+                c.check_and_record("m", &format!("n{i}"), t0, later),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i} after sealing"
+            );
+        }
+        // Past the window plus a bucket, the first nonces are forgotten (their bucket and its
+        // frozen set dropped), the later ones are not.
+        let gone = t0 + 900 + i64::from(BUCKET_SECONDS);
+        c.check_and_record("m", "n5", gone, gone).unwrap();
+        assert_eq!(
+            c.check_and_record("m", "after 5", later, gone),
+            Err(KmsError::SignatureNonceUsed)
+        );
+        let past_all = later + 900 + i64::from(BUCKET_SECONDS);
+        c.check_and_record("m", "after 5", past_all, past_all)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_restored_journal_refuses_its_nonces_and_merges_on() {
+        let dir = std::env::temp_dir().join(format!("kms-nonce-merge-{}", uuid::Uuid::new_v4()));
+        let t0 = 1_800_000_000i64;
+        let mut c = NonceCache::with_merge_min(4);
+        c.open_journal(&dir, t0).unwrap();
+        for i in 0..3_000 {
+            c.check_and_record("j", &format!("n{i}"), t0, t0).unwrap();
+        }
+        drop(c);
+        let mut c = NonceCache::with_merge_min(4);
+        let restored = c.open_journal(&dir, t0 + 10).unwrap();
+        assert_eq!(restored.nonces, 3_000);
+        assert_eq!(c.len(), 3_000);
+        for i in 0..3_500 {
+            let r = c.check_and_record("j", &format!("n{i}"), t0, t0 + 10);
+            if i < 3_000 {
+                assert_eq!(r, Err(KmsError::SignatureNonceUsed), "n{i}");
+            } else {
+                assert_eq!(r, Ok(()), "n{i}");
+            }
+        }
+        for i in 0..3_500 {
+            assert_eq!(
+                c.check_and_record("j", &format!("n{i}"), t0, t0 + 20),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i}"
+            );
+        }
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_concurrent_burst_refuses_every_replay_exactly_once() {
+        // 8 threads each send 4,000 nonces of their own and replay those of their neighbour
+        // as they go: every nonce is accepted exactly once, by whoever came first.
+        let c = NonceCache::with_merge_min(16);
+        let t0 = 1_800_000_000i64;
+        let threads = 8;
+        let per = 4_000;
+        let accepted: Vec<std::collections::HashSet<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let c = &c;
+                    s.spawn(move || {
+                        let mut ok = std::collections::HashSet::new();
+                        for i in 0..per {
+                            for owner in [t, (t + 1) % threads] {
+                                let nonce = format!("{owner}-{i}");
+                                match c.check_and_record("burst", &nonce, t0, t0 + (i as i64 % 3)) {
+                                    Ok(()) => assert!(ok.insert(nonce)),
+                                    Err(e) => assert_eq!(e, KmsError::SignatureNonceUsed),
+                                }
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let total: usize = accepted.iter().map(|a| a.len()).sum();
+        assert_eq!(total, threads * per, "each nonce accepted once");
+        let mut all = std::collections::HashSet::new();
+        for a in accepted {
+            for n in a {
+                assert!(all.insert(n), "accepted twice");
+            }
+        }
+        assert_eq!(c.len(), threads * per);
+        // And every one is refused now.
+        for t in 0..threads {
+            for i in (0..per).step_by(7) {
+                assert_eq!(
+                    c.check_and_record("burst", &format!("{t}-{i}"), t0, t0 + 5),
+                    Err(KmsError::SignatureNonceUsed)
+                );
+            }
+        }
     }
 }
