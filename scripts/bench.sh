@@ -50,7 +50,7 @@ OUT="$DIR/out.md"
   jrun generatedatakey --action GenerateDataKey --compare $C
   jrun mix --action "Encrypt:3,Decrypt:1" --compare $C
   jrun getsecretvalue --action GetSecretValue --compare $C
-  jrun ramuser --action Encrypt --as-ram-user --rounds 4 $C
+  jrun ramuser --action Encrypt --as-ram-user --rounds 8 --concurrency 32 --duration $((DUR * 4)) --payload 64
   jrun describekey --action DescribeKey --concurrency 32 --duration "$DUR"
   python3 scripts/bench_report.py "$J"
   echo

@@ -710,7 +710,7 @@ fn print_report(report: &Report) {
 /// user, so without this its first second would be slower than the rest).
 async fn warm_up(
     client: &Arc<Client>,
-    plans: &Arc<Vec<Plan>>,
+    plans: &Arc<Vec<Option<crate::client::Prepared>>>,
     schedule: &Arc<Vec<usize>>,
     concurrency: usize,
     seconds: f64,
@@ -724,12 +724,9 @@ async fn warm_up(
             while Instant::now() < deadline {
                 let plan = &plans[schedule[n % schedule.len()]];
                 n += concurrency;
-                let _ = if plan.action.is_empty() {
-                    client.get_raw("/healthz").await
-                } else {
-                    client
-                        .call_raw(crate::action::kms::VERSION, plan.action, &plan.params)
-                        .await
+                let _ = match plan {
+                    None => client.get_raw("/healthz").await,
+                    Some(p) => client.call_prepared(p).await,
                 };
             }
         }));
@@ -771,7 +768,16 @@ async fn phase(
     if ram_user.is_some() {
         name.push_str(" as RAM user");
     }
-    let plans = Arc::new(plans);
+    // Each plan's request prepared once (its encoded and canonical query): every request
+    // of the phase is the same but for its nonce and time.
+    let prepared: Vec<Option<crate::client::Prepared>> = plans
+        .iter()
+        .map(|p| {
+            (!p.action.is_empty())
+                .then(|| client.prepare(crate::action::kms::VERSION, p.action, &p.params))
+        })
+        .collect();
+    let plans = Arc::new(prepared);
     let schedule = Arc::new(schedule);
     if args.duration.is_some() && args.warmup > 0.0 {
         warm_up(&client, &plans, &schedule, args.concurrency, args.warmup).await;
@@ -838,12 +844,9 @@ async fn phase(
                 let t = Instant::now();
                 // The body is parsed only when the status says error (for its Code): the
                 // load generator shares the machine with the server.
-                let r = if plan.action.is_empty() {
-                    client.get_raw("/healthz").await
-                } else {
-                    client
-                        .call_raw(crate::action::kms::VERSION, plan.action, &plan.params)
-                        .await
+                let r = match plan {
+                    None => client.get_raw("/healthz").await,
+                    Some(p) => client.call_prepared(p).await,
                 };
                 latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 done.fetch_add(1, Ordering::Relaxed);

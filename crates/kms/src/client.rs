@@ -68,6 +68,17 @@ impl ApiResponse {
     }
 }
 
+/// A call prepared once and sent many times ([`Client::prepare`]).
+pub struct Prepared {
+    version: String,
+    action: String,
+    params: Vec<(String, String)>,
+    /// `base/?<encoded query>`.
+    uri: String,
+    /// V3: the canonical query of the signature.
+    canonical_query: Option<String>,
+}
+
 pub struct Client {
     http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// `http://host:port`
@@ -91,7 +102,7 @@ const EMPTY_SHA256_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 /// aws-lc-rs pool as the server's request ids (`Uuid::new_v4` costs a `getrandom` system
 /// call per request, which `kms bench` would charge to every signed request it sends).
 fn nonce() -> String {
-    match crate::protocol::id_bytes() {
+    match crate::random_pool::bytes::<16>() {
         Some(bytes) => lower_hex(&bytes),
         None => Uuid::new_v4().simple().to_string(),
     }
@@ -181,6 +192,18 @@ impl Client {
         params: &[(String, String)],
     ) -> (String, Vec<(String, String)>) {
         let now = crate::timefmt::format_unix_cached(system_now());
+        self.sign_at(version, action, params, now, nonce())
+    }
+
+    /// [`Client::sign`] at the time `now` with the nonce `nonce`.
+    fn sign_at(
+        &self,
+        version: &str,
+        action: &str,
+        params: &[(String, String)],
+        now: String,
+        nonce: String,
+    ) -> (String, Vec<(String, String)>) {
         match self.signature {
             SignatureVersion::V3 => {
                 let mut headers = vec![
@@ -191,7 +214,7 @@ impl Client {
                         EMPTY_SHA256_HEX.to_string(),
                     ),
                     ("x-acs-date".to_string(), now),
-                    ("x-acs-signature-nonce".to_string(), nonce()),
+                    ("x-acs-signature-nonce".to_string(), nonce),
                     ("x-acs-version".to_string(), version.to_string()),
                 ];
                 let p = Params {
@@ -229,7 +252,7 @@ impl Client {
                     ("AccessKeyId", self.creds.access_key_id.clone()),
                     ("SignatureMethod", "HMAC-SHA1".to_string()),
                     ("SignatureVersion", "1.0".to_string()),
-                    ("SignatureNonce", nonce()),
+                    ("SignatureNonce", nonce),
                     ("Timestamp", now),
                     ("RegionId", self.region.clone()),
                 ] {
@@ -282,6 +305,97 @@ impl Client {
             if k != "host" {
                 req = req.header(k.as_str(), v.as_str());
             }
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        self.send(req).await
+    }
+
+    /// What is the same in every request of `action` with `params` (for `kms bench`, which
+    /// sends one request many times with a fresh nonce and time): the encoded query and,
+    /// for V3, the canonical query, computed once by the shared canonicalisation code.
+    pub fn prepare(&self, version: &str, action: &str, params: &[(String, String)]) -> Prepared {
+        let canonical_query = match self.signature {
+            SignatureVersion::V3 => {
+                let p = Params {
+                    query: params.to_vec(),
+                    body: vec![],
+                };
+                let view = RequestView {
+                    method: "POST",
+                    path: "/",
+                    params: &p,
+                    headers: &[],
+                    body: b"",
+                };
+                // "POST\n/\n<canonical query>\n...": the query has no newline (encoded).
+                v3_canonical_request(&view, &[])
+                    .split('\n')
+                    .nth(2)
+                    .map(str::to_string)
+            }
+            SignatureVersion::V1 => None,
+        };
+        Prepared {
+            version: version.to_string(),
+            action: action.to_string(),
+            params: params.to_vec(),
+            uri: format!("{}/?{}", self.base, encode_query(params)),
+            canonical_query,
+        }
+    }
+
+    /// The headers of a signed V3 request for `p` at `now` with `nonce`, built around the
+    /// prepared canonical query; `None` for V1 (whose string to sign sorts the nonce and the
+    /// time in with the parameters).
+    fn sign_prepared_at(
+        &self,
+        p: &Prepared,
+        now: &str,
+        nonce: &str,
+    ) -> Option<Vec<(&'static str, String)>> {
+        let cq = p.canonical_query.as_deref()?;
+        const NAMES: &str =
+            "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
+        let canonical = format!(
+            "POST\n/\n{cq}\nhost:{}\nx-acs-action:{}\nx-acs-content-sha256:{EMPTY_SHA256_HEX}\n\
+             x-acs-date:{now}\nx-acs-signature-nonce:{nonce}\nx-acs-version:{}\n\n{NAMES}\n\
+             {EMPTY_SHA256_HEX}",
+            self.host.trim(),
+            p.action.trim(),
+            p.version.trim()
+        );
+        let sts = format!(
+            "ACS3-HMAC-SHA256\n{}",
+            lower_hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+        );
+        let sig = lower_hex(hmac::sign(&self.v3_key, sts.as_bytes()).as_ref());
+        Some(vec![
+            ("x-acs-action", p.action.clone()),
+            ("x-acs-content-sha256", EMPTY_SHA256_HEX.to_string()),
+            ("x-acs-date", now.to_string()),
+            ("x-acs-signature-nonce", nonce.to_string()),
+            ("x-acs-version", p.version.clone()),
+            (
+                "authorization",
+                format!(
+                    "ACS3-HMAC-SHA256 Credential={},SignedHeaders={NAMES},Signature={sig}",
+                    self.creds.access_key_id
+                ),
+            ),
+        ])
+    }
+
+    /// Sends a prepared call signed now with a fresh nonce: the status and the body bytes.
+    pub async fn call_prepared(&self, p: &Prepared) -> Result<(u16, Bytes), String> {
+        let now = crate::timefmt::format_unix_cached(system_now());
+        let Some(headers) = self.sign_prepared_at(p, &now, &nonce()) else {
+            return self.call_raw(&p.version, &p.action, &p.params).await;
+        };
+        let mut req = hyper::Request::builder().method("POST").uri(p.uri.as_str());
+        for (k, v) in headers {
+            req = req.header(k, v);
         }
         let req = req
             .body(Full::new(Bytes::new()))
@@ -365,5 +479,36 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(n, nonce());
+    }
+
+    /// A prepared call is signed exactly as the general path signs the same request.
+    #[test]
+    fn prepared_signing_is_the_general_signing() {
+        let creds = || Credentials {
+            access_key_id: "LTAI-test".into(),
+            access_key_secret: Zeroizing::new("s3cret".into()),
+        };
+        let c = Client::new("127.0.0.1:1", creds(), SignatureVersion::V3, "cn-hangzhou").unwrap();
+        let params = params(&[
+            ("KeyId", "key-1"),
+            ("Plaintext", "aGVsbG8gd29ybGQ+Pz8/+/=="),
+            ("EncryptionContext", "{\"a\": \"b c~*\"}"),
+        ]);
+        let p = c.prepare(API_VERSION, "Encrypt", &params);
+        let (now, n) = ("2026-12-01T10:00:00Z", "0123456789abcdef0123456789abcdef");
+        let (query, general) = c.sign_at(API_VERSION, "Encrypt", &params, now.into(), n.into());
+        assert_eq!(p.uri, format!("http://127.0.0.1:1/?{query}"));
+        let prepared = c.sign_prepared_at(&p, now, n).unwrap();
+        let general: Vec<(String, String)> =
+            general.into_iter().filter(|(k, _)| k != "host").collect();
+        let prepared: Vec<(String, String)> = prepared
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(prepared, general);
+        let v1 = Client::new("127.0.0.1:1", creds(), SignatureVersion::V1, "cn-hangzhou").unwrap();
+        assert!(v1
+            .sign_prepared_at(&v1.prepare(API_VERSION, "Encrypt", &params), now, n)
+            .is_none());
     }
 }

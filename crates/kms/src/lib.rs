@@ -61,6 +61,7 @@ pub mod policy;
 pub mod private_fs;
 pub mod progress;
 pub mod protocol;
+pub mod random_pool;
 pub mod rotation;
 pub mod server;
 pub mod service;

@@ -142,9 +142,16 @@ pub fn encrypt_with(
     out.push(cipher.format_byte());
     out.extend_from_slice(&uuid_bytes(key_id)?);
     out.extend_from_slice(&uuid_bytes(version_id)?);
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce)
-        .map_err(|_| KmsError::internal("rng"))?;
+    // A fresh random IV: from the per-thread pool of the generator's output (public bytes,
+    // buffered; see crate::random_pool), or straight from the generator.
+    let nonce = match crate::random_pool::bytes::<NONCE_LEN>() {
+        Some(n) => n,
+        None => {
+            let mut n = [0u8; NONCE_LEN];
+            rng.fill(&mut n).map_err(|_| KmsError::internal("rng"))?;
+            n
+        }
+    };
     out.extend_from_slice(&nonce);
     let associated = aad(&out[..HEADER_LEN], context);
     out.extend_from_slice(plaintext);

@@ -104,43 +104,12 @@ pub struct Outcome {
     pub principal: Option<String>,
 }
 
-/// Random bytes for request ids, drawn from aws-lc-rs's generator 32 ids at a time.
-struct IdPool {
-    bytes: [u8; 512],
-    used: usize,
-}
-
-thread_local! {
-    static ID_POOL: std::cell::RefCell<IdPool> = const {
-        std::cell::RefCell::new(IdPool { bytes: [0; 512], used: 512 })
-    };
-}
-
-/// 16 random bytes from this thread's pool (refilled when empty); `None` if the generator
-/// fails.
-pub(crate) fn id_bytes() -> Option<[u8; 16]> {
-    ID_POOL.with(|pool| {
-        let mut pool = pool.try_borrow_mut().ok()?;
-        if pool.used + 16 > pool.bytes.len() {
-            aws_lc_rs::rand::fill(&mut pool.bytes).ok()?;
-            pool.used = 0;
-        }
-        let at = pool.used;
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&pool.bytes[at..at + 16]);
-        // Used bytes do not stay behind.
-        pool.bytes[at..at + 16].fill(0);
-        pool.used += 16;
-        Some(out)
-    })
-}
-
 /// A random (version 4) UUID, upper case with hyphens. The random bytes come from
 /// aws-lc-rs's generator in user space, 512 bytes at a time per thread: `Uuid::new_v4` asks
 /// the kernel (a `getrandom` system call on every request with this glibc), and one
 /// aws-lc-rs call per id costs ~2,400 instructions.
 pub fn new_request_id() -> String {
-    let id = match id_bytes() {
+    let id = match crate::random_pool::bytes::<16>() {
         Some(bytes) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
         None => Uuid::new_v4(),
     };
