@@ -137,9 +137,12 @@ def test_bench_reports_server_cpu_per_request_found_by_its_socket(server):
         assert run["server_cpu_us_per_request"] > 0, run
         expected = run["server_cpu_seconds"] * 1e6 / run["requests"]
         assert abs(run["server_cpu_us_per_request"] - expected) < 1e-6 * expected + 1e-9
+        # The load generator's own CPU per request, beside the server's.
+        assert run["client_cpu_us_per_request"] > 0, run
     assert out["server_cpu"]["vs_Healthz"] > 0
     text = _bench_for(server, "0.5", "--action", "Encrypt", "--compare").stdout
-    assert text.count(" µs/request") == 3, text
+    assert text.count("server CPU: ") == 3, text
+    assert text.count("load generator CPU: ") == 3, text
     assert "server CPU ratio Healthz: " in text, text
 
 
@@ -152,7 +155,8 @@ def test_bench_server_cpu_with_a_given_pid_and_without_one(server):
     # A pid that does not exist: said so, and the run goes on.
     p = _bench_for(server, "0.3", "--action", "Healthz", "--server-pid", "999999999")
     assert "server CPU: not measured (cannot read /proc/999999999/stat)" in p.stdout, p.stdout
-    assert "µs/request" not in p.stdout
+    assert "server CPU: " not in p.stdout.replace("server CPU: not measured", "")
+    assert "load generator CPU: " in p.stdout  # its own CPU does not need the server's pid
     out = json.loads(_bench_for(server, "0.3", "--action", "Healthz", "--json",
                                 "--server-pid", "999999999").stdout)
     assert out["server_cpu"]["pid"] is None and out["server_cpu"]["note"]
