@@ -494,10 +494,10 @@ impl Kms {
         .ok_or_else(|| KmsError::internal("secret value failed authentication"))
     }
 
-    /// [`Self::open_version`] for GetSecretValue: the version's data key comes from the
-    /// store's cache when it holds it (see [`crate::store::SecretStore::cached_data_key`]);
+    /// [`Self::open_version`] for GetSecretValue: the version's opened value comes from the
+    /// store's cache when it holds it (see [`crate::store::SecretStore::cached_secret_value`]);
     /// the secret's key is checked all the same, on every call, with Decrypt's rules and
-    /// errors (disabled, pending deletion, material deleted or expired, gone). A data key
+    /// errors (disabled, pending deletion, material deleted or expired, gone). A value
     /// opened here is offered to the cache.
     async fn open_version_cached(
         &self,
@@ -505,31 +505,27 @@ impl Kms {
         v: &SecretVersionRecord,
     ) -> Result<Secret, KmsError> {
         let now = self.now();
-        let aad = value_aad(&v.secret_id, &v.version_id, &v.data_type);
-        if let Some(data_key) =
+        if let Some(value) =
             self.store
-                .cached_data_key(&v.secret_id, &v.version_id, &v.sealed_data_key, now)
+                .cached_secret_value(&v.secret_id, &v.version_id, &v.sealed_data_key, now)
         {
             self.check_blob_key(caller, row::Decrypt, &v.sealed_data_key)
                 .await?;
-            if let Some(value) = Keystore::open_with_data_key(&data_key, &aad, &v.sealed_value) {
-                return Ok(value);
-            }
-            // Cannot happen (the entry answers for this very sealed data key); the full path
-            // below decides.
+            return Ok(zeroize::Zeroizing::new(value.to_vec()));
         }
         let ctx = data_key_context(&v.secret_id, &v.version_id);
         let opened = self
             .decrypt(caller, &v.sealed_data_key, &ctx, false)
             .await?;
+        let aad = value_aad(&v.secret_id, &v.version_id, &v.data_type);
         let value = Keystore::open_with_data_key(&opened.plaintext, &aad, &v.sealed_value)
             .ok_or_else(|| KmsError::internal("secret value failed authentication"))?;
-        self.store.keep_data_key(
+        self.store.keep_secret_value(
             &v.secret_id,
             &v.version_id,
             &opened.key_id,
             &v.sealed_data_key,
-            &opened.plaintext,
+            &value,
             now,
         );
         Ok(value)

@@ -624,11 +624,11 @@ pub trait SecretStore: Send + Sync {
         ))
     }
 
-    /// The opened data key of a secret version whose sealed data key is `sealed_data_key`,
-    /// if this store holds one younger than its cache lifetime at `now` (Unix seconds, the
+    /// The opened value of a secret version whose sealed data key is `sealed_data_key`, if
+    /// this store holds one younger than its cache lifetime at `now` (Unix seconds, the
     /// service's clock). Only a cache holds them ([`cache::CachedStore`]); the default holds
     /// none. The caller still checks the encryption key's state on every use.
-    fn cached_data_key(
+    fn cached_secret_value(
         &self,
         _secret_id: &str,
         _version_id: &str,
@@ -638,16 +638,17 @@ pub trait SecretStore: Send + Sync {
         None
     }
 
-    /// Offers the opened data key of a secret version (`key_id`: the key that sealed it) to
-    /// the cache, which keeps it, zeroizing, only alongside its cached version and drops it
-    /// with that secret, with its key, or after its lifetime. The default keeps nothing.
-    fn keep_data_key(
+    /// Offers the opened value of a secret version (`key_id`: the key that sealed its data
+    /// key) to the cache, which keeps it, zeroizing, only alongside its cached version and
+    /// drops it with that secret, with its key, or after its lifetime. The default keeps
+    /// nothing.
+    fn keep_secret_value(
         &self,
         _secret_id: &str,
         _version_id: &str,
         _key_id: &str,
         _sealed_data_key: &[u8],
-        _data_key: &[u8],
+        _value: &[u8],
         _now: i64,
     ) {
     }
