@@ -1045,9 +1045,17 @@ impl Writer {
     }
 
     /// Renews the reserve past the end of the file: opens the gate if it can, closes it if not.
+    /// A closed gate opens again only with room for twice the reserve: on a full disk, the
+    /// blocks a failed write gave back when it was cut off would otherwise reopen the gate
+    /// for a moment (and let one state change through) before the next line closes it again.
     fn renew(&mut self) {
         let Some(cur) = &self.file else { return };
-        match reserve(&cur.f, cur.size, self.s.reserve_bytes) {
+        let want = if self.closed_since.is_some() {
+            self.s.reserve_bytes.saturating_mul(2)
+        } else {
+            self.s.reserve_bytes
+        };
+        match reserve(&cur.f, cur.size, want) {
             Ok(()) => {
                 if let Some((since, reason)) = self.closed_since.take() {
                     let refused = self.gate.open();
