@@ -41,7 +41,7 @@ use crate::error::KmsError;
 pub const FORMAT_V1: u8 = 0x01;
 /// Format byte of SM4-GCM blobs (`Aliyun_SM4` keys).
 pub const FORMAT_SM4_GCM: u8 = 0x02;
-const HEADER_LEN: usize = 1 + 16 + 16;
+pub(crate) const HEADER_LEN: usize = 1 + 16 + 16;
 const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 const AAD_LABEL: &[u8] = b"kms-blob-v1";
@@ -142,6 +142,46 @@ pub fn encrypt_with(
     out.push(cipher.format_byte());
     out.extend_from_slice(&uuid_bytes(key_id)?);
     out.extend_from_slice(&uuid_bytes(version_id)?);
+    match cipher {
+        BlobCipher::Aes256Gcm => seal_body(
+            out,
+            rng,
+            BodyKey::Aes(&aes_key(material)?),
+            context,
+            plaintext,
+        ),
+        BlobCipher::Sm4Gcm => seal_body(out, rng, BodyKey::Sm4(material), context, plaintext),
+    }
+}
+
+/// Encrypts `plaintext` under a prepared AES-256 key version ([`super::prepared`]): the
+/// same blob as [`encrypt_with`] makes for [`BlobCipher::Aes256Gcm`], without unsealing the
+/// material or running the key schedule.
+pub fn encrypt_prepared(
+    rng: &SystemRandom,
+    prepared: &super::prepared::PreparedKey,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.extend_from_slice(prepared.header());
+    seal_body(out, rng, BodyKey::Aes(prepared.key()), context, plaintext)
+}
+
+/// The key a blob body is sealed or opened with.
+enum BodyKey<'a> {
+    Aes(&'a LessSafeKey),
+    Sm4(&'a [u8]),
+}
+
+/// Appends nonce, ciphertext and tag to `out`, which holds the blob's header.
+fn seal_body(
+    mut out: Vec<u8>,
+    rng: &SystemRandom,
+    key: BodyKey<'_>,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, KmsError> {
     // A fresh random IV: from the per-thread pool of the generator's output (public bytes,
     // buffered; see crate::random_pool), or straight from the generator.
     let nonce = match crate::random_pool::bytes::<NONCE_LEN>() {
@@ -156,9 +196,9 @@ pub fn encrypt_with(
     let associated = aad(&out[..HEADER_LEN], context);
     out.extend_from_slice(plaintext);
     let body = &mut out[HEADER_LEN + NONCE_LEN..];
-    match cipher {
-        BlobCipher::Aes256Gcm => {
-            let tag = aes_key(material)?
+    match key {
+        BodyKey::Aes(key) => {
+            let tag = key
                 .seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(nonce),
                     Aad::from(&associated),
@@ -167,7 +207,7 @@ pub fn encrypt_with(
                 .map_err(|_| KmsError::internal("seal"))?;
             out.extend_from_slice(tag.as_ref());
         }
-        BlobCipher::Sm4Gcm => {
+        BodyKey::Sm4(material) => {
             let tag = super::sm::sm4_gcm_seal(material, &nonce, &associated, body)?;
             out.extend_from_slice(&tag);
         }
@@ -208,27 +248,45 @@ pub fn decrypt_with(
     if parse_header(blob)?.cipher != cipher {
         return None;
     }
-    let nonce_bytes: [u8; NONCE_LEN] = blob[HEADER_LEN..HEADER_LEN + NONCE_LEN].try_into().ok()?;
-    let associated = aad(&blob[..HEADER_LEN], context);
     match cipher {
-        BlobCipher::Aes256Gcm => {
-            let key = aes_key(material).ok()?;
-            let nonce = Nonce::assume_unique_for_key(nonce_bytes);
-            let mut buf = Zeroizing::new(blob[HEADER_LEN + NONCE_LEN..].to_vec());
-            let n = key
-                .open_in_place(nonce, Aad::from(&associated), buf.as_mut_slice())
-                .ok()?
-                .len();
-            buf.truncate(n);
-            Some(buf)
-        }
+        BlobCipher::Aes256Gcm => open_aes(&aes_key(material).ok()?, context, blob),
         BlobCipher::Sm4Gcm => {
+            let nonce_bytes: [u8; NONCE_LEN] =
+                blob[HEADER_LEN..HEADER_LEN + NONCE_LEN].try_into().ok()?;
+            let associated = aad(&blob[..HEADER_LEN], context);
             let (body, tag) = blob[HEADER_LEN + NONCE_LEN..].split_at(blob.len() - OVERHEAD);
             let mut buf = Zeroizing::new(body.to_vec());
             super::sm::sm4_gcm_open(material, &nonce_bytes, &associated, &mut buf, tag)
                 .then_some(buf)
         }
     }
+}
+
+/// Decrypts an AES-256-GCM blob under a prepared key version ([`super::prepared`]), which
+/// the caller found from the blob's header. `None` for any failure, as [`decrypt_with`].
+pub fn decrypt_prepared(
+    prepared: &super::prepared::PreparedKey,
+    context: &[u8],
+    blob: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    if blob.len() < OVERHEAD || blob[0] != FORMAT_V1 {
+        return None;
+    }
+    open_aes(prepared.key(), context, blob)
+}
+
+/// Opens the body of a well-formed (length-checked) AES-256-GCM blob.
+fn open_aes(key: &LessSafeKey, context: &[u8], blob: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let nonce_bytes: [u8; NONCE_LEN] = blob[HEADER_LEN..HEADER_LEN + NONCE_LEN].try_into().ok()?;
+    let associated = aad(&blob[..HEADER_LEN], context);
+    let nonce = Nonce::assume_unique_for_key(nonce_bytes);
+    let mut buf = Zeroizing::new(blob[HEADER_LEN + NONCE_LEN..].to_vec());
+    let n = key
+        .open_in_place(nonce, Aad::from(&associated), buf.as_mut_slice())
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
 }
 
 /// The pieces of a blob for an AES-GCM done elsewhere (in an HSM, `crate::hsm::ops`): the

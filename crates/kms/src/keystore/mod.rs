@@ -17,6 +17,7 @@
 
 pub mod asymmetric;
 pub mod blob;
+pub mod prepared;
 pub mod sm;
 pub mod token;
 pub mod wrapping;
@@ -46,6 +47,8 @@ pub struct Keystore {
     audit_key: hmac::Key,
     console_key: hmac::Key,
     rng: SystemRandom,
+    /// Prepared AES-256-GCM keys of the versions used on this node ([`prepared`]).
+    prepared: prepared::PreparedKeys,
 }
 
 struct Len(usize);
@@ -98,6 +101,7 @@ impl Keystore {
             audit_key,
             console_key,
             rng: SystemRandom::new(),
+            prepared: prepared::PreparedKeys::default(),
         })
     }
 
@@ -212,6 +216,11 @@ impl Keystore {
     }
     pub(crate) fn rng(&self) -> &SystemRandom {
         &self.rng
+    }
+
+    /// The prepared AES-256-GCM keys of the key versions used on this node.
+    pub(crate) fn prepared(&self) -> &prepared::PreparedKeys {
+        &self.prepared
     }
 
     /// Seals `plaintext` under a 32-byte data key (AES-256-GCM, random nonce):

@@ -7,6 +7,7 @@ use super::state::{check, row, KeyState, StateRow};
 use super::{Caller, Kms};
 use crate::error::KmsError;
 use crate::keystore::{blob, Secret};
+use crate::model::{KeySpec, ProtectionLevel};
 use crate::store::{KeyLocator, KeyRecord, KeyVersionRecord};
 
 /// Largest Encrypt plaintext: 6 KiB (reference §3.9).
@@ -98,6 +99,14 @@ pub struct Opened {
     pub key_version_id: String,
 }
 
+/// What a crypto action uses of a key version.
+enum VersionKey {
+    /// A software AES-256 version's prepared key, shared from the keystore.
+    Prepared(Arc<crate::keystore::prepared::PreparedKey>),
+    /// The opened material (SM4), or an HSM key's handle.
+    Opened(Secret),
+}
+
 /// The sealed material of a version; a version without it waits for its import.
 fn sealed_material(v: &KeyVersionRecord) -> Result<&[u8], KmsError> {
     v.sealed_material
@@ -114,17 +123,28 @@ fn bad_blob() -> KmsError {
 
 impl Kms {
     /// Loads the key for a crypto action and opens the material of `version` (primary if
-    /// None).
+    /// None): a software AES-256 version as its prepared key, kept by the keystore
+    /// ([`crate::keystore::prepared`]; found only for this very row's sealed material, after
+    /// every check), anything else (SM4, an HSM key's handle) opened here.
     async fn key_material(
         &self,
         loc: &KeyLocator,
         state_row: StateRow,
         version: Option<&str>,
-    ) -> Result<(Arc<KeyRecord>, Arc<KeyVersionRecord>, Secret), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, Arc<KeyVersionRecord>, VersionKey), KmsError> {
         let (key, v) = self.usable_version(loc, state_row, version).await?;
         let sealed = sealed_material(&v)?;
+        if key.protection_level != ProtectionLevel::Hsm && key.key_spec == KeySpec::Aes256 {
+            let prepared = self.keystore.prepared().get_or_prepare(
+                &key.key_id,
+                &v.version_id,
+                sealed,
+                || self.open_material(&key.key_id, &v.version_id, sealed),
+            )?;
+            return Ok((key, v, VersionKey::Prepared(prepared)));
+        }
         let material = self.open_material(&key.key_id, &v.version_id, sealed)?;
-        Ok((key, v, material))
+        Ok((key, v, VersionKey::Opened(material)))
     }
 
     /// [`Kms::load`], with the row shared from the store's cache (no copy per request)
@@ -199,16 +219,22 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
         let (key, v, material) = self.key_material(&loc, state_row, None).await?;
-        // Software material, or the handle of an HSM key (issue 20; see `hsm_keys`).
-        let ciphertext_blob = self
-            .seal_with_version(
-                &key,
-                &v.version_id,
-                &material,
-                &context.canonical(),
-                plaintext,
-            )
-            .await?;
+        let ciphertext_blob = match &material {
+            VersionKey::Prepared(p) => {
+                blob::encrypt_prepared(self.keystore.rng(), p, &context.canonical(), plaintext)?
+            }
+            // Software SM4 material, or the handle of an HSM key (issue 20; see `hsm_keys`).
+            VersionKey::Opened(material) => {
+                self.seal_with_version(
+                    &key,
+                    &v.version_id,
+                    material,
+                    &context.canonical(),
+                    plaintext,
+                )
+                .await?
+            }
+        };
         Ok(Sealed {
             ciphertext_blob,
             key_id: key.key_id.clone(),
@@ -255,10 +281,16 @@ impl Kms {
         let (key, v, material) = self
             .key_material(&loc, state_row, Some(&header.version_id))
             .await?;
-        let plaintext = self
-            .open_with_version(&key, &material, &context.canonical(), ciphertext_blob)
-            .await?
-            .ok_or_else(bad_blob)?;
+        let plaintext = match &material {
+            VersionKey::Prepared(p) => {
+                blob::decrypt_prepared(p, &context.canonical(), ciphertext_blob)
+            }
+            VersionKey::Opened(material) => {
+                self.open_with_version(&key, material, &context.canonical(), ciphertext_blob)
+                    .await?
+            }
+        }
+        .ok_or_else(bad_blob)?;
         Ok(Opened {
             plaintext,
             key_id: key.key_id.clone(),

@@ -793,4 +793,58 @@ mod tests {
             KeyState::PendingImport
         );
     }
+
+    /// The prepared key a node keeps of a version (keystore::prepared) never outlives what it
+    /// was made from: deleting the material refuses the next Encrypt and Decrypt at once
+    /// although the version's key is warm, and the material imported again is a new entry
+    /// (sealed anew) that still opens the blobs made before.
+    #[tokio::test]
+    async fn a_warm_prepared_key_does_not_outlive_deleted_material() {
+        let (kms, _clock, caller) = kms();
+        let k = external(&kms, &caller).await;
+        let import = |m: [u8; 32]| {
+            let (kms, caller, key_id) = (&kms, &caller, k.key_id.clone());
+            async move {
+                let p = kms
+                    .get_parameters_for_import(caller, &key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
+                    .await
+                    .unwrap();
+                kms.import_key_material(
+                    caller,
+                    &key_id,
+                    &p.import_token,
+                    &wrap(&p.public_key_der, &m),
+                    None,
+                )
+                .await
+            }
+        };
+        import([3u8; 32]).await.unwrap();
+        let ctx = EncryptionContext::default();
+        let before = kms.keystore.prepared().len();
+        let blob = kms
+            .encrypt(&caller, &k.key_id, b"warm", &ctx, false)
+            .await
+            .unwrap()
+            .ciphertext_blob;
+        assert_eq!(kms.keystore.prepared().len(), before + 1);
+        let again = kms.encrypt(&caller, &k.key_id, b"warm", &ctx, false).await;
+        assert!(again.is_ok());
+        assert_eq!(kms.keystore.prepared().len(), before + 1);
+
+        kms.delete_key_material(&caller, &k.key_id).await.unwrap();
+        assert_eq!(
+            kms.encrypt(&caller, &k.key_id, b"x", &ctx, false)
+                .await
+                .map(|_| ()),
+            Err(KmsError::Rejected(Rejection::PendingImport))
+        );
+        assert!(kms.decrypt(&caller, &blob, &ctx, false).await.is_err());
+
+        import([3u8; 32]).await.unwrap();
+        let opened = kms.decrypt(&caller, &blob, &ctx, false).await.unwrap();
+        assert_eq!(opened.plaintext.as_slice(), b"warm");
+        // Same version id, new sealed bytes: the entry was replaced, not added beside.
+        assert_eq!(kms.keystore.prepared().len(), before + 1);
+    }
 }
