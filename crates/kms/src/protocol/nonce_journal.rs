@@ -11,17 +11,27 @@
 //! file is dropped whole once its bucket has passed; at most about 9 are live (30 minutes
 //! plus a bucket), holding the last 15 to 30 minutes of traffic, and start-up reads only those.
 //!
-//! - **Durability.** A request's record is written with `pwrite` before the request is
-//!   dispatched, on the request's own thread (one small syscall into the page cache: cheaper
-//!   than handing the record to a writer thread and waiting for it). Data in the kernel
+//! - **Durability.** A request's record is written before the request is dispatched, on the
+//!   request's own thread, into the page cache: through a shared memory mapping of the file
+//!   where the space is allocated (an 8-byte store, no system call; issue 21), otherwise with
+//!   `pwrite`. Either way the record is in the kernel's page cache at once, and data there
 //!   survives the death of the process, SIGKILL included. Power loss is another matter: a
 //!   background thread `fdatasync`s the live files every second, so a power loss forgets at
 //!   most about the last second of nonces (those requests could be replayed once, within
 //!   their 15 minutes). Waiting for the disk on every request would cost far more than it
 //!   buys.
 //! - **A full disk.** Each live file keeps space allocated ahead of its records (`fallocate`,
-//!   from 64 KiB up to 8 MiB, growing with the traffic), so records still fit when the disk
-//!   fills. A record that cannot be written refuses its request with 503
+//!   from 64 KiB up to 8 MiB, growing with the traffic; the file's size covers it, the
+//!   unwritten tail reads as zeros), so records still fit when the disk fills.
+//! - **The mapping.** Only space `fallocate` has allocated is written through the mapping
+//!   (1 MiB windows mapped as the records reach them), so a store never needs a block the
+//!   filesystem could refuse: that would be SIGBUS, where `pwrite` returns an error. Where
+//!   `fallocate` is not supported, or past the allocated space, records go by `pwrite`.
+//!   Windows the records have passed are handed back with `madvise(MADV_DONTNEED)` (their
+//!   pages stay in the page cache, written back as usual), so the journal does not grow the
+//!   process's resident memory; a late store into such a window just faults the page in
+//!   again. Windows are unmapped when their file is dropped, which no request can still be
+//!   writing to (requests hold the file). A record that cannot be written refuses its request with 503
 //!   `ServiceUnavailableTemporary` before anything is done: a request the server could not
 //!   remember is not served, so it cannot be replayed either.
 //! - **Start-up** reads the live files whole and hands their records to the cache in one go
@@ -75,7 +85,18 @@ struct Segment {
     renewing: Mutex<()>,
     /// `next` at the last sync.
     synced: AtomicU64,
+    /// Whether `fallocate` allocates space in this file (the records in it may then be
+    /// written through the mapping).
+    mappable: AtomicBool,
+    /// The mapped windows of the file ([`WINDOW`] bytes each), null until mapped.
+    windows: Box<[std::sync::atomic::AtomicPtr<u8>]>,
+    mapping: Mutex<()>,
 }
+
+/// Size of a mapped window of a journal file, and how many a file may have (beyond them,
+/// records go by `pwrite`).
+const WINDOW: u64 = 1024 * 1024;
+const MAX_WINDOWS: usize = 1024;
 
 /// What start-up found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -102,32 +123,60 @@ fn header(bucket_seconds: u32, bucket: u32) -> [u8; HEADER as usize] {
     h
 }
 
-/// Allocates `len` bytes past `offset` without changing the file's size (Linux; elsewhere,
-/// and on filesystems without `fallocate`, nothing is reserved).
+/// Allocates `len` bytes past `offset`, the file's size growing to cover them (zeros until
+/// written). `Ok(false)` where nothing can be reserved: elsewhere than on Linux, and on
+/// filesystems without `fallocate`.
 #[cfg(target_os = "linux")]
-fn reserve(f: &File, offset: u64, len: u64) -> std::io::Result<()> {
+fn reserve(f: &File, offset: u64, len: u64) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return Err(std::io::Error::from(ErrorKind::InvalidInput));
     };
     loop {
         // SAFETY: fallocate on a file descriptor we own; no memory is passed.
-        let r = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, off, len) };
         if r == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
-            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(()),
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(false),
             _ => return Err(e),
         }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reserve(_f: &File, _offset: u64, _len: u64) -> std::io::Result<()> {
-    Ok(())
+fn reserve(_f: &File, _offset: u64, _len: u64) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+/// Maps `WINDOW` bytes of `f` from `offset` (a multiple of the page size), shared and
+/// writable. Pages past the end of the file are never touched (only allocated space is
+/// written through a window).
+#[cfg(target_os = "linux")]
+fn map_window(f: &File, offset: u64) -> Option<*mut u8> {
+    use std::os::fd::AsRawFd;
+    let off = libc::off_t::try_from(offset).ok()?;
+    // SAFETY: a new shared mapping of a file we own, at an address the kernel chooses; no
+    // existing memory is affected. It is unmapped in `Segment::drop`.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            WINDOW as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            off,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast::<u8>())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_window(_f: &File, _offset: u64) -> Option<*mut u8> {
+    None
 }
 
 impl Segment {
@@ -153,6 +202,11 @@ impl Segment {
             renew_at: AtomicU64::new(next),
             renewing: Mutex::new(()),
             synced: AtomicU64::new(next),
+            mappable: AtomicBool::new(false),
+            windows: (0..MAX_WINDOWS)
+                .map(|_| std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            mapping: Mutex::new(()),
         };
         // Without room ahead (a full disk) the file still opens: records are written while
         // the filesystem takes them, and the reserve is tried again as they come.
@@ -178,7 +232,9 @@ impl Segment {
             .clamp(RESERVE_MIN, RESERVE_MAX);
         let from = allocated.max(at);
         match reserve(&self.file, from, grow) {
-            Ok(()) => {
+            Ok(reserved) => {
+                // Only space really allocated may be written through the mapping.
+                self.mappable.store(reserved, Ordering::Release);
                 self.allocated.store(from + grow, Ordering::Release);
                 self.renew_at.store(from + grow / 2, Ordering::Release);
                 Ok(())
@@ -200,7 +256,44 @@ impl Segment {
                 }
             }
         }
+        if self.mappable.load(Ordering::Acquire)
+            && at + RECORD <= self.allocated.load(Ordering::Acquire)
+        {
+            if let Some(slot) = self.slot(at) {
+                // The record goes into the page cache through the mapping: one store.
+                slot.store(key.to_le(), Ordering::Relaxed);
+                return Ok(());
+            }
+        }
         self.file.write_all_at(&key.to_le_bytes(), at)
+    }
+
+    /// The 8 bytes of the record at `at` (allocated space) in its mapped window, mapping the
+    /// window when the records first reach it and handing back the window two before it.
+    fn slot(&self, at: u64) -> Option<&AtomicU64> {
+        let index = usize::try_from(at / WINDOW).ok()?;
+        let window = self.windows.get(index)?;
+        let mut base = window.load(Ordering::Acquire);
+        if base.is_null() {
+            let _guard = self.mapping.lock().ok()?;
+            base = window.load(Ordering::Acquire);
+            if base.is_null() {
+                base = map_window(&self.file, index as u64 * WINDOW)?;
+                window.store(base, Ordering::Release);
+                if let Some(passed) = index.checked_sub(2).and_then(|i| self.windows.get(i)) {
+                    release_window(passed.load(Ordering::Acquire));
+                }
+            }
+        }
+        let offset = usize::try_from(at % WINDOW).ok()?;
+        // SAFETY: `base` maps WINDOW bytes of the file and stays mapped while `self` lives
+        // (unmapped only in Drop); `offset + 8 <= WINDOW` and `offset` is a multiple of 8
+        // (records are 8 bytes from a 16-byte header, windows are page-aligned), so this is
+        // an aligned 8-byte location. The page holding it is inside the file's allocated
+        // space (the caller checked `at + 8 <= allocated`), so touching it cannot fault on
+        // a full disk. Stores from several threads go through the atomic type; each record
+        // offset is handed out once.
+        Some(unsafe { &*base.add(offset).cast::<AtomicU64>() })
     }
 
     /// Flushes the records written since the last sync to the disk.
@@ -214,6 +307,41 @@ impl Segment {
         Ok(())
     }
 }
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        for w in self.windows.iter() {
+            let base = w.load(Ordering::Acquire);
+            if !base.is_null() {
+                unmap_window(base);
+            }
+        }
+    }
+}
+
+/// Drops a passed window's pages from the process (they stay in the page cache, dirty ones
+/// written back as usual). A store into it later faults the page in again.
+#[cfg(target_os = "linux")]
+fn release_window(base: *mut u8) {
+    if !base.is_null() {
+        // SAFETY: `base` is a live WINDOW-byte shared file mapping of ours; MADV_DONTNEED on
+        // a shared file mapping only drops page-table entries, the data stays in the file.
+        unsafe { libc::madvise(base.cast(), WINDOW as usize, libc::MADV_DONTNEED) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release_window(_base: *mut u8) {}
+
+#[cfg(target_os = "linux")]
+fn unmap_window(base: *mut u8) {
+    // SAFETY: `base` was returned by mmap for WINDOW bytes and nothing can reach it any
+    // more (its segment is being dropped, so no request holds it).
+    unsafe { libc::munmap(base.cast(), WINDOW as usize) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unmap_window(_base: *mut u8) {}
 
 /// Reads a bucket file: its records (zeros left out) and where the next record goes; `None`
 /// if its header is not a journal header of this bucket (nor zeros, as a power loss may leave
@@ -542,9 +670,11 @@ mod tests {
         let (j, _, _) = open(&dir, now);
         j.append(nb + 4, 7, nb).unwrap();
         drop(j);
-        // A slot whose write never happened (zeros), then a record, then half a record.
+        // A slot whose write never happened (zeros), then a record, then half a record at
+        // the end of the file (cut there: no space allocated ahead, as by `pwrite` alone).
         let path = dir.join(file_name(nb + 4));
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(HEADER + 3 * RECORD).unwrap();
         f.write_all_at(&9u64.to_le_bytes(), HEADER + 2 * RECORD)
             .unwrap();
         f.write_all_at(&[1, 2, 3], HEADER + 3 * RECORD).unwrap();
@@ -585,7 +715,57 @@ mod tests {
         let seg = slots.iter().flatten().next().unwrap();
         let next = seg.next.load(Ordering::Relaxed);
         assert_eq!(next, HEADER + 20_000 * RECORD);
-        assert!(seg.allocated.load(Ordering::Relaxed) > next);
-        assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), next);
+        let allocated = seg.allocated.load(Ordering::Relaxed);
+        assert!(allocated > next);
+        // The file's size covers the space allocated ahead (zeros, skipped on reading).
+        assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), allocated);
+        assert!(
+            seg.mappable.load(Ordering::Relaxed),
+            "fallocate works on the test's filesystem"
+        );
+    }
+
+    /// Records written through the mapping from several threads at once are in the file the
+    /// moment `append` returns (read back through another descriptor while the journal is
+    /// live, as a restart after SIGKILL would), across several windows, the handed-back ones
+    /// included, and again after the journal is dropped and reopened.
+    #[test]
+    fn mapped_records_are_in_the_file_at_once_across_windows() {
+        let tmp = TempDir::new();
+        let dir = tmp.path().join("nonces");
+        let now = 1_800_000_000i64;
+        let nb = (now / 256) as u32;
+        let (j, _, _) = open(&dir, now);
+        let per_thread = 120_000u64;
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let j = &j;
+                s.spawn(move || {
+                    for k in 0..per_thread {
+                        j.append(nb + 1, t * per_thread + k + 1, nb).unwrap();
+                    }
+                });
+            }
+        });
+        let total = 4 * per_thread;
+        let path = dir.join(file_name(nb + 1));
+        {
+            let slots = j.inner.read_slots();
+            let seg = slots.iter().flatten().next().unwrap();
+            assert!(seg.mappable.load(Ordering::Relaxed));
+            let mapped = seg
+                .windows
+                .iter()
+                .filter(|w| !w.load(Ordering::Relaxed).is_null());
+            assert!(mapped.count() >= 4, "the records span several windows");
+        }
+        let (mut keys, next) = read_segment(&path, 256, nb + 1).unwrap().unwrap();
+        keys.sort_unstable();
+        assert_eq!(keys, (1..=total).collect::<Vec<_>>());
+        assert_eq!(next, HEADER + total * RECORD);
+        drop(j);
+        let (_, r, seen) = open(&dir, now);
+        assert_eq!(r.nonces, total);
+        assert_eq!(seen.len() as u64, total);
     }
 }
