@@ -154,6 +154,11 @@ fn protocol() -> (tokio::runtime::Runtime, Protocol) {
     }
 }
 
+/// Header pairs as the server hands them over: borrowed.
+fn borrow(h: &[(String, String)]) -> Vec<(&str, &str)> {
+    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// Checks the layer-by-layer path of `Protocol::run` on its own.
 fn parse_and_verify(
     method: &str,
@@ -186,11 +191,12 @@ fn parse_and_verify(
         let _ = params.list(k);
         let _ = params.tag_list(k);
     }
+    let borrowed = borrow(headers);
     let view = RequestView {
         method,
         path,
         params: &params,
-        headers,
+        headers: &borrowed,
         body,
     };
     let pending = match signature::parse(&view) {
@@ -224,7 +230,7 @@ fn parse_and_verify(
                 method,
                 path,
                 params: &fixed,
-                headers,
+                headers: &borrowed,
                 body,
             };
             if let Ok(again) = signature::parse(&view) {
@@ -246,7 +252,7 @@ fn parse_and_verify(
                 method,
                 path,
                 params: &params,
-                headers: &fixed,
+                headers: &borrow(&fixed),
                 body,
             };
             if let Ok(again) = signature::parse(&view) {
@@ -350,7 +356,7 @@ fuzz_target!(|input: Input| {
         method,
         path: &input.path,
         query: &query,
-        headers: &headers,
+        headers: &borrow(&headers),
         body: &input.body,
         peer: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };

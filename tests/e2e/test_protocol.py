@@ -11,8 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kms_helpers import (JSON_CT, REGION, RawClient, arn_of, assert_error_shape, b64, expect_error,
-                         fmt_date, percent_encode, sign_v1, string_to_sign_v1, utcnow)
+from kms_helpers import (API_VERSION, JSON_CT, REGION, RawClient, arn_of, assert_error_shape, b64,
+                         expect_error, fmt_date, percent_encode, raw_exchange, sign_v1, sign_v3,
+                         string_to_sign_v1, utcnow)
 
 
 def norm_ct(ct: str) -> str:
@@ -410,3 +411,43 @@ def test_access_key_disabled_or_deleted_offline_stops_working_within_a_second(se
     assert wait_for(200) < 1.5
     admin("delete")
     assert wait_for(404, "InvalidAccessKeyId.NotFound") < 1.5
+
+
+def test_header_values_that_are_not_utf8(raw):
+    """Header values arrive as bytes; the server reads them borrowed, and a value that is not
+    UTF-8 lossily (each bad sequence becomes U+FFFD). Signed x-acs-* headers that are not
+    UTF-8 verify against a signature made over that reading (so each value must stay with its
+    own header, unsigned bad ones before and between included); a signed date that is not
+    UTF-8 is refused as a client error, never a 500."""
+    def request(date: bytes = None) -> bytes:
+        port = raw.server.port
+        headers = {
+            "host": f"127.0.0.1:{port}", "x-acs-action": "DescribeRegions", "x-acs-version": API_VERSION,
+            "x-acs-date": fmt_date(utcnow()), "x-acs-signature-nonce": uuid.uuid4().hex,
+            "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(), "accept": "application/json",
+            "x-acs-a": "\ufffd", "x-acs-b": "x\ufffd\ufffdy",
+        }
+        signed = sorted(headers)
+        _, sig = sign_v3("POST", {}, headers, signed, headers["x-acs-content-sha256"], raw.sk)
+        sent = dict(headers, **{"x-acs-a": "\udcff", "x-acs-b": "x\udcfe\udcfey"})
+        lines = [f"{k}: {v}".encode("utf-8", "surrogateescape") for k, v in sent.items()]
+        lines.insert(0, b"x-junk: \xff\xfe")
+        lines.insert(4, b"user-agent: caf\xe9 \x80")
+        lines.append(f"authorization: ACS3-HMAC-SHA256 Credential={raw.ak},"
+                     f"SignedHeaders={';'.join(signed)},Signature={sig}".encode())
+        lines.append(b"content-length: 0")
+        out = b"POST / HTTP/1.1\r\n" + b"\r\n".join(lines) + b"\r\nconnection: close\r\n\r\n"
+        if date is not None:
+            out = out.replace(b"x-acs-date: ", b"x-acs-date: " + date, 1)
+        return out
+
+    out = raw_exchange(raw.server.port, request())
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), out[:400]
+    assert json.loads(body)["Regions"]["Region"] == [{"RegionId": REGION}]
+
+    out = raw_exchange(raw.server.port, request(date=b"\xff"))
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), out[:400]
+    assert json.loads(body)["Code"] in ("InvalidTimeStamp.Format", "SignatureDoesNotMatch"), body
+    assert raw.call("DescribeRegions").status == 200

@@ -53,7 +53,7 @@ fn bench_signatures(c: &mut Criterion) {
         b"",
     )
     .unwrap();
-    let headers: Vec<(String, String)> = [
+    let headers: Vec<(&str, &str)> = [
         ("host", "127.0.0.1:8080"),
         ("x-acs-version", "2016-01-20"),
         ("x-acs-action", "Encrypt"),
@@ -63,9 +63,7 @@ fn bench_signatures(c: &mut Criterion) {
         ("x-acs-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
         ("authorization", "ACS3-HMAC-SHA256 Credential=testid,SignedHeaders=accept;host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature=7da68aaa98aaa1553cd74caf1a17df6b3155b13c23290fc58f60cc68b0f21773"),
     ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    .to_vec();
     c.bench_function("signature v3 parse+verify", |b| {
         b.iter(|| {
             let view = RequestView {

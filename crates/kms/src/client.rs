@@ -222,11 +222,15 @@ impl Client {
                     body: vec![],
                 };
                 let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+                let borrowed: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let view = RequestView {
                     method: "POST",
                     path: "/",
                     params: &p,
-                    headers: &headers,
+                    headers: &borrowed,
                     body: b"",
                 };
                 let canonical = v3_canonical_request(&view, &names);

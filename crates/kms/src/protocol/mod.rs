@@ -31,8 +31,8 @@ pub struct HttpRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a str,
-    /// (lowercase name, value) in the order received.
-    pub headers: &'a [(String, String)],
+    /// (lowercase name, value) in the order received, borrowed from the request.
+    pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
     /// The peer's address (`acs:SourceIp`), when known.
     pub peer: Option<std::net::IpAddr>,
@@ -42,8 +42,8 @@ impl HttpRequest<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 

@@ -56,7 +56,7 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub params: &'a Params,
     /// Header (lowercase name, value) pairs in the order received.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
 }
 
@@ -64,8 +64,8 @@ impl RequestView<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -343,7 +343,7 @@ fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
     if let Some((name, _)) = req
         .headers
         .iter()
-        .find(|(k, _)| (k == "host" || k.starts_with("x-acs-")) && !signed.contains(&k.as_str()))
+        .find(|(k, _)| (*k == "host" || k.starts_with("x-acs-")) && !signed.contains(k))
     {
         return Err(incomplete(&format!("{name} must be a signed header")));
     }
@@ -707,6 +707,11 @@ impl NonceCache {
 
 #[cfg(test)]
 mod tests {
+    /// Header pairs as the server hands them over: borrowed.
+    fn borrow(h: &[(String, String)]) -> Vec<(&str, &str)> {
+        h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -822,7 +827,7 @@ mod tests {
                 method: "POST",
                 path,
                 params: &params,
-                headers: &headers,
+                headers: &borrow(&headers),
                 body,
             };
             for signed in [
@@ -1015,7 +1020,7 @@ mod tests {
             method: "POST",
             path: "/",
             params: &params,
-            headers: &headers,
+            headers: &borrow(&headers),
             body: b"",
         };
         let canonical = v3_canonical_request(&view, &signed.split(';').collect::<Vec<_>>());
@@ -1037,7 +1042,7 @@ mod tests {
             method: "POST",
             path: "/",
             params: &params,
-            headers: &headers,
+            headers: &borrow(&headers),
             body: b"x=1",
         };
         assert!(parse(&view).unwrap().verify(b"testsecret").is_err());
@@ -1058,7 +1063,7 @@ mod tests {
             method: "POST",
             path: "/",
             params: &params,
-            headers: &headers,
+            headers: &borrow(&headers),
             body: b"",
         };
         assert_eq!(parse(&view).unwrap_err().code(), "IncompleteSignature");
@@ -1095,7 +1100,7 @@ mod tests {
                 method: "POST",
                 path: "/",
                 params: &params,
-                headers: &headers,
+                headers: &borrow(&headers),
                 body: b"",
             };
             let err = parse(&view).unwrap_err();
@@ -1108,7 +1113,7 @@ mod tests {
                     method: "POST",
                     path: "/",
                     params: &params,
-                    headers: &headers,
+                    headers: &borrow(&headers),
                     body: b"",
                 };
                 assert!(parse(&view).is_ok());

@@ -109,20 +109,29 @@ async fn api_handler(
             return response;
         }
     };
-    let headers: Vec<(String, String)> = headers
+    // Header values are borrowed as they came; one that is not UTF-8 is read lossily into
+    // `lossy` (kept alive beside the borrowed pairs).
+    let lossy: Vec<String> = headers
+        .values()
+        .filter(|v| std::str::from_utf8(v.as_bytes()).is_err())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let mut lossy_values = lossy.iter();
+    let pairs: Vec<(&str, &str)> = headers
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
+            let value = match std::str::from_utf8(v.as_bytes()) {
+                Ok(s) => s,
+                Err(_) => lossy_values.next().map_or("", String::as_str),
+            };
+            (k.as_str(), value)
         })
         .collect();
     let req = HttpRequest {
         method: method.as_str(),
         path: uri.path(),
         query: uri.query().unwrap_or(""),
-        headers: &headers,
+        headers: &pairs,
         body: &body,
         peer: Some(peer.ip()),
     };
