@@ -4,7 +4,6 @@
 //! the server's string to sign; [`Pending::verify`] checks the signature against the
 //! secret in constant time (aws-lc-rs `hmac::verify`).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
@@ -251,13 +250,43 @@ fn parse_v1(req: &RequestView<'_>) -> Result<Pending, KmsError> {
 }
 
 /// Parts of `ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…`.
-fn authorization_fields(auth: &str) -> HashMap<&str, &str> {
-    auth.trim_start_matches("ACS3-HMAC-SHA256")
-        .split(',')
-        .filter_map(|part| part.trim().split_once('='))
-        .collect()
+/// The fields of an `Authorization: ACS3-HMAC-SHA256 …` header that the server reads
+/// (`Credential`, `SignedHeaders`, `Signature`); a field given twice counts by its last value.
+#[derive(Default)]
+struct AuthorizationFields<'a> {
+    credential: Option<&'a str>,
+    signed_headers: Option<&'a str>,
+    signature: Option<&'a str>,
 }
 
+fn authorization_fields(auth: &str) -> AuthorizationFields<'_> {
+    let mut f = AuthorizationFields::default();
+    for (k, v) in auth
+        .trim_start_matches("ACS3-HMAC-SHA256")
+        .split(',')
+        .filter_map(|part| part.trim().split_once('='))
+    {
+        match k {
+            "Credential" => f.credential = Some(v),
+            "SignedHeaders" => f.signed_headers = Some(v),
+            "Signature" => f.signature = Some(v),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Appends the lowercase hex of SHA-256(`data`) to `out`.
+fn push_sha256_hex(out: &mut Vec<u8>, data: &[u8]) {
+    let d = digest::digest(&digest::SHA256, data);
+    let mut hex = [0u8; 64];
+    // 64 bytes is exactly twice the digest: this cannot fail.
+    if hex::encode_to_slice(d.as_ref(), &mut hex).is_ok() {
+        out.extend_from_slice(&hex);
+    }
+}
+
+#[cfg(test)]
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data))
 }
@@ -308,7 +337,7 @@ pub fn v3_canonical_request(req: &RequestView<'_>, signed_headers: &[&str]) -> S
         out.extend_from_slice(name.as_bytes());
     }
     out.push(b'\n');
-    out.extend_from_slice(sha256_hex(req.body).as_bytes());
+    push_sha256_hex(&mut out, req.body);
     into_string(out)
 }
 
@@ -316,17 +345,17 @@ fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
     let fields = authorization_fields(auth);
     let incomplete = |why: &str| KmsError::IncompleteSignature(why.to_string());
     let access_key_id = fields
-        .get("Credential")
+        .credential
         .filter(|c| !c.is_empty())
         .ok_or_else(|| incomplete("Authorization has no Credential"))?
         .to_string();
     let signature = fields
-        .get("Signature")
+        .signature
         .filter(|s| !s.is_empty())
         .ok_or_else(|| incomplete("Authorization has no Signature"))?
         .to_string();
     let signed: Vec<&str> = fields
-        .get("SignedHeaders")
+        .signed_headers
         .ok_or_else(|| incomplete("Authorization has no SignedHeaders"))?
         .split(';')
         .filter(|h| !h.is_empty())
@@ -362,7 +391,12 @@ fn parse_v3(req: &RequestView<'_>, auth: &str) -> Result<Pending, KmsError> {
         access_key_id,
         timestamp,
         nonce,
-        string_to_sign: format!("ACS3-HMAC-SHA256\n{}", sha256_hex(canonical.as_bytes())),
+        string_to_sign: {
+            let mut sts = Vec::with_capacity(17 + 64);
+            sts.extend_from_slice(b"ACS3-HMAC-SHA256\n");
+            push_sha256_hex(&mut sts, canonical.as_bytes());
+            into_string(sts)
+        },
         signature,
     })
 }
@@ -424,7 +458,9 @@ impl Pending {
     }
 
     fn verify_v3(&self, key: &hmac::Key) -> Result<(), KmsError> {
-        let given = hex::decode(&self.signature).map_err(|_| self.mismatch())?;
+        // An HMAC-SHA256 is 32 bytes: a signature of another length cannot match.
+        let mut given = [0u8; 32];
+        hex::decode_to_slice(&self.signature, &mut given).map_err(|_| self.mismatch())?;
         hmac::verify(key, self.string_to_sign.as_bytes(), &given).map_err(|_| self.mismatch())
     }
 }
