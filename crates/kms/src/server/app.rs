@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -94,13 +94,13 @@ async fn read_body(
 async fn api_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    // The request taken whole (the `HeaderMap` and `Uri` extractors would clone them).
+    request: axum::extract::Request,
 ) -> Response {
     let started = std::time::Instant::now();
-    let body = match read_body(&headers, body, state.body_read_timeout).await {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let body = match read_body(headers, body, state.body_read_timeout).await {
         Ok(b) => b,
         Err((reason, e)) => {
             // Counted by the accept loop (it never reaches the protocol or the audit trail).
