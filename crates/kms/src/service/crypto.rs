@@ -151,7 +151,11 @@ impl Kms {
     /// whenever time has made nothing true of it; otherwise `load`, which applies that.
     async fn load_shared(&self, loc: &KeyLocator) -> Result<Arc<KeyRecord>, KmsError> {
         let now = self.now();
-        if let Some(key) = self.store.get_key_shared(loc).await? {
+        let cached = match self.store.peek_key_shared(loc) {
+            Some(key) => Some(key),
+            None => self.store.get_key_shared(loc).await?,
+        };
+        if let Some(key) = cached {
             let due =
                 key.state == KeyState::PendingDeletion && key.delete_date.is_some_and(|d| d <= now);
             if !due && !key.material_expired(now) {
@@ -180,11 +184,14 @@ impl Kms {
         }
         check(state_row, key.state)?;
         let version_id = version.unwrap_or(key.primary_version.as_str());
-        let v = self
-            .store
-            .get_version_shared(&key.key_id, version_id)
-            .await?
-            .ok_or_else(bad_blob)?;
+        let v = match self.store.peek_version_shared(&key.key_id, version_id) {
+            Some(v) => v,
+            None => self
+                .store
+                .get_version_shared(&key.key_id, version_id)
+                .await?
+                .ok_or_else(bad_blob)?,
+        };
         Ok((key, v))
     }
 

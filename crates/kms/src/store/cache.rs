@@ -407,6 +407,17 @@ impl KeyStore for CachedStore {
     async fn get_key(&self, loc: &KeyLocator) -> StoreResult<Option<KeyRecord>> {
         Ok(self.get_key_shared(loc).await?.map(Arc::unwrap_or_clone))
     }
+    fn peek_key_shared(&self, loc: &KeyLocator) -> Option<Arc<KeyRecord>> {
+        let k = get_fresh(&self.keys, loc.key_id.as_str(), self.ttl)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        (k.account_id == loc.account_id && k.region == loc.region).then_some(k)
+    }
+    fn peek_version_shared(&self, key_id: &str, version_id: &str) -> Option<Arc<KeyVersionRecord>> {
+        let borrowed: &dyn StrPair = &(key_id, version_id);
+        let v = get_fresh(&self.versions, borrowed, self.ttl)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(v)
+    }
     async fn get_key_shared(&self, loc: &KeyLocator) -> StoreResult<Option<Arc<KeyRecord>>> {
         if let Some(k) = self.lookup(&self.keys, loc.key_id.as_str(), self.ttl) {
             if k.account_id == loc.account_id && k.region == loc.region {
@@ -1054,10 +1065,38 @@ mod tests {
         };
         assert!(cache.get_key(&other).await.unwrap().is_none());
         assert!(cache.get_version("k", "v").await.unwrap().is_some());
-        cache.invalidate_all();
+        // The synchronous peeks see exactly what the cache holds fresh: the row, never
+        // another account's, and nothing once a write or an invalidation dropped it.
+        let peeked = cache.peek_key_shared(&loc).unwrap();
+        assert_eq!(peeked.description, "through");
+        assert!(cache.peek_key_shared(&other).is_none());
+        assert!(cache.peek_version_shared("k", "v").is_some());
+        assert!(cache.peek_version_shared("k", "nope").is_none());
+        cache
+            .update_key(
+                &loc,
+                Box::new(|k| {
+                    k.description = "again".into();
+                    Ok(vec![])
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(cache.peek_key_shared(&loc).is_none());
+        assert!(
+            inner.peek_key_shared(&loc).is_none(),
+            "a store without a cache"
+        );
         assert_eq!(
             cache.get_key(&loc).await.unwrap().unwrap().description,
-            "through"
+            "again"
+        );
+        cache.invalidate_all();
+        assert!(cache.peek_key_shared(&loc).is_none());
+        assert!(cache.peek_version_shared("k", "v").is_none());
+        assert_eq!(
+            cache.get_key(&loc).await.unwrap().unwrap().description,
+            "again"
         );
     }
 

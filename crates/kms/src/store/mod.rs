@@ -248,6 +248,20 @@ pub trait KeyStore: Send + Sync {
     ) -> StoreResult<Option<std::sync::Arc<KeyRecord>>> {
         Ok(self.get_key(loc).await?.map(std::sync::Arc::new))
     }
+    /// The row a cache holds fresh, without I/O or a future: the crypto actions try this
+    /// before [`KeyStore::get_key_shared`] (whose boxed future costs an allocation a call).
+    /// `None` from a store without a cache, or when the cache does not hold it.
+    fn peek_key_shared(&self, _loc: &KeyLocator) -> Option<std::sync::Arc<KeyRecord>> {
+        None
+    }
+    /// [`KeyStore::peek_key_shared`] for a version.
+    fn peek_version_shared(
+        &self,
+        _key_id: &str,
+        _version_id: &str,
+    ) -> Option<std::sync::Arc<KeyVersionRecord>> {
+        None
+    }
     /// [`KeyStore::get_version`], shared (see [`KeyStore::get_key_shared`]).
     async fn get_version_shared(
         &self,
