@@ -97,6 +97,13 @@ struct Segment {
 /// records go by `pwrite`).
 const WINDOW: u64 = 1024 * 1024;
 const MAX_WINDOWS: usize = 1024;
+/// A window's pages are handed back once the records are this many windows past it: a
+/// store into it would have to come from a request that took its offset that many windows
+/// (3 × 131,072 records) earlier and has not yet written it. Such a late store is still
+/// safe (the page faults in again), but it could meet the page between its write-back and
+/// the `MADV_DONTNEED` and leave it clean with the record only in memory; the lag makes
+/// that practically impossible.
+const RELEASE_LAG: usize = 3;
 
 /// What start-up found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +276,8 @@ impl Segment {
     }
 
     /// The 8 bytes of the record at `at` (allocated space) in its mapped window, mapping the
-    /// window when the records first reach it and handing back the window two before it.
+    /// window when the records first reach it and handing back the window [`RELEASE_LAG`]
+    /// before it.
     fn slot(&self, at: u64) -> Option<&AtomicU64> {
         let index = usize::try_from(at / WINDOW).ok()?;
         let window = self.windows.get(index)?;
@@ -280,7 +288,7 @@ impl Segment {
             if base.is_null() {
                 base = map_window(&self.file, index as u64 * WINDOW)?;
                 window.store(base, Ordering::Release);
-                if let Some(passed) = index.checked_sub(2).and_then(|i| self.windows.get(i)) {
+                if let Some(passed) = index.checked_sub(RELEASE_LAG).and_then(|i| self.windows.get(i)) {
                     release_window(passed.load(Ordering::Acquire));
                 }
             }
