@@ -13,8 +13,10 @@
 //!   the payload names ([`super::cache::Change`]) from its [`super::cache::CachedStore`]. After a reconnect a node drops
 //!   its whole cache (notifications may have been missed); cached entries also live at most
 //!   [`CACHE_TTL`], the safety net.
-//! - **Nonces** are claimed in the `nonces` table, so a request replayed to another node is
-//!   refused too.
+//! - **Nonces** are claimed in the `nonce_claims` table, so a request replayed to another
+//!   node is refused too: one row (8 bytes of the nonce's digest) in the partition of the
+//!   request's signed-time bucket, partitions truncated whole once their time has passed
+//!   (see [`nonce_slot`]).
 //! - **Background work** (deletion, material expiry, rotation) runs on every node; each item
 //!   is re-checked under the row lock inside the transaction that does it, so it is done
 //!   exactly once whichever node gets there first.
@@ -38,7 +40,7 @@ use super::sql::{self, Backend, Conn, Dialect, Job, Mode, Param, Row, SqlStore, 
 use super::{NonceStore, StoreError, StoreResult};
 
 /// The migrations, in order. Add a file and a line here to change the schema.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -54,6 +56,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0004_secrets.sql"),
     ),
     (5, include_str!("../../migrations/postgres/0005_ram.sql")),
+    // Nonce claims in a ring of partitions by signed-time bucket (issue 21).
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_nonce_claims.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("kmsmigr" in ASCII).
@@ -89,12 +96,65 @@ pub struct Postgres {
     nonces: tokio::sync::mpsc::Sender<NonceClaim>,
 }
 
-/// A nonce digest, the time until which it is claimed, and where to send the answer.
-type NonceClaim = (
-    Vec<u8>,
-    i64,
-    tokio::sync::oneshot::Sender<Result<bool, String>>,
+/// A claim's partition and key (see [`nonce_slot`], [`nonce_key`]), and where to send the
+/// answer.
+type NonceClaim = (i16, i64, tokio::sync::oneshot::Sender<Result<bool, String>>);
+
+/// Width of a claim bucket, in seconds of signed time.
+const NONCE_BUCKET_SECONDS: i64 = 300;
+/// Partitions of `nonce_claims` (migration 0009): bucket `b` is filed in `b mod NONCE_SLOTS`.
+const NONCE_SLOTS: i64 = 16;
+/// How far the clocks of the nodes may disagree before a claim could be purged by one node
+/// while another still accepts its timestamp: a partition is truncated only when no
+/// timestamp it can hold is within the time check's window plus this margin.
+const NONCE_CLOCK_MARGIN: i64 = NONCE_BUCKET_SECONDS;
+// The buckets whose claims must be kept (the window on both sides of now, plus the margin on
+// both sides, plus the partial buckets at the ends) must leave some partitions to truncate,
+// so that a partition is never reused by a new bucket while an old one could still be live.
+const _: () = assert!(
+    (2 * super::NONCE_WINDOW_SECONDS + 2 * NONCE_CLOCK_MARGIN) / NONCE_BUCKET_SECONDS + 2
+        < NONCE_SLOTS
 );
+
+/// The partition of a claim: the bucket of the request's signed timestamp, modulo
+/// [`NONCE_SLOTS`]. A replay carries the same timestamp (it is signed), so it lands in the
+/// same partition as the original, on every node and after every restart.
+fn nonce_slot(timestamp: i64) -> i16 {
+    i16::try_from(
+        timestamp
+            .div_euclid(NONCE_BUCKET_SECONDS)
+            .rem_euclid(NONCE_SLOTS),
+    )
+    .unwrap_or_default()
+}
+
+/// The key of a claim: the first 8 bytes of the nonce's digest (zero-padded), as a BIGINT,
+/// which is a cheaper primary key than BYTEA. Two different nonces of live requests in one
+/// partition share a key with probability about n / 2^64 (n the claims in the partition):
+/// at 40,000 requests a second a bucket holds 12 million, so about 1 request in 1.5 * 10^12
+/// is refused as a replay (`SignatureNonceUsed`; a client retries with a fresh nonce).
+fn nonce_key(digest: &[u8]) -> i64 {
+    let mut first = [0u8; 8];
+    let n = digest.len().min(8);
+    first[..n].copy_from_slice(&digest[..n]);
+    i64::from_be_bytes(first)
+}
+
+/// The partitions no claim can be live in at `now`: every timestamp they can hold (in the
+/// buckets they receive now) is beyond the time check's window plus [`NONCE_CLOCK_MARGIN`]
+/// on either side.
+fn dead_nonce_slots(now: i64) -> Vec<i16> {
+    let reach = super::NONCE_WINDOW_SECONDS + NONCE_CLOCK_MARGIN;
+    let first = now.saturating_sub(reach).div_euclid(NONCE_BUCKET_SECONDS);
+    let last = now.saturating_add(reach).div_euclid(NONCE_BUCKET_SECONDS);
+    let live: HashSet<i16> = (first..=last)
+        .map(|b| nonce_slot(b.saturating_mul(NONCE_BUCKET_SECONDS)))
+        .collect();
+    (0..NONCE_SLOTS)
+        .filter_map(|s| i16::try_from(s).ok())
+        .filter(|s| !live.contains(s))
+        .collect()
+}
 
 /// Claims per statement, at most.
 const NONCE_BATCH: usize = 1024;
@@ -140,45 +200,45 @@ fn start_nonce_workers(pool: Pool) -> tokio::sync::mpsc::Sender<NonceClaim> {
     tx
 }
 
-/// One statement for a batch of claims. Within a batch the first claim of a digest is the one
-/// sent (a later one is a replay); a claim succeeds if its row was inserted, or replaced a row
-/// whose time had passed.
+/// One statement for a batch of claims. Within a batch the first claim of a key is the one
+/// sent (a later one is a replay); a claim succeeds if its row was inserted.
 async fn claim_batch(pool: &Pool, batch: Vec<NonceClaim>) {
-    let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(batch.len());
-    let (mut digests, mut untils): (Vec<&[u8]>, Vec<i64>) = (Vec::new(), Vec::new());
-    for (i, (digest, until, _)) in batch.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(e) = first.entry(digest.as_slice()) {
+    let mut first: HashMap<(i16, i64), usize> = HashMap::with_capacity(batch.len());
+    let (mut slots, mut keys): (Vec<i16>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (i, (slot, key, _)) in batch.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) = first.entry((*slot, *key)) {
             e.insert(i);
-            digests.push(digest);
-            untils.push(*until);
+            slots.push(*slot);
+            keys.push(*key);
         }
     }
-    let now = crate::clock::system_now();
-    let claimed: Result<HashSet<Vec<u8>>, String> = async {
+    let claimed: Result<HashSet<(i16, i64)>, String> = async {
         let c = pool.get().await.map_err(|e| e.to_string())?;
         let stmt = c
             .prepare_cached(
-                "INSERT INTO nonces (digest, until) SELECT * FROM unnest($1::bytea[], $2::bigint[]) \
-                 ON CONFLICT (digest) DO UPDATE SET until = excluded.until WHERE nonces.until < $3 \
-                 RETURNING digest",
+                "INSERT INTO nonce_claims (slot, digest) \
+                 SELECT * FROM unnest($1::int2[], $2::int8[]) \
+                 ON CONFLICT DO NOTHING RETURNING slot, digest",
             )
             .await
             .map_err(|e| e.to_string())?;
         let rows = c
-            .query(&stmt, &[&digests, &untils, &now])
+            .query(&stmt, &[&slots, &keys])
             .await
             .map_err(|e| e.to_string())?;
         Ok(rows
             .iter()
-            .filter_map(|r| r.try_get::<_, Vec<u8>>(0).ok())
+            .filter_map(|r| Some((r.try_get::<_, i16>(0).ok()?, r.try_get::<_, i64>(1).ok()?)))
             .collect())
     }
     .await;
     let answers: Vec<Result<bool, String>> = batch
         .iter()
         .enumerate()
-        .map(|(i, (digest, _, _))| match &claimed {
-            Ok(set) => Ok(first.get(digest.as_slice()) == Some(&i) && set.contains(digest)),
+        .map(|(i, (slot, key, _))| match &claimed {
+            Ok(set) => {
+                Ok(first.get(&(*slot, *key)) == Some(&i) && set.contains(&(*slot, *key)))
+            }
             Err(e) => Err(e.clone()),
         })
         .collect();
@@ -411,11 +471,11 @@ impl NonceStore for PostgresStore {
         true
     }
 
-    async fn claim_nonce(&self, digest: &[u8], until: i64) -> StoreResult<bool> {
+    async fn claim_nonce(&self, digest: &[u8], timestamp: i64) -> StoreResult<bool> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.backend
             .nonces
-            .send((digest.to_vec(), until, reply))
+            .send((nonce_slot(timestamp), nonce_key(digest), reply))
             .await
             .map_err(|_| db_err("nonce workers stopped"))?;
         answer
@@ -424,14 +484,32 @@ impl NonceStore for PostgresStore {
             .map_err(db_err)
     }
 
+    /// Truncates the partitions that hold claims but can hold no live one at `now` (see
+    /// [`dead_nonce_slots`]): one probe a call, a TRUNCATE about every
+    /// [`NONCE_BUCKET_SECONDS`]. A partition of a live bucket is never truncated, however
+    /// late the purge runs; a partition left full by purges that did not run (no node up for
+    /// a while) only keeps old keys, which a new claim matches with the 2^-64 odds above.
     async fn purge_nonces(&self, now: i64) -> StoreResult<u64> {
-        self.run(Mode::Auto, move |c| {
-            Box::pin(async move {
-                c.execute("DELETE FROM nonces WHERE until < $1", &[Param::Int(now)])
-                    .await
-            })
-        })
-        .await
+        let dead = dead_nonce_slots(now);
+        let c = self.backend.pool.get().await.map_err(db_err)?;
+        let full = c
+            .query(
+                "SELECT s FROM unnest($1::int2[]) s \
+                 WHERE EXISTS (SELECT 1 FROM nonce_claims c WHERE c.slot = s)",
+                &[&dead],
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut truncated = 0;
+        for row in full {
+            let slot: i16 = row.try_get(0).map_err(pg_err)?;
+            // `slot` is one of 0..NONCE_SLOTS, never text from outside.
+            c.batch_execute(&format!("TRUNCATE nonce_claims_{slot}"))
+                .await
+                .map_err(pg_err)?;
+            truncated += 1;
+        }
+        Ok(truncated)
     }
 }
 
