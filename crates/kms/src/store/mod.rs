@@ -500,7 +500,7 @@ pub trait NonceStore: Send + Sync {
         Ok(true)
     }
     /// Forgets claims whose requests' timestamps could no longer pass the time check at
-    /// `now`; returns how many groups of claims (PostgreSQL: partitions) were dropped.
+    /// `now`; returns how many groups of claims (PostgreSQL: tables) were dropped.
     async fn purge_nonces(&self, _now: i64) -> StoreResult<u64> {
         Ok(0)
     }
