@@ -298,15 +298,9 @@ impl Protocol {
         // Nodes sharing a database also claim the nonce there (its first 8 bytes, filed by
         // the signed timestamp, which a replay carries unchanged), so a request replayed to
         // another node is refused too.
-        if self.kms.store().shares_nonces() {
-            if !self
-                .kms
-                .store()
-                .claim_nonce(&digest[..8], pending.timestamp)
-                .await?
-            {
-                return Err(KmsError::SignatureNonceUsed);
-            }
+        let store = self.kms.store();
+        if store.shares_nonces() && !store.claim_nonce(&digest[..8], pending.timestamp).await? {
+            return Err(KmsError::SignatureNonceUsed);
         }
         let token = params
             .opt("SecurityToken")
