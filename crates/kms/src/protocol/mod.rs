@@ -295,13 +295,12 @@ impl Protocol {
         let digest = signature::nonce_digest(&pending.access_key_id, &pending.nonce);
         self.nonces
             .check_and_record_digest(&digest, pending.timestamp, now)?;
-        // Nodes sharing a database also claim the nonce there (its first 16 bytes), so a
-        // request replayed to another node is refused too.
-        if self.kms.store().shares_nonces() {
-            let until = signature::nonce_until(pending.timestamp, now);
-            if !self.kms.store().claim_nonce(&digest[..16], until).await? {
-                return Err(KmsError::SignatureNonceUsed);
-            }
+        // Nodes sharing a database also claim the nonce there (its first 8 bytes, filed by
+        // the signed timestamp, which a replay carries unchanged), so a request replayed to
+        // another node is refused too.
+        let store = self.kms.store();
+        if store.shares_nonces() && !store.claim_nonce(&digest[..8], pending.timestamp).await? {
+            return Err(KmsError::SignatureNonceUsed);
         }
         let token = params
             .opt("SecurityToken")

@@ -30,6 +30,8 @@ pub fn percent_encode(s: &str) -> String {
 
 /// How far a request's timestamp may be from the server's time: 15 minutes.
 pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
+// Shared nonce claims are kept for the same window.
+const _: () = assert!(MAX_SKEW_SECONDS == crate::store::NONCE_WINDOW_SECONDS);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {

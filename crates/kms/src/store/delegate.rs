@@ -120,8 +120,8 @@ impl<T: Delegate> NonceStore for T {
     fn shares_nonces(&self) -> bool {
         self.inner().shares_nonces()
     }
-    async fn claim_nonce(&self, digest: &[u8], until: i64) -> StoreResult<bool> {
-        self.inner().claim_nonce(digest, until).await
+    async fn claim_nonce(&self, digest: &[u8], timestamp: i64) -> StoreResult<bool> {
+        self.inner().claim_nonce(digest, timestamp).await
     }
     async fn purge_nonces(&self, now: i64) -> StoreResult<u64> {
         self.inner().purge_nonces(now).await

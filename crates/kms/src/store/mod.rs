@@ -493,6 +493,10 @@ pub trait RamStore: Send + Sync {
     }
 }
 
+/// How far a signed timestamp may be from the server's time (the signature time check), so
+/// how long after its timestamp a shared nonce claim must be kept.
+pub const NONCE_WINDOW_SECONDS: i64 = 15 * 60;
+
 /// Signature nonces shared by every node on one database.
 #[async_trait]
 pub trait NonceStore: Send + Sync {
@@ -501,12 +505,16 @@ pub trait NonceStore: Send + Sync {
     fn shares_nonces(&self) -> bool {
         false
     }
-    /// Claims a signature nonce (its digest) until `until` for every node sharing this
-    /// store: false if another request already holds it. Always yes where nothing is shared.
-    async fn claim_nonce(&self, _digest: &[u8], _until: i64) -> StoreResult<bool> {
+    /// Claims a signature nonce (its digest) of a request signed at `timestamp` (the
+    /// request's own signed time, so a replay claims exactly what the original did) for
+    /// every node sharing this store: false if another request already holds it. A claim is
+    /// kept at least until `timestamp` could no longer pass the time check
+    /// ([`NONCE_WINDOW_SECONDS`] after it). Always yes where nothing is shared.
+    async fn claim_nonce(&self, _digest: &[u8], _timestamp: i64) -> StoreResult<bool> {
         Ok(true)
     }
-    /// Forgets nonces whose time has passed; returns how many.
+    /// Forgets claims whose requests' timestamps could no longer pass the time check at
+    /// `now`; returns how many groups of claims (PostgreSQL: tables) were dropped.
     async fn purge_nonces(&self, _now: i64) -> StoreResult<u64> {
         Ok(0)
     }

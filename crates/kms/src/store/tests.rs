@@ -55,6 +55,62 @@ impl TestDatabase {
         })
     }
 
+    /// A database with the migrations up to `version` only (then connect_again applies
+    /// the rest, as an upgrade does).
+    async fn create_at(version: i64) -> Option<Self> {
+        let url = std::env::var("KMS_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let mut config = postgres::parse_url(&url).expect("KMS_TEST_DATABASE_URL");
+        config.dbname("postgres");
+        let (admin, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let name = format!("kms_store_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let db = Self {
+            admin,
+            name,
+            store: Arc::new(sqlite::SqliteStore::in_memory().unwrap()),
+        };
+        let c = db.admin_on_db().await;
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        for (v, sql) in postgres::MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+            c.batch_execute(sql).await.unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied) VALUES ($1, 0)",
+                &[v],
+            )
+            .await
+            .unwrap();
+        }
+        Some(db)
+    }
+
+    /// A client on the case's database.
+    async fn admin_on_db(&self) -> tokio_postgres::Client {
+        let url = std::env::var("KMS_TEST_DATABASE_URL").unwrap();
+        let mut config = postgres::parse_url(&url).unwrap();
+        config.dbname(&self.name);
+        let (c, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        c
+    }
+
+    /// Another store (another node) on the case's database.
+    async fn connect_again(&self) -> Arc<dyn Store> {
+        let url = std::env::var("KMS_TEST_DATABASE_URL").unwrap();
+        let mut config = postgres::parse_url(&url).unwrap();
+        config.dbname(&self.name);
+        Arc::new(postgres::PostgresStore::connect(config, 4).await.unwrap())
+    }
+
     async fn drop(self) {
         let _ = self
             .admin
@@ -1013,17 +1069,17 @@ async fn nonces(s: Arc<dyn Store>) {
     let now = crate::clock::system_now();
     if !s.shares_nonces() {
         // One process: the in-memory cache decides; the store always says yes.
-        assert!(s.claim_nonce(b"n", now + 60).await.unwrap());
-        assert!(s.claim_nonce(b"n", now + 60).await.unwrap());
+        assert!(s.claim_nonce(b"n", now).await.unwrap());
+        assert!(s.claim_nonce(b"n", now).await.unwrap());
         assert_eq!(s.purge_nonces(now).await.unwrap(), 0);
         return;
     }
-    assert!(s.claim_nonce(b"n1", now + 60).await.unwrap());
-    assert!(!s.claim_nonce(b"n1", now + 60).await.unwrap());
+    assert!(s.claim_nonce(b"n1", now).await.unwrap());
+    assert!(!s.claim_nonce(b"n1", now).await.unwrap());
     // Many claims at once (batched): each digest is granted exactly once.
     let claims = (0..200).map(|i| {
         let s = s.clone();
-        async move { s.claim_nonce(&[(i % 50) as u8, 0xAA], now + 60).await }
+        async move { s.claim_nonce(&[(i % 50) as u8, 0xAA], now).await }
     });
     let granted = futures_util::future::join_all(claims)
         .await
@@ -1031,11 +1087,104 @@ async fn nonces(s: Arc<dyn Store>) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(granted, 50);
-    // A claim whose time has passed can be taken again, and is purged.
-    assert!(s.claim_nonce(b"old", now - 10).await.unwrap());
-    assert!(s.claim_nonce(b"old", now + 60).await.unwrap());
-    assert!(s.claim_nonce(b"older", now - 10).await.unwrap());
-    assert_eq!(s.purge_nonces(now).await.unwrap(), 1);
+    // The oldest and the newest timestamps the time check accepts are held through every
+    // purge while they could still pass it (plus the clock margin): purges that drop the
+    // neighbouring buckets' partitions never take theirs.
+    let window = NONCE_WINDOW_SECONDS;
+    let (old, new) = (now - window, now + window);
+    assert!(s.claim_nonce(b"oldest", old).await.unwrap());
+    // (The margin: a partition is kept 5 minutes longer, for the nodes' clocks.)
+    let margin = 300;
+    for later in (old..=now + window + margin).step_by(20) {
+        s.purge_nonces(later).await.unwrap();
+        if later <= old + window + margin {
+            assert!(!s.claim_nonce(b"oldest", old).await.unwrap(), "at {later}");
+        }
+        assert!(!s.claim_nonce(b"n1", now).await.unwrap(), "at {later}");
+    }
+    assert!(s.claim_nonce(b"newest", new).await.unwrap());
+    for later in (now..=new + window + margin).step_by(20) {
+        s.purge_nonces(later).await.unwrap();
+        assert!(!s.claim_nonce(b"newest", new).await.unwrap(), "at {later}");
+    }
+    // Long after its window (the time check's 15 minutes, the 5-minute clock margin and the
+    // rest of its bucket) a claim's partition is truncated and the claim forgotten.
+    // The last purges above were past n1's: forgotten already.
+    assert!(s.claim_nonce(b"n1", now).await.unwrap());
+    let long_after = now + window + 1050;
+    assert!(s.purge_nonces(long_after).await.unwrap() >= 1);
+    assert!(s.claim_nonce(b"n1", now).await.unwrap());
+}
+
+/// Two nodes (two stores, each with its own pools and nonce worker) on one database: the
+/// same claim sent to both at once is granted to exactly one, every time; a replay after a
+/// node "restarts" (a third store on the same database) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nonce_claims_across_nodes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let second = db.connect_again().await;
+    let now = crate::clock::system_now();
+    let mut claims = Vec::new();
+    for i in 0u32..300 {
+        let digest = i.to_be_bytes();
+        let ts = now - 900 + i64::from(i) * 6;
+        let (a, b) = (db.store.clone(), second.clone());
+        claims.push(async move {
+            let (x, y) = tokio::join!(a.claim_nonce(&digest, ts), b.claim_nonce(&digest, ts));
+            (x.unwrap(), y.unwrap())
+        });
+    }
+    for (i, (x, y)) in futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(x ^ y, "claim {i}: {x} {y}");
+    }
+    drop(second);
+    let restarted = db.connect_again().await;
+    for i in 0u32..300 {
+        let ts = now - 900 + i64::from(i) * 6;
+        assert!(!restarted.claim_nonce(&i.to_be_bytes(), ts).await.unwrap());
+    }
+    db.drop().await;
+}
+
+/// Upgrading a database whose claims are in the old `nonces` table (BYTEA digest, `until`):
+/// after migration 0009 their replays are refused, whatever timestamp in the window the
+/// original request carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nonce_claims_survive_the_upgrade() {
+    let Some(db) = TestDatabase::create_at(8).await else {
+        return;
+    };
+    let now = crate::clock::system_now();
+    let digest = [7u8; 16];
+    // A request signed at `ts` and claimed at `now` kept until max(ts, now) + 900.
+    let signed = [now - 900, now - 450, now, now + 900];
+    for (i, ts) in signed.iter().enumerate() {
+        let mut d = digest;
+        d[0] = i as u8;
+        let until = (*ts).max(now) + 900;
+        db.admin_on_db()
+            .await
+            .execute(
+                "INSERT INTO nonces (digest, until) VALUES ($1, $2)",
+                &[&d.to_vec(), &until],
+            )
+            .await
+            .unwrap();
+    }
+    let upgraded = db.connect_again().await;
+    for (i, ts) in signed.iter().enumerate() {
+        let mut d = digest;
+        d[0] = i as u8;
+        assert!(!upgraded.claim_nonce(&d, *ts).await.unwrap(), "claim {i}");
+    }
+    assert!(upgraded.claim_nonce(&[9u8; 16], now).await.unwrap());
+    db.drop().await;
 }
 
 /// Fills a store through its operations, with every kind of row.
