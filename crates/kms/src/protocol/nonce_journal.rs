@@ -288,7 +288,10 @@ impl Segment {
             if base.is_null() {
                 base = map_window(&self.file, index as u64 * WINDOW)?;
                 window.store(base, Ordering::Release);
-                if let Some(passed) = index.checked_sub(RELEASE_LAG).and_then(|i| self.windows.get(i)) {
+                if let Some(passed) = index
+                    .checked_sub(RELEASE_LAG)
+                    .and_then(|i| self.windows.get(i))
+                {
                     release_window(passed.load(Ordering::Acquire));
                 }
             }
