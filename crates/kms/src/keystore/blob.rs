@@ -93,6 +93,19 @@ fn uuid_bytes(id: &str) -> Result<[u8; 16], KmsError> {
         .map_err(|_| KmsError::internal("key id is not a UUID"))
 }
 
+/// The 33-byte header of a blob of `cipher` under `key_id`'s `version_id`.
+pub(crate) fn header_bytes(
+    cipher: BlobCipher,
+    key_id: &str,
+    version_id: &str,
+) -> Result<[u8; HEADER_LEN], KmsError> {
+    let mut h = [0u8; HEADER_LEN];
+    h[0] = cipher.format_byte();
+    h[1..17].copy_from_slice(&uuid_bytes(key_id)?);
+    h[17..33].copy_from_slice(&uuid_bytes(version_id)?);
+    Ok(h)
+}
+
 fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
     let mut a = Vec::with_capacity(AAD_LABEL.len() + header.len() + 4 + context.len());
     a.extend_from_slice(AAD_LABEL);
@@ -139,9 +152,7 @@ pub fn encrypt_with(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, KmsError> {
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
-    out.push(cipher.format_byte());
-    out.extend_from_slice(&uuid_bytes(key_id)?);
-    out.extend_from_slice(&uuid_bytes(version_id)?);
+    out.extend_from_slice(&header_bytes(cipher, key_id, version_id)?);
     match cipher {
         BlobCipher::Aes256Gcm => seal_body(
             out,
@@ -293,11 +304,7 @@ fn open_aes(key: &LessSafeKey, context: &[u8], blob: &[u8]) -> Option<Zeroizing<
 /// 33-byte header of a new blob for `key_id`/`version_id`, and the associated data of a
 /// header and context. The format and associated data are exactly those above.
 pub fn new_header(key_id: &str, version_id: &str) -> Result<Vec<u8>, KmsError> {
-    let mut h = Vec::with_capacity(HEADER_LEN);
-    h.push(FORMAT_V1);
-    h.extend_from_slice(&uuid_bytes(key_id)?);
-    h.extend_from_slice(&uuid_bytes(version_id)?);
-    Ok(h)
+    header_bytes(BlobCipher::Aes256Gcm, key_id, version_id).map(|h| h.to_vec())
 }
 
 /// The associated data of a blob with this header and canonical context.

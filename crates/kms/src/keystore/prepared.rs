@@ -20,10 +20,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
-use uuid::Uuid;
-
 use crate::error::KmsError;
+use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 
 /// Versions kept per node.
 pub const MAX_ENTRIES: usize = 4096;
@@ -60,12 +58,6 @@ pub struct PreparedKeys {
     map: RwLock<HashMap<String, Arc<PreparedKey>>>,
 }
 
-fn uuid_bytes(id: &str) -> Result<[u8; 16], KmsError> {
-    Uuid::parse_str(id)
-        .map(|u| *u.as_bytes())
-        .map_err(|_| KmsError::internal("key id is not a UUID"))
-}
-
 impl PreparedKeys {
     /// The prepared key of `version_id` of `key_id` whose material is `sealed`; on a miss,
     /// `open` opens the material (a `Secret`, wiped when dropped) and the entry is made.
@@ -88,10 +80,8 @@ impl PreparedKeys {
             .map(LessSafeKey::new)
             .map_err(|_| KmsError::internal("key material is not 32 bytes"))?;
         drop(material);
-        let mut header = [0u8; super::blob::HEADER_LEN];
-        header[0] = super::blob::FORMAT_V1;
-        header[1..17].copy_from_slice(&uuid_bytes(key_id)?);
-        header[17..33].copy_from_slice(&uuid_bytes(version_id)?);
+        let header =
+            super::blob::header_bytes(super::blob::BlobCipher::Aes256Gcm, key_id, version_id)?;
         let p = Arc::new(PreparedKey {
             key_id: key_id.to_string(),
             sealed: sealed.to_vec(),
@@ -159,8 +149,14 @@ mod tests {
         let keys = PreparedKeys::default();
         let p = keys.get_or_prepare(K, V, b"s", material).unwrap();
         assert_eq!(p.header()[0], super::super::blob::FORMAT_V1);
-        assert_eq!(&p.header()[1..17], Uuid::parse_str(K).unwrap().as_bytes());
-        assert_eq!(&p.header()[17..33], Uuid::parse_str(V).unwrap().as_bytes());
+        assert_eq!(
+            &p.header()[1..17],
+            uuid::Uuid::parse_str(K).unwrap().as_bytes()
+        );
+        assert_eq!(
+            &p.header()[17..33],
+            uuid::Uuid::parse_str(V).unwrap().as_bytes()
+        );
     }
 
     #[test]
