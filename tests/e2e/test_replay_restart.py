@@ -173,3 +173,102 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
         if srv.proc is not None:
             srv.kill9()
         umount(nonces)
+
+
+# Issue 21: big frozen nonce sets keep the tails of their fingerprints in anonymous files in
+# <data dir>/nonces. These knobs make the server merge and spill after a few nonces instead
+# of thousands, so that a few thousand requests exercise it.
+SPILL_ENV = {"KMS_TEST_NONCE_MERGE_MIN": "4", "KMS_TEST_NONCE_SPILL_MIN": "8"}
+
+
+def tail_files(pid: int, nonces) -> list:
+    """The server's open descriptors on spilled tails: anonymous files in the journal's
+    directory, which /proc shows as `<dir>/#<inode> (deleted)`."""
+    out = []
+    fd_dir = f"/proc/{pid}/fd"
+    import os
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(nonces) + "/#"):
+            out.append(target)
+    return out
+
+
+def send_many(raw, n: int) -> list:
+    def one(i):
+        return raw.call("DescribeRegions")
+    with ThreadPoolExecutor(8) as ex:
+        return list(ex.map(one, range(n)))
+
+
+def test_spilled_nonces_are_refused_after_merges_and_a_sigkill(kms_binary, tmp_path):
+    """Thousands of signed requests fill frozen sets that spill their tails to disk; every
+    replay of them is refused, before and after a SIGKILL (the sets and their files are
+    rebuilt from the journal at start-up)."""
+    srv = KmsServer(tmp_path / "data", tmp_path / "logs", extra_env=SPILL_ENV)
+    if srv.database_url:
+        pytest.skip("on PostgreSQL the nonces are claimed in the database")
+    srv.start()
+    try:
+        raw = RawClient(srv)
+        sent = send_many(raw, 4000)
+        assert [r.status for r in sent] == [200] * len(sent)
+        nonces = srv.data_dir / "nonces"
+        files = tail_files(srv.proc.pid, nonces)
+        assert len(files) >= 16, files
+        for r in sent[::40]:
+            assert_replay_refused(raw.call(None, signed_params=r.sent_params))
+        srv.kill9_and_restart()
+        assert len(tail_files(srv.proc.pid, nonces)) >= 16
+        for r in sent[::40]:
+            assert_replay_refused(raw.call(None, signed_params=r.sent_params))
+        more = send_many(raw, 500)
+        assert [r.status for r in more] == [200] * len(more)
+        for r in (sent + more)[::25]:
+            assert_replay_refused(raw.call(None, signed_params=r.sent_params))
+        srv.stop()
+    finally:
+        if srv.proc is not None:
+            srv.kill9()
+
+
+def test_spilling_on_a_full_disk_keeps_the_sets_in_memory(kms_binary, tmp_path):
+    """With the journal's filesystem full (a small tmpfs), tails cannot be written: the sets
+    stay whole in memory and every request the journal could still record is served and its
+    replay refused; none is served twice."""
+    srv = KmsServer(tmp_path / "data", tmp_path / "logs", extra_env=SPILL_ENV)
+    if srv.database_url:
+        pytest.skip("on PostgreSQL the nonces are claimed in the database")
+    nonces = srv.data_dir / "nonces"
+    why = mount_tmpfs(nonces, "1m")
+    if why:
+        pytest.skip(why)
+    try:
+        srv.start()
+        raw = RawClient(srv)
+        assert raw.call("DescribeRegions").status == 200
+        filler = fill_fs(nonces)
+        before = len(tail_files(srv.proc.pid, nonces))
+        sent = send_many(raw, 3000)
+        served = [r for r in sent if r.status == 200]
+        refused = [r for r in sent if r.status != 200]
+        assert len(served) > 500, len(served)
+        assert {(r.status, r.json["Code"]) for r in refused} <= {(503, "ServiceUnavailableTemporary")}
+        # No new tail could be written: at most those made before the disk filled remain.
+        assert len(tail_files(srv.proc.pid, nonces)) <= before
+        for r in served[::10]:
+            assert_replay_refused(raw.call(None, signed_params=r.sent_params))
+        filler.unlink()
+        more = send_many(raw, 2000)
+        assert [r.status for r in more] == [200] * len(more)
+        assert len(tail_files(srv.proc.pid, nonces)) > before, "spilling resumes with space"
+        for r in (served + more)[::10]:
+            assert_replay_refused(raw.call(None, signed_params=r.sent_params))
+        srv.stop()
+    finally:
+        if srv.proc is not None:
+            srv.kill9()
+        umount(nonces)

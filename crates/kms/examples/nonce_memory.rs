@@ -4,7 +4,11 @@
 //! sets hold (their own allocation sizes, `NonceCache::heap_bytes`) are reported as they grow,
 //! with the peak. No wall clock, no sleeping: the figures are the same on a loaded machine.
 //!
-//! Usage: `cargo run --release --example nonce_memory [N=10000000] [RATE=15000]`
+//! Usage: `cargo run --release --example nonce_memory [N=10000000] [RATE=15000] [DIR]`
+//!
+//! With `DIR` (an existing directory), big frozen sets spill the tails of their fingerprints
+//! into anonymous files there, as the server does in its journal's directory, and the bytes
+//! on disk are reported too.
 //!
 //! Under callgrind it also gives instructions per request spent in the cache (merges
 //! included): `valgrind --tool=callgrind --toggle-collect='*check_and_record_digest*'
@@ -28,11 +32,16 @@ fn main() {
         .unwrap_or(10_000_000);
     let rate: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(15_000);
     let t0 = 1_800_000_000i64;
-    let cache = NonceCache::new();
+    let mut cache = NonceCache::new();
+    if let Some(dir) = args.next() {
+        cache.set_spill(Some(kms::protocol::nonce_set::SpillDir::new(
+            std::path::Path::new(&dir),
+        )));
+    }
     let mut digest = [0u8; 32];
     let mut peak = 0usize;
     let report_every = (n / 20).max(1);
-    println!("nonces,simulated_s,heap_bytes,bytes_per_nonce");
+    println!("nonces,simulated_s,heap_bytes,bytes_per_nonce,disk_bytes");
     for i in 0..n {
         let now = t0 + i64::try_from(i / rate).unwrap_or(i64::MAX);
         digest[..8].copy_from_slice(&mix(i).to_le_bytes());
@@ -46,11 +55,12 @@ fn main() {
             if (i + 1) % report_every == 0 {
                 let held = cache.len();
                 println!(
-                    "{},{},{},{:.2}",
+                    "{},{},{},{:.2},{}",
                     held,
                     now - t0,
                     bytes,
-                    bytes as f64 / held as f64
+                    bytes as f64 / held as f64,
+                    cache.disk_bytes()
                 );
             }
         }
@@ -58,8 +68,9 @@ fn main() {
     let held = cache.len();
     let bytes = cache.heap_bytes();
     println!(
-        "# {n} nonces at {rate}/s: {held} remembered, {bytes} bytes held ({:.2} a nonce), peak {peak} bytes ({:.2} a nonce)",
+        "# {n} nonces at {rate}/s: {held} remembered, {bytes} bytes held ({:.2} a nonce), peak {peak} bytes ({:.2} a nonce), {} bytes on disk",
         bytes as f64 / held as f64,
-        peak as f64 / held as f64
+        peak as f64 / held as f64,
+        cache.disk_bytes()
     );
 }

@@ -12,7 +12,7 @@ use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::nonce_journal::{NonceJournal, Restored};
-use super::nonce_set::{Fingerprints, Merge, NonceSet, MERGE_MIN};
+use super::nonce_set::{Fingerprints, Merge, NonceSet, SpillDir, MERGE_MIN};
 use super::params::Params;
 use crate::error::KmsError;
 use crate::timefmt;
@@ -495,6 +495,11 @@ pub struct NonceCache {
     /// A bucket's recent nonces are merged into its frozen set from this many on (see
     /// [`NonceSet::start_merge`]).
     merge_min: usize,
+    /// Where big frozen sets keep the tails of their fingerprints (with a journal: its
+    /// directory; see `nonce_set::spill`). Without one, every set stays whole in memory.
+    spill: Option<SpillDir>,
+    /// The smallest frozen set [`Self::open_journal`] has spilled.
+    spill_min: usize,
 }
 
 /// Width of a time bucket, in seconds. A nonce is filed under the bucket of the time until
@@ -527,6 +532,13 @@ const _: () =
 #[derive(Default)]
 struct Shard {
     buckets: [Bucket; BUCKETS],
+}
+
+/// A test hook: the number in the environment variable `name`, if set. End-to-end tests
+/// make the nonce cache merge (`KMS_TEST_NONCE_MERGE_MIN`) and spill
+/// (`KMS_TEST_NONCE_SPILL_MIN`) after a few nonces instead of thousands.
+fn test_knob(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// Unix seconds as the cache counts them (times before 1970 as 0, after 2106 as the last).
@@ -562,6 +574,8 @@ impl NonceCache {
                 foldhash::fast::RandomState::default().hash_one(0x6b6d_735f_6e6f_6e63u64),
             ),
             merge_min,
+            spill: None,
+            spill_min: super::nonce_set::SPILL_MIN,
         }
     }
 
@@ -569,12 +583,30 @@ impl NonceCache {
     /// holds that still matter at `now` are remembered at once, and every nonce recorded from
     /// here on is written there before the request goes on.
     pub fn open_journal(&mut self, dir: &std::path::Path, now: i64) -> Result<Restored, String> {
+        if let Some(min) = test_knob("KMS_TEST_NONCE_SPILL_MIN") {
+            self.spill_min = min;
+        }
+        if let Some(min) = test_knob("KMS_TEST_NONCE_MERGE_MIN") {
+            self.merge_min = min.max(1);
+        }
+        self.spill = Some(SpillDir::with(
+            dir,
+            super::nonce_set::KEPT_BITS,
+            self.spill_min,
+        ));
         let (journal, restored) =
             NonceJournal::open(dir, BUCKET_SECONDS, BUCKETS, now, |bucket, keys| {
                 self.restore(bucket, keys, now)
             })?;
         self.journal = Some(journal);
         Ok(restored)
+    }
+
+    /// Spills big frozen sets into `spill` (see `nonce_set::spill`). [`Self::open_journal`]
+    /// spills into the journal's directory (see [`test_knob`] for the sizes tests use); this
+    /// sets another place or size.
+    pub fn set_spill(&mut self, spill: Option<SpillDir>) {
+        self.spill = spill;
     }
 
     /// The shard of a nonce: from the bits of its key (the sets keep a seeded hash of it).
@@ -607,7 +639,7 @@ impl NonceCache {
                 slot.seen = NonceSet::default();
                 slot.index = bucket;
             }
-            slot.seen.extend_sorted(&fps);
+            slot.seen.extend_sorted(&fps, self.spill.as_ref());
         };
         // Start-up with a full journal: the shards fill in parallel, one thread per core.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -665,8 +697,11 @@ impl NonceCache {
                     }
                     continue;
                 }
-                if b.seen.contains(fp) {
-                    return Err(KmsError::SignatureNonceUsed);
+                match b.seen.contains(fp) {
+                    Ok(false) => {}
+                    Ok(true) => return Err(KmsError::SignatureNonceUsed),
+                    // A spilled tail that cannot be read: whether the nonce is new is unknown.
+                    Err(_) => return Err(KmsError::NonceJournalUnavailable),
                 }
                 if b.index < open_from && to_seal.is_none() && b.seen.has_recent() {
                     to_seal = Some(i);
@@ -703,7 +738,12 @@ impl NonceCache {
 
     /// Runs `merge` of shard `idx` outside its lock, then puts the result in place.
     fn finish(&self, idx: usize, merge: Merge) {
-        let merged = merge.run();
+        let merged = merge.run(self.spill.as_ref());
+        if merged.failed() {
+            tracing::warn!(
+                "a spilled nonce set could not be read back; its bucket keeps its recent nonces in memory"
+            );
+        }
         let replaced = {
             let mut guard = self.shards[idx]
                 .lock()
@@ -739,6 +779,15 @@ impl NonceCache {
             .iter()
             .filter_map(|s| s.lock().ok())
             .map(|s| s.buckets.iter().map(|b| b.seen.bytes()).sum::<usize>())
+            .sum()
+    }
+
+    /// Bytes of spilled tails on disk (for measurements).
+    pub fn disk_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .map(|s| s.buckets.iter().map(|b| b.seen.disk_bytes()).sum::<u64>())
             .sum()
     }
 }
@@ -1278,7 +1327,94 @@ mod tests {
     #[test]
     fn replays_are_refused_across_merges_seals_and_expiry() {
         // Merges every 8 nonces of a shard's bucket (and then every sixteenth of it).
-        let c = NonceCache::with_merge_min(8);
+        replays_across_merges(NonceCache::with_merge_min(8));
+    }
+
+    #[test]
+    fn replays_are_refused_across_merges_of_spilled_sets() {
+        // The same, every frozen set spilled (only 6 bits of each low part kept in memory,
+        // so that tails are compared often), and the tails left on disk are checked.
+        let dir = crate::protocol::nonce_set::TempDir::new();
+        let mut c = NonceCache::with_merge_min(8);
+        c.set_spill(Some(SpillDir::with(&dir.0, 6, 1)));
+        let c = replays_across_merges(c);
+        assert!(c.disk_bytes() > 0);
+        drop(c);
+        assert!(spilled_files(&dir.0).is_empty(), "every tail file closed");
+    }
+
+    /// Descriptors of this process that point into `dir`.
+    fn spilled_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let prefix = dir.to_string_lossy().to_string();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(&prefix))
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_tail_file_refuses_with_503_and_a_restart_rebuilds_it() {
+        let dir = std::env::temp_dir().join(format!("kms-nonce-spill-{}", uuid::Uuid::new_v4()));
+        let t0 = 1_800_000_000i64;
+        let mut c = NonceCache::with_merge_min(16);
+        c.spill_min = 64;
+        c.open_journal(&dir, t0).unwrap();
+        for i in 0..20_000 {
+            c.check_and_record("s", &format!("n{i}"), t0, t0).unwrap();
+        }
+        let before = c.heap_bytes();
+        let files = spilled_files(&dir);
+        // The journal's own file, and one tail file per shard at least.
+        assert!(files.len() > 32, "{files:?}");
+        assert!(c.disk_bytes() > 20_000 * 3, "{}", c.disk_bytes());
+        for i in (0..20_000).step_by(11) {
+            assert_eq!(
+                c.check_and_record("s", &format!("n{i}"), t0, t0 + 1),
+                Err(KmsError::SignatureNonceUsed)
+            );
+        }
+        // An attacker (or a failing disk) empties every tail file: a nonce only the tails
+        // can confirm is refused with 503, never taken as new.
+        for f in &files {
+            let target = std::fs::read_link(f).unwrap();
+            if !target.to_string_lossy().ends_with(".nonces") {
+                let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+                file.set_len(0).unwrap();
+            }
+        }
+        let mut unavailable = 0;
+        for i in (0..20_000).step_by(11) {
+            match c.check_and_record("s", &format!("n{i}"), t0, t0 + 2) {
+                Err(KmsError::NonceJournalUnavailable) => unavailable += 1,
+                Err(KmsError::SignatureNonceUsed) => {}
+                other => panic!("n{i}: {other:?}"),
+            }
+        }
+        assert!(unavailable > 1_000, "{unavailable}");
+        drop(c);
+        // A restart reads the journal and spills again: every nonce refused as used.
+        let mut c = NonceCache::with_merge_min(16);
+        c.spill_min = 64;
+        let restored = c.open_journal(&dir, t0 + 10).unwrap();
+        assert_eq!(restored.nonces, 20_000);
+        assert!(c.disk_bytes() > 20_000 * 3);
+        assert!(c.heap_bytes() < before, "{} < {before}", c.heap_bytes());
+        for i in 0..20_000 {
+            assert_eq!(
+                c.check_and_record("s", &format!("n{i}"), t0, t0 + 10),
+                Err(KmsError::SignatureNonceUsed),
+                "n{i}"
+            );
+        }
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn replays_across_merges(c: NonceCache) -> NonceCache {
         let t0 = 1_800_000_000i64;
         let n = 20_000;
         for i in 0..n {
@@ -1329,6 +1465,7 @@ mod tests {
         let past_all = later + 900 + i64::from(BUCKET_SECONDS);
         c.check_and_record("m", "after 5", past_all, past_all)
             .unwrap();
+        c
     }
 
     #[test]
@@ -1366,9 +1503,20 @@ mod tests {
 
     #[test]
     fn a_concurrent_burst_refuses_every_replay_exactly_once() {
+        concurrent_burst(NonceCache::with_merge_min(16));
+    }
+
+    #[test]
+    fn a_concurrent_burst_over_spilled_sets_refuses_every_replay_exactly_once() {
+        let dir = crate::protocol::nonce_set::TempDir::new();
+        let mut c = NonceCache::with_merge_min(16);
+        c.set_spill(Some(SpillDir::with(&dir.0, 4, 1)));
+        concurrent_burst(c);
+    }
+
+    fn concurrent_burst(c: NonceCache) {
         // 8 threads each send 4,000 nonces of their own and replay those of their neighbour
         // as they go: every nonce is accepted exactly once, by whoever came first.
-        let c = NonceCache::with_merge_min(16);
         let t0 = 1_800_000_000i64;
         let threads = 8;
         let per = 4_000;
