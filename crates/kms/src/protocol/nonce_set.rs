@@ -59,7 +59,7 @@ use std::sync::Arc;
 
 mod spill;
 
-pub use spill::{Frozen, SpillDir, SpilledSet, KEPT_BITS, SPILL_MIN};
+pub use spill::{tail_reads, Frozen, SpillDir, SpilledSet, KEPT_BITS, SPILL_MIN};
 
 /// The recent table is frozen once it holds this many nonces (or a sixteenth of the frozen
 /// set, if that is more).
