@@ -68,9 +68,10 @@ fn main() {
     let held = cache.len();
     let bytes = cache.heap_bytes();
     println!(
-        "# {n} nonces at {rate}/s: {held} remembered, {bytes} bytes held ({:.2} a nonce), peak {peak} bytes ({:.2} a nonce), {} bytes on disk",
+        "# {n} nonces at {rate}/s: {held} remembered, {bytes} bytes held ({:.2} a nonce), peak {peak} bytes ({:.2} a nonce), {} bytes on disk, {} tails read",
         bytes as f64 / held as f64,
         peak as f64 / held as f64,
-        cache.disk_bytes()
+        cache.disk_bytes(),
+        kms::protocol::nonce_set::tail_reads()
     );
 }
