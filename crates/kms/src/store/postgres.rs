@@ -231,8 +231,8 @@ impl NonceBatch {
                 return match o.answers.get(index) {
                     Some(Answer::Granted) => Ok(true),
                     Some(Answer::Refused) => Ok(false),
-                    Some(Answer::Failed) => Err(o.error.clone()),
-                    None => Err("nonce claim not made".to_string()),
+                    // A batch failed whole (its worker gone) has no answers, only the error.
+                    Some(Answer::Failed) | None => Err(o.error.clone()),
                 };
             }
             done.await;
