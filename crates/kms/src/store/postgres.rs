@@ -24,7 +24,7 @@
 //! The connection has no TLS (tokio-postgres `NoTls`): run the database on loopback, a unix
 //! socket or a private network. Everything secret in it is sealed under the root key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,13 +92,9 @@ pub struct PoolUse {
 /// The PostgreSQL engine: a connection pool, and the nonce workers with their own.
 pub struct Postgres {
     pool: Pool,
-    /// Nonce claims go to a few batching workers (see [`claim_batch`]).
-    nonces: tokio::sync::mpsc::Sender<NonceClaim>,
+    /// Nonce claims go to one batching worker (see [`NonceQueue`]).
+    nonces: NonceWorker,
 }
-
-/// A claim's table and key (see [`nonce_slot`], [`nonce_key`]), and where to send the
-/// answer.
-type NonceClaim = (i16, i64, tokio::sync::oneshot::Sender<Result<bool, String>>);
 
 /// Width of a claim bucket, in seconds of signed time.
 const NONCE_BUCKET_SECONDS: i64 = 300;
@@ -158,143 +154,344 @@ fn dead_nonce_slots(now: i64) -> Vec<i16> {
 
 /// Claims per statement, at most.
 const NONCE_BATCH: usize = 1024;
-/// Workers claiming nonces, each with its own connection. One: while its statement is out,
-/// the claims that arrive wait and all go in the next one, so the batches grow with the load
-/// and the database runs one statement where four workers ran four small ones. Measured
-/// (one node, `kms bench --action Encrypt --concurrency 32`, CPU time from `/proc`): about
-/// 14 µs of PostgreSQL CPU a request with one worker against 21–26 µs with four, and less
-/// in the node too (see docs/performance-notes.md).
-const NONCE_WORKERS: usize = 1;
+/// Claims waiting for the worker, at most: a claim that finds this many waits for the worker
+/// to take them (back-pressure, as the bounded channel did before).
+const NONCE_QUEUE: usize = 65_536;
 
-/// Times the worker yields to the runtime, taking the claims that arrived meanwhile, before
-/// it sends a batch: the requests already running get to reach their claim, so a statement
-/// carries about 20 claims instead of 9 at c=32 on two cores, and PostgreSQL spends about
-/// 10 µs a claim instead of 15 (docs/performance-notes.md; 8 or 16 yields gained nothing
-/// more). A yield with nothing else to run returns at once, so an idle node adds no latency.
+/// Times the worker yields to the runtime before it takes the waiting claims: the requests
+/// already running get to reach their claim, so a statement carries about 20 claims instead
+/// of 9 at c=32 on two cores, and PostgreSQL spends about 10 µs a claim instead of 15
+/// (docs/performance-notes.md; 8 or 16 yields gained nothing more). A yield with nothing
+/// else to run returns at once, so an idle node adds no latency.
 const NONCE_YIELDS: usize = 4;
 
-/// Starts the nonce workers on `pool`, whose sessions run with `synchronous_commit = off`: a
+/// The hand-off between the requests and the nonce worker (one worker, with one connection:
+/// while its statement is out, the claims that arrive wait and all go in the next one, so
+/// the batches grow with the load and the database runs one statement where four workers
+/// ran four small ones; docs/performance-notes.md).
+///
+/// A request pushes its claim into the forming batch under a short lock and keeps an `Arc`
+/// of that batch and its index in it; the claim that finds the batch empty wakes the worker
+/// (once a batch, not once a claim). The worker swaps the forming batch for a fresh one,
+/// makes the claims, stores the answers in the batch and wakes all its waiters with one
+/// `notify_waiters`. Before, every claim went through a bounded `mpsc` channel with its own
+/// `oneshot` reply (an allocation, a channel send and a wake of the worker per claim,
+/// docs/performance-postgres-notes.md "Round three").
+struct NonceQueue {
+    forming: std::sync::Mutex<Forming>,
+    /// Wakes the worker: a permit left by the first claim of a batch (or by the store's
+    /// drop), so a claim made while the worker is busy is not missed.
+    work: tokio::sync::Notify,
+    /// Wakes the claims that found the forming batch full, when the worker takes it.
+    room: tokio::sync::Notify,
+}
+
+/// The batch being filled: its claims (table, key) and where their answers will be.
+struct Forming {
+    claims: Vec<(i16, i64)>,
+    batch: Arc<NonceBatch>,
+    /// The store was dropped or the worker ended: no claim will be made any more.
+    closed: bool,
+}
+
+/// The answers of one batch, once made, and its waiters.
+#[derive(Default)]
+struct NonceBatch {
+    outcome: std::sync::OnceLock<BatchOutcome>,
+    done: tokio::sync::Notify,
+}
+
+/// Per claim (by its index in the batch): granted, refused (a replay), or not known
+/// (`error` says why; the request fails with a database error, never as granted).
+struct BatchOutcome {
+    answers: Vec<Answer>,
+    error: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Granted,
+    Refused,
+    Failed,
+}
+
+impl NonceBatch {
+    /// Stores the outcome (the first one stored wins) and wakes every waiter.
+    fn finish(&self, outcome: BatchOutcome) {
+        let _ = self.outcome.set(outcome);
+        self.done.notify_waiters();
+    }
+
+    /// The answer of claim `index`, once the batch is done.
+    async fn answer(&self, index: usize) -> Result<bool, String> {
+        loop {
+            // Made before the check: a `notify_waiters` after this point completes it.
+            let done = self.done.notified();
+            if let Some(o) = self.outcome.get() {
+                return match o.answers.get(index) {
+                    Some(Answer::Granted) => Ok(true),
+                    Some(Answer::Refused) => Ok(false),
+                    // A batch failed whole (its worker gone) has no answers, only the error.
+                    Some(Answer::Failed) | None => Err(o.error.clone()),
+                };
+            }
+            done.await;
+        }
+    }
+}
+
+/// Fails a batch that the worker took but did not finish (its task cancelled or unwound):
+/// its requests get a database error instead of waiting for ever.
+struct TakenBatch(Arc<NonceBatch>);
+
+impl Drop for TakenBatch {
+    fn drop(&mut self) {
+        if self.0.outcome.get().is_none() {
+            self.0.finish(BatchOutcome {
+                answers: Vec::new(),
+                error: "nonce worker dropped a claim".to_string(),
+            });
+        }
+    }
+}
+
+impl NonceQueue {
+    fn new() -> Self {
+        Self {
+            forming: std::sync::Mutex::new(Forming {
+                claims: Vec::with_capacity(64),
+                batch: Arc::default(),
+                closed: false,
+            }),
+            work: tokio::sync::Notify::new(),
+            room: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Forming> {
+        // No code panics while holding the lock; a poisoned one is still consistent.
+        self.forming.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `key` in the table of `slot`: true if this claim inserted it, false if it was
+    /// there (or claimed earlier in the same batch), an error if the statement failed.
+    async fn claim(&self, slot: i16, key: i64) -> Result<bool, String> {
+        let (batch, index) = loop {
+            // Made before the check: a `notify_waiters` after this point completes it.
+            let room = self.room.notified();
+            {
+                let mut f = self.lock();
+                if f.closed {
+                    return Err("nonce workers stopped".to_string());
+                }
+                if f.claims.len() < NONCE_QUEUE {
+                    let index = f.claims.len();
+                    f.claims.push((slot, key));
+                    if index == 0 {
+                        self.work.notify_one();
+                    }
+                    break (f.batch.clone(), index);
+                }
+            }
+            room.await;
+        };
+        batch.answer(index).await
+    }
+
+    /// Marks the queue closed and fails the claims waiting in it.
+    fn close(&self) {
+        let batch = {
+            let mut f = self.lock();
+            f.closed = true;
+            f.claims.clear();
+            std::mem::take(&mut f.batch)
+        };
+        drop(TakenBatch(batch));
+        self.room.notify_waiters();
+        self.work.notify_one();
+    }
+}
+
+/// The store's handle on the nonce worker: dropping the store stops the worker (which
+/// returns its connection).
+struct NonceWorker(Arc<NonceQueue>);
+
+impl Drop for NonceWorker {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Closes the queue when the worker's task ends however it ends.
+struct WorkerRunning(Arc<NonceQueue>);
+
+impl Drop for WorkerRunning {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Starts the nonce worker on `pool`, whose sessions run with `synchronous_commit = off`: a
 /// claim is visible to every node at once but is not waited on to reach the disk (a database
 /// crash may forget the claims of its last moments, re-opening a replay window of at most 15
-/// minutes for those requests); this keeps an fsync off every request. Each worker takes
-/// every claim waiting when it is free (up to [`NONCE_BATCH`]) and makes them in one
-/// statement, so under load one round trip serves many requests.
-fn start_nonce_workers(pool: Pool) -> tokio::sync::mpsc::Sender<NonceClaim> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<NonceClaim>(65_536);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    for _ in 0..NONCE_WORKERS {
-        let (rx, pool) = (rx.clone(), pool.clone());
-        tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::new();
-                {
-                    let mut rx = rx.lock().await;
-                    match rx.recv().await {
-                        Some(claim) => batch.push(claim),
-                        None => return,
-                    }
-                    let mut yields = 0;
-                    loop {
-                        while batch.len() < NONCE_BATCH {
-                            match rx.try_recv() {
-                                Ok(claim) => batch.push(claim),
-                                Err(_) => break,
-                            }
-                        }
-                        if yields >= NONCE_YIELDS || batch.len() >= NONCE_BATCH {
-                            break;
-                        }
-                        yields += 1;
-                        tokio::task::yield_now().await;
-                    }
-                }
-                claim_batch(&pool, batch).await;
+/// minutes for those requests); this keeps an fsync off every request. The worker takes
+/// every claim waiting when it is free and makes them in one statement per table (up to
+/// [`NONCE_BATCH`] claims each), so under load one round trip serves many requests.
+fn start_nonce_worker(pool: Pool) -> NonceWorker {
+    let queue = Arc::new(NonceQueue::new());
+    let running = WorkerRunning(queue.clone());
+    tokio::spawn(async move {
+        let queue = running.0.clone();
+        let sql = NonceSql::new();
+        let mut claims: Vec<(i16, i64)> = Vec::with_capacity(64);
+        loop {
+            queue.work.notified().await;
+            for _ in 0..NONCE_YIELDS {
+                tokio::task::yield_now().await;
             }
-        });
+            let batch = {
+                let mut f = queue.lock();
+                if f.closed {
+                    break;
+                }
+                if f.claims.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut f.claims, &mut claims);
+                std::mem::take(&mut f.batch)
+            };
+            queue.room.notify_waiters();
+            let taken = TakenBatch(batch);
+            let outcome = claim_batch(&pool, &sql, &claims).await;
+            taken.0.finish(outcome);
+            claims.clear();
+        }
+        drop(running);
+    });
+    NonceWorker(queue)
+}
+
+/// The two statements of each claim table, written once (`prepare_cached` looks them up).
+struct NonceSql {
+    plain: Vec<String>,
+    careful: Vec<String>,
+}
+
+impl NonceSql {
+    fn new() -> Self {
+        // The slots are the integers 0..NONCE_SLOTS, never text from outside.
+        Self {
+            plain: (0..NONCE_SLOTS)
+                .map(|s| format!("INSERT INTO nonce_claims_{s} (digest) SELECT unnest($1::int8[])"))
+                .collect(),
+            careful: (0..NONCE_SLOTS)
+                .map(|s| {
+                    format!(
+                        "INSERT INTO nonce_claims_{s} (digest) SELECT unnest($1::int8[]) \
+                         ON CONFLICT DO NOTHING RETURNING digest"
+                    )
+                })
+                .collect(),
+        }
     }
-    tx
 }
 
 /// A batch of claims: one statement per table the batch touches (nearly always one: the
-/// requests of a moment are signed in the same bucket). Within a batch the first claim of a
-/// key is the one sent (a later one is a replay); a claim succeeds if its row was inserted.
-async fn claim_batch(pool: &Pool, batch: Vec<NonceClaim>) {
-    let mut first: HashMap<(i16, i64), usize> = HashMap::with_capacity(batch.len());
-    let mut by_slot: Vec<(i16, Vec<i64>)> = Vec::new();
-    for (i, (slot, key, _)) in batch.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(e) = first.entry((*slot, *key)) {
-            e.insert(i);
-            match by_slot.iter_mut().find(|(s, _)| s == slot) {
-                Some((_, keys)) => keys.push(*key),
-                None => by_slot.push((*slot, vec![*key])),
-            }
-        }
-    }
-    let mut claimed: HashMap<i16, Result<HashSet<i64>, String>> = HashMap::new();
-    match pool.get().await {
-        Ok(c) => {
-            for (slot, keys) in by_slot {
-                claimed.insert(slot, claim_in_table(&c, slot, keys).await);
-            }
-        }
-        Err(e) => {
-            for (slot, _) in by_slot {
-                claimed.insert(slot, Err(e.to_string()));
-            }
-        }
-    }
-    let answers: Vec<Result<bool, String>> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, (slot, key, _))| match claimed.get(slot) {
-            Some(Ok(set)) => Ok(first.get(&(*slot, *key)) == Some(&i) && set.contains(key)),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("nonce claim not made".to_string()),
-        })
+/// requests of a moment are signed in the same bucket) and per [`NONCE_BATCH`] claims.
+/// Within a batch the first claim of a key is the one sent (a later one is a replay); a
+/// claim is granted if its row was inserted, and only once its statement has returned
+/// (committed: each statement is its own transaction).
+async fn claim_batch(pool: &Pool, sql: &NonceSql, claims: &[(i16, i64)]) -> BatchOutcome {
+    let mut answers = vec![Answer::Refused; claims.len()];
+    let mut error = String::new();
+    // The claims in (table, key, arrival) order: the first of each (table, key) run is the
+    // one sent, the others are refused.
+    let mut order: Vec<u32> = (0..claims.len())
+        .filter_map(|i| u32::try_from(i).ok())
         .collect();
-    for ((_, _, reply), answer) in batch.into_iter().zip(answers) {
-        let _ = reply.send(answer);
+    order.sort_unstable_by_key(|&i| (claims[i as usize], i));
+    let mut firsts: Vec<u32> = Vec::with_capacity(order.len());
+    for &i in &order {
+        let same = firsts
+            .last()
+            .is_some_and(|&p| claims[p as usize] == claims[i as usize]);
+        if !same {
+            firsts.push(i);
+        }
     }
+    let conn = match pool.get().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            error = e.to_string();
+            None
+        }
+    };
+    let mut keys: Vec<i64> = Vec::with_capacity(firsts.len().min(NONCE_BATCH));
+    for chunk in firsts.chunk_by(|&a, &b| claims[a as usize].0 == claims[b as usize].0) {
+        for part in chunk.chunks(NONCE_BATCH) {
+            let slot = claims[part[0] as usize].0;
+            keys.clear();
+            keys.extend(part.iter().map(|&i| claims[i as usize].1));
+            let made = match &conn {
+                Some(c) => claim_in_table(c, sql, slot, &keys).await,
+                None => Err(error.clone()),
+            };
+            match made {
+                Ok(None) => part
+                    .iter()
+                    .for_each(|&i| answers[i as usize] = Answer::Granted),
+                Ok(Some(inserted)) => part.iter().for_each(|&i| {
+                    if inserted.binary_search(&claims[i as usize].1).is_ok() {
+                        answers[i as usize] = Answer::Granted;
+                    }
+                }),
+                Err(e) => {
+                    part.iter()
+                        .for_each(|&i| answers[i as usize] = Answer::Failed);
+                    error = e;
+                }
+            }
+        }
+    }
+    BatchOutcome { answers, error }
 }
 
-/// Inserts distinct `keys` into the table of `slot`; returns those inserted. First as a plain
-/// INSERT, which is all-or-nothing: without a replay among them (nearly always) every key
-/// is new. Only if one is already there (a unique violation: the statement inserted
-/// nothing) again with `ON CONFLICT DO NOTHING RETURNING` to tell which. The plain INSERT
-/// costs PostgreSQL about 40 % less CPU a row than the ON CONFLICT one (measured with
-/// pgbench, docs/performance-notes.md); a replay costs the batch one more statement.
+/// Inserts distinct `keys` into the table of `slot`: `None` if all were inserted, else the
+/// (sorted) ones that were. First as a plain INSERT, which is all-or-nothing: without a
+/// replay among them (nearly always) every key is new. Only if one is already there (a
+/// unique violation: the statement inserted nothing) again with `ON CONFLICT DO NOTHING
+/// RETURNING` to tell which. The plain INSERT costs PostgreSQL about 40 % less CPU a row
+/// than the ON CONFLICT one (measured with pgbench, docs/performance-notes.md); a replay
+/// costs the batch one more statement.
 async fn claim_in_table(
     c: &deadpool_postgres::Object,
+    sql: &NonceSql,
     slot: i16,
-    keys: Vec<i64>,
-) -> Result<HashSet<i64>, String> {
-    // `slot` is one of 0..NONCE_SLOTS (from `nonce_slot`), never text from outside.
-    let plain = c
-        .prepare_cached(&format!(
-            "INSERT INTO nonce_claims_{slot} (digest) SELECT unnest($1::int8[])"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    keys: &[i64],
+) -> Result<Option<Vec<i64>>, String> {
+    let (Some(plain), Some(careful)) = (
+        usize::try_from(slot).ok().and_then(|s| sql.plain.get(s)),
+        usize::try_from(slot).ok().and_then(|s| sql.careful.get(s)),
+    ) else {
+        return Err(format!("no nonce table {slot}"));
+    };
+    let plain = c.prepare_cached(plain).await.map_err(|e| e.to_string())?;
     match c.execute(&plain, &[&keys]).await {
-        Ok(_) => return Ok(keys.into_iter().collect()),
+        Ok(_) => return Ok(None),
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
         Err(e) => return Err(e.to_string()),
     }
-    let careful = c
-        .prepare_cached(&format!(
-            "INSERT INTO nonce_claims_{slot} (digest) SELECT unnest($1::int8[]) \
-             ON CONFLICT DO NOTHING RETURNING digest"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    let careful = c.prepare_cached(careful).await.map_err(|e| e.to_string())?;
     let rows = c
         .query(&careful, &[&keys])
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows
+    let mut inserted: Vec<i64> = rows
         .iter()
         .filter_map(|r| r.try_get::<_, i64>(0).ok())
-        .collect())
+        .collect();
+    inserted.sort_unstable();
+    Ok(Some(inserted))
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -342,7 +539,7 @@ impl SqlStore<Postgres> {
         async_config.options(&options);
         let store = SqlStore::new(Postgres {
             pool: build(config, pool_size.max(2))?,
-            nonces: start_nonce_workers(build(async_config, NONCE_WORKERS)?),
+            nonces: start_nonce_worker(build(async_config, 1)?),
         });
         store.backend.migrate().await?;
         Ok(store)
@@ -522,15 +719,11 @@ impl NonceStore for PostgresStore {
     }
 
     async fn claim_nonce(&self, digest: &[u8], timestamp: i64) -> StoreResult<bool> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
         self.backend
             .nonces
-            .send((nonce_slot(timestamp), nonce_key(digest), reply))
+            .0
+            .claim(nonce_slot(timestamp), nonce_key(digest))
             .await
-            .map_err(|_| db_err("nonce workers stopped"))?;
-        answer
-            .await
-            .map_err(|_| db_err("nonce worker dropped a claim"))?
             .map_err(db_err)
     }
 

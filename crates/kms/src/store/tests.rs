@@ -1152,6 +1152,168 @@ async fn postgres_nonce_claims_across_nodes() {
     db.drop().await;
 }
 
+/// The claims of `BURST_TASKS` tasks of `BURST_EACH` claims each (2,048 in all) on 700
+/// digests (each claimed two or three times, from different tasks, in two tables), sent
+/// alternately to `stores`; returns (digest index, answer) for every claim.
+const BURST_TASKS: u32 = 64;
+const BURST_EACH: u32 = 32;
+const BURST_DISTINCT: u32 = 700;
+
+fn burst_claim(t: u32, j: u32) -> (u32, [u8; 8], i64) {
+    let d = ((t * BURST_EACH + j) * 389) % BURST_DISTINCT;
+    let mut digest = [0xB5u8; 8];
+    digest[4..].copy_from_slice(&d.to_be_bytes());
+    let ts = crate::clock::system_now() - i64::from(d % 2) * 300;
+    (d, digest, ts)
+}
+
+/// The hand-off under a concurrent burst on two nodes: 2,048 claims (64 tasks, duplicates
+/// across tasks and nodes, two tables) are all answered, without error, and each digest is
+/// granted exactly once; claimed again on either node, every one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nonce_burst_on_two_nodes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let stores = [db.store.clone(), db.connect_again().await];
+    let tasks: Vec<_> = (0..BURST_TASKS)
+        .map(|t| {
+            let stores = stores.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for j in 0..BURST_EACH {
+                    let (d, digest, ts) = burst_claim(t, j);
+                    let store = &stores[((t + j) % 2) as usize];
+                    out.push((d, store.claim_nonce(&digest, ts).await));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut granted = vec![0u32; BURST_DISTINCT as usize];
+    let mut answered = 0;
+    for task in tasks {
+        for (d, answer) in task.await.unwrap() {
+            answered += 1;
+            if answer.unwrap() {
+                granted[d as usize] += 1;
+            }
+        }
+    }
+    assert_eq!(answered, BURST_TASKS * BURST_EACH);
+    assert!(granted.iter().all(|&n| n == 1), "{granted:?}");
+    for t in 0..BURST_TASKS {
+        for j in 0..BURST_EACH {
+            let (d, digest, ts) = burst_claim(t, j);
+            for store in &stores {
+                assert!(!store.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
+            }
+        }
+    }
+    db.drop().await;
+}
+
+/// The database goes away in the middle of a burst (connections refused, every session
+/// terminated): every claim is still answered (within the pool's timeouts), those made
+/// after are errors, and no digest is ever granted twice; once the database is back, every
+/// claim that was granted is refused as a replay (it was committed before it was answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.store.clone();
+    let done = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..BURST_TASKS)
+        .map(|t| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for j in 0..BURST_EACH {
+                    let (d, digest, ts) = burst_claim(t, j);
+                    let answer = tokio::time::timeout(
+                        std::time::Duration::from_secs(60),
+                        store.claim_nonce(&digest, ts),
+                    )
+                    .await
+                    .expect("every claim is answered");
+                    done.fetch_add(1, Ordering::Relaxed);
+                    out.push((d, answer));
+                    // Slow enough for the database to go mid-burst.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                out
+            })
+        })
+        .collect();
+    while done.load(Ordering::Relaxed) < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let name = db.name.clone();
+    db.admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    // Terminating is asynchronous, and a session that was starting may still get in: again
+    // until no session of the database is left.
+    loop {
+        let left: i64 = db
+            .admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let after_kill = done.load(Ordering::Relaxed);
+    let mut granted = vec![0u32; BURST_DISTINCT as usize];
+    let (mut answered, mut errors) = (0, 0);
+    for task in tasks {
+        for (d, answer) in task.await.unwrap() {
+            answered += 1;
+            match answer {
+                Ok(true) => granted[d as usize] += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    assert!(matches!(e, StoreError::Database(_)), "{e:?}");
+                    errors += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(answered, BURST_TASKS * BURST_EACH);
+    assert!(after_kill < answered, "the database went mid-burst");
+    assert!(
+        errors >= answered - after_kill - 64,
+        "{errors} errors, {after_kill} answered before, {answered} in all"
+    );
+    assert!(granted.iter().all(|&n| n <= 1), "{granted:?}");
+    assert!(granted.contains(&1));
+    db.admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let again = db.connect_again().await;
+    for t in 0..BURST_TASKS {
+        for j in 0..BURST_EACH {
+            let (d, digest, ts) = burst_claim(t, j);
+            if granted[d as usize] == 1 {
+                assert!(!again.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
+                assert!(!store.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
+            }
+        }
+    }
+    db.drop().await;
+}
+
 /// Upgrading a database whose claims are in the old `nonces` table (BYTEA digest, `until`):
 /// after migration 0009 their replays are refused, whatever timestamp in the window the
 /// original request carried.
