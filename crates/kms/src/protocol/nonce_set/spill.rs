@@ -10,7 +10,7 @@
 //! (its *tail*, about 36 bits) go to a file of their own, packed in the same order, and are
 //! read back with one `pread` only when a fingerprint matches a value's group and kept bits:
 //! for a fingerprint never seen, with probability below 2^−8 per set searched (a request
-//! searches the few live sets of its shard: measured, 1 request in 90 reads 16 bytes from the
+//! searches the few live sets of its shard: measured, 1 request in 189 reads 16 bytes from the
 //! page cache, `examples/nonce_memory.rs`); for a replay, always (one read). The answer is as exact as before:
 //! every bit of every fingerprint is still compared.
 //!
