@@ -257,27 +257,42 @@ fn push_fields(out: &mut Vec<u8>, f: &Fields<'_>, bound: bool) -> Result<(), Str
         }
     }
     let lim = |s, max| bounded_to(s, max, bound);
-    let action = if !bound || authenticated {
-        lim(f.action, 64)
-    } else {
-        Cow::Borrowed(known_action(f.action).unwrap_or("unknown"))
+    // The common case, checked in one pass: the value is within its bound and printable
+    // ASCII without `"` or `\\`, so it is written as it is (bounding and escaping would both
+    // leave it unchanged).
+    let quick = |out: &mut Vec<u8>, s: &str, max: usize| {
+        let plain = s.len() <= max
+            && s.bytes().fold(true, |ok, b| {
+                ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+            });
+        if plain {
+            out.reserve(s.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+        plain
     };
-    for (name, value) in [
-        (&b",\"time\":"[..], lim(f.time, 32)),
-        (b",\"request_id\":", lim(f.request_id, 64)),
-        (b",\"account_id\":", lim(f.account_id, 64)),
-        (
-            b",\"access_key_id\":",
-            lim(f.access_key_id, 128.min(echoed)),
-        ),
-        (b",\"source\":", lim(f.source, 64)),
-        (b",\"action\":", action),
-        (b",\"key_id\":", lim(f.key_id, echoed)),
-        (b",\"key_version_id\":", lim(f.key_version_id, 64)),
-        (b",\"result\":", lim(f.result, 64)),
+    let (action, action_max) = if !bound || authenticated {
+        (f.action, 64)
+    } else {
+        (known_action(f.action).unwrap_or("unknown"), usize::MAX)
+    };
+    for (name, value, max) in [
+        (&b",\"time\":"[..], f.time, 32),
+        (b",\"request_id\":", f.request_id, 64),
+        (b",\"account_id\":", f.account_id, 64),
+        (b",\"access_key_id\":", f.access_key_id, 128.min(echoed)),
+        (b",\"source\":", f.source, 64),
+        (b",\"action\":", action, action_max),
+        (b",\"key_id\":", f.key_id, echoed),
+        (b",\"key_version_id\":", f.key_version_id, 64),
+        (b",\"result\":", f.result, 64),
     ] {
         out.extend_from_slice(name);
-        push_json_str(out, &value)?;
+        if !quick(out, value, if bound { max } else { usize::MAX }) {
+            push_json_str(out, &lim(value, max))?;
+        }
     }
     out.extend_from_slice(b",\"status\":");
     push_decimal_bytes(out, f.status.into());
