@@ -2,6 +2,7 @@
 //! errors are `{RequestId, HostId, Code, Message, Recommend}` (all strings) with the
 //! documented HTTP status (reference §1.6–1.7, §4 rows 9–18).
 
+use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -134,6 +135,12 @@ pub trait Typed: Send + Sync {
 pub trait Fields {
     /// `name: "value"`.
     fn string(&mut self, name: &str, value: &str);
+    /// `name: "<bytes in standard base64>"` (what [`Fields::string`] writes for the
+    /// encoded text).
+    fn base64(&mut self, name: &str, bytes: &[u8]) {
+        let text = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+        self.string(name, &text);
+    }
     /// Opens the object `name`; its fields follow, then [`Fields::close`].
     fn open(&mut self, name: &str);
     /// Closes the object `name`.
@@ -192,6 +199,19 @@ impl Fields for JsonFields<'_> {
     fn string(&mut self, name: &str, value: &str) {
         self.name(name);
         self.escaped(value);
+    }
+    /// Encoded straight into the output: base64's alphabet needs no JSON escaping.
+    fn base64(&mut self, name: &str, bytes: &[u8]) {
+        self.name(name);
+        self.out.push(b'"');
+        let at = self.out.len();
+        let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+        self.out.resize(at + len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(bytes, &mut self.out[at..])
+            .unwrap_or(0);
+        self.out.truncate(at + written);
+        self.out.push(b'"');
     }
     fn open(&mut self, name: &str) {
         self.name(name);
