@@ -637,10 +637,10 @@ pub fn now_text() -> String {
     crate::timefmt::format_unix_cached(crate::clock::system_now())
 }
 
-/// A line for the writer, and who waits for it on disk. The record is boxed so that the
-/// queue's 65,536 slots are a few words each (1.5 MB) rather than a whole record each
-/// (~17 MB, all resident once the ring has gone round; measured in
-/// docs/performance-notes.md).
+/// A line for the writer (its bounded fields, rendered by the request path: [`fragment`]),
+/// and who waits for it on disk. The line is boxed so that the queue's 65,536 slots are a
+/// few words each (about 2 MB) rather than a whole record each (~17 MB, all resident once
+/// the ring has gone round; measured in docs/performance-notes.md).
 type Queued = (Box<[u8]>, Option<oneshot::Sender<bool>>);
 
 /// What the writer thread is sent.
