@@ -135,16 +135,25 @@ pub struct AuditRecord {
 /// `s` cut to `max` characters, each outside printable ASCII replaced by `?` (so that
 /// escaping cannot make it longer than twice `max` bytes in JSON).
 fn clip(s: &mut String, max: usize) {
+    if let std::borrow::Cow::Owned(clipped) = clipped(s, max) {
+        *s = clipped;
+    }
+}
+
+/// [`clip`] without owning `s`: borrowed as it is when already within bounds (the common
+/// case), built only otherwise.
+fn clipped(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     // Every byte checked without an early exit, so that the check runs on whole vectors
     // (the common case: a value already within bounds).
     if s.len() <= max && s.bytes().fold(true, |ok, b| ok & (0x20..0x7f).contains(&b)) {
-        return;
+        return std::borrow::Cow::Borrowed(s);
     }
-    *s = s
-        .chars()
-        .take(max)
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect();
+    std::borrow::Cow::Owned(
+        s.chars()
+            .take(max)
+            .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+            .collect(),
+    )
 }
 
 /// The canonical name of a known API action or console event.
@@ -179,6 +188,144 @@ impl AuditRecord {
         clip(&mut self.principal, 256);
         self
     }
+}
+
+/// The fields of an audited call, borrowed: what an [`AuditRecord`] holds, without owning
+/// it (the request path hands these to [`AuditLog::record_call`] straight from its outcome).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fields<'a> {
+    pub time: &'a str,
+    pub request_id: &'a str,
+    pub account_id: &'a str,
+    pub access_key_id: &'a str,
+    pub source: &'a str,
+    pub action: &'a str,
+    pub key_id: &'a str,
+    pub key_version_id: &'a str,
+    pub result: &'a str,
+    pub status: u16,
+    pub principal: &'a str,
+}
+
+impl AuditRecord {
+    /// The record's fields, borrowed.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            time: &self.time,
+            request_id: &self.request_id,
+            account_id: &self.account_id,
+            access_key_id: &self.access_key_id,
+            source: &self.source,
+            action: &self.action,
+            key_id: &self.key_id,
+            key_version_id: &self.key_version_id,
+            result: &self.result,
+            status: self.status,
+            principal: &self.principal,
+        }
+    }
+}
+
+/// An API call as the request path audits it: [`Fields`] but for the time (now) and the
+/// source (the peer), which [`AuditLog::record_call`] writes without building strings.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub request_id: &'a str,
+    pub account_id: &'a str,
+    pub access_key_id: &'a str,
+    pub action: &'a str,
+    pub key_id: &'a str,
+    pub key_version_id: &'a str,
+    pub result: &'a str,
+    pub status: u16,
+    pub principal: &'a str,
+}
+
+/// Appends the fields of a line between its `seq` and its `event` or `prev`:
+/// `,"time":…,"status":N[,"principal":…]`, exactly as [`Stored`] serializes them. With
+/// `bound`, each value is first bounded as [`AuditRecord::bounded`] bounds it (the same
+/// bytes as bounding a record, then writing it), without building the record.
+fn push_fields(out: &mut Vec<u8>, f: &Fields<'_>, bound: bool) -> Result<(), String> {
+    use std::borrow::Cow;
+    let authenticated = !f.account_id.is_empty();
+    let echoed = if authenticated { 256 } else { 64 };
+    fn bounded_to(s: &str, max: usize, bound: bool) -> Cow<'_, str> {
+        if bound {
+            clipped(s, max)
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+    let lim = |s, max| bounded_to(s, max, bound);
+    // The common case, checked in one pass: the value is within its bound and printable
+    // ASCII without `"` or `\\`, so it is written as it is (bounding and escaping would both
+    // leave it unchanged).
+    let quick = |out: &mut Vec<u8>, s: &str, max: usize| {
+        let plain = s.len() <= max
+            && s.bytes().fold(true, |ok, b| {
+                ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+            });
+        if plain {
+            out.reserve(s.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+        plain
+    };
+    let (action, action_max) = if !bound || authenticated {
+        (f.action, 64)
+    } else {
+        (known_action(f.action).unwrap_or("unknown"), usize::MAX)
+    };
+    for (name, value, max) in [
+        (&b",\"time\":"[..], f.time, 32),
+        (b",\"request_id\":", f.request_id, 64),
+        (b",\"account_id\":", f.account_id, 64),
+        (b",\"access_key_id\":", f.access_key_id, 128.min(echoed)),
+        (b",\"source\":", f.source, 64),
+        (b",\"action\":", action, action_max),
+        (b",\"key_id\":", f.key_id, echoed),
+        (b",\"key_version_id\":", f.key_version_id, 64),
+        (b",\"result\":", f.result, 64),
+    ] {
+        out.extend_from_slice(name);
+        if !quick(out, value, if bound { max } else { usize::MAX }) {
+            push_json_str(out, &lim(value, max))?;
+        }
+    }
+    out.extend_from_slice(b",\"status\":");
+    push_decimal_bytes(out, f.status.into());
+    let principal = lim(f.principal, 256);
+    if !principal.is_empty() {
+        out.extend_from_slice(b",\"principal\":");
+        push_json_str(out, &principal)?;
+    }
+    Ok(())
+}
+
+/// A line's fields, bounded, as [`push_fields`] writes them: what the request path queues
+/// for the writer (one allocation of exactly its size; the writer adds `seq`, `prev` and
+/// the mac). Rendered in a per-thread buffer kept from call to call.
+fn fragment(f: &Fields<'_>) -> Result<Box<[u8]>, String> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let render = |buf: &mut Vec<u8>| {
+        buf.clear();
+        push_fields(buf, f, true).map(|()| Box::<[u8]>::from(&buf[..]))
+    };
+    SCRATCH
+        .try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.capacity() == 0 {
+                    buf.reserve(512);
+                }
+                render(&mut buf)
+            }
+            Err(_) => render(&mut Vec::with_capacity(512)),
+        })
+        .unwrap_or_else(|_| render(&mut Vec::with_capacity(512)))
 }
 
 /// What a line the trail writes about itself records.
@@ -262,18 +409,7 @@ impl Stored {
 /// serializes to (tested in `written_bytes_are_the_stored_serialization`).
 struct Line<'a> {
     seq: u64,
-    time: &'a str,
-    request_id: &'a str,
-    account_id: &'a str,
-    access_key_id: &'a str,
-    source: &'a str,
-    action: &'a str,
-    key_id: &'a str,
-    key_version_id: &'a str,
-    result: &'a str,
-    status: u16,
-    /// Left out when empty.
-    principal: &'a str,
+    fields: Fields<'a>,
     /// Left out when `None`.
     event: Option<&'a Event>,
     prev: &'a str,
@@ -283,17 +419,7 @@ impl<'a> Line<'a> {
     fn of(seq: u64, r: &'a AuditRecord, event: Option<&'a Event>, prev: &'a Mac) -> Self {
         Self {
             seq,
-            time: &r.time,
-            request_id: &r.request_id,
-            account_id: &r.account_id,
-            access_key_id: &r.access_key_id,
-            source: &r.source,
-            action: &r.action,
-            key_id: &r.key_id,
-            key_version_id: &r.key_version_id,
-            result: &r.result,
-            status: r.status,
-            principal: &r.principal,
+            fields: r.fields(),
             event,
             prev: prev.as_str(),
         }
@@ -308,37 +434,43 @@ impl Line<'_> {
     /// every field name and every value byte by byte, and this runs once per API call; the
     /// event, rare, goes through serde.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        use std::io::Write as _;
-        let fail = |e: std::io::Error| e.to_string();
-        write!(out, "{{\"seq\":{}", self.seq).map_err(fail)?;
-        for (name, value) in [
-            (&b",\"time\":"[..], self.time),
-            (b",\"request_id\":", self.request_id),
-            (b",\"account_id\":", self.account_id),
-            (b",\"access_key_id\":", self.access_key_id),
-            (b",\"source\":", self.source),
-            (b",\"action\":", self.action),
-            (b",\"key_id\":", self.key_id),
-            (b",\"key_version_id\":", self.key_version_id),
-            (b",\"result\":", self.result),
-        ] {
-            out.extend_from_slice(name);
-            push_json_str(out, value)?;
-        }
-        write!(out, ",\"status\":{}", self.status).map_err(fail)?;
-        if !self.principal.is_empty() {
-            out.extend_from_slice(b",\"principal\":");
-            push_json_str(out, self.principal)?;
-        }
+        push_head(out, self.seq);
+        push_fields(out, &self.fields, false)?;
         if let Some(event) = self.event {
             out.extend_from_slice(b",\"event\":");
             serde_json::to_writer(&mut *out, event).map_err(|e| e.to_string())?;
         }
-        out.extend_from_slice(b",\"prev\":");
-        push_json_str(out, self.prev)?;
-        out.push(b'}');
-        Ok(())
+        push_tail(out, self.prev)
     }
+}
+
+/// `{"seq":N`: how every line starts.
+fn push_head(out: &mut Vec<u8>, seq: u64) {
+    out.extend_from_slice(b"{\"seq\":");
+    push_decimal_bytes(out, seq);
+}
+
+/// `,"prev":"…"}`: how every line ends, before its mac.
+fn push_tail(out: &mut Vec<u8>, prev: &str) -> Result<(), String> {
+    out.extend_from_slice(b",\"prev\":");
+    push_json_str(out, prev)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// `n` in decimal, as serde_json writes an integer.
+fn push_decimal_bytes(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends `s` as a JSON string, as serde_json writes it: it escapes `"`, `\` and the
@@ -407,33 +539,95 @@ impl std::fmt::Debug for Mac {
 /// written digit by digit, without the formatting machinery (a tenth of its cost, paid on
 /// every API call); IPv6 through `Display`.
 pub fn source_text(peer: &std::net::SocketAddr) -> String {
-    let std::net::SocketAddr::V4(v4) = peer else {
-        return peer.to_string();
-    };
-    let mut out = String::with_capacity(21);
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        push_decimal(&mut out, octet.into());
+    match peer {
+        std::net::SocketAddr::V4(v4) => SmallText::ipv4(v4).as_str().to_owned(),
+        std::net::SocketAddr::V6(_) => peer.to_string(),
     }
-    out.push(':');
-    push_decimal(&mut out, v4.port().into());
-    out
 }
 
-fn push_decimal(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// A short ASCII text kept inline (an IPv4 peer, a time): no allocation.
+#[derive(Clone, Copy)]
+struct SmallText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl SmallText {
+    fn new() -> Self {
+        Self {
+            buf: [0; 32],
+            len: 0,
         }
     }
-    out.extend(digits[start..].iter().map(|d| char::from(*d)));
+
+    /// `v4` as `SocketAddrV4`'s `Display` writes it (at most 21 characters).
+    fn ipv4(v4: &std::net::SocketAddrV4) -> Self {
+        let mut t = Self::new();
+        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                t.push(b'.');
+            }
+            t.push_decimal(octet.into());
+        }
+        t.push(b':');
+        t.push_decimal(v4.port().into());
+        t
+    }
+
+    /// The first 32 bytes of `s` at most (the cached time: 20 ASCII characters).
+    fn of(s: &str) -> Self {
+        let mut t = Self::new();
+        let n = s.len().min(t.buf.len());
+        t.buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        t.len = n;
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_decimal(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[start..] {
+            self.push(d);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII by construction, cut at a character boundary (see `of`) or empty.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// [`now_text`] inline: the text of the current second, formatted once per second on each
+/// thread and copied from there.
+fn now_time_text() -> SmallText {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(i64, SmallText)>> = const { std::cell::Cell::new(None) };
+    }
+    let now = crate::clock::system_now();
+    LAST.try_with(|last| match last.get() {
+        Some((at, text)) if at == now => text,
+        _ => {
+            let text = SmallText::of(&crate::timefmt::format_unix(now));
+            last.set(Some((now, text)));
+            text
+        }
+    })
+    .unwrap_or_else(|_| SmallText::of(&crate::timefmt::format_unix(now)))
 }
 
 /// The current time as the trail records it (`yyyy-MM-ddTHH:mm:ssZ`): formatted once per
@@ -443,15 +637,16 @@ pub fn now_text() -> String {
     crate::timefmt::format_unix_cached(crate::clock::system_now())
 }
 
-/// A line for the writer, and who waits for it on disk. The record is boxed so that the
-/// queue's 65,536 slots are a few words each (1.5 MB) rather than a whole record each
-/// (~17 MB, all resident once the ring has gone round; measured in
-/// docs/performance-notes.md).
-type Queued = (Box<AuditRecord>, Option<oneshot::Sender<bool>>);
+/// A line for the writer (its bounded fields, rendered by the request path: [`fragment`]),
+/// and who waits for it on disk. The line is boxed so that the queue's 65,536 slots are a
+/// few words each (about 2 MB) rather than a whole record each (~17 MB, all resident once
+/// the ring has gone round; measured in docs/performance-notes.md).
+type Queued = (Box<[u8]>, Option<oneshot::Sender<bool>>);
 
 /// What the writer thread is sent.
 enum Job {
-    Line(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    /// A line's bounded fields, rendered by the request path ([`fragment`]).
+    Line(Box<[u8]>, Option<oneshot::Sender<bool>>),
     /// Write every line queued before this one (and fsync), answer, and end the thread: the
     /// end of a graceful stop ([`AuditLog::stop`]).
     Stop(oneshot::Sender<()>),
@@ -577,10 +772,59 @@ impl AuditLog {
     /// Records a call (bounded, see [`AuditRecord::bounded`]). With `durable`, returns once
     /// the line is on disk; `false` if it could not be written (the gap is recorded later).
     pub async fn record(&self, record: AuditRecord, durable: bool) -> bool {
-        let record = record.bounded();
+        self.record_fields(&record.fields(), durable).await
+    }
+
+    /// [`Self::record`] for an API call, from borrowed fields: the time is now and the
+    /// source `peer`, both written without building a string, and the line's fields are
+    /// rendered here, bounded, into one allocation (the writer thread frees one block per
+    /// line rather than a record's eleven strings allocated on other threads).
+    pub async fn record_call(
+        &self,
+        call: &Call<'_>,
+        peer: &std::net::SocketAddr,
+        durable: bool,
+    ) -> bool {
+        let time = now_time_text();
+        let v4;
+        let v6;
+        let source = match peer {
+            std::net::SocketAddr::V4(a) => {
+                v4 = SmallText::ipv4(a);
+                v4.as_str()
+            }
+            std::net::SocketAddr::V6(_) => {
+                v6 = peer.to_string();
+                v6.as_str()
+            }
+        };
+        let fields = Fields {
+            time: time.as_str(),
+            request_id: call.request_id,
+            account_id: call.account_id,
+            access_key_id: call.access_key_id,
+            source,
+            action: call.action,
+            key_id: call.key_id,
+            key_version_id: call.key_version_id,
+            result: call.result,
+            status: call.status,
+            principal: call.principal,
+        };
+        self.record_fields(&fields, durable).await
+    }
+
+    /// Records a line with these fields (bounded here, see [`AuditRecord::bounded`]).
+    pub async fn record_fields(&self, fields: &Fields<'_>, durable: bool) -> bool {
         let state = &self.gate.0;
         state.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = self.send(record, durable).await;
+        let sent = match fragment(fields) {
+            Ok(line) => self.send(line, durable).await,
+            Err(e) => {
+                tracing::error!(error = %e, "audit line not rendered");
+                (false, false)
+            }
+        };
         if !sent.0 {
             // Never reached the writer (which counts the lines it loses itself).
             state.queued.fetch_sub(1, Ordering::Relaxed);
@@ -590,10 +834,10 @@ impl AuditLog {
     }
 
     /// (whether the line reached the writer's queue, what [`Self::record`] returns).
-    async fn send(&self, record: AuditRecord, durable: bool) -> (bool, bool) {
+    async fn send(&self, line: Box<[u8]>, durable: bool) -> (bool, bool) {
         if durable {
             let (done, wait) = oneshot::channel();
-            let sent = match self.tx.try_send(Job::Line(Box::new(record), Some(done))) {
+            let sent = match self.tx.try_send(Job::Line(line, Some(done))) {
                 Ok(()) => {
                     // The writer may be collecting a batch: this line must not wait for it.
                     self.writer.unpark();
@@ -620,7 +864,7 @@ impl AuditLog {
                 tracing::error!("a state change was applied but its audit line could not be written (recorded as a gap)");
             }
             (sent, written)
-        } else if self.tx.try_send(Job::Line(Box::new(record), None)).is_err() {
+        } else if self.tx.try_send(Job::Line(line, None)).is_err() {
             tracing::warn!("audit queue full: a read-only call was not recorded");
             (false, false)
         } else {
@@ -742,11 +986,41 @@ fn seal_into(key: &hmac::Key, line: &Line<'_>, out: &mut Vec<u8>) -> Result<Mac,
         out.truncate(start);
         return Err(e);
     }
+    seal_written(key, line.prev, start, out)
+}
+
+/// [`seal_into`] for a line whose fields the request path rendered already ([`fragment`]):
+/// `{"seq":N` ‖ fragment ‖ `,"prev":"…"}`, the same bytes as the [`Line`] of the same
+/// bounded record (tested in `fragments_seal_to_the_bounded_records_lines`).
+fn seal_fragment(
+    key: &hmac::Key,
+    seq: u64,
+    fragment: &[u8],
+    prev: &Mac,
+    out: &mut Vec<u8>,
+) -> Result<Mac, String> {
+    let start = out.len();
+    push_head(out, seq);
+    out.extend_from_slice(fragment);
+    if let Err(e) = push_tail(out, prev.as_str()) {
+        out.truncate(start);
+        return Err(e);
+    }
+    seal_written(key, prev.as_str(), start, out)
+}
+
+/// MACs the line written in `out` from `start` (chained to `prev`) and adds its mac field.
+fn seal_written(
+    key: &hmac::Key,
+    prev: &str,
+    start: usize,
+    out: &mut Vec<u8>,
+) -> Result<Mac, String> {
     if out.last() != Some(&b'}') {
         out.truncate(start);
         return Err("an audit line is not a JSON object".into());
     }
-    let mac = mac_bytes(key, line.prev.as_bytes(), &out[start..]);
+    let mac = mac_bytes(key, prev.as_bytes(), &out[start..]);
     out.pop();
     out.extend_from_slice(b",\"mac\":\"");
     out.extend_from_slice(&mac.0);
@@ -1248,8 +1522,13 @@ impl Writer {
                     }
                     continue;
                 }
-                let line = Line::of(seq + 1, &record, None, &prev);
-                match seal_into(self.keystore.audit_key(), &line, &mut chunk) {
+                match seal_fragment(
+                    self.keystore.audit_key(),
+                    seq + 1,
+                    &record,
+                    &prev,
+                    &mut chunk,
+                ) {
                     Ok(mac) => {
                         chunk.push(b'\n');
                         (seq, prev) = (seq + 1, mac);
@@ -1737,6 +2016,11 @@ pub fn query(
 mod tests {
     use super::*;
 
+    /// What the request path queues for `r`.
+    fn queued(r: &AuditRecord) -> Box<[u8]> {
+        fragment(&r.fields()).unwrap()
+    }
+
     fn rec(i: u32) -> AuditRecord {
         AuditRecord {
             time: format!("2026-01-01T00:00:{:02}Z", i % 60),
@@ -1935,6 +2219,99 @@ mod tests {
         let body = serde_json::to_string(stored).unwrap();
         let mac = mac_of(key, &stored.prev, &body);
         format!("{},\"mac\":\"{mac}\"}}", body.strip_suffix('}').unwrap())
+    }
+
+    /// What the request path queues (its fields rendered and bounded in one go) seals to
+    /// exactly the line of the record bounded first and written by the writer, for values
+    /// within and beyond every bound, escaped or not, authenticated or not.
+    #[test]
+    fn fragments_seal_to_the_bounded_records_lines() {
+        let ks = Keystore::from_root(&[5u8; 32]).unwrap();
+        let key = ks.audit_key();
+        let odd = "quote \" backslash \\ tab \t nl \n nul \u{0} del \u{7f} é 中文 🔑 \u{2028}";
+        let long: String = "ab\"c\\é中".repeat(60);
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut records = vec![rec(1), rec(2), AuditRecord::default()];
+        for v in [
+            odd,
+            long.as_str(),
+            every_ascii.as_str(),
+            "x".repeat(300).as_str(),
+        ] {
+            for account in ["", "1234567890123456", v] {
+                for action in ["Encrypt", "NoSuchAction", v] {
+                    records.push(AuditRecord {
+                        time: v.into(),
+                        request_id: v.into(),
+                        account_id: account.into(),
+                        access_key_id: v.into(),
+                        source: v.into(),
+                        action: action.into(),
+                        key_id: v.into(),
+                        key_version_id: v.into(),
+                        result: v.into(),
+                        status: 503,
+                        principal: v.into(),
+                    });
+                }
+            }
+        }
+        records.push(AuditRecord {
+            principal: "acs:ram::1:user/alice".into(),
+            action: "ConsoleSignIn".into(),
+            account_id: String::new(),
+            ..rec(3)
+        });
+        let mut prev = Mac::GENESIS;
+        for (i, r) in records.iter().enumerate() {
+            let seq = [1, 9, 10, 12_345, u64::MAX][i % 5];
+            let mut want = Vec::new();
+            let want_mac = seal_into(
+                key,
+                &Line::of(seq, &r.clone().bounded(), None, &prev),
+                &mut want,
+            )
+            .unwrap();
+            let mut got = b"earlier line\n".to_vec();
+            let line = fragment(&r.fields()).unwrap();
+            let mac = seal_fragment(key, seq, &line, &prev, &mut got).unwrap();
+            assert_eq!(mac, want_mac, "{r:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&got[13..]),
+                String::from_utf8_lossy(&want),
+                "{r:?}"
+            );
+            prev = mac;
+        }
+    }
+
+    #[test]
+    fn inline_source_and_time_are_the_formatted_ones() {
+        for addr in [
+            "0.0.0.0:0",
+            "1.2.3.4:5",
+            "255.255.255.255:65535",
+            "10.0.200.7:8443",
+        ] {
+            let a: std::net::SocketAddr = addr.parse().unwrap();
+            assert_eq!(source_text(&a), addr);
+            let std::net::SocketAddr::V4(v4) = a else {
+                unreachable!()
+            };
+            assert_eq!(SmallText::ipv4(&v4).as_str(), addr);
+        }
+        let v6: std::net::SocketAddr = "[::1]:443".parse().unwrap();
+        assert_eq!(source_text(&v6), "[::1]:443");
+        for _ in 0..3 {
+            let before = crate::clock::system_now();
+            let t = now_time_text();
+            let after = crate::clock::system_now();
+            if before == after {
+                assert_eq!(t.as_str(), crate::timefmt::format_unix(before));
+                return;
+            }
+        }
+        panic!("the clock never held still for a call");
     }
 
     #[test]
@@ -2292,14 +2669,14 @@ mod tests {
         assert_eq!(w.gate.admit(true).unwrap_err(), KmsError::AuditUnavailable);
         assert!(w.gate.admit(false).is_ok(), "reads go on");
         let (tx, rx) = oneshot::channel();
-        w.write_records(vec![(Box::new(rec(2)), Some(tx)), (Box::new(rec(3)), None)]);
+        w.write_records(vec![(queued(&rec(2)), Some(tx)), (queued(&rec(3)), None)]);
         assert_eq!(rx.await, Ok(false));
         assert_eq!(w.gap.as_ref().map(|g| g.1), Some(2));
         // Writable again: the gap line comes first, then the gate opens.
         std::fs::remove_dir(dir.join(CURRENT)).unwrap();
         w.open();
         assert!(w.gate.is_open());
-        w.write_records(vec![(Box::new(rec(4)), None)]);
+        w.write_records(vec![(queued(&rec(4)), None)]);
         let lines = query(&dir, None, None, None).unwrap();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("\"action\":\"AuditGap\"") && lines[0].contains("\"lost\":2"));

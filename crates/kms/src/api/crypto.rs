@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{dry_run, to_value};
 use crate::error::KmsError;
+use crate::keystore::Secret;
 use crate::protocol::params::Params;
 use crate::protocol::render::{Fields, Reply, Typed};
 use crate::service::crypto::{EncryptionContext, Sealed};
@@ -22,27 +23,36 @@ pub(crate) fn context(p: &Params, name: &str) -> Result<EncryptionContext, KmsEr
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
+/// Encrypt's, GenerateDataKey's and ReEncrypt's answer. The blob and the data key are kept
+/// as bytes and written in base64 straight into the response ([`Fields::base64`]): no
+/// base64 string of either is built, so the data key exists only in its zeroizing buffer
+/// and in the response bytes.
 pub(crate) struct CiphertextResponse {
-    pub(crate) ciphertext_blob: String,
+    pub(crate) ciphertext_blob: Vec<u8>,
     pub(crate) key_id: String,
     pub(crate) key_version_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) plaintext: Option<String>,
+    /// GenerateDataKey's data key (`Plaintext`).
+    pub(crate) plaintext: Option<Secret>,
 }
 
 impl Typed for CiphertextResponse {
     fn write(&self, out: &mut dyn Fields) {
-        out.string("CiphertextBlob", &self.ciphertext_blob);
+        out.base64("CiphertextBlob", &self.ciphertext_blob);
         out.string("KeyId", &self.key_id);
         out.string("KeyVersionId", &self.key_version_id);
         if let Some(p) = &self.plaintext {
-            out.string("Plaintext", p);
+            out.base64("Plaintext", p);
         }
     }
     fn to_value(&self) -> Result<Value, KmsError> {
-        to_value(self)
+        let mut m = serde_json::Map::new();
+        m.insert("CiphertextBlob".into(), b64(&self.ciphertext_blob).into());
+        m.insert("KeyId".into(), self.key_id.clone().into());
+        m.insert("KeyVersionId".into(), self.key_version_id.clone().into());
+        if let Some(p) = &self.plaintext {
+            m.insert("Plaintext".into(), b64(p).into());
+        }
+        Ok(Value::Object(m))
     }
     fn key_ids(&self) -> (Option<&str>, Option<&str>) {
         (Some(&self.key_id), Some(&self.key_version_id))
@@ -50,9 +60,9 @@ impl Typed for CiphertextResponse {
 }
 
 impl CiphertextResponse {
-    fn new(s: Sealed, plaintext: Option<String>) -> Self {
+    fn new(s: Sealed, plaintext: Option<Secret>) -> Self {
         Self {
-            ciphertext_blob: b64(&s.ciphertext_blob),
+            ciphertext_blob: s.ciphertext_blob,
             key_id: s.key_id,
             key_version_id: s.key_version_id,
             plaintext,
@@ -132,7 +142,7 @@ pub async fn generate_data_key(
     let (sealed, data_key) = kms
         .generate_data_key(caller, key_ref, n, &ctx, dry_run(p)?, with_plaintext)
         .await?;
-    let plaintext = with_plaintext.then(|| b64(&data_key));
+    let plaintext = with_plaintext.then_some(data_key);
     Ok(Reply::Typed(Box::new(CiphertextResponse::new(
         sealed, plaintext,
     ))))

@@ -208,26 +208,38 @@ mod typed_render_tests {
 
     #[test]
     fn ciphertext_responses() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let blobs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0xff, 0xfe],
+            (0..=255u8).collect(),
+            b"blob".to_vec(),
+        ];
         for s in NASTY {
-            for plaintext in [None, Some(s.to_string()), Some("AAAA".to_string())] {
-                let body = CiphertextResponse {
-                    ciphertext_blob: format!("blob{s}"),
-                    key_id: s.to_string(),
-                    key_version_id: format!("{s}v"),
-                    plaintext: plaintext.clone(),
-                };
-                let mut expected = json!({
-                    "CiphertextBlob": format!("blob{s}"),
-                    "KeyId": s,
-                    "KeyVersionId": format!("{s}v"),
-                });
-                if let Some(p) = &plaintext {
-                    expected["Plaintext"] = json!(p);
+            for blob in &blobs {
+                let keys = [None, Some(s.as_bytes().to_vec()), Some(vec![7u8; 32])];
+                for plaintext in keys {
+                    let body = CiphertextResponse {
+                        ciphertext_blob: blob.clone(),
+                        key_id: s.to_string(),
+                        key_version_id: format!("{s}v"),
+                        plaintext: plaintext.clone().map(zeroize::Zeroizing::new),
+                    };
+                    let mut expected = json!({
+                        "CiphertextBlob": b64(blob),
+                        "KeyId": s,
+                        "KeyVersionId": format!("{s}v"),
+                    });
+                    if let Some(p) = &plaintext {
+                        expected["Plaintext"] = json!(b64(p));
+                    }
+                    for action in ["Encrypt", "GenerateDataKey", "ReEncrypt"] {
+                        same(action, &body, &expected);
+                    }
+                    assert_eq!(body.key_ids(), (Some(*s), Some(format!("{s}v").as_str())));
                 }
-                for action in ["Encrypt", "GenerateDataKey", "ReEncrypt"] {
-                    same(action, &body, &expected);
-                }
-                assert_eq!(body.key_ids(), (Some(*s), Some(format!("{s}v").as_str())));
             }
         }
     }

@@ -262,8 +262,8 @@ impl Protocol {
                     .opt("SecretName")
                     .map(|s| ["secret/", first_chars(s, 256)].concat())
             });
-        let region = self.region(req, &params)?;
-        ctx.region = Some(region.clone());
+        // Kept in `ctx` (errors name it), lent to the caller below and given back after.
+        ctx.region = Some(self.region(req, &params)?);
         self.root_key_gate.admit()?;
 
         // Authentication: signature, then time window, then nonce.
@@ -274,14 +274,17 @@ impl Protocol {
             headers: req.headers,
             body: req.body,
         };
-        let pending = signature::parse(&view)?;
-        ctx.access_key_id = Some(pending.access_key_id.clone());
+        let mut pending = signature::parse(&view)?;
+        // The id moves into `ctx` (the audit line names it whatever happens next); checking
+        // the signature does not read it.
+        ctx.access_key_id = Some(std::mem::take(&mut pending.access_key_id));
+        let access_key_id = ctx.access_key_id.as_deref().unwrap_or_default();
         let now = system_now();
         pending.check_time(now)?;
         // The access key resolves to its principal (root, RAM user or role session).
         if req
             .header("x-acs-accesskey-id")
-            .is_some_and(|h| h != pending.access_key_id)
+            .is_some_and(|h| h != access_key_id)
         {
             return Err(KmsError::wire(
                 "InvalidSecurityToken.MismatchWithAccessKey",
@@ -290,9 +293,9 @@ impl Protocol {
             ));
         }
         // One cached entry: the principal, its compiled policies, the prepared HMAC keys.
-        let auth = self.kms.authenticate(&pending.access_key_id).await?;
+        let auth = self.kms.authenticate(access_key_id).await?;
         pending.verify_prepared(auth.keys.v1(), auth.keys.v3())?;
-        let digest = signature::nonce_digest(&pending.access_key_id, &pending.nonce);
+        let digest = signature::nonce_digest(access_key_id, &pending.nonce);
         self.nonces
             .check_and_record_digest(&digest, pending.timestamp, now)?;
         // Nodes sharing a database also claim the nonce there (its first 8 bytes, filed by
@@ -307,12 +310,12 @@ impl Protocol {
             .or_else(|| req.header("x-acs-security-token"));
         auth.check_token(token, self.kms.now())?;
 
-        ctx.account_id = Some(auth.account_id.clone());
         ctx.principal = Some(auth.arn.clone());
+        // The caller borrows the region and access key id from `ctx` for the call.
         let caller = Caller {
             account_id: auth.account_id.clone(),
-            region,
-            access_key_id: pending.access_key_id,
+            region: ctx.region.take().unwrap_or_default(),
+            access_key_id: ctx.access_key_id.take().unwrap_or_default(),
         };
         let transport = api::authz::Transport {
             source_ip: req.peer,
@@ -327,8 +330,11 @@ impl Protocol {
                 &params,
                 transport,
             )
-            .await?;
-        Ok(body)
+            .await;
+        ctx.region = Some(caller.region);
+        ctx.access_key_id = Some(caller.access_key_id);
+        ctx.account_id = Some(caller.account_id);
+        body
     }
 
     /// Runs an action for an authenticated caller: throttling, required parameters, then

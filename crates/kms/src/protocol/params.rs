@@ -35,8 +35,10 @@ fn decode_component(raw: &[u8]) -> String {
             _ => None,
         }
     }
-    let special = |b: &u8| *b == b'+' || *b == b'%';
-    let Some(first) = raw.iter().position(special) else {
+    // The separators and escapes are found by `memchr` (SIMD, many bytes a step) rather than
+    // byte by byte: the query of a signed request is several hundred bytes.
+    let special = |s: &[u8]| memchr::memchr2(b'+', b'%', s);
+    let Some(first) = special(raw) else {
         // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid UTF-8.
         return match std::str::from_utf8(raw) {
             Ok(s) => s.to_owned(),
@@ -62,7 +64,7 @@ fn decode_component(raw: &[u8]) -> String {
             }
             _ => break,
         };
-        let next = rest.iter().position(special).unwrap_or(rest.len());
+        let next = special(rest).unwrap_or(rest.len());
         let (run, tail) = rest.split_at(next);
         out.extend_from_slice(run);
         rest = tail;
@@ -74,15 +76,31 @@ fn decode_component(raw: &[u8]) -> String {
 }
 
 fn decode(raw: &[u8], into: &mut Vec<(String, String)>) -> Result<(), KmsError> {
-    into.reserve((raw.iter().filter(|&&b| b == b'&').count() + 1).min(MAX_PARAMS));
-    for sequence in raw.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
+    into.reserve((memchr::memchr_iter(b'&', raw).count() + 1).min(MAX_PARAMS));
+    let sequences = {
+        let mut rest = Some(raw);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            Some(match memchr::memchr(b'&', r) {
+                Some(at) => {
+                    rest = r.get(at + 1..);
+                    &r[..at]
+                }
+                None => {
+                    rest = None;
+                    r
+                }
+            })
+        })
+    };
+    for sequence in sequences.filter(|s| !s.is_empty()) {
         if into.len() >= MAX_PARAMS {
             return Err(KmsError::invalid_because(
                 "Parameters",
                 "Too many parameters.",
             ));
         }
-        let (k, v) = match sequence.iter().position(|&b| b == b'=') {
+        let (k, v) = match memchr::memchr(b'=', sequence) {
             Some(at) => (&sequence[..at], &sequence[at + 1..]),
             None => (sequence, &[][..]),
         };

@@ -13,7 +13,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use super::refusals::Refusal;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, Call};
 use crate::clock::{Clock, ManualClock, OffsetClock};
 use crate::error::KmsError;
 use crate::protocol::render::{self, Format};
@@ -148,22 +148,21 @@ async fn api_handler(
     if let Some(audit) = &state.audit {
         // Every successful state change is on disk before the answer (a fact of the action).
         let durable = code.is_none() && api_action.is_some_and(|a| a.changes_state());
-        // The outcome's strings move into the record (no copies).
+        // The outcome's strings, borrowed: the line is rendered from them on this thread.
         audit
-            .record(
-                AuditRecord {
-                    time: crate::audit::now_text(),
-                    request_id: out.request_id,
-                    account_id: out.account_id.unwrap_or_default(),
-                    access_key_id: out.access_key_id.unwrap_or_default(),
-                    source: crate::audit::source_text(&peer),
-                    action: out.action.unwrap_or_default(),
-                    key_id: out.key_id.unwrap_or_default(),
-                    key_version_id: out.key_version_id.unwrap_or_default(),
-                    result: code.unwrap_or("OK").to_string(),
+            .record_call(
+                &Call {
+                    request_id: &out.request_id,
+                    account_id: out.account_id.as_deref().unwrap_or_default(),
+                    access_key_id: out.access_key_id.as_deref().unwrap_or_default(),
+                    action: out.action.as_deref().unwrap_or_default(),
+                    key_id: out.key_id.as_deref().unwrap_or_default(),
+                    key_version_id: out.key_version_id.as_deref().unwrap_or_default(),
+                    result: code.unwrap_or("OK"),
                     status: rendered.status,
-                    principal: out.principal.unwrap_or_default(),
+                    principal: out.principal.as_deref().unwrap_or_default(),
                 },
+                &peer,
                 durable,
             )
             .await;

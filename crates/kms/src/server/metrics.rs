@@ -112,7 +112,30 @@ pub struct Metrics {
     /// One scrape at a time (the counters copied from elsewhere are advanced by deltas).
     scrape: Mutex<()>,
     allow_remote: bool,
+    /// This instance among the process's (the key of the per-thread handle cache).
+    id: u64,
 }
+
+/// One `(action, code)`'s request counter and the action's latency histogram, as the
+/// families hold them (clones share the values), kept per thread: a request is counted
+/// without hashing its labels or taking the families' locks.
+struct Handles {
+    metrics: u64,
+    action: &'static str,
+    code: &'static str,
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// Most handles a thread keeps (then it starts over): the actions and codes it has seen.
+const MAX_HANDLES: usize = 64;
+
+thread_local! {
+    static HANDLES: std::cell::RefCell<Vec<Handles>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Numbers the instances (tests run several servers in one process).
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Metrics {
     pub fn new(sources: Sources, allow_remote: bool) -> Self {
@@ -230,6 +253,7 @@ impl Metrics {
             sources,
             scrape: Mutex::new(()),
             allow_remote,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -241,15 +265,45 @@ impl Metrics {
         took: Duration,
     ) {
         let action = action.unwrap_or("unknown");
-        self.requests
-            .get_or_create(&RequestLabels {
-                action,
-                code: code.unwrap_or("OK"),
-            })
-            .inc();
-        self.latency
-            .get_or_create(&ActionLabel { action })
-            .observe(took.as_secs_f64());
+        let code = code.unwrap_or("OK");
+        let cached = HANDLES.try_with(|handles| {
+            let mut handles = handles.try_borrow_mut().ok()?;
+            // The names are the action table's and the error codes' constants: the same
+            // pointer each time (another copy of an equal text only adds an entry).
+            let at = match handles.iter().position(|h| {
+                h.metrics == self.id && std::ptr::eq(h.action, action) && std::ptr::eq(h.code, code)
+            }) {
+                Some(at) => at,
+                None => {
+                    if handles.len() >= MAX_HANDLES {
+                        handles.clear();
+                    }
+                    handles.push(Handles {
+                        metrics: self.id,
+                        action,
+                        code,
+                        requests: self
+                            .requests
+                            .get_or_create(&RequestLabels { action, code })
+                            .clone(),
+                        latency: self.latency.get_or_create(&ActionLabel { action }).clone(),
+                    });
+                    handles.len() - 1
+                }
+            };
+            let h = handles.get(at)?;
+            h.requests.inc();
+            h.latency.observe(took.as_secs_f64());
+            Some(())
+        });
+        if !matches!(cached, Ok(Some(()))) {
+            self.requests
+                .get_or_create(&RequestLabels { action, code })
+                .inc();
+            self.latency
+                .get_or_create(&ActionLabel { action })
+                .observe(took.as_secs_f64());
+        }
     }
 
     /// Whether `peer` may read the metrics.
@@ -352,6 +406,85 @@ pub fn is_local_peer(peer: SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metrics() -> Metrics {
+        let (kms, _, _) = crate::service::testing::kms();
+        Metrics::new(
+            Sources {
+                protocol: Arc::new(Protocol::new(Arc::new(kms))),
+                pool: crate::keystore::wrapping::Pool::new(0),
+                audit: None,
+                refusals: Arc::new(Refusals::default()),
+                store: None,
+            },
+            false,
+        )
+    }
+
+    fn count(text: &str, labels: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("kms_requests_total{{{labels}}} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The per-thread handles count each request once, in its own instance's families, for
+    /// every action and code, on this thread and others, and past the cache's size.
+    #[test]
+    fn requests_are_counted_per_instance_and_label() {
+        let (a, b) = (Arc::new(metrics()), metrics());
+        let took = Duration::from_millis(1);
+        for _ in 0..3 {
+            a.observe(Some("Encrypt"), None, took);
+        }
+        b.observe(Some("Encrypt"), None, took);
+        a.observe(Some("Encrypt"), Some("Forbidden.KeyNotFound"), took);
+        a.observe(None, Some("InvalidAction.NotFound"), took);
+        let other = a.clone();
+        std::thread::spawn(move || other.observe(Some("Encrypt"), None, took))
+            .join()
+            .unwrap();
+        // More labels than a thread keeps handles for.
+        let names: Vec<&'static str> = (0..MAX_HANDLES + 10)
+            .map(|i| &*Box::leak(format!("Action{i}").into_boxed_str()))
+            .collect();
+        for _ in 0..2 {
+            for n in &names {
+                a.observe(Some(n), None, took);
+            }
+        }
+        a.observe(Some("Encrypt"), None, took);
+        let text = a.render().unwrap();
+        assert_eq!(
+            count(&text, r#"action="Encrypt",code="OK""#),
+            Some(5),
+            "{text}"
+        );
+        assert_eq!(
+            count(&text, r#"action="Encrypt",code="Forbidden.KeyNotFound""#),
+            Some(1)
+        );
+        assert_eq!(
+            count(&text, r#"action="unknown",code="InvalidAction.NotFound""#),
+            Some(1)
+        );
+        for n in &names {
+            assert_eq!(
+                count(&text, &format!(r#"action="{n}",code="OK""#)),
+                Some(2),
+                "{n}"
+            );
+        }
+        assert!(
+            text.contains(r#"kms_request_duration_seconds_count{action="Encrypt"} 6"#),
+            "{text}"
+        );
+        let text = b.render().unwrap();
+        assert_eq!(
+            count(&text, r#"action="Encrypt",code="OK""#),
+            Some(1),
+            "{text}"
+        );
+    }
 
     #[test]
     fn only_the_loopback_host_address_is_local() {
