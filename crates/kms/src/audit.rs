@@ -1137,6 +1137,31 @@ fn rotated(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
     Ok(out)
 }
 
+/// The end of the file at `path` holding at least its whole last line: the last 64 KiB
+/// (lines are under 1 KiB), or more, doubling, until a line break comes before that line
+/// (or the whole file). Retention reads a 64 MiB rotated file's last line on every rotation:
+/// reading it whole put 64 MiB in memory for a moment each time.
+fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let from = len.saturating_sub(window);
+        let mut bytes = vec![0u8; usize::try_from(len - from).unwrap_or(0)];
+        file.read_exact_at(&mut bytes, from)?;
+        if from == 0 {
+            return Ok(bytes);
+        }
+        // A line break before the last line's start: that line is whole in the window.
+        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        if body.contains(&b'\n') {
+            return Ok(bytes);
+        }
+        window = window.saturating_mul(2);
+    }
+}
+
 /// The last line of a file, if any.
 fn last_line(bytes: &[u8]) -> Option<&[u8]> {
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
@@ -1658,7 +1683,7 @@ impl Writer {
             return;
         }
         let (through_seq, through_path) = &rotated[remove - 1];
-        let Some(through_mac) = std::fs::read(through_path)
+        let Some(through_mac) = read_tail(through_path)
             .ok()
             .and_then(|b| {
                 // A file from before a root-key rotation ends under an earlier key: its
@@ -1969,7 +1994,7 @@ pub fn hand_over(dir: &Path, old: &Keystore, new: &Keystore) -> Result<Handover,
 /// The last line of the trail (of `audit.log`, else of the newest rotated file).
 fn last_line_of_trail(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     for f in files(dir)?.iter().rev() {
-        let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let bytes = read_tail(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         if let Some(line) = last_line(&bytes) {
             return Ok(Some(line.to_vec()));
         }
@@ -2015,6 +2040,37 @@ pub fn query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_line_is_read_from_the_end_of_a_file_only() {
+        let dir = std::env::temp_dir().join(format!("kms-audit-tail-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.log");
+        // Many lines: the last one comes from a 64 KiB window.
+        let mut text = String::new();
+        for i in 0..50_000 {
+            text.push_str(&format!("line {i} {}\n", "x".repeat(40)));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let tail = read_tail(&path).unwrap();
+        assert_eq!(tail.len(), 64 * 1024);
+        assert_eq!(
+            last_line(&tail),
+            Some(format!("line 49999 {}", "x".repeat(40)).as_bytes())
+        );
+        // A last line longer than the window: the window doubles until it is whole.
+        let long = "y".repeat(300 * 1024);
+        std::fs::write(&path, format!("first\n{long}\n")).unwrap();
+        let tail = read_tail(&path).unwrap();
+        assert_eq!(last_line(&tail), Some(long.as_bytes()));
+        assert!(tail.len() < 300 * 1024 + 64 * 1024 * 8);
+        // One line, no break before it: the whole file.
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(read_tail(&path).unwrap(), long.as_bytes());
+        std::fs::write(&path, b"").unwrap();
+        assert!(read_tail(&path).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// What the request path queues for `r`.
     fn queued(r: &AuditRecord) -> Box<[u8]> {
