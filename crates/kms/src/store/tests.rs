@@ -1225,12 +1225,20 @@ async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
     };
     let store = db.store.clone();
     let done = Arc::new(AtomicU32::new(0));
+    // Each task stops a quarter of the way in until the database is gone, so that part of
+    // the burst always comes after (on a fast machine it could otherwise finish first).
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tasks: Vec<_> = (0..BURST_TASKS)
         .map(|t| {
-            let (store, done) = (store.clone(), done.clone());
+            let (store, done, gone) = (store.clone(), done.clone(), gone.clone());
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for j in 0..BURST_EACH {
+                    if j == BURST_EACH / 4 {
+                        while !gone.load(Ordering::Relaxed) {
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                    }
                     let (d, digest, ts) = burst_claim(t, j);
                     let answer = tokio::time::timeout(
                         std::time::Duration::from_secs(60),
@@ -1274,6 +1282,7 @@ async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let after_kill = done.load(Ordering::Relaxed);
+    gone.store(true, Ordering::Relaxed);
     let mut granted = vec![0u32; BURST_DISTINCT as usize];
     let (mut answered, mut errors) = (0, 0);
     for task in tasks {
