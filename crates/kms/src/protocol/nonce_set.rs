@@ -918,6 +918,24 @@ impl TempDir {
     }
 }
 
+/// The descriptors of this process that point into `dir` (spilled tails are anonymous files
+/// there, which /proc shows as `<dir>/#<inode> (deleted)`; tests).
+#[cfg(test)]
+pub(crate) fn tail_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let prefix = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with(&prefix))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 impl Drop for TempDir {
     fn drop(&mut self) {

@@ -1399,20 +1399,10 @@ mod tests {
         let c = replays_across_merges(c);
         assert!(c.disk_bytes() > 0);
         drop(c);
-        assert!(spilled_files(&dir.0).is_empty(), "every tail file closed");
-    }
-
-    /// Descriptors of this process that point into `dir`.
-    fn spilled_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let prefix = dir.to_string_lossy().to_string();
-        std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(&prefix))
-            })
-            .map(|e| e.path())
-            .collect()
+        assert!(
+            crate::protocol::nonce_set::tail_files(&dir.0).is_empty(),
+            "every tail file closed"
+        );
     }
 
     #[test]
@@ -1426,7 +1416,7 @@ mod tests {
             c.check_and_record("s", &format!("n{i}"), t0, t0).unwrap();
         }
         let before = c.heap_bytes();
-        let files = spilled_files(&dir);
+        let files = crate::protocol::nonce_set::tail_files(&dir);
         // The journal's own file, and one tail file per shard at least.
         assert!(files.len() > 32, "{files:?}");
         assert!(c.disk_bytes() > 20_000 * 3, "{}", c.disk_bytes());

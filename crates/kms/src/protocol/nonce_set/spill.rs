@@ -334,7 +334,7 @@ impl Frozen {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NonceSet, TempDir};
+    use super::super::{tail_files, NonceSet, TempDir};
     use super::*;
 
     fn spread(i: u64) -> u64 {
@@ -407,22 +407,6 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let set = SpillDir::new(&file).spill(FrozenSet::from_sorted(&values));
         assert!(matches!(set, Frozen::Whole(_)));
-    }
-
-    /// The descriptors of this process's spilled tails in `dir` (anonymous files show as
-    /// `<dir>/#<inode> (deleted)`).
-    pub(crate) fn tail_files(dir: &Path) -> Vec<PathBuf> {
-        let prefix = dir.to_string_lossy().to_string();
-        std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                std::fs::read_link(e.path())
-                    .map(|t| t.to_string_lossy().starts_with(&prefix))
-                    .unwrap_or(false)
-            })
-            .map(|e| e.path())
-            .collect()
     }
 
     #[test]
