@@ -1159,11 +1159,14 @@ const BURST_TASKS: u32 = 64;
 const BURST_EACH: u32 = 32;
 const BURST_DISTINCT: u32 = 700;
 
-fn burst_claim(t: u32, j: u32) -> (u32, [u8; 8], i64) {
+/// Claim `j` of task `t`, signed at `now` or five minutes before it (two tables). `now` is
+/// read once per test: read per claim, a bucket boundary crossed between the burst and the
+/// re-check would move the re-check to another table, where it is (rightly) new.
+fn burst_claim(now: i64, t: u32, j: u32) -> (u32, [u8; 8], i64) {
     let d = ((t * BURST_EACH + j) * 389) % BURST_DISTINCT;
     let mut digest = [0xB5u8; 8];
     digest[4..].copy_from_slice(&d.to_be_bytes());
-    let ts = crate::clock::system_now() - i64::from(d % 2) * 300;
+    let ts = now - i64::from(d % 2) * 300;
     (d, digest, ts)
 }
 
@@ -1176,13 +1179,14 @@ async fn postgres_nonce_burst_on_two_nodes() {
         return;
     };
     let stores = [db.store.clone(), db.connect_again().await];
+    let now = crate::clock::system_now();
     let tasks: Vec<_> = (0..BURST_TASKS)
         .map(|t| {
             let stores = stores.clone();
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for j in 0..BURST_EACH {
-                    let (d, digest, ts) = burst_claim(t, j);
+                    let (d, digest, ts) = burst_claim(now, t, j);
                     let store = &stores[((t + j) % 2) as usize];
                     out.push((d, store.claim_nonce(&digest, ts).await));
                 }
@@ -1204,7 +1208,7 @@ async fn postgres_nonce_burst_on_two_nodes() {
     assert!(granted.iter().all(|&n| n == 1), "{granted:?}");
     for t in 0..BURST_TASKS {
         for j in 0..BURST_EACH {
-            let (d, digest, ts) = burst_claim(t, j);
+            let (d, digest, ts) = burst_claim(now, t, j);
             for store in &stores {
                 assert!(!store.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
             }
@@ -1224,6 +1228,7 @@ async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
         return;
     };
     let store = db.store.clone();
+    let now = crate::clock::system_now();
     let done = Arc::new(AtomicU32::new(0));
     // Each task stops a quarter of the way in until the database is gone, so that part of
     // the burst always comes after (on a fast machine it could otherwise finish first).
@@ -1239,7 +1244,7 @@ async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
                             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         }
                     }
-                    let (d, digest, ts) = burst_claim(t, j);
+                    let (d, digest, ts) = burst_claim(now, t, j);
                     let answer = tokio::time::timeout(
                         std::time::Duration::from_secs(60),
                         store.claim_nonce(&digest, ts),
@@ -1313,7 +1318,7 @@ async fn postgres_nonce_burst_fails_closed_when_the_database_goes() {
     let again = db.connect_again().await;
     for t in 0..BURST_TASKS {
         for j in 0..BURST_EACH {
-            let (d, digest, ts) = burst_claim(t, j);
+            let (d, digest, ts) = burst_claim(now, t, j);
             if granted[d as usize] == 1 {
                 assert!(!again.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
                 assert!(!store.claim_nonce(&digest, ts).await.unwrap(), "digest {d}");
