@@ -193,16 +193,16 @@ fn seal_body(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, KmsError> {
-    // A fresh random IV: from the per-thread pool of the generator's output (public bytes,
-    // buffered; see crate::random_pool), or straight from the generator.
-    let nonce = match crate::random_pool::bytes::<NONCE_LEN>() {
-        Some(n) => n,
-        None => {
-            let mut n = [0u8; NONCE_LEN];
-            rng.fill(&mut n).map_err(|_| KmsError::internal("rng"))?;
-            n
-        }
-    };
+    // A fresh random IV, straight from aws-lc's generator on every call, never from a
+    // buffer (crate::random_pool): the generator reseeds after a fork or a VM snapshot it
+    // detects and mixes the CPU's RNG into every call where there is one, so two clones of
+    // one restored snapshot draw different IVs, whereas bytes buffered before the snapshot
+    // would be handed out by both. An AES-GCM (or SM4-GCM) IV used twice under one key
+    // gives away the XOR of the two plaintexts and the key that authenticates them. The
+    // call costs about 0.7-0.9 µs here (docs/performance-notes.md, 2026-12-01 20:50).
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)
+        .map_err(|_| KmsError::internal("rng"))?;
     out.extend_from_slice(&nonce);
     let associated = aad(&out[..HEADER_LEN], context);
     out.extend_from_slice(plaintext);
@@ -337,6 +337,19 @@ mod tests {
             b"hello",
         )
         .unwrap()
+    }
+
+    /// The IV comes from the generator itself, not from this thread's buffer of its output
+    /// (which two clones of one VM snapshot would both hand out): the bytes the buffer would
+    /// give next are neither the IV nor taken.
+    #[test]
+    fn ivs_are_not_drawn_from_the_buffered_pool() {
+        for _ in 0..64 {
+            let next = crate::random_pool::peek::<NONCE_LEN>().unwrap();
+            let b = sample();
+            assert_ne!(&b[HEADER_LEN..HEADER_LEN + NONCE_LEN], &next[..]);
+            assert_eq!(crate::random_pool::bytes::<NONCE_LEN>().unwrap(), next);
+        }
     }
 
     #[test]
