@@ -156,6 +156,19 @@ impl Keystore {
         Ok(v)
     }
 
+    /// `n` fresh random bytes (wiped on drop) and a blob IV, from one generator call.
+    pub fn random_with_iv(&self, n: usize) -> Result<(Secret, blob::FreshIv), KmsError> {
+        let mut v = Zeroizing::new(vec![0u8; n + NONCE_LEN]);
+        self.rng
+            .fill(&mut v)
+            .map_err(|_| KmsError::internal("rng"))?;
+        let mut iv = [0u8; NONCE_LEN];
+        iv.copy_from_slice(&v[n..]);
+        // The IV's bytes stay in the spare capacity, zeroed with the rest on drop.
+        v.truncate(n);
+        Ok((v, blob::FreshIv(iv)))
+    }
+
     /// Seals `plaintext` under the sealing key: `nonce (12) ‖ ciphertext ‖ tag (16)`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         seal_with(&self.seal_key, &self.rng, aad, plaintext)
@@ -335,6 +348,35 @@ mod tests {
             assert!(ks.open(b"row-1", &t).is_err(), "byte {i}");
         }
         assert!(ks.open(b"row-1", &sealed[..10]).is_err());
+    }
+
+    /// A data key and its blob's IV from one draw: the key has the length asked for, the
+    /// blob carries exactly the IV it was given and opens to the key, and no two draws
+    /// repeat a key or an IV.
+    #[test]
+    fn data_key_and_iv_from_one_draw() {
+        let ks = Keystore::from_root(&[7u8; 32]).unwrap();
+        let keys = prepared::PreparedKeys::default();
+        let m = [7u8; 32];
+        let p = keys
+            .get_or_prepare(
+                "05754286-3ba2-4fa6-8d41-4323aca6aaaa",
+                "86a9efd9-3d16-4894-bd4f-1fc43f3f2abf",
+                b"s",
+                || Ok(Zeroizing::new(m.to_vec())),
+            )
+            .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for n in [1usize, 16, 32, 1024] {
+            let (key, iv) = ks.random_with_iv(n).unwrap();
+            assert_eq!(key.len(), n);
+            let given = iv.0;
+            let b = blob::encrypt_prepared(ks.rng(), &p, b"c", &key, Some(iv)).unwrap();
+            assert_eq!(&b[blob::HEADER_LEN..blob::HEADER_LEN + NONCE_LEN], &given);
+            assert_eq!(blob::decrypt(&m, b"c", &b).unwrap().as_slice(), key.as_slice());
+            assert!(seen.insert(given.to_vec()));
+            assert!(seen.insert(key.to_vec()));
+        }
     }
 
     #[test]

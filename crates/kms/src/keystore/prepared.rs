@@ -190,7 +190,7 @@ mod tests {
         let keys = PreparedKeys::default();
         let p = keys.get_or_prepare(K, V, b"s", material).unwrap();
         let m = [7u8; 32];
-        let a = blob::encrypt_prepared(&rng, &p, b"ctx", b"hello").unwrap();
+        let a = blob::encrypt_prepared(&rng, &p, b"ctx", b"hello", None).unwrap();
         assert_eq!(blob::decrypt(&m, b"ctx", &a).unwrap().as_slice(), b"hello");
         assert_eq!(blob::parse_header(&a).unwrap().version_id, V);
         let b = blob::encrypt(&rng, K, V, &m, b"ctx", b"world").unwrap();

@@ -353,7 +353,7 @@ impl Kms {
                 "The data key is 1 to 1024 bytes.",
             ));
         }
-        let data_key = self.keystore.random(number_of_bytes)?;
+        let (data_key, iv) = self.keystore.random_with_iv(number_of_bytes)?;
         let sealed = self
             .seal_under(
                 caller,
@@ -361,6 +361,7 @@ impl Kms {
                 row::GenerateAndExportDataKey,
                 context,
                 &data_key,
+                Some(iv),
             )
             .await?;
         let exported_data_key = target.wrap(&data_key)?;
@@ -407,6 +408,7 @@ impl Kms {
                 row::ReEncrypt,
                 destination_context,
                 &plaintext,
+                None,
             )
             .await?;
         if dry_run {

@@ -223,13 +223,15 @@ impl Kms {
         state_row: StateRow,
         context: &EncryptionContext,
         plaintext: &[u8],
+        iv: Option<blob::FreshIv>,
     ) -> Result<Sealed, KmsError> {
         let loc = self.resolve(caller, key_ref).await?;
         let (key, v, material) = self.key_material(&loc, state_row, None).await?;
         let ciphertext_blob = match &material {
             VersionKey::Prepared(p) => {
-                blob::encrypt_prepared(self.keystore.rng(), p, &context.canonical(), plaintext)?
+                blob::encrypt_prepared(self.keystore.rng(), p, &context.canonical(), plaintext, iv)?
             }
+            // (These draw their own IV; `iv` is dropped unused.)
             // Software SM4 material, or the handle of an HSM key (issue 20; see `hsm_keys`).
             VersionKey::Opened(material) => {
                 self.seal_with_version(
@@ -264,7 +266,7 @@ impl Kms {
             ));
         }
         let sealed = self
-            .seal_under(caller, key_ref, row::Encrypt, context, plaintext)
+            .seal_under(caller, key_ref, row::Encrypt, context, plaintext, None)
             .await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -342,9 +344,9 @@ impl Kms {
         } else {
             row::GenerateDataKeyWithoutPlaintext
         };
-        let data_key = self.keystore.random(number_of_bytes)?;
+        let (data_key, iv) = self.keystore.random_with_iv(number_of_bytes)?;
         let sealed = self
-            .seal_under(caller, key_ref, state_row, context, &data_key)
+            .seal_under(caller, key_ref, state_row, context, &data_key, Some(iv))
             .await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -371,6 +373,7 @@ impl Kms {
                 row::ReEncrypt,
                 destination_context,
                 &opened.plaintext,
+                None,
             )
             .await?;
         if dry_run {
