@@ -18,49 +18,47 @@ thread_local! {
     static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; 512], used: 512 }) };
 }
 
-/// `N` (at most 512) random bytes from this thread's pool, refilled when it runs short;
-/// `None` if the generator fails (or `N` is too large).
-pub fn bytes<const N: usize>() -> Option<[u8; N]> {
+/// Runs `f` on this thread's pool once it holds at least `n` unused bytes (refilled from the
+/// generator if need be); `None` if the generator fails or `n` is too large.
+fn with_room<T>(n: usize, f: impl FnOnce(&mut Pool) -> T) -> Option<T> {
     POOL.try_with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
-        if N > pool.bytes.len() {
+        if n > pool.bytes.len() {
             return None;
         }
-        if pool.used + N > pool.bytes.len() {
+        if pool.used + n > pool.bytes.len() {
             aws_lc_rs::rand::fill(&mut pool.bytes).ok()?;
             pool.used = 0;
         }
+        Some(f(&mut pool))
+    })
+    .ok()
+    .flatten()
+}
+
+/// `N` (at most 512) random bytes from this thread's pool, refilled when it runs short;
+/// `None` if the generator fails (or `N` is too large).
+pub fn bytes<const N: usize>() -> Option<[u8; N]> {
+    with_room(N, |pool| {
         let at = pool.used;
         let mut out = [0u8; N];
         out.copy_from_slice(&pool.bytes[at..at + N]);
         // Used bytes do not stay behind.
         pool.bytes[at..at + N].fill(0);
         pool.used += N;
-        Some(out)
+        out
     })
-    .ok()
-    .flatten()
 }
 
-/// The `N` bytes the next [`bytes`] call on this thread would hand out (refilling first if
-/// it would), left in the pool: for tests that check what does not draw from it.
+/// The `N` bytes the next [`bytes`] call on this thread would hand out, left in the pool:
+/// for tests that check what does not draw from it.
 #[cfg(test)]
 pub fn peek<const N: usize>() -> Option<[u8; N]> {
-    POOL.try_with(|pool| {
-        let mut pool = pool.try_borrow_mut().ok()?;
-        if N > pool.bytes.len() {
-            return None;
-        }
-        if pool.used + N > pool.bytes.len() {
-            aws_lc_rs::rand::fill(&mut pool.bytes).ok()?;
-            pool.used = 0;
-        }
+    with_room(N, |pool| {
         let mut out = [0u8; N];
         out.copy_from_slice(&pool.bytes[pool.used..pool.used + N]);
-        Some(out)
+        out
     })
-    .ok()
-    .flatten()
 }
 
 #[cfg(test)]

@@ -373,7 +373,10 @@ mod tests {
             let given = iv.0;
             let b = blob::encrypt_prepared(ks.rng(), &p, b"c", &key, Some(iv)).unwrap();
             assert_eq!(&b[blob::HEADER_LEN..blob::HEADER_LEN + NONCE_LEN], &given);
-            assert_eq!(blob::decrypt(&m, b"c", &b).unwrap().as_slice(), key.as_slice());
+            assert_eq!(
+                blob::decrypt(&m, b"c", &b).unwrap().as_slice(),
+                key.as_slice()
+            );
             assert!(seen.insert(given.to_vec()));
             assert!(seen.insert(key.to_vec()));
         }
