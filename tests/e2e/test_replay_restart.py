@@ -7,6 +7,7 @@ On SQLite the nonces outlive the process in the nonce journal (<data dir>/nonces
 PostgreSQL (KMS_TEST_DATABASE_URL) in the database's nonce claims. Everything happens well
 within the 15-minute window of the captured requests.
 """
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,6 +15,26 @@ import pytest
 from kms_helpers import KmsServer, RawClient, assert_error_shape, fill_fs, mount_tmpfs, umount
 
 NONCE_USED = "SignatureNonceUsed"
+
+
+@contextlib.contextmanager
+def journal_on_a_small_tmpfs(srv):
+    """The nonce journal of `srv` (not started yet) on a 1 MiB tmpfs mounted on
+    <data dir>/nonces, which the test can fill; skips on PostgreSQL (no journal) and where no
+    tmpfs can be mounted. Afterwards the server is killed if still running and the tmpfs
+    unmounted."""
+    if srv.database_url:
+        pytest.skip("on PostgreSQL the nonces are claimed in the database")
+    nonces = srv.data_dir / "nonces"
+    why = mount_tmpfs(nonces, "1m")
+    if why:
+        pytest.skip(why)
+    try:
+        yield nonces
+    finally:
+        if srv.proc is not None:
+            srv.kill9()
+        umount(nonces)
 
 
 def restart(server, how: str) -> None:
@@ -124,13 +145,7 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
     returns they are served again, and what was answered is still refused after a restart. A
     restart while the disk is full still starts."""
     srv = KmsServer(tmp_path / "data", tmp_path / "logs")
-    if srv.database_url:
-        pytest.skip("on PostgreSQL the nonces are claimed in the database")
-    nonces = srv.data_dir / "nonces"
-    why = mount_tmpfs(nonces, "1m")
-    if why:
-        pytest.skip(why)
-    try:
+    with journal_on_a_small_tmpfs(srv) as nonces:
         srv.start()
         raw = RawClient(srv)
         key = raw.ok("CreateKey")["KeyMetadata"]["KeyId"]
@@ -169,10 +184,6 @@ def test_requests_are_refused_while_the_nonce_journal_cannot_be_written(kms_bina
         assert_replay_refused(raw.call(None, signed_params=r.sent_params))
         assert state_of(raw, key) == "Disabled"
         srv.stop()
-    finally:
-        if srv.proc is not None:
-            srv.kill9()
-        umount(nonces)
 
 
 # Issue 21: big frozen nonce sets keep the tails of their fingerprints in anonymous files in
@@ -240,13 +251,7 @@ def test_spilling_on_a_full_disk_keeps_the_sets_in_memory(kms_binary, tmp_path):
     stay whole in memory and every request the journal could still record is served and its
     replay refused; none is served twice."""
     srv = KmsServer(tmp_path / "data", tmp_path / "logs", extra_env=SPILL_ENV)
-    if srv.database_url:
-        pytest.skip("on PostgreSQL the nonces are claimed in the database")
-    nonces = srv.data_dir / "nonces"
-    why = mount_tmpfs(nonces, "1m")
-    if why:
-        pytest.skip(why)
-    try:
+    with journal_on_a_small_tmpfs(srv) as nonces:
         srv.start()
         raw = RawClient(srv)
         assert raw.call("DescribeRegions").status == 200
@@ -268,7 +273,3 @@ def test_spilling_on_a_full_disk_keeps_the_sets_in_memory(kms_binary, tmp_path):
         for r in (served + more)[::10]:
             assert_replay_refused(raw.call(None, signed_params=r.sent_params))
         srv.stop()
-    finally:
-        if srv.proc is not None:
-            srv.kill9()
-        umount(nonces)
