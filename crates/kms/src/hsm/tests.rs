@@ -23,11 +23,13 @@ struct TestToken {
 }
 
 /// Initialises a token in a temporary SoftHSM2 directory (once per process).
-/// The tests that use the shared SoftHSM2 token take turns: they assert exact outcomes of
-/// imports, purges and rotations on one token, and SoftHSM2's file object store under
-/// concurrent create/destroy from several sessions of one process once refused a valid
-/// unwrap under CI load (an `InvalidKeyMaterial` seen once in ~20 runs, never locally).
-/// Concurrent calls into the token are still tested: each test drives several.
+/// The tests that use the shared SoftHSM2 token take turns. A valid re-import in the BYOK
+/// test was refused once under CI load (`InvalidKeyMaterial`, i.e. the module refused an
+/// unwrap step; never reproduced locally): most likely a race with
+/// `start_up_errors_say_what_is_wrong`, which initialises a second token in the same token
+/// directory with `softhsm2-util` and lists the slots again while the other tests use the
+/// first (SoftHSM2 re-reads its file object store then), something a running server never
+/// meets. The test now names the algorithm and step if it fails again.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn token() -> Option<&'static TestToken> {
