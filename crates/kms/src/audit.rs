@@ -226,21 +226,6 @@ impl AuditRecord {
     }
 }
 
-/// An API call as the request path audits it: [`Fields`] but for the time (now) and the
-/// source (the peer), which [`AuditLog::record_call`] writes without building strings.
-#[derive(Debug, Clone, Copy)]
-pub struct Call<'a> {
-    pub request_id: &'a str,
-    pub account_id: &'a str,
-    pub access_key_id: &'a str,
-    pub action: &'a str,
-    pub key_id: &'a str,
-    pub key_version_id: &'a str,
-    pub result: &'a str,
-    pub status: u16,
-    pub principal: &'a str,
-}
-
 /// Appends the fields of a line between its `seq` and its `event` or `prev`:
 /// `,"time":…,"status":N[,"principal":…]`, exactly as [`Stored`] serializes them. With
 /// `bound`, each value is first bounded as [`AuditRecord::bounded`] bounds it (the same
@@ -775,13 +760,14 @@ impl AuditLog {
         self.record_fields(&record.fields(), durable).await
     }
 
-    /// [`Self::record`] for an API call, from borrowed fields: the time is now and the
-    /// source `peer`, both written without building a string, and the line's fields are
-    /// rendered here, bounded, into one allocation (the writer thread frees one block per
-    /// line rather than a record's eleven strings allocated on other threads).
+    /// [`Self::record`] for an API call, from borrowed fields: the time (now) and the
+    /// source (`peer`) are set here, written without building a string (whatever `call`
+    /// holds in those two is not used), and the line's fields are rendered here, bounded,
+    /// into one allocation (the writer thread frees one block per line rather than a
+    /// record's eleven strings allocated on other threads).
     pub async fn record_call(
         &self,
-        call: &Call<'_>,
+        call: Fields<'_>,
         peer: &std::net::SocketAddr,
         durable: bool,
     ) -> bool {
@@ -800,16 +786,8 @@ impl AuditLog {
         };
         let fields = Fields {
             time: time.as_str(),
-            request_id: call.request_id,
-            account_id: call.account_id,
-            access_key_id: call.access_key_id,
             source,
-            action: call.action,
-            key_id: call.key_id,
-            key_version_id: call.key_version_id,
-            result: call.result,
-            status: call.status,
-            principal: call.principal,
+            ..call
         };
         self.record_fields(&fields, durable).await
     }

@@ -13,7 +13,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use super::refusals::Refusal;
-use crate::audit::{AuditLog, Call};
+use crate::audit::{AuditLog, Fields};
 use crate::clock::{Clock, ManualClock, OffsetClock};
 use crate::error::KmsError;
 use crate::protocol::render::{self, Format};
@@ -151,7 +151,7 @@ async fn api_handler(
         // The outcome's strings, borrowed: the line is rendered from them on this thread.
         audit
             .record_call(
-                &Call {
+                Fields {
                     request_id: &out.request_id,
                     account_id: out.account_id.as_deref().unwrap_or_default(),
                     access_key_id: out.access_key_id.as_deref().unwrap_or_default(),
@@ -161,6 +161,7 @@ async fn api_handler(
                     result: code.unwrap_or("OK"),
                     status: rendered.status,
                     principal: out.principal.as_deref().unwrap_or_default(),
+                    ..Fields::default()
                 },
                 &peer,
                 durable,
