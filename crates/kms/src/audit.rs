@@ -443,19 +443,9 @@ fn push_tail(out: &mut Vec<u8>, prev: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `n` in decimal, as serde_json writes an integer.
-fn push_decimal_bytes(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+/// `n` in decimal, as serde_json writes an integer (with the same `itoa`).
+fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `s` as a JSON string, as serde_json writes it: it escapes `"`, `\` and the
@@ -575,18 +565,8 @@ impl SmallText {
         }
     }
 
-    fn push_decimal(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &digits[start..] {
+    fn push_decimal(&mut self, n: u32) {
+        for &d in itoa::Buffer::new().format(n).as_bytes() {
             self.push(d);
         }
     }
